@@ -1,0 +1,38 @@
+# Two entry points do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench bench-detection bench-speed schemas clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m canarystream.demo
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check canarystream tests benchmarks
+	$(VENV)/bin/ruff format --check canarystream tests benchmarks
+	$(PY) -m pytest -n 2 canarystream tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check canarystream tests benchmarks
+
+schemas: $(STAMP)
+	$(PY) -m canarystream.contracts.schemas topics
+
+bench: bench-speed bench-detection
+
+bench-speed: $(STAMP)
+	$(PY) -m benchmarks.speed
+
+bench-detection: $(STAMP)
+	$(PY) -m benchmarks.detection
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""Pure statistics: sequential tests, sketches, checks and guards (no I/O, no clock)."""

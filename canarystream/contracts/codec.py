@@ -1,0 +1,150 @@
+"""Decoding of raw messages into events, with a cheap hot-path check for telemetry.
+
+Telemetry is most of the traffic, so it is checked by hand here rather than by building a
+pydantic model per event. The check is exactly as strict as the models in
+:mod:`canarystream.contracts.events` (a property test holds the two to agreement); when it
+rejects, the model is run once to say precisely what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from canarystream.contracts.events import (
+    MAX_LATENCY_MS,
+    MAX_METRIC_ABS,
+    MAX_TS,
+    MIN_TS,
+    DeploymentStarted,
+    MetricSample,
+    ProbeResult,
+    RequestSample,
+    input_event_adapter,
+)
+from canarystream.errors import ContractError
+
+__all__ = [
+    "TELEMETRY_TYPES",
+    "decode_message",
+    "explain_invalid",
+    "is_valid_telemetry",
+    "parse_control",
+]
+
+TELEMETRY_TYPES = frozenset({"request", "metric", "probe"})
+_MODELS = {"request": RequestSample, "metric": MetricSample, "probe": ProbeResult}
+_MAX_NAME = 256
+
+
+def _is_name(value: Any) -> bool:
+    return type(value) is str and 0 < len(value) <= _MAX_NAME
+
+
+def _is_opt_name(event: dict[str, Any], key: str) -> bool:
+    value = event.get(key)
+    return value is None or (type(value) is str and 0 < len(value) <= _MAX_NAME)
+
+
+def _is_number_in(value: Any, low: float, high: float) -> bool:
+    # type() rather than isinstance(): bool is an int subclass and must be rejected.
+    kind = type(value)
+    return (kind is float or kind is int) and low <= value <= high  # NaN compares False
+
+
+def is_valid_telemetry(event: dict[str, Any]) -> bool:
+    """Whether a decoded telemetry object satisfies its contract model (fast, no allocation).
+
+    >>> is_valid_telemetry({"type": "request", "ts": 1.79e9, "service": "s", "version": "v",
+    ...                     "latency_ms": 12.5, "status": 200})
+    True
+    >>> is_valid_telemetry({"type": "request", "ts": 1.79e9, "service": "s", "version": "v",
+    ...                     "latency_ms": float("nan"), "status": 200})
+    False
+    """
+    kind = event.get("type")
+    if not (
+        _is_number_in(event.get("ts"), MIN_TS, MAX_TS)
+        and _is_name(event.get("service"))
+        and _is_name(event.get("version"))
+        and _is_opt_name(event, "instance")
+    ):
+        return False
+    if kind == "request":
+        status = event.get("status")
+        return (
+            _is_number_in(event.get("latency_ms"), 0.0, MAX_LATENCY_MS)
+            and type(status) is int
+            and 100 <= status <= 599
+            and _is_opt_name(event, "endpoint")
+            and _is_opt_name(event, "dependency")
+            and _is_opt_name(event, "zone")
+        )
+    if kind == "metric":
+        return _is_name(event.get("name")) and _is_number_in(
+            event.get("value"), -MAX_METRIC_ABS, MAX_METRIC_ABS
+        )
+    if kind == "probe":
+        latency = event.get("latency_ms")
+        return (
+            _is_name(event.get("probe"))
+            and type(event.get("ok")) is bool
+            and (latency is None or _is_number_in(latency, 0.0, MAX_LATENCY_MS))
+        )
+    return False
+
+
+def explain_invalid(event: Any) -> ContractError:
+    """Build the error for an object the fast check rejected, naming the offending field."""
+    if not isinstance(event, dict):
+        return ContractError(
+            f"expected a JSON object, got {type(event).__name__}", reason="not_an_object"
+        )
+    kind = event.get("type")
+    model = _MODELS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        try:
+            input_event_adapter.validate_python(event)
+        except ValidationError as exc:
+            return _from_validation(exc, reason="unknown_type" if kind is not None else "no_type")
+        return ContractError(f"unexpected event type {kind!r}", reason="unknown_type")
+    try:
+        model.model_validate(event)
+    except ValidationError as exc:
+        return _from_validation(exc, reason="invalid_field")
+    return ContractError("event rejected by the fast check", reason="invalid_field")
+
+
+def parse_control(event: dict[str, Any]) -> DeploymentStarted | Any:
+    """Validate a deployment or control event with its model (rare; full pydantic)."""
+    try:
+        return input_event_adapter.validate_python(event)
+    except ValidationError as exc:
+        raise _from_validation(exc, reason="invalid_field") from exc
+
+
+def decode_message(raw: bytes | str) -> Iterator[Any]:
+    """Parse one message or line: a JSON object, or a JSON array of them (a batch).
+
+    Yields the decoded objects unvalidated; raises ContractError if the JSON is malformed.
+    """
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ContractError(f"malformed JSON: {exc}", reason="malformed_json") from exc
+    if type(value) is list:
+        yield from value
+    else:
+        yield value
+
+
+def _from_validation(exc: ValidationError, *, reason: str) -> ContractError:
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "<event>"
+    message = f"{where}: {first['msg']}"
+    if len(exc.errors()) > 1:
+        message += f" (and {len(exc.errors()) - 1} more)"
+    return ContractError(message, reason=reason)

@@ -1,0 +1,400 @@
+"""The rollout policy: stages, checks, guards and the statistical budget.
+
+Every field has a default; the built-in default policy is ``Policy()``. Durations accept
+seconds (``360``) or strings such as ``"6m"``, ``"90s"``, ``"1h"``.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "Breakdown",
+    "Check",
+    "CheckKind",
+    "Direction",
+    "ErrorRateCheck",
+    "GaugeCheck",
+    "Guards",
+    "LatencyCheck",
+    "Policy",
+    "ProbeCheck",
+    "SloErrorRateCheck",
+    "SloLatencyCheck",
+    "Stage",
+    "check_name",
+    "parse_duration",
+    "parse_status_set",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string such as ``"6m"``.
+
+    >>> parse_duration("6m"), parse_duration(90), parse_duration("1.5h")
+    (360.0, 90.0, 5400.0)
+    """
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '6m'")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError(f"invalid duration {value!r}: use seconds or a string like '6m'")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def parse_status_set(value: Any) -> tuple[tuple[int, int], ...]:
+    """Status ranges from ``"429,500-599"`` (or a list of ints / ``"a-b"`` strings).
+
+    >>> parse_status_set("429,500-599")
+    ((429, 429), (500, 599))
+    """
+    if isinstance(value, str):
+        parts: list[Any] = [p.strip() for p in value.split(",") if p.strip()]
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        raise ValueError("error_statuses is a string like '500-599' or a list")
+    ranges: list[tuple[int, int]] = []
+    for part in parts:
+        if isinstance(part, (list, tuple)) and len(part) == 2:
+            low, high = int(part[0]), int(part[1])
+        elif isinstance(part, int) and not isinstance(part, bool):
+            low = high = part
+        elif isinstance(part, str) and re.fullmatch(r"\d{3}(-\d{3})?", part):
+            low_s, _, high_s = part.partition("-")
+            low, high = int(low_s), int(high_s or low_s)
+        else:
+            raise ValueError(f"invalid status or range {part!r}")
+        if not 100 <= low <= high <= 599:
+            raise ValueError(f"status range {part!r} must lie within 100-599")
+        ranges.append((low, high))
+    if not ranges:
+        raise ValueError("error_statuses must name at least one status")
+    return tuple(ranges)
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Stage(_Strict):
+    """One step of the traffic plan."""
+
+    traffic_percent: float = Field(gt=0, le=100, description="Canary share of traffic, %.")
+    min_duration: Duration = Field(
+        default=360.0, description="Least event time spent at this stage (s)."
+    )
+    max_duration: Duration | None = Field(
+        default=None,
+        description="Stage deadline (s); absent means 3 x min_duration. A failing "
+        "non-critical check rolls back here; inconclusive evidence holds for a human.",
+    )
+    min_samples: int = Field(
+        default=100, ge=0, description="Least requests per cohort in this stage before advancing."
+    )
+    approval: bool = Field(
+        default=False, description="Wait for a deployment_approved event before leaving."
+    )
+
+    @property
+    def deadline(self) -> float:
+        """Stage deadline in seconds after the stage began."""
+        return self.max_duration if self.max_duration is not None else 3 * self.min_duration
+
+    @model_validator(mode="after")
+    def _deadline_after_minimum(self) -> Stage:
+        if self.max_duration is not None and self.max_duration < self.min_duration:
+            raise ValueError("max_duration must be at least min_duration")
+        return self
+
+
+class CheckKind(StrEnum):
+    """The kinds of check a policy can declare."""
+
+    ERROR_RATE = "error_rate"
+    LATENCY = "latency"
+    GAUGE = "gauge"
+    PROBE = "probe"
+    SLO_ERROR_RATE = "slo_error_rate"
+    SLO_LATENCY = "slo_latency"
+
+
+class Direction(StrEnum):
+    """Which change of a gauge is a regression."""
+
+    INCREASE = "increase"
+    DECREASE = "decrease"
+
+
+Breakdown = Literal["endpoint", "dependency"]
+
+
+class _Check(_Strict):
+    name: str | None = Field(
+        default=None, min_length=1, max_length=128, description="Unique name; derived if absent."
+    )
+    critical: bool = Field(
+        default=True,
+        description="A critical regression rolls back at once; a non-critical one holds and "
+        "rolls back at the stage deadline.",
+    )
+    weight: float = Field(
+        default=1.0, gt=0, description="Share of the rollout's alpha given to this check."
+    )
+
+
+class ErrorRateCheck(_Check):
+    """Canary vs baseline error rate, as a ratio (canary / baseline)."""
+
+    kind: Literal[CheckKind.ERROR_RATE] = CheckKind.ERROR_RATE
+    tolerance: float = Field(
+        default=1.1, ge=1.0, description="Largest acceptable error-rate ratio."
+    )
+    advance_tolerance: float = Field(
+        default=1.5, ge=1.0, description="Upper confidence bound on the ratio needed to advance."
+    )
+    advance_abs_margin: float = Field(
+        default=0.002,
+        ge=0,
+        le=1,
+        description="Alternatively, an upper bound on the excess error rate (absolute) that "
+        "counts as no harm; lets a service with rare errors advance.",
+    )
+    error_statuses: Annotated[tuple[tuple[int, int], ...], BeforeValidator(parse_status_set)] = (
+        Field(default=((500, 599),), description="Statuses counted as errors, e.g. '429,500-599'.")
+    )
+    breakdown: Breakdown | None = Field(
+        default=None, description="Also run the check per endpoint or per dependency."
+    )
+
+    @model_validator(mode="after")
+    def _advance_not_tighter(self) -> ErrorRateCheck:
+        if self.advance_tolerance < self.tolerance:
+            raise ValueError("advance_tolerance must be at least tolerance")
+        return self
+
+
+class LatencyCheck(_Check):
+    """Canary vs baseline latency quantile, with a relative tolerance."""
+
+    kind: Literal[CheckKind.LATENCY] = CheckKind.LATENCY
+    quantile: float = Field(default=0.99, gt=0, lt=1, description="Quantile, e.g. 0.99.")
+    tolerance: float = Field(
+        default=0.05, ge=0, le=10, description="Acceptable relative increase (0.05 = +5 %)."
+    )
+    advance_tolerance: float = Field(
+        default=0.15, ge=0, le=10, description="Relative increase ruled out before advancing."
+    )
+    breakdown: Breakdown | None = None
+
+    @model_validator(mode="after")
+    def _advance_not_tighter(self) -> LatencyCheck:
+        if self.advance_tolerance < self.tolerance:
+            raise ValueError("advance_tolerance must be at least tolerance")
+        return self
+
+
+class GaugeCheck(_Check):
+    """Canary vs baseline mean of a gauge over time windows (absolute difference)."""
+
+    kind: Literal[CheckKind.GAUGE] = CheckKind.GAUGE
+    metric: str = Field(
+        default="*", min_length=1, description="Metric name; '*' checks every gauge seen."
+    )
+    tolerance: float = Field(default=0.05, ge=0, description="Acceptable absolute difference.")
+    advance_tolerance: float = Field(
+        default=0.10, ge=0, description="Absolute difference ruled out before advancing."
+    )
+    direction: Direction = Field(default=Direction.INCREASE, description="What is worse.")
+    window: Duration = Field(
+        default=30.0, gt=0, description="Window (s) over which each cohort's mean is taken."
+    )
+    min_windows: int = Field(default=4, ge=2, description="Windows needed before any verdict.")
+    critical: bool = False
+
+    @model_validator(mode="after")
+    def _advance_not_tighter(self) -> GaugeCheck:
+        if self.advance_tolerance < self.tolerance:
+            raise ValueError("advance_tolerance must be at least tolerance")
+        return self
+
+
+class ProbeCheck(_Check):
+    """Canary vs baseline synthetic-probe failure rate, as a ratio."""
+
+    kind: Literal[CheckKind.PROBE] = CheckKind.PROBE
+    probe: str = Field(default="*", min_length=1, description="Probe name; '*' pools all.")
+    tolerance: float = Field(default=1.5, ge=1.0)
+    advance_tolerance: float = Field(default=3.0, ge=1.0)
+    advance_abs_margin: float = Field(default=0.01, ge=0, le=1)
+
+
+class SloErrorRateCheck(_Check):
+    """Absolute budget: the canary's error rate must stay at or under ``max_error_rate``."""
+
+    kind: Literal[CheckKind.SLO_ERROR_RATE] = CheckKind.SLO_ERROR_RATE
+    max_error_rate: float = Field(default=0.01, gt=0, lt=1)
+    error_statuses: Annotated[tuple[tuple[int, int], ...], BeforeValidator(parse_status_set)] = (
+        Field(default=((500, 599),))
+    )
+
+
+class SloLatencyCheck(_Check):
+    """Absolute budget: the canary's latency quantile must stay at or under ``max_ms``."""
+
+    kind: Literal[CheckKind.SLO_LATENCY] = CheckKind.SLO_LATENCY
+    quantile: float = Field(default=0.99, gt=0, lt=1)
+    max_ms: float = Field(gt=0, description="Latency budget in milliseconds.")
+
+
+Check = Annotated[
+    ErrorRateCheck | LatencyCheck | GaugeCheck | ProbeCheck | SloErrorRateCheck | SloLatencyCheck,
+    Field(discriminator="kind"),
+]
+
+
+class DriftGuard(_Strict):
+    """Hold while the baseline itself degrades (a shared incident, not the canary)."""
+
+    enabled: bool = True
+    delta: float = Field(default=0.002, gt=0, lt=1, description="ADWIN confidence parameter.")
+    cooldown: Duration = Field(default=120.0, description="Hold this long after a shift (s).")
+
+
+class SampleRatioGuard(_Strict):
+    """Hold while the canary's share of requests differs from the routed share."""
+
+    enabled: bool = True
+    tolerance: float = Field(
+        default=0.25, gt=0, lt=1, description="Relative deviation of the share that is tolerated."
+    )
+    alpha: float = Field(default=0.001, gt=0, lt=0.5)
+    settle: Duration = Field(default=30.0, description="Ignore this long after a traffic change.")
+
+
+class NoDataGuard(_Strict):
+    """What to do when the canary sends no telemetry."""
+
+    hold_after: Duration = Field(default=120.0, description="Hold after this long silent (s).")
+    rollback_after: Duration = Field(default=600.0, description="Roll back after this long (s).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NoDataGuard:
+        if self.rollback_after < self.hold_after:
+            raise ValueError("rollback_after must be at least hold_after")
+        return self
+
+
+class Guards(_Strict):
+    """Conditions that HOLD a rollout rather than judge it."""
+
+    baseline_drift: DriftGuard = DriftGuard()
+    sample_ratio: SampleRatioGuard = SampleRatioGuard()
+    no_data: NoDataGuard = NoDataGuard()
+
+
+def _default_stages() -> list[Stage]:
+    return [Stage(traffic_percent=p, min_duration=360.0) for p in (1, 5, 10, 25, 50)]
+
+
+def _default_checks() -> list[Any]:
+    return [
+        ErrorRateCheck(),
+        LatencyCheck(quantile=0.5),
+        LatencyCheck(quantile=0.9),
+        LatencyCheck(quantile=0.99),
+        GaugeCheck(),
+    ]
+
+
+class Policy(_Strict):
+    """How a rollout proceeds and how the canary is judged."""
+
+    name: str = Field(default="default", min_length=1, max_length=128)
+    description: str = ""
+    alpha: float = Field(
+        default=0.05,
+        gt=0,
+        lt=0.5,
+        description="False-rollback budget for the whole rollout, shared by all checks.",
+    )
+    advance_confidence: float = Field(
+        default=0.9,
+        gt=0.5,
+        lt=1,
+        description="Confidence of the upper bounds that must show no harm before advancing.",
+    )
+    tick: Duration = Field(
+        default=5.0, gt=0, le=300, description="Event-time step at which checks are evaluated."
+    )
+    baseline_mode: Literal["stable", "paired"] = Field(
+        default="stable",
+        description="stable: the baseline cohort is all other traffic, so the canary's expected "
+        "share of cohort requests is the stage's traffic %; paired: a baseline of the same size "
+        "as the canary, so the expected share is 50 %.",
+    )
+    stages: list[Stage] = Field(default_factory=_default_stages, min_length=1)
+    checks: list[Check] = Field(default_factory=_default_checks, min_length=1)
+    guards: Guards = Guards()
+    deadline: Duration | None = Field(
+        default=None, description="Overall rollout deadline (s); absent means none."
+    )
+
+    @field_validator("stages")
+    @classmethod
+    def _increasing(cls, stages: list[Stage]) -> list[Stage]:
+        for index in range(1, len(stages)):
+            if stages[index].traffic_percent <= stages[index - 1].traffic_percent:
+                raise ValueError(
+                    f"stage {index} traffic_percent ({stages[index].traffic_percent}) must be "
+                    f"greater than stage {index - 1}'s ({stages[index - 1].traffic_percent})"
+                )
+        return stages
+
+    @model_validator(mode="after")
+    def _names(self) -> Policy:
+        named = [check_name(check) for check in self.checks]
+        seen: set[str] = set()
+        for index, name in enumerate(named):
+            if name in seen:
+                raise ValueError(f"checks.{index}: duplicate check name {name!r}; set 'name'")
+            seen.add(name)
+        return self
+
+
+def check_name(check: Any) -> str:
+    """The check's own name, or one derived from its kind and parameters."""
+    if check.name:
+        return check.name
+    match check:
+        case LatencyCheck() | SloLatencyCheck():
+            label = f"p{round(check.quantile * 100, 3):g}"
+            return f"{check.kind.value}-{label}"
+        case GaugeCheck():
+            return f"gauge-{check.metric}" if check.metric != "*" else "gauges"
+        case ProbeCheck():
+            return f"probe-{check.probe}" if check.probe != "*" else "probes"
+        case _:
+            return check.kind.value

@@ -1,0 +1,1 @@
+"""Placeholder for the policy_cmd command group."""

@@ -1,0 +1,1 @@
+"""Placeholder for the replay_cmd command group."""

@@ -1,0 +1,1 @@
+"""Placeholder for the simulate_cmd command group."""

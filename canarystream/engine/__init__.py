@@ -1,0 +1,1 @@
+"""The decision engine (pure, event-time driven)."""

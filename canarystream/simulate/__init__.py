@@ -1,0 +1,1 @@
+"""Scenario generator for demos, tests and benchmarks."""

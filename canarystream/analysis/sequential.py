@@ -209,14 +209,23 @@ class MeanSequence:
         return max(self._m2 / (self.count - 1), self.min_variance)
 
     def radius(self, alpha: float) -> float:
-        """Half-width of the two-sided ``1 - alpha`` confidence sequence at the current count."""
+        """Half-width of the two-sided ``1 - alpha`` confidence sequence at the current count.
+
+        The boundary is applied to the standardised sum ``S_t / sigma`` (Robbins' normal
+        mixture with mixing variance ``rho**2``), so its tuning does not depend on the scale of
+        the data: a gauge in [0, 1] and a queue depth in the thousands get the same coverage.
+        """
         if self.count < 2:
             return math.inf
         t = self.count
         log_term = -2.0 * math.log(alpha)
         rho2 = (log_term + math.log(log_term + 1.0)) / self.target
-        v = t * self.variance * rho2 + 1.0
-        return math.sqrt(2.0 * v / (t * t * rho2) * math.log(math.sqrt(v) / alpha))
+        v = t * rho2 + 1.0
+        # sqrt((t+1)/(t-1)) widens the first few looks, where the plug-in variance is itself
+        # uncertain; simulated coverage of Gaussian window differences stays within alpha for
+        # t >= 6 with it (about twice alpha without it).
+        sigma = math.sqrt(self.variance * (t + 1) / (t - 1))
+        return sigma * math.sqrt(2.0 * v / (t * t * rho2) * math.log(math.sqrt(v) / alpha))
 
     def interval(self, alpha: float) -> tuple[float, float]:
         """Two-sided ``1 - alpha`` anytime confidence interval for the mean."""

@@ -179,8 +179,8 @@ class ErrorRateCheck(_Check):
         default=0.002,
         ge=0,
         le=1,
-        description="Alternatively, an upper bound on the excess error rate (absolute) that "
-        "counts as no harm; lets a service with rare errors advance.",
+        description="Alternatively, a bound on the extra errors as a share of all requests at "
+        "the next stage's traffic (blast radius); lets early, small stages advance.",
     )
     error_statuses: Annotated[tuple[tuple[int, int], ...], BeforeValidator(parse_status_set)] = (
         Field(default=((500, 599),), description="Statuses counted as errors, e.g. '429,500-599'.")
@@ -207,6 +207,13 @@ class LatencyCheck(_Check):
     advance_tolerance: float = Field(
         default=0.15, ge=0, le=10, description="Relative increase ruled out before advancing."
     )
+    advance_abs_margin: float = Field(
+        default=0.002,
+        ge=0,
+        le=1,
+        description="Alternatively, a bound on the extra share of all requests slower than "
+        "(1 + advance_tolerance) x the baseline quantile at the next stage's traffic.",
+    )
     breakdown: Breakdown | None = None
 
     @model_validator(mode="after")
@@ -231,7 +238,7 @@ class GaugeCheck(_Check):
     window: Duration = Field(
         default=30.0, gt=0, description="Window (s) over which each cohort's mean is taken."
     )
-    min_windows: int = Field(default=4, ge=2, description="Windows needed before any verdict.")
+    min_windows: int = Field(default=6, ge=3, description="Windows needed before any verdict.")
     critical: bool = False
 
     @model_validator(mode="after")

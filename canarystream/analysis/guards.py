@@ -1,0 +1,153 @@
+"""Guards: conditions under which comparing the cohorts is unsafe, so the rollout HOLDs.
+
+* :class:`BaselineDriftGuard` — the baseline itself degrades (a shared incident: both cohorts
+  move together). River's ADWIN watches the baseline's per-tick error rate and mean log
+  latency; an upward shift holds the rollout for a cool-down rather than judging the canary.
+* :class:`SampleRatioGuard` — the canary's share of requests is not what was routed
+  (a broken router, crashing canary instances): comparisons would be biased.
+* :class:`NoDataGuard` — the canary is silent; never promote without evidence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from river.drift import ADWIN
+
+from canarystream.analysis.cohort import CohortBucket, count_in
+from canarystream.analysis.sequential import RatioSequence
+from canarystream.contracts.decision import CheckReason, Verdict
+from canarystream.policy.model import DriftGuard, NoDataGuard, SampleRatioGuard
+
+__all__ = ["BaselineDriftGuard", "NoDataWatch", "SampleRatioWatch"]
+
+_SERVER_ERRORS = ((500, 599),)
+
+
+class BaselineDriftGuard:
+    """Detects an upward shift in the baseline's error rate or latency (ADWIN)."""
+
+    def __init__(self, config: DriftGuard) -> None:
+        self.config = config
+        # clock=4: test for a cut every 4 ticks; detection delay matters more than CPU here.
+        self.errors = ADWIN(delta=config.delta, clock=4)
+        self.latency = ADWIN(delta=config.delta, clock=4)
+        self.active_until = -math.inf
+        self.last_shift: str = ""
+
+    def fold(self, baseline: CohortBucket, now: float) -> None:
+        """Add the baseline's tick ending at ``now``."""
+        if not self.config.enabled:
+            return
+        requests = baseline.requests
+        n = requests.requests
+        if n == 0:
+            return
+        error_rate = count_in(requests.statuses, _SERVER_ERRORS) / n
+        mean_log = float(np.mean(np.log1p(requests.latency_array())))
+        for name, detector, value in (
+            ("error rate", self.errors, error_rate),
+            ("latency", self.latency, mean_log),
+        ):
+            before = detector.estimation
+            detector.update(value)
+            if detector.drift_detected and detector.estimation > before:
+                self.active_until = now + self.config.cooldown
+                self.last_shift = f"baseline {name} shifted up at t={now:.0f}"
+
+    def active(self, now: float) -> bool:
+        """Whether the rollout must hold for a shared degradation at ``now``."""
+        return now < self.active_until
+
+    def reason(self, now: float) -> CheckReason:
+        """Readable state of the guard."""
+        return CheckReason(
+            check="baseline_drift",
+            kind="guard",
+            verdict=Verdict.FAIL if self.active(now) else Verdict.PASS,
+            critical=False,
+            message=(
+                f"{self.last_shift}; holding until t={self.active_until:.0f}"
+                if self.active(now)
+                else "baseline stable"
+            ),
+        )
+
+
+class SampleRatioWatch:
+    """Sequential test that the canary's share of cohort requests matches the routed share.
+
+    Restarted at every traffic change, and blind for ``settle`` seconds after it while the
+    router converges. Mismatch is declared when the anytime-valid interval for the share's
+    odds ratio lies wholly outside ``[1/(1+tolerance), 1+tolerance]``.
+    """
+
+    def __init__(self, config: SampleRatioGuard) -> None:
+        self.config = config
+        self.high = 1.0 + config.tolerance
+        self.low = 1.0 / self.high
+        self.expected = 0.0
+        self.since = 0.0
+        self.test = RatioSequence(anchors=(self.low, self.high))
+        self.mismatch = False
+
+    def restart(self, expected_share: float, now: float) -> None:
+        """A new routed share takes effect at ``now``."""
+        self.expected = expected_share
+        self.since = now + self.config.settle
+        self.test = RatioSequence(anchors=(self.low, self.high))
+        self.mismatch = False
+
+    def fold(self, canary_requests: int, baseline_requests: int, now: float) -> None:
+        """Add one tick's request counts."""
+        if not self.config.enabled or not 0.0 < self.expected < 1.0 or now < self.since:
+            return
+        self.test.update(canary_requests, baseline_requests, self.expected, 1.0 - self.expected)
+        estimate = self.test.estimate()
+        if estimate is None or self.low <= estimate <= self.high:
+            self.mismatch = False  # the interval contains the estimate, so it meets the band
+            return
+        half = self.config.alpha / 2
+        self.mismatch = (
+            self.test.lower_bound(half) > self.high or self.test.upper_bound(half) < self.low
+        )
+
+    def observed_share(self) -> float | None:
+        """Canary share of cohort requests since the last restart."""
+        total = self.test.x_total + self.test.y_total
+        return self.test.x_total / total if total else None
+
+    def reason(self) -> CheckReason:
+        """Readable state of the guard."""
+        share = self.observed_share()
+        return CheckReason(
+            check="sample_ratio",
+            kind="guard",
+            verdict=Verdict.FAIL if self.mismatch else Verdict.PASS,
+            critical=False,
+            canary_samples=self.test.x_total,
+            baseline_samples=self.test.y_total,
+            estimate=share,
+            tolerance=self.config.tolerance,
+            message=(
+                f"canary share {share if share is None else f'{share:.2%}'} vs routed "
+                f"{self.expected:.2%}" + (" (mismatch)" if self.mismatch else "")
+            ),
+        )
+
+
+class NoDataWatch:
+    """Tracks how long the canary has been silent."""
+
+    def __init__(self, config: NoDataGuard) -> None:
+        self.config = config
+        self.last_seen = -math.inf
+
+    def saw(self, ts: float) -> None:
+        """The canary sent telemetry at ``ts``."""
+        self.last_seen = max(self.last_seen, ts)
+
+    def silent_for(self, now: float, since: float) -> float:
+        """Seconds without canary telemetry, counted from ``since`` at the earliest."""
+        return now - max(self.last_seen, since)

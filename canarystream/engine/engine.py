@@ -1,0 +1,161 @@
+"""The engine: routes events to rollouts and collects their decisions.
+
+The same engine runs under ``canarystream replay`` and inside the streaming worker. It does
+no I/O and reads no clock: every input carries its event time, so one sequence of events
+always yields one sequence of decisions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from canarystream.contracts.codec import (
+    TELEMETRY_TYPES,
+    explain_invalid,
+    is_valid_telemetry,
+    parse_control,
+)
+from canarystream.contracts.decision import Decision
+from canarystream.contracts.events import (
+    DeploymentAborted,
+    DeploymentApproved,
+    DeploymentPaused,
+    DeploymentResumed,
+    DeploymentStarted,
+)
+from canarystream.engine.rollout import Rollout
+from canarystream.errors import ContractError, PolicyError
+from canarystream.policy.loading import PolicyRegistry
+
+__all__ = ["Engine"]
+
+_NONE: list[Decision] = []
+_CONTROL_TYPES = frozenset(
+    {
+        "deployment_started",
+        "deployment_aborted",
+        "deployment_paused",
+        "deployment_resumed",
+        "deployment_approved",
+    }
+)
+
+
+class Engine:
+    """Deterministic canary analysis over a stream of events.
+
+    Parameters
+    ----------
+    policies
+        Named policies a deployment may refer to; the default policy is always known.
+
+    ``process`` raises :class:`~canarystream.errors.ContractError` (with a ``reason``) for an
+    event that breaks the contract or names an unknown version of a service under rollout;
+    drivers count it, dead-letter it, and go on. Telemetry for services without a rollout is
+    counted in :attr:`counters` and otherwise ignored.
+    """
+
+    def __init__(self, policies: PolicyRegistry | None = None) -> None:
+        self.policies = policies or PolicyRegistry()
+        self.rollouts: dict[str, Rollout] = {}
+        self.active_by_service: dict[str, Rollout] = {}
+        self.counters: Counter[str] = Counter()
+
+    # The hot path: telemetry is checked by hand and routed with plain dict lookups.
+    def process(self, event: Any) -> list[Decision]:
+        """Apply one decoded event; return the decisions it caused (usually none)."""
+        kind = event.get("type") if type(event) is dict else None
+        if kind in TELEMETRY_TYPES:
+            if not is_valid_telemetry(event):
+                raise explain_invalid(event)
+            rollout = self.active_by_service.get(event["service"])
+            if rollout is None:
+                self.counters["telemetry_without_rollout"] += 1
+                return _NONE
+            cohort = rollout.cohort_of.get(event["version"])
+            if cohort is None:
+                raise ContractError(
+                    f"version {event['version']!r} is neither baseline "
+                    f"{rollout.baseline_version!r} nor canary {rollout.canary_version!r} "
+                    f"of service {rollout.service!r}",
+                    reason="unknown_version",
+                )
+            ts = event["ts"]
+            decisions = rollout.advance_clock(ts) if ts >= rollout.next_tick else _NONE
+            if kind == "request":
+                rollout.add_request(cohort, event)
+            elif kind == "metric":
+                rollout.add_metric(cohort, event)
+            else:
+                rollout.add_probe(cohort, event)
+            if decisions:
+                self._retire_finished(rollout)
+            return decisions
+        if kind in _CONTROL_TYPES:
+            return self._control(event)
+        raise explain_invalid(event)
+
+    def process_all(self, events: Iterable[Any]) -> list[Decision]:
+        """Apply events in order; contract errors propagate (see :meth:`process`)."""
+        out: list[Decision] = []
+        for event in events:
+            decided = self.process(event)
+            if decided:
+                out.extend(decided)
+        return out
+
+    def advance_to(self, ts: float) -> list[Decision]:
+        """Let event time reach ``ts`` for every active rollout (closes pending ticks)."""
+        out: list[Decision] = []
+        for rollout in sorted(self.active_by_service.values(), key=lambda r: r.deployment):
+            out.extend(rollout.advance_clock(ts))
+            self._retire_finished(rollout)
+        return out
+
+    def _retire_finished(self, rollout: Rollout) -> None:
+        if not rollout.is_live and self.active_by_service.get(rollout.service) is rollout:
+            del self.active_by_service[rollout.service]
+
+    def _control(self, raw: dict[str, Any]) -> list[Decision]:
+        event = parse_control(raw)
+        if isinstance(event, DeploymentStarted):
+            return self._start(event)
+        rollout = self.rollouts.get(event.deployment)
+        if rollout is None:
+            raise ContractError(
+                f"deployment {event.deployment!r} is unknown", reason="unknown_deployment"
+            )
+        decisions = list(rollout.advance_clock(event.ts)) if rollout.is_live else []
+        match event:
+            case DeploymentAborted():
+                decisions += rollout.abort(event.ts, event.actor, event.reason)
+            case DeploymentPaused():
+                decisions += rollout.pause(event.ts, event.actor)
+            case DeploymentResumed():
+                decisions += rollout.resume(event.ts, event.actor)
+            case DeploymentApproved():
+                decisions += rollout.approve(event.ts, event.actor)
+        self._retire_finished(rollout)
+        return decisions
+
+    def _start(self, event: DeploymentStarted) -> list[Decision]:
+        if event.deployment in self.rollouts:
+            self.counters["duplicate_deployment_started"] += 1
+            return _NONE  # announcements are retried by deployment systems: idempotent
+        try:
+            policy = self.policies.resolve(event.policy)
+        except PolicyError as exc:
+            raise ContractError(str(exc), reason="invalid_policy") from exc
+        decisions: list[Decision] = []
+        previous = self.active_by_service.get(event.service)
+        if previous is not None:
+            decisions += previous.advance_clock(event.ts)
+            decisions += previous.supersede(event.ts, event.deployment)
+            self._retire_finished(previous)
+        rollout = Rollout(event, policy)
+        self.rollouts[event.deployment] = rollout
+        self.active_by_service[event.service] = rollout
+        decisions += rollout.start()
+        return decisions

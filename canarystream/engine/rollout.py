@@ -1,0 +1,357 @@
+"""One rollout's state and its deterministic state machine, driven by event time only.
+
+::
+
+    running(stage k) ──advance──▶ running(stage k+1) ──…──▶ promoted
+        │  ▲                                   │
+      hold │ resume (advance, same stage)      └──rollback──▶ rolled_back
+        ▼  │
+       held ──rollback──▶ rolled_back            (abort, from any live phase) ──▶ aborted
+
+Telemetry accumulates in per-tick buckets; when event time crosses a tick boundary the tick
+is folded into the checks and guards and the state machine is evaluated at that boundary.
+The boundary, not the arrival of the event that crossed it, is the decision's ``ts``, so the
+same events always give the same decisions however they are batched.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from canarystream.analysis.checks import CheckGroup, LatencyTracker, Unit
+from canarystream.analysis.cohort import CohortBucket
+from canarystream.analysis.guards import BaselineDriftGuard, NoDataWatch, SampleRatioWatch
+from canarystream.contracts.decision import (
+    Action,
+    CheckReason,
+    Decision,
+    Phase,
+    Verdict,
+    decision_id_for,
+)
+from canarystream.contracts.events import DeploymentStarted
+from canarystream.policy.model import ErrorRateCheck, LatencyCheck, Policy
+
+__all__ = ["BASELINE", "CANARY", "Rollout"]
+
+BASELINE = 0
+CANARY = 1
+_MAX_IDLE_TICKS = 100_000  # a gap longer than this is evaluated once at its end
+
+
+class Rollout:
+    """State of one rollout: cohorts, checks, guards, stage and phase."""
+
+    def __init__(self, started: DeploymentStarted, policy: Policy) -> None:
+        self.deployment = started.deployment
+        self.service = started.service
+        self.baseline_version = started.baseline_version
+        self.canary_version = started.canary_version
+        self.cohort_of = {started.baseline_version: BASELINE, started.canary_version: CANARY}
+        self.policy = policy
+        self.started_at = started.ts
+        self.phase = Phase.RUNNING
+        self.stage = 0
+        self.traffic_percent = 0.0
+        self.seq = -1
+        self.stage_started_at = started.ts
+        self.stage_requests = [0, 0]  # baseline, canary
+        self.next_tick = started.ts + policy.tick
+        self.buckets = (CohortBucket(), CohortBucket())
+        self.breakdowns = tuple(
+            sorted(
+                {
+                    check.breakdown
+                    for check in policy.checks
+                    if isinstance(check, (ErrorRateCheck, LatencyCheck)) and check.breakdown
+                }
+            )
+        )
+        total_weight = sum(check.weight for check in policy.checks)
+        self.groups = [
+            CheckGroup(check, policy.alpha * check.weight / total_weight) for check in policy.checks
+        ]
+        self.trackers: dict[Any, LatencyTracker] = {None: LatencyTracker(policy.tick)}
+        self.drift = BaselineDriftGuard(policy.guards.baseline_drift)
+        self.ratio = SampleRatioWatch(policy.guards.sample_ratio)
+        self.no_data = NoDataWatch(policy.guards.no_data)
+        self.paused_by: str | None = None
+        self.awaiting_approval = False
+        self.approved_stage: int | None = None
+        self.acknowledged: set[str] = set()  # non-critical failures a person accepted
+        self.noncritical_failed: dict[str, float] = {}
+        self.hold_summary = ""
+        self.late_events = 0
+        self.last_decision: Decision | None = None
+
+    # ----------------------------------------------------------------- inputs
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the rollout can still take decisions."""
+        return not self.phase.is_terminal
+
+    def start(self) -> list[Decision]:
+        """The first decision: route the first stage's traffic to the canary."""
+        return [self._enter_stage(0, self.started_at, "rollout started")]
+
+    def advance_clock(self, ts: float) -> list[Decision]:
+        """Close every tick that ends at or before ``ts``; return the decisions taken."""
+        decisions: list[Decision] = []
+        tick = self.policy.tick
+        if ts - self.next_tick > tick * _MAX_IDLE_TICKS:
+            self.next_tick += tick * math.floor((ts - self.next_tick) / tick)
+        while ts >= self.next_tick:
+            now = self.next_tick
+            self.next_tick = now + tick
+            decisions.extend(self._close_tick(now))
+        return decisions
+
+    def add_request(self, cohort: int, event: dict[str, Any]) -> None:
+        """Record one validated request event in the current tick."""
+        bucket = self.buckets[cohort]
+        latency, status = event["latency_ms"], event["status"]
+        bucket.requests.add(latency, status)
+        bucket.events += 1
+        for field in self.breakdowns:
+            value = event.get(field)
+            if value is not None:
+                bucket.slice_for(field, value).add(latency, status)
+        if event["ts"] < self.next_tick - self.policy.tick:
+            self.late_events += 1
+
+    def add_metric(self, cohort: int, event: dict[str, Any]) -> None:
+        """Record one validated gauge sample in the current tick."""
+        bucket = self.buckets[cohort]
+        bucket.add_metric(event["name"], float(event["value"]))
+        bucket.events += 1
+
+    def add_probe(self, cohort: int, event: dict[str, Any]) -> None:
+        """Record one validated probe result in the current tick."""
+        bucket = self.buckets[cohort]
+        bucket.add_probe(event["probe"], event["ok"])
+        bucket.events += 1
+
+    # ---------------------------------------------------------------- control
+
+    def abort(self, ts: float, actor: str, reason: str | None) -> list[Decision]:
+        """Stop now: all traffic back to the baseline."""
+        if not self.is_live:
+            return []
+        why = f"aborted by {actor}" + (f": {reason}" if reason else "")
+        return [self._terminate(Action.ROLLBACK, Phase.ABORTED, ts, why, None)]
+
+    def pause(self, ts: float, actor: str) -> list[Decision]:
+        """Hold at the current stage until resumed."""
+        if not self.is_live:
+            return []
+        self.paused_by = actor
+        return self._evaluate(ts)
+
+    def resume(self, ts: float, actor: str) -> list[Decision]:
+        """Lift a pause."""
+        if not self.is_live:
+            return []
+        self.paused_by = None
+        return self._evaluate(ts)
+
+    def approve(self, ts: float, actor: str) -> list[Decision]:
+        """Let the current stage go: acknowledges its non-critical failures and its gate."""
+        if not self.is_live:
+            return []
+        self.approved_stage = self.stage
+        self.acknowledged.update(self.noncritical_failed)
+        if self.phase is Phase.HELD and self.paused_by is None:
+            return [self._next_stage(ts, f"approved by {actor}")]
+        return self._evaluate(ts)
+
+    def supersede(self, ts: float, by: str) -> list[Decision]:
+        """A newer deployment of the same service replaces this one."""
+        if not self.is_live:
+            return []
+        why = f"superseded by deployment {by}"
+        return [self._terminate(Action.ROLLBACK, Phase.ABORTED, ts, why, None)]
+
+    # ------------------------------------------------------------- evaluation
+
+    def _units(self) -> list[Unit]:
+        return [unit for group in self.groups for unit in group.units.values()]
+
+    def _close_tick(self, now: float) -> list[Decision]:
+        canary, baseline = self.buckets[CANARY], self.buckets[BASELINE]
+        self.buckets = (CohortBucket(), CohortBucket())
+        if canary.events:
+            self.no_data.saw(now)
+        if self.phase.is_terminal:
+            return []
+        for field_value in canary.slices.keys() | baseline.slices.keys():
+            if field_value not in self.trackers:
+                self.trackers[field_value] = LatencyTracker(self.policy.tick)
+        for group in self.groups:
+            group.fold(canary, baseline, self.trackers, now)
+        empty = CohortBucket().requests
+        for key, tracker in self.trackers.items():
+            if key is None:
+                tracker.update(canary.requests, baseline.requests)
+            else:
+                tracker.update(canary.slices.get(key, empty), baseline.slices.get(key, empty))
+        self.drift.fold(baseline, now)
+        self.ratio.fold(canary.requests.requests, baseline.requests.requests, now)
+        self.stage_requests[BASELINE] += baseline.requests.requests
+        self.stage_requests[CANARY] += canary.requests.requests
+        return self._evaluate(now)
+
+    def _next_share(self) -> float:
+        stages = self.policy.stages
+        return stages[self.stage + 1].traffic_percent / 100 if self.stage + 1 < len(stages) else 1.0
+
+    def _stage_ready(self, now: float) -> bool:
+        stage = self.policy.stages[self.stage]
+        return (
+            now - self.stage_started_at >= stage.min_duration
+            and min(self.stage_requests) >= stage.min_samples
+        )
+
+    def _evaluate(self, now: float) -> list[Decision]:
+        if not self.is_live:
+            return []
+        policy = self.policy
+        stage = policy.stages[self.stage]
+        ready = self._stage_ready(now)
+        advance_alpha = 1.0 - policy.advance_confidence if ready else None
+        next_share = self._next_share()
+        verdicts = [(unit, unit.verdict(advance_alpha, next_share)) for unit in self._units()]
+        critical_fail = [u for u, v in verdicts if v is Verdict.FAIL and u.critical]
+        for unit, verdict in verdicts:
+            if verdict is Verdict.FAIL and not unit.critical:
+                self.noncritical_failed.setdefault(unit.name, now)
+        pending_failures = [n for n in self.noncritical_failed if n not in self.acknowledged]
+        shared_incident = self.drift.active(now)
+        silent = self.no_data.silent_for(now, self.stage_started_at)
+        past_deadline = now - self.stage_started_at >= stage.deadline
+
+        if silent >= policy.guards.no_data.rollback_after:
+            return [self._rollback(now, f"no canary telemetry for {silent:.0f}s")]
+        if critical_fail and not shared_incident:
+            names = ", ".join(u.name for u in critical_fail)
+            return [self._rollback(now, f"critical regression: {names}")]
+        if pending_failures and past_deadline:
+            names = ", ".join(pending_failures)
+            return [self._rollback(now, f"non-critical regression unresolved at deadline: {names}")]
+        if policy.deadline is not None and now - self.started_at >= policy.deadline:
+            return [self._rollback(now, "rollout deadline passed before promotion")]
+
+        holds: list[str] = []
+        if self.paused_by is not None:
+            holds.append(f"paused by {self.paused_by}")
+        if shared_incident:
+            holds.append(f"shared degradation: {self.drift.last_shift}")
+        if critical_fail:
+            names = ", ".join(u.name for u in critical_fail)
+            holds.append(f"regression seen during a shared degradation: {names}")
+        if self.ratio.mismatch:
+            holds.append("sample ratio mismatch: canary share differs from routed share")
+        if silent >= policy.guards.no_data.hold_after:
+            holds.append(f"no canary telemetry for {silent:.0f}s")
+        if pending_failures:
+            holds.append(f"non-critical regression: {', '.join(pending_failures)}")
+        if holds:
+            return self._hold(now, "; ".join(holds))
+
+        gate = [v for u, v in verdicts if v is not None and u.name not in self.acknowledged]
+        evidence = ready and all(v is Verdict.PASS for v in gate) and bool(gate)
+        if evidence or (ready and self.approved_stage == self.stage):
+            if stage.approval and self.approved_stage != self.stage:
+                self.awaiting_approval = True
+                return self._hold(now, f"stage {self.stage} passed; awaiting approval")
+            why = (
+                f"no harm shown at stage {self.stage} ({stage.traffic_percent:g}%)"
+                if evidence
+                else f"stage {self.stage} approved"
+            )
+            return [self._next_stage(now, why)]
+        if past_deadline:
+            waiting = [u.name for u, v in verdicts if v is not Verdict.PASS and v is not None]
+            return self._hold(
+                now,
+                f"stage {self.stage} deadline passed without evidence of no harm"
+                + (f" ({', '.join(waiting)})" if waiting else " (too few samples)"),
+            )
+        if self.phase is Phase.HELD and not self.awaiting_approval:
+            self.phase = Phase.RUNNING
+            self.hold_summary = ""
+            return [self._decide(Action.ADVANCE, now, f"hold cleared; stage {self.stage} resumes")]
+        return []
+
+    # ------------------------------------------------------------ transitions
+
+    def _hold(self, now: float, summary: str) -> list[Decision]:
+        if self.phase is Phase.HELD:
+            self.hold_summary = summary
+            return []
+        self.phase = Phase.HELD
+        self.hold_summary = summary
+        return [self._decide(Action.HOLD, now, summary)]
+
+    def _next_stage(self, now: float, why: str) -> Decision:
+        if self.stage + 1 >= len(self.policy.stages):
+            return self._terminate(Action.PROMOTE, Phase.PROMOTED, now, why + "; promoted", None)
+        return self._enter_stage(self.stage + 1, now, why)
+
+    def _enter_stage(self, index: int, now: float, why: str) -> Decision:
+        stage = self.policy.stages[index]
+        self.stage = index
+        self.traffic_percent = stage.traffic_percent
+        self.stage_started_at = now
+        self.stage_requests = [0, 0]
+        self.phase = Phase.RUNNING
+        self.awaiting_approval = False
+        self.hold_summary = ""
+        expected = 0.5 if self.policy.baseline_mode == "paired" else stage.traffic_percent / 100
+        self.ratio.restart(expected, now)
+        return self._decide(
+            Action.ADVANCE, now, f"{why}; stage {index} at {stage.traffic_percent:g}% traffic"
+        )
+
+    def _rollback(self, now: float, why: str) -> Decision:
+        return self._terminate(Action.ROLLBACK, Phase.ROLLED_BACK, now, why, None)
+
+    def _terminate(
+        self, action: Action, phase: Phase, now: float, why: str, reasons: list[CheckReason] | None
+    ) -> Decision:
+        self.phase = phase
+        self.traffic_percent = 100.0 if action is Action.PROMOTE else 0.0
+        return self._decide(action, now, why, reasons)
+
+    def reasons(self, now: float) -> list[CheckReason]:
+        """Every check's and guard's account at ``now`` (computed for decisions only)."""
+        advance_alpha = 1.0 - self.policy.advance_confidence
+        next_share = self._next_share()
+        out = [unit.reason(advance_alpha, next_share) for unit in self._units()]
+        out.append(self.drift.reason(now))
+        out.append(self.ratio.reason())
+        return out
+
+    def _decide(
+        self, action: Action, now: float, summary: str, reasons: list[CheckReason] | None = None
+    ) -> Decision:
+        self.seq += 1
+        decision = Decision(
+            decision_id=decision_id_for(self.deployment, self.seq, action.value),
+            deployment=self.deployment,
+            service=self.service,
+            seq=self.seq,
+            action=action,
+            ts=now,
+            stage=self.stage,
+            traffic_percent=self.traffic_percent,
+            phase=self.phase,
+            baseline_version=self.baseline_version,
+            canary_version=self.canary_version,
+            policy=self.policy.name,
+            summary=summary,
+            reasons=self.reasons(now) if reasons is None else reasons,
+        )
+        self.last_decision = decision
+        return decision

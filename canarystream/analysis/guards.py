@@ -91,6 +91,7 @@ class SampleRatioWatch:
         self.since = 0.0
         self.test = RatioSequence(anchors=(self.low, self.high))
         self.mismatch = False
+        self._folds = 0
 
     def restart(self, expected_share: float, now: float) -> None:
         """A new routed share takes effect at ``now``."""
@@ -98,16 +99,20 @@ class SampleRatioWatch:
         self.since = now + self.config.settle
         self.test = RatioSequence(anchors=(self.low, self.high))
         self.mismatch = False
+        self._folds = 0
 
     def fold(self, canary_requests: int, baseline_requests: int, now: float) -> None:
         """Add one tick's request counts."""
         if not self.config.enabled or not 0.0 < self.expected < 1.0 or now < self.since:
             return
         self.test.update(canary_requests, baseline_requests, self.expected, 1.0 - self.expected)
+        self._folds += 1
         estimate = self.test.estimate()
         if estimate is None or self.low <= estimate <= self.high:
             self.mismatch = False  # the interval contains the estimate, so it meets the band
             return
+        if self._folds % 4:
+            return  # bounds are costly; a mismatch is re-tested every 4 ticks
         half = self.config.alpha / 2
         self.mismatch = (
             self.test.lower_bound(half) > self.high or self.test.upper_bound(half) < self.low

@@ -49,6 +49,7 @@ class LogHistogram:
         size = math.ceil(math.log(high / low) / self._log_gamma) + 1
         self.counts = np.zeros(size, dtype=np.float64)
         self.total = 0.0
+        self._cumulative: np.ndarray | None = None  # cached between changes
 
     def _index(self, values: np.ndarray) -> np.ndarray:
         clipped = np.clip(values, self.low, self.high)
@@ -61,6 +62,7 @@ class LogHistogram:
         if array.size:
             self.counts += np.bincount(self._index(array), minlength=self.counts.size)
             self.total += array.size
+            self._cumulative = None
         return self
 
     def decay(self, factor: float) -> LogHistogram:
@@ -68,14 +70,16 @@ class LogHistogram:
         if factor < 1.0:
             self.counts *= factor
             self.total *= factor
+            self._cumulative = None
         return self
 
     def quantile(self, q: float) -> float | None:
         """Estimate of the ``q`` quantile (None when empty)."""
         if self.total <= 0:
             return None
-        rank = q * self.total
-        index = int(np.searchsorted(np.cumsum(self.counts), rank, side="left"))
+        if self._cumulative is None:
+            self._cumulative = np.cumsum(self.counts)
+        index = int(np.searchsorted(self._cumulative, q * self.total, side="left"))
         index = min(index, self.counts.size - 1)
         # Centre of bin i, relative error <= accuracy for any value in it.
         return 2.0 * self._gamma ** (index + self._offset + 1) / (self._gamma + 1.0)

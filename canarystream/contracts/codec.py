@@ -40,23 +40,13 @@ _MODELS = {"request": RequestSample, "metric": MetricSample, "probe": ProbeResul
 _MAX_NAME = 256
 
 
-def _is_name(value: Any) -> bool:
-    return type(value) is str and 0 < len(value) <= _MAX_NAME
-
-
-def _is_opt_name(event: dict[str, Any], key: str) -> bool:
-    value = event.get(key)
-    return value is None or (type(value) is str and 0 < len(value) <= _MAX_NAME)
-
-
-def _is_number_in(value: Any, low: float, high: float) -> bool:
-    # type() rather than isinstance(): bool is an int subclass and must be rejected.
-    kind = type(value)
-    return (kind is float or kind is int) and low <= value <= high  # NaN compares False
+_NUMBER = frozenset({int, float})  # exact types: bool is an int subclass and is rejected
 
 
 def is_valid_telemetry(event: dict[str, Any]) -> bool:
     """Whether a decoded telemetry object satisfies its contract model (fast, no allocation).
+
+    Written flat, without helper calls, because it runs once per event.
 
     >>> is_valid_telemetry({"type": "request", "ts": 1.79e9, "service": "s", "version": "v",
     ...                     "latency_ms": 12.5, "status": 200})
@@ -65,36 +55,61 @@ def is_valid_telemetry(event: dict[str, Any]) -> bool:
     ...                     "latency_ms": float("nan"), "status": 200})
     False
     """
-    kind = event.get("type")
+    get = event.get
+    ts = get("ts")
+    service = get("service")
+    version = get("version")
+    # NaN compares False with everything, so range checks also reject it.
     if not (
-        _is_number_in(event.get("ts"), MIN_TS, MAX_TS)
-        and _is_name(event.get("service"))
-        and _is_name(event.get("version"))
-        and _is_opt_name(event, "instance")
+        type(ts) in _NUMBER
+        and MIN_TS <= ts <= MAX_TS
+        and type(service) is str
+        and 0 < len(service) <= _MAX_NAME
+        and type(version) is str
+        and 0 < len(version) <= _MAX_NAME
     ):
         return False
+    instance = get("instance")
+    if instance is not None and not (type(instance) is str and 0 < len(instance) <= _MAX_NAME):
+        return False
+    kind = get("type")
     if kind == "request":
-        status = event.get("status")
-        return (
-            _is_number_in(event.get("latency_ms"), 0.0, MAX_LATENCY_MS)
+        latency = get("latency_ms")
+        status = get("status")
+        if not (
+            type(latency) in _NUMBER
+            and 0.0 <= latency <= MAX_LATENCY_MS
             and type(status) is int
             and 100 <= status <= 599
-            and _is_opt_name(event, "endpoint")
-            and _is_opt_name(event, "dependency")
-            and _is_opt_name(event, "zone")
-        )
+        ):
+            return False
+        for key in _REQUEST_OPTIONAL:
+            value = get(key)
+            if value is not None and not (type(value) is str and 0 < len(value) <= _MAX_NAME):
+                return False
+        return True
     if kind == "metric":
-        return _is_name(event.get("name")) and _is_number_in(
-            event.get("value"), -MAX_METRIC_ABS, MAX_METRIC_ABS
+        name = get("name")
+        value = get("value")
+        return (
+            type(name) is str
+            and 0 < len(name) <= _MAX_NAME
+            and type(value) in _NUMBER
+            and -MAX_METRIC_ABS <= value <= MAX_METRIC_ABS
         )
     if kind == "probe":
-        latency = event.get("latency_ms")
+        probe = get("probe")
+        latency = get("latency_ms")
         return (
-            _is_name(event.get("probe"))
-            and type(event.get("ok")) is bool
-            and (latency is None or _is_number_in(latency, 0.0, MAX_LATENCY_MS))
+            type(probe) is str
+            and 0 < len(probe) <= _MAX_NAME
+            and type(get("ok")) is bool
+            and (latency is None or (type(latency) in _NUMBER and 0.0 <= latency <= MAX_LATENCY_MS))
         )
     return False
+
+
+_REQUEST_OPTIONAL = ("endpoint", "dependency", "zone")
 
 
 def explain_invalid(event: Any) -> ContractError:

@@ -15,9 +15,10 @@ from rich.table import Table
 from canarystream.cli.app import app
 from canarystream.contracts.decision import Decision
 from canarystream.engine import Engine
-from canarystream.errors import PolicyError
+from canarystream.errors import ConfigError, PolicyError
 from canarystream.policy.loading import PolicyRegistry, load_policy
 from canarystream.replay import Rejection, ReplayResult, StrictReplayError, replay_files
+from canarystream.settings import load_settings
 
 __all__ = ["build_engine", "summary_table"]
 
@@ -60,7 +61,10 @@ def replay(
     files: Annotated[list[Path], typer.Argument(help="JSON Lines files, each sorted by ts.")],
     policy: Annotated[
         list[Path] | None,
-        typer.Option(help="Policy file or directory (repeatable); one file is also the default."),
+        typer.Option(
+            help="Policy file or directory (repeatable); one file is also the default. "
+            "Default: CANARYSTREAM_POLICIES."
+        ),
     ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Write decisions here (JSON Lines); default stdout.")
@@ -77,8 +81,8 @@ def replay(
             err.print(f"[red]error:[/] {path}: no such file")
             raise typer.Exit(2)
     try:
-        engine = build_engine(policy or [])
-    except PolicyError as exc:
+        engine = build_engine(policy or load_settings().policies)
+    except (PolicyError, ConfigError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
 

@@ -1,0 +1,77 @@
+"""Service configuration from environment variables (``CANARYSTREAM_*``) and a YAML file.
+
+The file is named by ``CANARYSTREAM_CONFIG``; environment variables override it. Errors say
+which variable or file key is wrong and why.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from canarystream.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+
+ENV_PREFIX = "CANARYSTREAM_"
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by ``CANARYSTREAM_CONFIG`` (lowest precedence after defaults)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get(f"{ENV_PREFIX}CONFIG")
+        if not path:
+            return {}
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"{ENV_PREFIX}CONFIG={path}: cannot read: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{ENV_PREFIX}CONFIG={path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{ENV_PREFIX}CONFIG={path}: expected a mapping of settings")
+        return data
+
+
+class Settings(BaseSettings):
+    """Settings shared by the CLI and the services."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    policies: list[Path] = Field(
+        default_factory=list,
+        description="Policy files or directories (JSON list in the env var).",
+    )
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlFileSource(settings_cls))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build :class:`Settings`, translating validation errors into :class:`ConfigError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False):
+            field = ".".join(str(part) for part in error["loc"])
+            lines.append(f"  {ENV_PREFIX}{field.upper()} ({field}): {error['msg']}")
+        raise ConfigError("invalid settings\n" + "\n".join(lines)) from exc

@@ -1,5 +1,6 @@
 """Public event contracts: inputs (deployments, control, telemetry) and decisions."""
 
+from canarystream.contracts.actuation import ActuationReport, ActuationStatus, DeadLetter
 from canarystream.contracts.codec import (
     TELEMETRY_TYPES,
     decode_message,
@@ -34,8 +35,11 @@ from canarystream.contracts.events import (
 __all__ = [
     "TELEMETRY_TYPES",
     "Action",
+    "ActuationReport",
+    "ActuationStatus",
     "CheckReason",
     "ControlEvent",
+    "DeadLetter",
     "Decision",
     "DeploymentAborted",
     "DeploymentApproved",

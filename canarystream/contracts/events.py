@@ -73,6 +73,11 @@ class DeploymentStarted(_Event):
 
 class _Control(_Event):
     deployment: Name = Field(description="Id of the rollout this command applies to.")
+    service: Name | None = Field(
+        default=None,
+        description="Service of the rollout; producers key the message by it so it reaches "
+        "the partition that owns the rollout.",
+    )
     actor: Name = Field(description="Who issued the command (person or system).")
     reason: Annotated[str, Field(max_length=2048)] | None = Field(
         default=None, description="Free text shown in the audit trail."

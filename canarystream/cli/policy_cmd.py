@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
 from canarystream.cli.app import app
 from canarystream.errors import PolicyError
@@ -27,7 +28,7 @@ def validate(path: Annotated[Path, typer.Argument(help="Policy file (.yaml or .j
     try:
         policy = load_policy(path)
     except PolicyError as exc:
-        Console(stderr=True).print(f"[red]invalid:[/] {exc}", highlight=False)
+        Console(stderr=True).print(f"[red]invalid:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from exc
     stages = ", ".join(f"{s.traffic_percent:g}%" for s in policy.stages)
     checks = ", ".join(check_name(c) for c in policy.checks)
@@ -46,6 +47,6 @@ def show(
     try:
         policy = load_policy(path) if path else Policy()
     except PolicyError as exc:
-        Console(stderr=True).print(f"[red]invalid:[/] {exc}", highlight=False)
+        Console(stderr=True).print(f"[red]invalid:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from exc
     typer.echo(yaml.safe_dump(policy.model_dump(mode="json"), sort_keys=False).rstrip())

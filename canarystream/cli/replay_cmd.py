@@ -9,6 +9,7 @@ from typing import Annotated
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -83,7 +84,7 @@ def replay(
     try:
         engine = build_engine(policy or load_settings().policies)
     except (PolicyError, ConfigError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
     sink = open(out, "wb") if out else sys.stdout.buffer  # noqa: SIM115  (closed below)
@@ -96,7 +97,7 @@ def replay(
         nonlocal reported
         reported += 1
         if reported <= _MAX_REPORTED and not quiet:
-            err.print(f"[yellow]skipped[/] {rejection}", highlight=False, soft_wrap=True)
+            err.print(f"[yellow]skipped[/] {escape(str(rejection))}", highlight=False, soft_wrap=True)
 
     total = sum(path.stat().st_size for path in files)
     progress = Progress(
@@ -120,7 +121,7 @@ def replay(
                 on_progress=lambda lines: progress.update(task, completed=lines),
             )
     except StrictReplayError as exc:
-        err.print(f"[red]error:[/] {exc.rejection}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc.rejection))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from exc
     finally:
         sink.flush()

@@ -97,7 +97,9 @@ def replay(
         nonlocal reported
         reported += 1
         if reported <= _MAX_REPORTED and not quiet:
-            err.print(f"[yellow]skipped[/] {escape(str(rejection))}", highlight=False, soft_wrap=True)
+            err.print(
+                f"[yellow]skipped[/] {escape(str(rejection))}", highlight=False, soft_wrap=True
+            )
 
     total = sum(path.stat().st_size for path in files)
     progress = Progress(

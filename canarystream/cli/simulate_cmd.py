@@ -1,1 +1,260 @@
-"""Placeholder for the simulate_cmd command group."""
+"""``canarystream simulate``: realistic rollout telemetry as JSON Lines."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO
+
+import orjson
+import typer
+
+from canarystream.cli.app import app
+from canarystream.errors import CanarystreamError
+from canarystream.policy.loading import PolicyRegistry
+from canarystream.policy.model import parse_duration
+from canarystream.simulate.closed_loop import (
+    DecisionLike,
+    EngineLike,
+    FixedShareEngine,
+    simulate,
+)
+from canarystream.simulate.presets import PRESETS, build_preset, preset_names
+from canarystream.simulate.scenario import Scenario, load_scenarios
+
+__all__ = ["simulate_command"]
+
+_CHUNK = 4096  # events per write
+
+
+class _LastDecisions:
+    """Wraps an engine and remembers the last decision per deployment (for the summary)."""
+
+    def __init__(self, engine: EngineLike) -> None:
+        self.engine = engine
+        self.last: dict[str, Any] = {}
+
+    def process(self, event: dict[str, Any]) -> Sequence[DecisionLike]:
+        decisions = self.engine.process(event)
+        for decision in decisions:
+            self.last[decision.deployment] = decision
+        return decisions
+
+
+def _scenarios(
+    presets: Sequence[str],
+    files: Sequence[Path],
+    *,
+    rps: float | None,
+    duration: float | None,
+) -> list[Scenario]:
+    unknown = [name for name in presets if name not in PRESETS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown preset {unknown[0]!r}; known presets: {', '.join(preset_names())}",
+            param_hint="PRESET",
+        )
+    scenarios: list[Scenario] = []
+    uses: dict[str, int] = {}
+    for name in presets:
+        uses[name] = uses.get(name, 0) + 1
+        # A preset named twice runs twice, as another service with its own draws.
+        again = uses[name] > 1
+        scenarios.append(
+            build_preset(
+                name,
+                rps=rps,
+                duration=duration,
+                service=f"{name}-{uses[name]}" if again else None,
+                seed_offset=uses[name] - 1,
+            )
+        )
+    for path in files:
+        try:
+            loaded = load_scenarios(path)
+        except CanarystreamError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--scenario") from exc
+        try:
+            scenarios += [s.override(rps=rps, duration=duration) for s in loaded]
+        except CanarystreamError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--rps/--duration") from exc
+    deployments = [s.deployment for s in scenarios]
+    duplicated = sorted({d for d in deployments if deployments.count(d) > 1})
+    if duplicated:
+        raise typer.BadParameter(
+            f"deployment ids must be unique; repeated: {', '.join(duplicated)}",
+            param_hint="--scenario",
+        )
+    return scenarios
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+
+
+def _engine(share: float | None, policies: Sequence[Path]) -> EngineLike:
+    if share is not None:
+        return FixedShareEngine(share)
+    try:
+        from canarystream.engine import Engine  # noqa: PLC0415  (only for closed-loop runs)
+    except ImportError as exc:
+        raise typer.BadParameter(
+            f"the engine is unavailable ({exc}); use --share for an open-loop run",
+            param_hint="--share",
+        ) from exc
+    if not policies:
+        return Engine()
+    try:
+        return Engine(policies=PolicyRegistry.from_paths(policies))
+    except CanarystreamError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--policies") from exc
+
+
+def _to_stdout(events: Iterable[dict[str, Any]]) -> None:
+    stream = typer.get_binary_stream("stdout")
+    try:
+        _write(events, stream)
+        stream.flush()
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly.
+        _silence_stdout()
+        raise typer.Exit(0) from None
+
+
+def _to_file(events: Iterable[dict[str, Any]], path: Path) -> int:
+    try:
+        with path.open("wb") as handle:
+            return _write(events, handle)
+    except OSError as exc:
+        raise typer.BadParameter(f"{path}: {exc.strerror}", param_hint="--out") from exc
+
+
+def _write(events: Iterable[dict[str, Any]], stream: BinaryIO) -> int:
+    dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    count = 0
+    chunk: list[bytes] = []
+    for event in events:
+        chunk.append(dumps(event, option=option))
+        if len(chunk) >= _CHUNK:
+            stream.write(b"".join(chunk))
+            count += len(chunk)
+            chunk.clear()
+    stream.write(b"".join(chunk))
+    return count + len(chunk)
+
+
+_HELP = (
+    "Generate rollout telemetry (JSON Lines) from presets or scenario files.\n\n"
+    "By default the run is closed-loop: the engine judges the telemetry as it is produced and "
+    "each canary's traffic share follows its decisions; the last decision per rollout is "
+    "summarised on stderr. --share runs open-loop instead, without the engine."
+)
+
+
+@app.command("simulate", help=_HELP)
+def simulate_command(  # typer passes options by keyword
+    *,
+    presets: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="PRESET",
+            help="Preset scenarios to run side by side (see --list).",
+            show_default=False,
+        ),
+    ] = None,
+    scenario: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--scenario",
+            "-s",
+            help="Scenario file (.yaml or .json): one scenario or a list; may repeat.",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the random draws.")] = 0,
+    duration: Annotated[
+        str | None,
+        typer.Option(
+            help="Override every scenario's duration: seconds or '30m'.", show_default=False
+        ),
+    ] = None,
+    rps: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Override every scenario's request rate.", show_default=False),
+    ] = None,
+    share: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=100.0,
+            help="Open loop: give every canary this traffic % from its start instead of "
+            "following the engine's decisions.",
+            show_default=False,
+        ),
+    ] = None,
+    policies: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--policies",
+            help="Policy files or directories the engine knows by name; may repeat.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write here instead of stdout.", show_default=False),
+    ] = None,
+    step: Annotated[
+        float, typer.Option(min=0.001, help="Seconds of event time per closed-loop step.")
+    ] = 1.0,
+    list_presets: Annotated[
+        bool, typer.Option("--list", help="List the presets and exit.")
+    ] = False,
+) -> None:
+    """Generate rollout telemetry from presets or scenario files (see ``_HELP``)."""
+    if list_presets:
+        width = max(len(name) for name in PRESETS)
+        for name, (description, _) in PRESETS.items():
+            typer.echo(f"{name:<{width}}  {description}")
+        return
+    if not presets and not scenario:
+        raise typer.BadParameter(
+            f"name a preset or a --scenario file; presets: {', '.join(preset_names())}",
+            param_hint="PRESET",
+        )
+    seconds: float | None = None
+    if duration is not None:
+        try:
+            seconds = parse_duration(duration)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--duration") from exc
+    scenarios = _scenarios(presets or [], scenario or [], rps=rps, duration=seconds)
+    engine = _LastDecisions(_engine(share, policies or []))
+    events = simulate(scenarios, seed=seed, engine=engine, step=step)
+    try:
+        if out is None:
+            _to_stdout(events)
+        else:
+            count = _to_file(events, out)
+            typer.echo(f"wrote {count} events to {out}", err=True)
+    except CanarystreamError as exc:  # e.g. a policy the engine cannot resolve
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if share is None:
+        for item in scenarios:
+            decision = engine.last.get(item.deployment)
+            if decision is None:
+                typer.echo(f"{item.deployment}: no decision", err=True)
+            else:
+                typer.echo(
+                    f"{item.deployment}: {decision.phase} at {decision.traffic_percent:g} % "
+                    f"(+{decision.ts - item.start_ts:.0f} s): {decision.summary}",
+                    err=True,
+                )

@@ -40,10 +40,12 @@ class RatioGrid:
     def __init__(self, anchors: tuple[float, ...], prior_scale: float = 1.0) -> None:
         if any(a <= 0 for a in anchors):
             raise AnalysisError("ratio anchors must be positive")
-        base = np.arange(-_LOG_SPAN, _LOG_SPAN + _LOG_STEP / 2, _LOG_STEP)
+        # Rounded so that ratio 1 (log 0) is one grid point, not two 1e-15 apart.
+        base = np.round(np.arange(-_LOG_SPAN, _LOG_SPAN + _LOG_STEP / 2, _LOG_STEP), 9)
         extra = np.log(np.asarray(anchors, dtype=float))
         log_psi = np.unique(np.concatenate([base, extra]))
         self.anchors = anchors
+        self.prior_scale = prior_scale
         self.log_psi = log_psi
         self.psi = np.exp(log_psi)
         log_prior = -0.5 * (log_psi / prior_scale) ** 2
@@ -56,7 +58,11 @@ class RatioGrid:
         self.log_mass_above = np.concatenate([rcum[1:], [-np.inf]])
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
-        return (ratio_grid, (self.anchors,))
+        # Default grids unpickle to the shared cached instance; any other prior scale must be
+        # rebuilt with it, or a restored grid would silently carry the default prior.
+        if self.prior_scale == 1.0:
+            return (ratio_grid, (self.anchors,))
+        return (RatioGrid, (self.anchors, self.prior_scale))
 
 
 @lru_cache(maxsize=256)

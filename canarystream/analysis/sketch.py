@@ -79,7 +79,16 @@ class LogHistogram:
             return None
         if self._cumulative is None:
             self._cumulative = np.cumsum(self.counts)
-        index = int(np.searchsorted(self._cumulative, q * self.total, side="left"))
+        cumulative = self._cumulative
+        if cumulative[-1] <= 0:
+            return None
+        # Rank against the counts' own sum rather than ``total``: after a decay by a factor
+        # that is not a power of two the two differ by rounding, and q = 1 would run past the
+        # last non-empty bin to the top of the range. q = 0 is the smallest value, so it is
+        # the first non-empty bin (side="right"), not bin 0.
+        rank = q * cumulative[-1]
+        side = "left" if rank > 0 else "right"
+        index = int(np.searchsorted(cumulative, rank, side=side))
         index = min(index, self.counts.size - 1)
         # Centre of bin i, relative error <= accuracy for any value in it.
         return 2.0 * self._gamma ** (index + self._offset + 1) / (self._gamma + 1.0)

@@ -12,7 +12,12 @@ from typing import Any
 
 import yaml
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from canarystream.errors import ConfigError
 
@@ -69,6 +74,13 @@ def load_settings(**overrides: Any) -> Settings:
     """Build :class:`Settings`, translating validation errors into :class:`ConfigError`."""
     try:
         return Settings(**overrides)
+    except SettingsError as exc:
+        # Raised before validation, e.g. a list variable that is not JSON.
+        field = str(exc).split('"')[1] if '"' in str(exc) else "?"
+        raise ConfigError(
+            f"invalid settings\n  {ENV_PREFIX}{field.upper()} ({field}): not valid JSON "
+            f"({exc.__cause__ or exc})"
+        ) from exc
     except ValidationError as exc:
         lines = []
         for error in exc.errors(include_url=False):

@@ -24,11 +24,13 @@ app.add_typer(policy_app, name="policy")
 @policy_app.command()
 def validate(path: Annotated[Path, typer.Argument(help="Policy file (.yaml or .json).")]) -> None:
     """Check a policy file; on error, say which field is wrong and exit 1."""
-    console = Console()
+    console = Console(soft_wrap=True)
     try:
         policy = load_policy(path)
     except PolicyError as exc:
-        Console(stderr=True).print(f"[red]invalid:[/] {escape(str(exc))}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(
+            f"[red]invalid:[/] {escape(str(exc))}", highlight=False
+        )
         raise typer.Exit(1) from exc
     stages = ", ".join(f"{s.traffic_percent:g}%" for s in policy.stages)
     checks = ", ".join(check_name(c) for c in policy.checks)
@@ -47,6 +49,8 @@ def show(
     try:
         policy = load_policy(path) if path else Policy()
     except PolicyError as exc:
-        Console(stderr=True).print(f"[red]invalid:[/] {escape(str(exc))}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(
+            f"[red]invalid:[/] {escape(str(exc))}", highlight=False
+        )
         raise typer.Exit(1) from exc
     typer.echo(yaml.safe_dump(policy.model_dump(mode="json"), sort_keys=False).rstrip())

@@ -76,7 +76,7 @@ def replay(
     quiet: Annotated[bool, typer.Option(help="No progress bar or summary on stderr.")] = False,
 ) -> None:
     """Replay recorded events through the engine and write its decisions."""
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     for path in files:
         if not path.is_file():
             err.print(f"[red]error:[/] {path}: no such file")

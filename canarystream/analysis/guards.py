@@ -1,8 +1,9 @@
 """Guards: conditions under which comparing the cohorts is unsafe, so the rollout HOLDs.
 
 * :class:`BaselineDriftGuard` — the baseline itself degrades (a shared incident: both cohorts
-  move together). River's ADWIN watches the baseline's per-tick error rate and mean log
-  latency; an upward shift holds the rollout for a cool-down rather than judging the canary.
+  move together). River's Page-Hinkley test (a one-sided CUSUM) watches the baseline's per-tick
+  error rate and mean log latency, standardised against their own recent past; an upward
+  shift holds the rollout for a cool-down rather than judging the canary.
 * :class:`SampleRatioGuard` — the canary's share of requests is not what was routed
   (a broken router, crashing canary instances): comparisons would be biased.
 * :class:`NoDataGuard` — the canary is silent; never promote without evidence.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from river.drift import ADWIN
+from river.drift import PageHinkley
 
 from canarystream.analysis.cohort import CohortBucket, count_in
 from canarystream.analysis.sequential import RatioSequence
@@ -25,14 +26,56 @@ __all__ = ["BaselineDriftGuard", "NoDataWatch", "SampleRatioWatch"]
 _SERVER_ERRORS = ((500, 599),)
 
 
-class BaselineDriftGuard:
-    """Detects an upward shift in the baseline's error rate or latency (ADWIN)."""
+class _Standardiser:
+    """Turns a per-tick statistic into a z-score against its own exponentially weighted past.
 
-    def __init__(self, config: DriftGuard) -> None:
+    Drift detectors take thresholds in the units of their input; an error rate around 0.01
+    and a mean log latency varying by 0.02 need very different ones. Standardising by the
+    statistic's sampling error makes one threshold fit every metric and traffic level.
+    """
+
+    def __init__(self, half_life_ticks: float, warmup: int) -> None:
+        self.decay = 0.5 ** (1.0 / half_life_ticks)
+        self.warmup = warmup
+        self.seen = 0
+        self.mean = 0.0
+        self.spread = 0.0  # per-request variance, EW-averaged
+
+    def score(self, value: float, per_request_var: float | None, n: int) -> float | None:
+        """The z-score of ``value`` (a mean over ``n`` requests), then learn from it.
+
+        ``per_request_var`` of None means a proportion: its variance follows from the
+        reference rate itself, p (1 - p), which stays sound when errors are rare.
+        """
+        if per_request_var is None:
+            rate = min(max(self.mean, 1e-3), 0.999)
+            per_request_var = rate * (1.0 - rate)
+        z = None
+        if self.seen >= self.warmup:
+            var = max(self.spread, 1e-6) / n
+            z = max(-50.0, min(50.0, (value - self.mean) / math.sqrt(var)))
+        # A running mean at first, then exponential forgetting.
+        weight = max(1.0 / (self.seen + 1), 1.0 - self.decay)
+        self.mean += weight * (value - self.mean)
+        self.spread += weight * (per_request_var - self.spread)
+        self.seen += 1
+        return z
+
+
+class BaselineDriftGuard:
+    """Detects an upward shift in the baseline's error rate or latency (CUSUM on z-scores)."""
+
+    def __init__(self, config: DriftGuard, tick: float = 5.0) -> None:
         self.config = config
-        # clock=4: test for a cut every 4 ticks; detection delay matters more than CPU here.
-        self.errors = ADWIN(delta=config.delta, clock=4)
-        self.latency = ADWIN(delta=config.delta, clock=4)
+        half_life = max(600.0 / tick, 4.0)  # the reference follows the baseline over ~10 min
+        warmup = max(int(20.0 / tick), 4)
+        self.scales = (_Standardiser(half_life, warmup), _Standardiser(half_life, warmup))
+        self.detectors = tuple(
+            PageHinkley(
+                min_instances=4, delta=config.allowance, threshold=config.threshold, mode="up"
+            )
+            for _ in range(2)
+        )
         self.active_until = -math.inf
         self.last_shift: str = ""
 
@@ -44,15 +87,20 @@ class BaselineDriftGuard:
         n = requests.requests
         if n == 0:
             return
-        error_rate = count_in(requests.statuses, _SERVER_ERRORS) / n
-        mean_log = float(np.mean(np.log1p(requests.latency_array())))
-        for name, detector, value in (
-            ("error rate", self.errors, error_rate),
-            ("latency", self.latency, mean_log),
+        rate = count_in(requests.statuses, _SERVER_ERRORS) / n
+        logs = np.log1p(requests.latency_array())
+        stats = (
+            ("error rate", rate, None),
+            ("latency", float(logs.mean()), float(logs.var()) if n > 1 else 0.0),
+        )
+        for (name, value, per_request_var), scale, detector in zip(
+            stats, self.scales, self.detectors, strict=True
         ):
-            before = detector.estimation
-            detector.update(value)
-            if detector.drift_detected and detector.estimation > before:
+            z = scale.score(value, per_request_var, n)
+            if z is None:
+                continue
+            detector.update(z)
+            if detector.drift_detected:
                 self.active_until = now + self.config.cooldown
                 self.last_shift = f"baseline {name} shifted up at t={now:.0f}"
 

@@ -31,7 +31,6 @@ from canarystream.policy.loading import PolicyRegistry
 
 __all__ = ["Engine"]
 
-_NONE: list[Decision] = []
 _CONTROL_TYPES = frozenset(
     {
         "deployment_started",
@@ -73,7 +72,7 @@ class Engine:
             rollout = self.active_by_service.get(event["service"])
             if rollout is None:
                 self.counters["telemetry_without_rollout"] += 1
-                return _NONE
+                return []
             cohort = rollout.cohort_of.get(event["version"])
             if cohort is None:
                 raise ContractError(
@@ -83,7 +82,7 @@ class Engine:
                     reason="unknown_version",
                 )
             ts = event["ts"]
-            decisions = rollout.advance_clock(ts) if ts >= rollout.next_tick else _NONE
+            decisions = rollout.advance_clock(ts) if ts >= rollout.next_tick else []
             if kind == "request":
                 rollout.add_request(cohort, event)
             elif kind == "metric":
@@ -128,22 +127,24 @@ class Engine:
                 f"deployment {event.deployment!r} is unknown", reason="unknown_deployment"
             )
         decisions = list(rollout.advance_clock(event.ts)) if rollout.is_live else []
+        # A late command takes effect now, not in the past: decisions never go back in time.
+        ts = max(event.ts, rollout.clock)
         match event:
             case DeploymentAborted():
-                decisions += rollout.abort(event.ts, event.actor, event.reason)
+                decisions += rollout.abort(ts, event.actor, event.reason)
             case DeploymentPaused():
-                decisions += rollout.pause(event.ts, event.actor)
+                decisions += rollout.pause(ts, event.actor)
             case DeploymentResumed():
-                decisions += rollout.resume(event.ts, event.actor)
+                decisions += rollout.resume(ts, event.actor)
             case DeploymentApproved():
-                decisions += rollout.approve(event.ts, event.actor)
+                decisions += rollout.approve(ts, event.actor)
         self._retire_finished(rollout)
         return decisions
 
     def _start(self, event: DeploymentStarted) -> list[Decision]:
         if event.deployment in self.rollouts:
             self.counters["duplicate_deployment_started"] += 1
-            return _NONE  # announcements are retried by deployment systems: idempotent
+            return []  # announcements are retried by deployment systems: idempotent
         try:
             policy = self.policies.resolve(event.policy)
         except PolicyError as exc:

@@ -73,12 +73,13 @@ class Rollout:
             CheckGroup(check, policy.alpha * check.weight / total_weight) for check in policy.checks
         ]
         self.trackers: dict[Any, LatencyTracker] = {None: LatencyTracker(policy.tick)}
-        self.drift = BaselineDriftGuard(policy.guards.baseline_drift)
+        self.drift = BaselineDriftGuard(policy.guards.baseline_drift, policy.tick)
         self.ratio = SampleRatioWatch(policy.guards.sample_ratio)
         self.no_data = NoDataWatch(policy.guards.no_data)
         self.paused_by: str | None = None
         self.awaiting_approval = False
         self.approved_stage: int | None = None
+        self.approved_by = ""
         self.acknowledged: set[str] = set()  # non-critical failures a person accepted
         self.noncritical_failed: dict[str, float] = {}
         self.hold_summary = ""
@@ -86,6 +87,11 @@ class Rollout:
         self.last_decision: Decision | None = None
 
     # ----------------------------------------------------------------- inputs
+
+    @property
+    def clock(self) -> float:
+        """Event time this rollout has reached: the start of its open tick."""
+        return self.next_tick - self.policy.tick
 
     @property
     def is_live(self) -> bool:
@@ -160,10 +166,11 @@ class Rollout:
         """Let the current stage go: acknowledges its non-critical failures and its gate."""
         if not self.is_live:
             return []
+        # Approval accepts the stage's gate, its non-critical failures and inconclusive
+        # evidence; it does not override guards, minimum duration or minimum samples.
         self.approved_stage = self.stage
+        self.approved_by = actor
         self.acknowledged.update(self.noncritical_failed)
-        if self.phase is Phase.HELD and self.paused_by is None:
-            return [self._next_stage(ts, f"approved by {actor}")]
         return self._evaluate(ts)
 
     def supersede(self, ts: float, by: str) -> list[Decision]:
@@ -265,11 +272,12 @@ class Rollout:
             if stage.approval and self.approved_stage != self.stage:
                 self.awaiting_approval = True
                 return self._hold(now, f"stage {self.stage} passed; awaiting approval")
-            why = (
-                f"no harm shown at stage {self.stage} ({stage.traffic_percent:g}%)"
-                if evidence
-                else f"stage {self.stage} approved"
-            )
+            if evidence:
+                why = f"no harm shown at stage {self.stage} ({stage.traffic_percent:g}%)"
+                if stage.approval:
+                    why += f" and approved by {self.approved_by}"
+            else:
+                why = f"stage {self.stage} approved by {self.approved_by}"
             return [self._next_stage(now, why)]
         if past_deadline:
             waiting = [u.name for u, v in verdicts if v is not Verdict.PASS and v is not None]

@@ -286,7 +286,15 @@ class DriftGuard(_Strict):
     """Hold while the baseline itself degrades (a shared incident, not the canary)."""
 
     enabled: bool = True
-    delta: float = Field(default=0.002, gt=0, lt=1, description="ADWIN confidence parameter.")
+    threshold: float = Field(
+        default=20.0,
+        gt=0,
+        description="Page-Hinkley threshold on the cumulative standardised excess; lower is "
+        "more sensitive (20: no false alarm in 30 min of simulated steady traffic).",
+    )
+    allowance: float = Field(
+        default=1.0, ge=0, description="Shift (in standard errors) tolerated per tick."
+    )
     cooldown: Duration = Field(default=120.0, description="Hold this long after a shift (s).")
 
 

@@ -135,11 +135,6 @@ def test_decision_time_does_not_depend_on_when_the_tick_is_closed() -> None:
     assert dumps(before + engine.advance_to(promote_at)) == dumps(reference)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Engine.process returns one module-level empty list for 'no decision'; a caller "
-    "that extends it changes what every later call of every Engine returns",
-)
 def test_returned_decision_lists_belong_to_the_caller() -> None:
     engine = Engine()
     engine.process(Stream().started(policy=fast_policy()))

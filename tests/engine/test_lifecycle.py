@@ -218,7 +218,7 @@ NON_CRITICAL = fast_policy(
             92.5,
             [
                 ("hold", 0, Phase.HELD, "non-critical regression: error_rate"),
-                ("advance", 1, Phase.RUNNING, "approved by bob; stage 1 at 50% traffic"),
+                ("advance", 1, Phase.RUNNING, "stage 0 approved by bob; stage 1 at 50% traffic"),
                 (
                     "hold",
                     1,

@@ -92,15 +92,21 @@ class Unit:
         """Add one tick of both cohorts."""
         raise NotImplementedError
 
-    def verdict(self, advance_alpha: float | None, next_share: float = 1.0) -> Verdict | None:
+    def verdict(
+        self, advance_alpha: float | None, next_share: float = 1.0, promoting: bool = False
+    ) -> Verdict | None:
         """Current verdict; PASS is only tested when ``advance_alpha`` is given.
 
-        ``next_share`` is the traffic share the canary would get next (1.0 for promotion):
-        the no-harm test weighs a possible degradation by the traffic it would reach.
+        ``next_share`` is the traffic share the canary would get next: the no-harm test
+        weighs a possible degradation by the traffic it would reach. When ``promoting``, the
+        bound must lie within ``tolerance`` itself rather than the looser
+        ``advance_tolerance``: a canary is promoted only when shown to be within tolerance.
         """
         raise NotImplementedError
 
-    def reason(self, advance_alpha: float, next_share: float = 1.0) -> CheckReason:
+    def reason(
+        self, advance_alpha: float, next_share: float = 1.0, promoting: bool = False
+    ) -> CheckReason:
         """Full, readable account of the unit's state."""
         raise NotImplementedError
 
@@ -147,8 +153,8 @@ class RateRatioUnit(Unit):
         self.events[1] += xb
         self.test.update(xc, xb, nc, nb)
 
-    def _passes(self, upper: float, next_share: float) -> bool:
-        if upper <= self.advance_tolerance:
+    def _passes(self, upper: float, next_share: float, promoting: bool) -> bool:
+        if upper <= (self.tolerance if promoting else self.advance_tolerance):
             return True
         # Blast radius: rare events at a small share cannot show a tight ratio quickly, but a
         # bound on the extra bad requests, as a share of *all* traffic at the next stage
@@ -156,7 +162,9 @@ class RateRatioUnit(Unit):
         base_rate = self.events[1] / self.exposure[1] if self.exposure[1] else 1.0
         return (upper - 1.0) * base_rate * next_share <= self.abs_margin
 
-    def verdict(self, advance_alpha: float | None, next_share: float = 1.0) -> Verdict | None:
+    def verdict(
+        self, advance_alpha: float | None, next_share: float = 1.0, promoting: bool = False
+    ) -> Verdict | None:
         if self.exposure[0] == 0 and self.exposure[1] == 0:
             return None
         if self.exposure[0] == 0:
@@ -164,13 +172,15 @@ class RateRatioUnit(Unit):
         if self.test.e_value(self.tolerance) * self.alpha >= 1.0:
             return Verdict.FAIL
         if advance_alpha is not None and self._passes(
-            self.test.upper_bound(advance_alpha), next_share
+            self.test.upper_bound(advance_alpha), next_share, promoting
         ):
             return Verdict.PASS
         return Verdict.INCONCLUSIVE
 
-    def reason(self, advance_alpha: float, next_share: float = 1.0) -> CheckReason:
-        verdict = self.verdict(advance_alpha, next_share) or Verdict.NO_DATA
+    def reason(
+        self, advance_alpha: float, next_share: float = 1.0, promoting: bool = False
+    ) -> CheckReason:
+        verdict = self.verdict(advance_alpha, next_share, promoting) or Verdict.NO_DATA
         e_value = self.test.e_value(self.tolerance)
         lower = self.test.lower_bound(self.alpha)
         upper = self.test.upper_bound(advance_alpha)
@@ -252,7 +262,9 @@ class LatencyQuantileUnit(Unit):
         x_harm = int(np.count_nonzero(canary_ms > threshold * (1.0 + self.advance_tolerance)))
         self.no_harm.update(x_harm, y, nc, nb)
 
-    def verdict(self, advance_alpha: float | None, next_share: float = 1.0) -> Verdict | None:
+    def verdict(
+        self, advance_alpha: float | None, next_share: float = 1.0, promoting: bool = False
+    ) -> Verdict | None:
         if self.samples[0] == 0 and self.samples[1] == 0:
             return None
         if self.samples[0] == 0:
@@ -260,7 +272,9 @@ class LatencyQuantileUnit(Unit):
         if self.test.e_value(1.0) * self.alpha >= 1.0:
             return Verdict.FAIL
         if advance_alpha is not None:
-            upper = self.no_harm.upper_bound(advance_alpha)
+            # Promotion must show the quantile within tolerance: the bound of the test at
+            # (1 + tolerance); earlier stages only rule out (1 + advance_tolerance).
+            upper = (self.test if promoting else self.no_harm).upper_bound(advance_alpha)
             # Extra requests beyond (1 + advance_tolerance) x the baseline quantile, as a share
             # of all traffic at the next stage, bounded by the margin (see RateRatioUnit).
             if upper <= 1.0 or (upper - 1.0) * (1.0 - self.quantile) * next_share <= (
@@ -269,8 +283,10 @@ class LatencyQuantileUnit(Unit):
                 return Verdict.PASS
         return Verdict.INCONCLUSIVE
 
-    def reason(self, advance_alpha: float, next_share: float = 1.0) -> CheckReason:
-        verdict = self.verdict(advance_alpha, next_share) or Verdict.NO_DATA
+    def reason(
+        self, advance_alpha: float, next_share: float = 1.0, promoting: bool = False
+    ) -> CheckReason:
+        verdict = self.verdict(advance_alpha, next_share, promoting) or Verdict.NO_DATA
         tracker = self._tracker
         canary_q = tracker.canary.quantile(self.quantile) if tracker else None
         baseline_q = tracker.baseline.quantile(self.quantile) if tracker else None
@@ -343,7 +359,9 @@ class OneSampleRateUnit(Unit):
             return 1.0
         return self.budget * odds_ratio / (self.budget * odds_ratio + 1.0 - self.budget)
 
-    def verdict(self, advance_alpha: float | None, next_share: float = 1.0) -> Verdict | None:
+    def verdict(
+        self, advance_alpha: float | None, next_share: float = 1.0, promoting: bool = False
+    ) -> Verdict | None:
         if self.samples == 0:
             return Verdict.NO_DATA
         if self.test.e_value(1.0) * self.alpha >= 1.0:
@@ -352,8 +370,10 @@ class OneSampleRateUnit(Unit):
             return Verdict.PASS
         return Verdict.INCONCLUSIVE
 
-    def reason(self, advance_alpha: float, next_share: float = 1.0) -> CheckReason:
-        verdict = self.verdict(advance_alpha, next_share) or Verdict.NO_DATA
+    def reason(
+        self, advance_alpha: float, next_share: float = 1.0, promoting: bool = False
+    ) -> CheckReason:
+        verdict = self.verdict(advance_alpha, next_share, promoting) or Verdict.NO_DATA
         rate = self.events / self.samples if self.samples else None
         lower = self._rate(self.test.lower_bound(self.alpha))
         upper = self._rate(self.test.upper_bound(advance_alpha))
@@ -417,7 +437,9 @@ class GaugeUnit(Unit):
     def fold(self, canary: CohortBucket, baseline: CohortBucket, trackers: Trackers) -> None:
         raise NotImplementedError("gauges fold through GaugeGroup.fold_at")
 
-    def verdict(self, advance_alpha: float | None, next_share: float = 1.0) -> Verdict | None:
+    def verdict(
+        self, advance_alpha: float | None, next_share: float = 1.0, promoting: bool = False
+    ) -> Verdict | None:
         if self.samples[0] == 0 and self.samples[1] == 0:
             return None
         if self.samples[0] == 0:
@@ -426,15 +448,16 @@ class GaugeUnit(Unit):
             return Verdict.INCONCLUSIVE
         if self.diffs.mean - self.diffs.radius(self.alpha) > self.check.tolerance:
             return Verdict.FAIL
-        if (
-            advance_alpha is not None
-            and self.diffs.mean + self.diffs.radius(advance_alpha) <= self.check.advance_tolerance
-        ):
+        limit = self.check.tolerance if promoting else self.check.advance_tolerance
+        upper = self.diffs.mean + self.diffs.radius(advance_alpha) if advance_alpha else None
+        if upper is not None and upper <= limit:
             return Verdict.PASS
         return Verdict.INCONCLUSIVE
 
-    def reason(self, advance_alpha: float, next_share: float = 1.0) -> CheckReason:
-        verdict = self.verdict(advance_alpha, next_share) or Verdict.NO_DATA
+    def reason(
+        self, advance_alpha: float, next_share: float = 1.0, promoting: bool = False
+    ) -> CheckReason:
+        verdict = self.verdict(advance_alpha, next_share, promoting) or Verdict.NO_DATA
         ready = self.diffs.count >= 2
         mean = self.diffs.mean if self.diffs.count else None
         lower = mean - self.diffs.radius(self.alpha) if ready and mean is not None else None

@@ -228,7 +228,10 @@ class Rollout:
         ready = self._stage_ready(now)
         advance_alpha = 1.0 - policy.advance_confidence if ready else None
         next_share = self._next_share()
-        verdicts = [(unit, unit.verdict(advance_alpha, next_share)) for unit in self._units()]
+        promoting = self.stage + 1 >= len(policy.stages)
+        verdicts = [
+            (unit, unit.verdict(advance_alpha, next_share, promoting)) for unit in self._units()
+        ]
         critical_fail = [u for u, v in verdicts if v is Verdict.FAIL and u.critical]
         for unit, verdict in verdicts:
             if verdict is Verdict.FAIL and not unit.critical:
@@ -336,7 +339,8 @@ class Rollout:
         """Every check's and guard's account at ``now`` (computed for decisions only)."""
         advance_alpha = 1.0 - self.policy.advance_confidence
         next_share = self._next_share()
-        out = [unit.reason(advance_alpha, next_share) for unit in self._units()]
+        promoting = self.stage + 1 >= len(self.policy.stages)
+        out = [unit.reason(advance_alpha, next_share, promoting) for unit in self._units()]
         out.append(self.drift.reason(now))
         out.append(self.ratio.reason())
         return out

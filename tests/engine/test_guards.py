@@ -156,14 +156,16 @@ def test_sample_ratio_mismatch_holds_a_healthy_canary(
 INCIDENT = Cohort(error_rate=0.3, median_ms=80.0)
 
 
-def shared_incident(seed: int, policy: dict[str, Any], start: float, end: float) -> list[Decision]:
+def shared_incident(
+    seed: int, policy: dict[str, Any], start: float, end: float, until: float = 600
+) -> list[Decision]:
     stream = Stream(seed)
     return run(
         [
             stream.started(policy=policy),
             *stream.requests(0, start),
             *stream.requests(start, end, baseline=INCIDENT, canary=INCIDENT),
-            *stream.requests(end, 600),
+            *stream.requests(end, until),
         ]
     )
 
@@ -171,10 +173,12 @@ def shared_incident(seed: int, policy: dict[str, Any], start: float, end: float)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_shared_incident_holds_then_resumes(seed: int) -> None:
     # Both cohorts' errors (x30) and latency (x2) jump together from 120 s to 240 s; the
-    # first stage is long so that the incident happens inside it.
+    # first stage is long so that the incident happens inside it. The last stage has time to
+    # show the canary within tolerance, which promotion requires.
     policy = fast_policy(guards={"baseline_drift": {"cooldown": 60}})
     policy["stages"][0]["min_duration"] = 300
-    decisions = shared_incident(seed, policy, 120, 240)
+    policy["stages"][1]["max_duration"] = 1500
+    decisions = shared_incident(seed, policy, 120, 240, until=1800)
 
     actions = [d.action for d in decisions]
     assert Action.ROLLBACK not in actions

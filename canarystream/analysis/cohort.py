@@ -58,7 +58,7 @@ class CohortBucket:
         self.slices: dict[tuple[str, str], Slice] = {}  # (field, value) breakdowns
         self.metrics: dict[str, list[float]] = {}  # name -> [sum, count]
         self.probes: dict[str, list[int]] = {}  # probe -> [ok, failed]
-        self.events = 0  # every telemetry event, for the no-data guard
+        self.events = 0  # metric and probe events (requests are counted by their slice)
 
     def slice_for(self, field: str, value: str) -> Slice:
         """The breakdown slice for ``field == value``, created on first use."""

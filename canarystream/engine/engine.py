@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from canarystream.contracts.codec import (
-    TELEMETRY_TYPES,
+    check_request,
     explain_invalid,
     is_valid_telemetry,
     parse_control,
@@ -31,6 +31,7 @@ from canarystream.policy.loading import PolicyRegistry
 
 __all__ = ["Engine"]
 
+_METRIC_OR_PROBE = frozenset({"metric", "probe"})
 _CONTROL_TYPES = frozenset(
     {
         "deployment_started",
@@ -40,6 +41,14 @@ _CONTROL_TYPES = frozenset(
         "deployment_approved",
     }
 )
+
+
+def _unknown_version(rollout: Rollout, version: str) -> ContractError:
+    return ContractError(
+        f"version {version!r} is neither baseline {rollout.baseline_version!r} nor canary "
+        f"{rollout.canary_version!r} of service {rollout.service!r}",
+        reason="unknown_version",
+    )
 
 
 class Engine:
@@ -62,11 +71,31 @@ class Engine:
         self.active_by_service: dict[str, Rollout] = {}
         self.counters: Counter[str] = Counter()
 
-    # The hot path: telemetry is checked by hand and routed with plain dict lookups.
+    # The hot path: requests are checked by hand and routed with plain dict lookups.
     def process(self, event: Any) -> list[Decision]:
         """Apply one decoded event; return the decisions it caused (usually none)."""
         kind = event.get("type") if type(event) is dict else None
-        if kind in TELEMETRY_TYPES:
+        if kind == "request":
+            fields = check_request(event)
+            if fields is None:
+                raise explain_invalid(event)
+            ts, service, version, latency, status = fields
+            rollout = self.active_by_service.get(service)
+            if rollout is None:
+                self.counters["telemetry_without_rollout"] += 1
+                return []
+            cohort = rollout.cohort_of.get(version)
+            if cohort is None:
+                raise _unknown_version(rollout, version)
+            if ts < rollout.next_tick:
+                rollout.add_request(cohort, ts, latency, status, event)
+                return []
+            decisions = rollout.advance_clock(ts)
+            rollout.add_request(cohort, ts, latency, status, event)
+            if decisions:
+                self._retire_finished(rollout)
+            return decisions
+        if kind in _METRIC_OR_PROBE:
             if not is_valid_telemetry(event):
                 raise explain_invalid(event)
             rollout = self.active_by_service.get(event["service"])
@@ -75,17 +104,9 @@ class Engine:
                 return []
             cohort = rollout.cohort_of.get(event["version"])
             if cohort is None:
-                raise ContractError(
-                    f"version {event['version']!r} is neither baseline "
-                    f"{rollout.baseline_version!r} nor canary {rollout.canary_version!r} "
-                    f"of service {rollout.service!r}",
-                    reason="unknown_version",
-                )
-            ts = event["ts"]
-            decisions = rollout.advance_clock(ts) if ts >= rollout.next_tick else []
-            if kind == "request":
-                rollout.add_request(cohort, event)
-            elif kind == "metric":
+                raise _unknown_version(rollout, event["version"])
+            decisions = rollout.advance_clock(event["ts"])
+            if kind == "metric":
                 rollout.add_metric(cohort, event)
             else:
                 rollout.add_probe(cohort, event)

@@ -57,6 +57,7 @@ class Rollout:
         self.seq = -1
         self.stage_started_at = started.ts
         self.stage_requests = [0, 0]  # baseline, canary
+        self.tick = policy.tick
         self.next_tick = started.ts + policy.tick
         self.buckets = (CohortBucket(), CohortBucket())
         self.breakdowns = tuple(
@@ -91,7 +92,7 @@ class Rollout:
     @property
     def clock(self) -> float:
         """Event time this rollout has reached: the start of its open tick."""
-        return self.next_tick - self.policy.tick
+        return self.next_tick - self.tick
 
     @property
     def is_live(self) -> bool:
@@ -114,17 +115,21 @@ class Rollout:
             decisions.extend(self._close_tick(now))
         return decisions
 
-    def add_request(self, cohort: int, event: dict[str, Any]) -> None:
-        """Record one validated request event in the current tick."""
+    def add_request(
+        self, cohort: int, ts: float, latency: float, status: int, event: dict[str, Any]
+    ) -> None:
+        """Record one validated request in the current tick (the hot path)."""
         bucket = self.buckets[cohort]
-        latency, status = event["latency_ms"], event["status"]
-        bucket.requests.add(latency, status)
-        bucket.events += 1
-        for field in self.breakdowns:
-            value = event.get(field)
-            if value is not None:
-                bucket.slice_for(field, value).add(latency, status)
-        if event["ts"] < self.next_tick - self.policy.tick:
+        requests = bucket.requests
+        requests.latencies.append(latency)
+        statuses = requests.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        if self.breakdowns:
+            for field in self.breakdowns:
+                value = event.get(field)
+                if value is not None:
+                    bucket.slice_for(field, value).add(latency, status)
+        if ts < self.next_tick - self.tick:
             self.late_events += 1
 
     def add_metric(self, cohort: int, event: dict[str, Any]) -> None:
@@ -188,7 +193,7 @@ class Rollout:
     def _close_tick(self, now: float) -> list[Decision]:
         canary, baseline = self.buckets[CANARY], self.buckets[BASELINE]
         self.buckets = (CohortBucket(), CohortBucket())
-        if canary.events:
+        if canary.events or canary.requests.latencies:
             self.no_data.saw(now)
         if self.phase.is_terminal:
             return []

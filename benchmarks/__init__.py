@@ -1,0 +1,1 @@
+"""Benchmarks of canarystream: detection quality against peers, and speed."""

@@ -29,6 +29,7 @@ from canarystream.policy.model import (
     ErrorRateCheck,
     GaugeCheck,
     LatencyCheck,
+    LatencyShiftCheck,
     ProbeCheck,
     SloErrorRateCheck,
     SloLatencyCheck,
@@ -314,6 +315,83 @@ class LatencyQuantileUnit(Unit):
             threshold=1.0 / self.alpha,
             tolerance=self.tolerance,
             advance_tolerance=self.advance_tolerance,
+            message=message,
+        )
+
+
+class LatencyShiftUnit(Unit):
+    """Ratio of the cohorts' geometric-mean latencies, from per-tick differences of mean logs.
+
+    Each tick with both cohorts gives ``mean(log canary) - mean(log baseline)``; load swings
+    and incidents shared by both cohorts cancel within the tick. A :class:`MeanSequence` on
+    these differences fails the check when its lower bound exceeds ``log(1 + tolerance)``.
+    """
+
+    def __init__(self, name: str, check: LatencyShiftCheck, alpha: float) -> None:
+        self.name, self.kind, self.critical, self.alpha = (
+            name,
+            "latency_shift",
+            check.critical,
+            alpha,
+        )
+        self.check = check
+        self.limit = math.log1p(check.tolerance)
+        self.advance_limit = math.log1p(check.advance_tolerance)
+        self.diffs = MeanSequence(target=30)
+        self.samples = [0, 0]
+
+    def fold(self, canary: CohortBucket, baseline: CohortBucket, trackers: Trackers) -> None:
+        c, b = canary.requests, baseline.requests
+        self.samples[0] += c.requests
+        self.samples[1] += b.requests
+        if c.requests >= 2 and b.requests >= 2:
+            # log1p keeps zero latencies finite; at millisecond scale it is log(x) + tiny.
+            self.diffs.update(
+                float(np.log1p(c.latency_array()).mean() - np.log1p(b.latency_array()).mean())
+            )
+
+    def verdict(
+        self, advance_alpha: float | None, next_share: float = 1.0, promoting: bool = False
+    ) -> Verdict | None:
+        if self.samples[0] == 0 and self.samples[1] == 0:
+            return None
+        if self.samples[0] == 0:
+            return Verdict.NO_DATA
+        if self.diffs.count < self.check.min_ticks:
+            return Verdict.INCONCLUSIVE
+        if self.diffs.mean - self.diffs.radius(self.alpha) > self.limit:
+            return Verdict.FAIL
+        if advance_alpha is not None:
+            limit = self.limit if promoting else self.advance_limit
+            if self.diffs.mean + self.diffs.radius(advance_alpha) <= limit:
+                return Verdict.PASS
+        return Verdict.INCONCLUSIVE
+
+    def reason(
+        self, advance_alpha: float, next_share: float = 1.0, promoting: bool = False
+    ) -> CheckReason:
+        verdict = self.verdict(advance_alpha, next_share, promoting) or Verdict.NO_DATA
+        ready = self.diffs.count >= 2
+        ratio = math.expm1(self.diffs.mean) if self.diffs.count else None
+        lower = math.expm1(self.diffs.mean - self.diffs.radius(self.alpha)) if ready else None
+        upper = math.expm1(self.diffs.mean + self.diffs.radius(advance_alpha)) if ready else None
+        message = (
+            f"typical latency canary vs baseline {'n/a' if ratio is None else f'{ratio:+.1%}'} "
+            f"over {self.diffs.count} ticks [{_fmt(lower)}, {_fmt(upper)}], tolerance "
+            f"+{self.check.tolerance:.0%}"
+        )
+        return CheckReason(
+            check=self.name,
+            kind=self.kind,
+            verdict=verdict,
+            critical=self.critical,
+            canary_samples=self.samples[0],
+            baseline_samples=self.samples[1],
+            estimate=ratio,
+            lower=lower,
+            upper=upper,
+            tolerance=self.check.tolerance,
+            advance_tolerance=self.check.advance_tolerance,
             message=message,
         )
 
@@ -612,6 +690,8 @@ class CheckGroup:
                     advance_tolerance=check.advance_tolerance,
                     abs_margin=check.advance_abs_margin,
                 )
+            case LatencyShiftCheck():
+                return LatencyShiftUnit(name, check, alpha)
             case GaugeCheck():
                 return GaugeUnit(name, str(key), check, alpha)
             case ProbeCheck():

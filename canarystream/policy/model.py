@@ -28,6 +28,7 @@ __all__ = [
     "GaugeCheck",
     "Guards",
     "LatencyCheck",
+    "LatencyShiftCheck",
     "Policy",
     "ProbeCheck",
     "SloErrorRateCheck",
@@ -135,6 +136,7 @@ class CheckKind(StrEnum):
 
     ERROR_RATE = "error_rate"
     LATENCY = "latency"
+    LATENCY_SHIFT = "latency_shift"
     GAUGE = "gauge"
     PROBE = "probe"
     SLO_ERROR_RATE = "slo_error_rate"
@@ -223,6 +225,31 @@ class LatencyCheck(_Check):
         return self
 
 
+class LatencyShiftCheck(_Check):
+    """Canary vs baseline typical latency: the ratio of geometric means, per tick.
+
+    Uses every request (not only those near one quantile), so a slowdown of the whole
+    distribution is seen with far fewer requests than a quantile check needs.
+    """
+
+    kind: Literal[CheckKind.LATENCY_SHIFT] = CheckKind.LATENCY_SHIFT
+    tolerance: float = Field(
+        default=0.05, ge=0, le=10, description="Acceptable relative increase (0.05 = +5 %)."
+    )
+    advance_tolerance: float = Field(
+        default=0.15, ge=0, le=10, description="Relative increase ruled out before advancing."
+    )
+    min_ticks: int = Field(
+        default=6, ge=3, description="Ticks with both cohorts needed before any verdict."
+    )
+
+    @model_validator(mode="after")
+    def _advance_not_tighter(self) -> LatencyShiftCheck:
+        if self.advance_tolerance < self.tolerance:
+            raise ValueError("advance_tolerance must be at least tolerance")
+        return self
+
+
 class GaugeCheck(_Check):
     """Canary vs baseline mean of a gauge over time windows (absolute difference)."""
 
@@ -277,7 +304,13 @@ class SloLatencyCheck(_Check):
 
 
 Check = Annotated[
-    ErrorRateCheck | LatencyCheck | GaugeCheck | ProbeCheck | SloErrorRateCheck | SloLatencyCheck,
+    ErrorRateCheck
+    | LatencyCheck
+    | LatencyShiftCheck
+    | GaugeCheck
+    | ProbeCheck
+    | SloErrorRateCheck
+    | SloLatencyCheck,
     Field(discriminator="kind"),
 ]
 
@@ -337,6 +370,7 @@ def _default_stages() -> list[Stage]:
 def _default_checks() -> list[Any]:
     return [
         ErrorRateCheck(),
+        LatencyShiftCheck(),
         LatencyCheck(quantile=0.5),
         LatencyCheck(quantile=0.9),
         LatencyCheck(quantile=0.99),

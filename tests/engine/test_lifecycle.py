@@ -48,7 +48,12 @@ def reason(decision: Decision, check: str) -> CheckReason:
     [
         (fast_policy(), "fast", 10.0, ["error_rate", "latency-p90"]),
         (THREE_STAGES, "three", 5.0, ["error_rate", "latency-p90"]),
-        (None, "default", 1.0, ["error_rate", "latency-p50", "latency-p90", "latency-p99"]),
+        (
+            None,
+            "default",
+            1.0,
+            ["error_rate", "latency_shift", "latency-p50", "latency-p90", "latency-p99"],
+        ),
     ],
 )
 def test_first_decision_routes_the_first_stage(

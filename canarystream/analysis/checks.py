@@ -319,83 +319,6 @@ class LatencyQuantileUnit(Unit):
         )
 
 
-class LatencyShiftUnit(Unit):
-    """Ratio of the cohorts' geometric-mean latencies, from per-tick differences of mean logs.
-
-    Each tick with both cohorts gives ``mean(log canary) - mean(log baseline)``; load swings
-    and incidents shared by both cohorts cancel within the tick. A :class:`MeanSequence` on
-    these differences fails the check when its lower bound exceeds ``log(1 + tolerance)``.
-    """
-
-    def __init__(self, name: str, check: LatencyShiftCheck, alpha: float) -> None:
-        self.name, self.kind, self.critical, self.alpha = (
-            name,
-            "latency_shift",
-            check.critical,
-            alpha,
-        )
-        self.check = check
-        self.limit = math.log1p(check.tolerance)
-        self.advance_limit = math.log1p(check.advance_tolerance)
-        self.diffs = MeanSequence(target=30)
-        self.samples = [0, 0]
-
-    def fold(self, canary: CohortBucket, baseline: CohortBucket, trackers: Trackers) -> None:
-        c, b = canary.requests, baseline.requests
-        self.samples[0] += c.requests
-        self.samples[1] += b.requests
-        if c.requests >= 2 and b.requests >= 2:
-            # log1p keeps zero latencies finite; at millisecond scale it is log(x) + tiny.
-            self.diffs.update(
-                float(np.log1p(c.latency_array()).mean() - np.log1p(b.latency_array()).mean())
-            )
-
-    def verdict(
-        self, advance_alpha: float | None, next_share: float = 1.0, promoting: bool = False
-    ) -> Verdict | None:
-        if self.samples[0] == 0 and self.samples[1] == 0:
-            return None
-        if self.samples[0] == 0:
-            return Verdict.NO_DATA
-        if self.diffs.count < self.check.min_ticks:
-            return Verdict.INCONCLUSIVE
-        if self.diffs.mean - self.diffs.radius(self.alpha) > self.limit:
-            return Verdict.FAIL
-        if advance_alpha is not None:
-            limit = self.limit if promoting else self.advance_limit
-            if self.diffs.mean + self.diffs.radius(advance_alpha) <= limit:
-                return Verdict.PASS
-        return Verdict.INCONCLUSIVE
-
-    def reason(
-        self, advance_alpha: float, next_share: float = 1.0, promoting: bool = False
-    ) -> CheckReason:
-        verdict = self.verdict(advance_alpha, next_share, promoting) or Verdict.NO_DATA
-        ready = self.diffs.count >= 2
-        ratio = math.expm1(self.diffs.mean) if self.diffs.count else None
-        lower = math.expm1(self.diffs.mean - self.diffs.radius(self.alpha)) if ready else None
-        upper = math.expm1(self.diffs.mean + self.diffs.radius(advance_alpha)) if ready else None
-        message = (
-            f"typical latency canary vs baseline {'n/a' if ratio is None else f'{ratio:+.1%}'} "
-            f"over {self.diffs.count} ticks [{_fmt(lower)}, {_fmt(upper)}], tolerance "
-            f"+{self.check.tolerance:.0%}"
-        )
-        return CheckReason(
-            check=self.name,
-            kind=self.kind,
-            verdict=verdict,
-            critical=self.critical,
-            canary_samples=self.samples[0],
-            baseline_samples=self.samples[1],
-            estimate=ratio,
-            lower=lower,
-            upper=upper,
-            tolerance=self.check.tolerance,
-            advance_tolerance=self.check.advance_tolerance,
-            message=message,
-        )
-
-
 class OneSampleRateUnit(Unit):
     """Absolute budget on a canary rate (error rate, or share of requests over a latency).
 
@@ -477,7 +400,114 @@ class OneSampleRateUnit(Unit):
         )
 
 
-class GaugeUnit(Unit):
+class MeanDifferenceUnit(Unit):
+    """Shared logic of checks on a stream of canary-minus-baseline differences.
+
+    A :class:`MeanSequence` on the differences fails the check when its lower bound exceeds
+    ``limit`` and passes it when its upper bound is within ``advance_limit`` (``limit`` when
+    promoting). Subclasses decide what one difference is and how to show it to a person.
+    """
+
+    limit: float
+    advance_limit: float
+    min_count: int
+    tolerance: float
+    advance_tolerance: float
+
+    def __init__(self, target: int) -> None:
+        self.diffs = MeanSequence(target=target)
+        self.samples = [0, 0]
+
+    def shown(self, value: float) -> float:
+        """A difference (or bound) in the units the check's tolerance is written in."""
+        return value
+
+    def describe(self, estimate: float | None, lower: float | None, upper: float | None) -> str:
+        """One readable sentence about the current estimate and bounds."""
+        raise NotImplementedError
+
+    def verdict(
+        self, advance_alpha: float | None, next_share: float = 1.0, promoting: bool = False
+    ) -> Verdict | None:
+        if self.samples[0] == 0 and self.samples[1] == 0:
+            return None
+        if self.samples[0] == 0:
+            return Verdict.NO_DATA
+        if self.diffs.count < self.min_count:
+            return Verdict.INCONCLUSIVE
+        if self.diffs.mean - self.diffs.radius(self.alpha) > self.limit:
+            return Verdict.FAIL
+        if advance_alpha is not None:
+            limit = self.limit if promoting else self.advance_limit
+            if self.diffs.mean + self.diffs.radius(advance_alpha) <= limit:
+                return Verdict.PASS
+        return Verdict.INCONCLUSIVE
+
+    def reason(
+        self, advance_alpha: float, next_share: float = 1.0, promoting: bool = False
+    ) -> CheckReason:
+        verdict = self.verdict(advance_alpha, next_share, promoting) or Verdict.NO_DATA
+        ready = self.diffs.count >= 2
+        mean = self.diffs.mean
+        estimate = self.shown(mean) if self.diffs.count else None
+        lower = self.shown(mean - self.diffs.radius(self.alpha)) if ready else None
+        upper = self.shown(mean + self.diffs.radius(advance_alpha)) if ready else None
+        return CheckReason(
+            check=self.name,
+            kind=self.kind,
+            verdict=verdict,
+            critical=self.critical,
+            canary_samples=self.samples[0],
+            baseline_samples=self.samples[1],
+            estimate=estimate,
+            lower=lower,
+            upper=upper,
+            tolerance=self.tolerance,
+            advance_tolerance=self.advance_tolerance,
+            message=self.describe(estimate, lower, upper),
+        )
+
+
+class LatencyShiftUnit(MeanDifferenceUnit):
+    """Ratio of the cohorts' geometric-mean latencies, from per-tick differences of mean logs.
+
+    Each tick with both cohorts gives ``mean(log canary) - mean(log baseline)``; load swings
+    and incidents shared by both cohorts cancel within the tick. The check fails when the lower
+    bound of the mean difference exceeds ``log(1 + tolerance)``.
+    """
+
+    def __init__(self, name: str, check: LatencyShiftCheck, alpha: float) -> None:
+        super().__init__(target=30)
+        self.name, self.kind = name, "latency_shift"
+        self.critical, self.alpha = check.critical, alpha
+        self.tolerance = check.tolerance
+        self.advance_tolerance = check.advance_tolerance
+        self.limit = math.log1p(check.tolerance)
+        self.advance_limit = math.log1p(check.advance_tolerance)
+        self.min_count = check.min_ticks
+
+    def fold(self, canary: CohortBucket, baseline: CohortBucket, trackers: Trackers) -> None:
+        c, b = canary.requests, baseline.requests
+        self.samples[0] += c.requests
+        self.samples[1] += b.requests
+        if c.requests >= 2 and b.requests >= 2:
+            # log1p keeps zero latencies finite; at millisecond scale it is log(x) + tiny.
+            self.diffs.update(
+                float(np.log1p(c.latency_array()).mean() - np.log1p(b.latency_array()).mean())
+            )
+
+    def shown(self, value: float) -> float:
+        return math.expm1(value)  # a relative change, like the tolerance
+
+    def describe(self, estimate: float | None, lower: float | None, upper: float | None) -> str:
+        change = "n/a" if estimate is None else f"{estimate:+.1%}"
+        return (
+            f"typical latency canary vs baseline {change} over {self.diffs.count} ticks "
+            f"[{_fmt(lower)}, {_fmt(upper)}], tolerance +{self.tolerance:.0%}"
+        )
+
+
+class GaugeUnit(MeanDifferenceUnit):
     """Windowed difference of one gauge's cohort means, with a confidence sequence.
 
     Within each window both cohorts' samples are averaged; the canary-minus-baseline
@@ -485,14 +515,16 @@ class GaugeUnit(Unit):
     """
 
     def __init__(self, name: str, metric: str, check: GaugeCheck, alpha: float) -> None:
+        super().__init__(target=20)
         self.name, self.kind, self.critical, self.alpha = name, "gauge", check.critical, alpha
         self.metric = metric
         self.check = check
+        self.tolerance = self.limit = check.tolerance
+        self.advance_tolerance = self.advance_limit = check.advance_tolerance
+        self.min_count = check.min_windows
         self.sign = 1.0 if check.direction is Direction.INCREASE else -1.0
-        self.diffs = MeanSequence(target=20)
         self.window = [0.0, 0.0, 0.0, 0.0]  # canary sum, count, baseline sum, count
         self.window_end: float | None = None
-        self.samples = [0, 0]
 
     def fold_at(self, canary: CohortBucket, baseline: CohortBucket, now: float) -> None:
         """Add one tick ending at ``now``; close the window when its end has passed."""
@@ -513,52 +545,14 @@ class GaugeUnit(Unit):
                 self.window_end += self.check.window
 
     def fold(self, canary: CohortBucket, baseline: CohortBucket, trackers: Trackers) -> None:
-        raise NotImplementedError("gauges fold through GaugeGroup.fold_at")
+        raise NotImplementedError("gauges fold through CheckGroup.fold with the tick's end")
 
-    def verdict(
-        self, advance_alpha: float | None, next_share: float = 1.0, promoting: bool = False
-    ) -> Verdict | None:
-        if self.samples[0] == 0 and self.samples[1] == 0:
-            return None
-        if self.samples[0] == 0:
-            return Verdict.NO_DATA
-        if self.diffs.count < self.check.min_windows:
-            return Verdict.INCONCLUSIVE
-        if self.diffs.mean - self.diffs.radius(self.alpha) > self.check.tolerance:
-            return Verdict.FAIL
-        limit = self.check.tolerance if promoting else self.check.advance_tolerance
-        upper = self.diffs.mean + self.diffs.radius(advance_alpha) if advance_alpha else None
-        if upper is not None and upper <= limit:
-            return Verdict.PASS
-        return Verdict.INCONCLUSIVE
-
-    def reason(
-        self, advance_alpha: float, next_share: float = 1.0, promoting: bool = False
-    ) -> CheckReason:
-        verdict = self.verdict(advance_alpha, next_share, promoting) or Verdict.NO_DATA
-        ready = self.diffs.count >= 2
-        mean = self.diffs.mean if self.diffs.count else None
-        lower = mean - self.diffs.radius(self.alpha) if ready and mean is not None else None
-        upper = mean + self.diffs.radius(advance_alpha) if ready and mean is not None else None
+    def describe(self, estimate: float | None, lower: float | None, upper: float | None) -> str:
         worse = "increase" if self.sign > 0 else "decrease"
-        message = (
-            f"{self.metric}: canary-minus-baseline {worse} {_fmt(mean)} over "
+        return (
+            f"{self.metric}: canary-minus-baseline {worse} {_fmt(estimate)} over "
             f"{self.diffs.count} windows [{_fmt(lower)}, {_fmt(upper)}], tolerance "
             f"{self.check.tolerance:g}"
-        )
-        return CheckReason(
-            check=self.name,
-            kind=self.kind,
-            verdict=verdict,
-            critical=self.critical,
-            canary_samples=self.samples[0],
-            baseline_samples=self.samples[1],
-            estimate=mean,
-            lower=lower,
-            upper=upper,
-            tolerance=self.check.tolerance,
-            advance_tolerance=self.check.advance_tolerance,
-            message=message,
         )
 
 

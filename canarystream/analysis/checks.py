@@ -131,11 +131,13 @@ class RateRatioUnit(Unit):
         alpha: float,
         tolerance: float,
         advance_tolerance: float,
+        promote_tolerance: float,
         abs_margin: float,
     ) -> None:
         self.name, self.kind, self.critical, self.alpha = name, kind, critical, alpha
         self.tolerance = tolerance
         self.advance_tolerance = advance_tolerance
+        self.promote_tolerance = promote_tolerance
         self.abs_margin = abs_margin
         self.test = RatioSequence(anchors=(tolerance, advance_tolerance))
         self.exposure = [0, 0]  # canary, baseline
@@ -155,7 +157,7 @@ class RateRatioUnit(Unit):
         self.test.update(xc, xb, nc, nb)
 
     def _passes(self, upper: float, next_share: float, promoting: bool) -> bool:
-        if upper <= (self.tolerance if promoting else self.advance_tolerance):
+        if upper <= (self.promote_tolerance if promoting else self.advance_tolerance):
             return True
         # Blast radius: rare events at a small share cannot show a tight ratio quickly, but a
         # bound on the extra bad requests, as a share of *all* traffic at the next stage
@@ -567,6 +569,7 @@ class ErrorRateUnit(RateRatioUnit):
             alpha=alpha,
             tolerance=check.tolerance,
             advance_tolerance=check.advance_tolerance,
+            promote_tolerance=check.promote_tolerance,
             abs_margin=check.advance_abs_margin,
         )
         self.key = key
@@ -590,6 +593,7 @@ class ProbeUnit(RateRatioUnit):
             alpha=alpha,
             tolerance=check.tolerance,
             advance_tolerance=check.advance_tolerance,
+            promote_tolerance=check.promote_tolerance,
             abs_margin=check.advance_abs_margin,
         )
         self.probe = check.probe

@@ -184,6 +184,13 @@ class ErrorRateCheck(_Check):
         description="Alternatively, a bound on the extra errors as a share of all requests at "
         "the next stage's traffic (blast radius); lets early, small stages advance.",
     )
+    promote_tolerance: float = Field(
+        default=1.35,
+        ge=1.0,
+        description="Upper confidence bound on the ratio needed to promote (between tolerance "
+        "and advance_tolerance: errors are rare, so a bound at tolerance itself would need "
+        "hours of traffic).",
+    )
     error_statuses: Annotated[tuple[tuple[int, int], ...], BeforeValidator(parse_status_set)] = (
         Field(default=((500, 599),), description="Statuses counted as errors, e.g. '429,500-599'.")
     )
@@ -193,8 +200,8 @@ class ErrorRateCheck(_Check):
 
     @model_validator(mode="after")
     def _advance_not_tighter(self) -> ErrorRateCheck:
-        if self.advance_tolerance < self.tolerance:
-            raise ValueError("advance_tolerance must be at least tolerance")
+        if not self.tolerance <= self.promote_tolerance <= self.advance_tolerance:
+            raise ValueError("need tolerance <= promote_tolerance <= advance_tolerance")
         return self
 
 
@@ -283,6 +290,7 @@ class ProbeCheck(_Check):
     tolerance: float = Field(default=1.5, ge=1.0)
     advance_tolerance: float = Field(default=3.0, ge=1.0)
     advance_abs_margin: float = Field(default=0.01, ge=0, le=1)
+    promote_tolerance: float = Field(default=2.0, ge=1.0)
 
 
 class SloErrorRateCheck(_Check):

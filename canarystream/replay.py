@@ -12,7 +12,7 @@ import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import count, repeat
+from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -57,7 +57,7 @@ class ReplayResult:
     rejected: Counter[str] = field(default_factory=Counter)
 
 
-Line = tuple[float, int, int, bytes]  # (sort ts, file index, line number, raw)
+Line = tuple[float, int, int, bytes]  # (sort ts, file index, line number, raw) when merging
 
 
 def _lines(index: int, handle: BinaryIO) -> Iterator[Line]:
@@ -85,6 +85,59 @@ def _peek_ts(raw: bytes) -> float | None:
         return None
 
 
+_CHUNK = 4096  # lines decoded and applied together on the single-file path
+
+
+def _decode(raw: bytes, index: int, number: int, reject: Any) -> list[Any]:
+    """The events of one line (none for a blank or rejected line)."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if raw.strip():
+            reject(index, number, ContractError(f"malformed JSON: {exc}", reason="malformed_json"))
+        return []
+    return value if type(value) is list else [value]
+
+
+def _replay_single(
+    handle: Iterable[bytes],
+    engine: Engine,
+    emit: Callable[[list[Decision]], None],
+    reject: Callable[[int, int, ContractError], None],
+    on_progress: Callable[[int], None] | None,
+) -> tuple[int, int]:
+    """One file: decode a chunk of lines at once, then apply it as one batch."""
+    loads = orjson.loads
+    lines = events = 0
+    chunk = list(islice(handle, _CHUNK))
+    while chunk:
+        first = lines + 1
+        try:
+            values = [loads(raw) for raw in chunk]
+            numbers: list[int] | None = None
+            if any(type(value) is not dict for value in values):
+                raise ValueError  # arrays (batches) or scalars: take the general path
+        except (orjson.JSONDecodeError, ValueError):
+            values, numbers = [], []
+            for offset, raw in enumerate(chunk):
+                for event in _decode(raw, 0, first + offset, reject):
+                    values.append(event)
+                    numbers.append(first + offset)
+        lines += len(chunk)
+        events += len(values)
+
+        def on_error(i: int, exc: ContractError, first: int = first, numbers=numbers) -> None:
+            reject(0, numbers[i] if numbers is not None else first + i, exc)
+
+        out = engine.process_batch(values, on_error)
+        if out:
+            emit(out)
+        if on_progress is not None:
+            on_progress(lines)
+        chunk = list(islice(handle, _CHUNK))
+    return lines, events
+
+
 def replay_lines(
     sources: Iterable[tuple[str, Iterable[bytes]]],
     *,
@@ -99,13 +152,7 @@ def replay_lines(
     result = ReplayResult(engine=engine)
     named = list(sources)
     names = [name for name, _ in named]
-    if len(named) == 1:
-        # C-level iterators: no Python frame per line on the common single-file path.
-        stream: Iterable[Line] = zip(repeat(0.0), repeat(0), count(1), named[0][1])
-    else:
-        stream = heapq.merge(*(_lines(i, iter(lines)) for i, (_, lines) in enumerate(named)))  # type: ignore[arg-type]
     process = engine.process
-    loads = orjson.loads
     decisions = result.decisions
     events = 0
     lines = 0
@@ -124,36 +171,23 @@ def replay_lines(
         if on_reject is not None:
             on_reject(rejection)
 
-    for _, index, number, raw in stream:
-        lines += 1
-        if on_progress is not None and not lines & 0x3FFF:
-            on_progress(lines)
-        try:
-            value: Any = loads(raw)
-        except orjson.JSONDecodeError as exc:
-            if not raw.strip():
-                continue  # blank lines are allowed
-            reject(index, number, ContractError(f"malformed JSON: {exc}", reason="malformed_json"))
-            continue
-        if type(value) is dict:  # one event per line: the common case, kept lean
-            events += 1
-            try:
-                out = process(value)
-            except ContractError as exc:
-                reject(index, number, exc)
-                continue
-            if out:
-                emit(out)
-            continue
-        for event in value if type(value) is list else (value,):
-            events += 1
-            try:
-                out = process(event)
-            except ContractError as exc:
-                reject(index, number, exc)
-                continue
-            if out:
-                emit(out)
+    if len(named) == 1:
+        lines, events = _replay_single(named[0][1], engine, emit, reject, on_progress)
+    else:
+        merged = heapq.merge(*(_lines(i, iter(src)) for i, (_, src) in enumerate(named)))
+        for _, index, number, raw in merged:
+            lines += 1
+            if on_progress is not None and not lines & 0x3FFF:
+                on_progress(lines)
+            for event in _decode(raw, index, number, reject):
+                events += 1
+                try:
+                    out = process(event)
+                except ContractError as exc:
+                    reject(index, number, exc)
+                    continue
+                if out:
+                    emit(out)
     result.lines = lines
     result.events = events
     return result

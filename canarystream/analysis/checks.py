@@ -233,9 +233,11 @@ class LatencyQuantileUnit(Unit):
         quantile: float,
         tolerance: float,
         advance_tolerance: float,
+        promote_tolerance: float,
         abs_margin: float,
     ) -> None:
         self.name, self.kind, self.critical, self.alpha = name, "latency", critical, alpha
+        self.promote_tolerance = promote_tolerance
         self.abs_margin = abs_margin
         self.key = key
         self.quantile = quantile
@@ -243,6 +245,7 @@ class LatencyQuantileUnit(Unit):
         self.advance_tolerance = advance_tolerance
         self.test = RatioSequence(anchors=(1.0,))
         self.no_harm = RatioSequence(anchors=(1.0,))
+        self.promotable = RatioSequence(anchors=(1.0,))
         self.samples = [0, 0]
         self._tracker: LatencyTracker | None = None
 
@@ -264,6 +267,8 @@ class LatencyQuantileUnit(Unit):
         self.test.update(x, y, nc, nb)
         x_harm = int(np.count_nonzero(canary_ms > threshold * (1.0 + self.advance_tolerance)))
         self.no_harm.update(x_harm, y, nc, nb)
+        x_promote = int(np.count_nonzero(canary_ms > threshold * (1.0 + self.promote_tolerance)))
+        self.promotable.update(x_promote, y, nc, nb)
 
     def verdict(
         self, advance_alpha: float | None, next_share: float = 1.0, promoting: bool = False
@@ -275,9 +280,9 @@ class LatencyQuantileUnit(Unit):
         if self.test.e_value(1.0) * self.alpha >= 1.0:
             return Verdict.FAIL
         if advance_alpha is not None:
-            # Promotion must show the quantile within tolerance: the bound of the test at
-            # (1 + tolerance); earlier stages only rule out (1 + advance_tolerance).
-            upper = (self.test if promoting else self.no_harm).upper_bound(advance_alpha)
+            # Promotion must rule out (1 + promote_tolerance); earlier stages only
+            # (1 + advance_tolerance).
+            upper = (self.promotable if promoting else self.no_harm).upper_bound(advance_alpha)
             # Extra requests beyond (1 + advance_tolerance) x the baseline quantile, as a share
             # of all traffic at the next stage, bounded by the margin (see RateRatioUnit).
             if upper <= 1.0 or (upper - 1.0) * (1.0 - self.quantile) * next_share <= (
@@ -406,12 +411,14 @@ class MeanDifferenceUnit(Unit):
     """Shared logic of checks on a stream of canary-minus-baseline differences.
 
     A :class:`MeanSequence` on the differences fails the check when its lower bound exceeds
-    ``limit`` and passes it when its upper bound is within ``advance_limit`` (``limit`` when
-    promoting). Subclasses decide what one difference is and how to show it to a person.
+    ``limit`` and passes it when its upper bound is within ``advance_limit``
+    (``promote_limit`` when promoting). Subclasses decide what one difference is and how to
+    show it to a person.
     """
 
     limit: float
     advance_limit: float
+    promote_limit: float
     min_count: int
     tolerance: float
     advance_tolerance: float
@@ -440,7 +447,7 @@ class MeanDifferenceUnit(Unit):
         if self.diffs.mean - self.diffs.radius(self.alpha) > self.limit:
             return Verdict.FAIL
         if advance_alpha is not None:
-            limit = self.limit if promoting else self.advance_limit
+            limit = self.promote_limit if promoting else self.advance_limit
             if self.diffs.mean + self.diffs.radius(advance_alpha) <= limit:
                 return Verdict.PASS
         return Verdict.INCONCLUSIVE
@@ -486,6 +493,7 @@ class LatencyShiftUnit(MeanDifferenceUnit):
         self.advance_tolerance = check.advance_tolerance
         self.limit = math.log1p(check.tolerance)
         self.advance_limit = math.log1p(check.advance_tolerance)
+        self.promote_limit = math.log1p(check.promote_tolerance)
         self.min_count = check.min_ticks
 
     def fold(self, canary: CohortBucket, baseline: CohortBucket, trackers: Trackers) -> None:
@@ -521,7 +529,7 @@ class GaugeUnit(MeanDifferenceUnit):
         self.name, self.kind, self.critical, self.alpha = name, "gauge", check.critical, alpha
         self.metric = metric
         self.check = check
-        self.tolerance = self.limit = check.tolerance
+        self.tolerance = self.limit = self.promote_limit = check.tolerance
         self.advance_tolerance = self.advance_limit = check.advance_tolerance
         self.min_count = check.min_windows
         self.sign = 1.0 if check.direction is Direction.INCREASE else -1.0
@@ -686,6 +694,7 @@ class CheckGroup:
                     quantile=check.quantile,
                     tolerance=check.tolerance,
                     advance_tolerance=check.advance_tolerance,
+                    promote_tolerance=check.promote_tolerance,
                     abs_margin=check.advance_abs_margin,
                 )
             case LatencyShiftCheck():

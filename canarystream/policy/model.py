@@ -223,12 +223,18 @@ class LatencyCheck(_Check):
         description="Alternatively, a bound on the extra share of all requests slower than "
         "(1 + advance_tolerance) x the baseline quantile at the next stage's traffic.",
     )
+    promote_tolerance: float = Field(
+        default=0.10,
+        ge=0,
+        le=10,
+        description="Relative increase the upper bound must rule out to promote.",
+    )
     breakdown: Breakdown | None = None
 
     @model_validator(mode="after")
     def _advance_not_tighter(self) -> LatencyCheck:
-        if self.advance_tolerance < self.tolerance:
-            raise ValueError("advance_tolerance must be at least tolerance")
+        if not self.tolerance <= self.promote_tolerance <= self.advance_tolerance:
+            raise ValueError("need tolerance <= promote_tolerance <= advance_tolerance")
         return self
 
 
@@ -246,14 +252,20 @@ class LatencyShiftCheck(_Check):
     advance_tolerance: float = Field(
         default=0.15, ge=0, le=10, description="Relative increase ruled out before advancing."
     )
+    promote_tolerance: float = Field(
+        default=0.10,
+        ge=0,
+        le=10,
+        description="Relative increase the upper bound must rule out to promote.",
+    )
     min_ticks: int = Field(
         default=6, ge=3, description="Ticks with both cohorts needed before any verdict."
     )
 
     @model_validator(mode="after")
     def _advance_not_tighter(self) -> LatencyShiftCheck:
-        if self.advance_tolerance < self.tolerance:
-            raise ValueError("advance_tolerance must be at least tolerance")
+        if not self.tolerance <= self.promote_tolerance <= self.advance_tolerance:
+            raise ValueError("need tolerance <= promote_tolerance <= advance_tolerance")
         return self
 
 

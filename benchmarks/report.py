@@ -1,6 +1,8 @@
-"""The targets table: reads ``results/detection.json`` and ``results/speed.json``.
+"""The figures of ``benchmarks/README.md``, from ``results/*.json`` and ``results/*.md``.
 
-Run with ``python -m benchmarks.report``; prints Markdown for the README.
+``python -m benchmarks.report`` prints the targets table; ``--write`` replaces everything from
+the README's "## Targets" heading to its end with freshly generated sections, so the figures in
+the README are always the ones in ``results/``.
 """
 
 from __future__ import annotations
@@ -60,12 +62,73 @@ def targets(detection: dict[str, Any], speed: dict[str, Any] | None) -> list[str
     return rows
 
 
-def main() -> None:
-    """Print the targets table."""
+def speed_section(speed: dict[str, Any]) -> list[str]:
+    """Throughput, memory and profile tables."""
+    rows = [
+        "## Speed (one core)",
+        "",
+        "| file | events | bare `orjson.loads` ev/s | orjson + `Engine.process` ev/s | "
+        "`replay_files` ev/s | replay / bare |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for entry in speed["throughput"]:
+        rows.append(
+            f"| {entry['file']} | {entry['events']:,} | {entry['bare_orjson_events_per_s']:,} | "
+            f"{entry['decode_process_events_per_s']:,} | {entry['replay_events_per_s']:,} | "
+            f"**{entry['ratio_replay_to_bare']:.2f}** |"
+        )
+    rss, traced = speed["memory_rss"], speed["memory_tracemalloc"]
+    rows += [
+        "",
+        "Best of 3 runs each, in one process; the ratio compares the two columns of the same run.",
+        "",
+        f"**Memory**, {traced['rollouts']:,} concurrent rollouts fed {traced['minutes']} minutes "
+        f"at {traced['req_per_s_per_cohort']:g} req/s per cohort ({traced['events']:,} events): "
+        f"tracemalloc **{traced['tracemalloc_current_mb']:.1f} MB live, "
+        f"{traced['tracemalloc_mb_per_rollout']:.3f} MB per rollout**; process RSS grew "
+        f"{rss['rss_before_mb']:.1f} → {rss['rss_after_mb']:.1f} MB "
+        f"({rss['rss_mb_per_rollout']:.2f} MB per rollout, an upper bound that includes memory "
+        f"the allocator kept from the generated events).",
+        "",
+        "**cProfile** of `replay_files` on the first file, top 10 by cumulative time "
+        "(full listing: `results/profile.txt`):",
+        "",
+        "| function | calls | tottime s | cumtime s |",
+        "|---|---:|---:|---:|",
+    ]
+    for item in speed["profile_top10_cumulative"]:
+        rows.append(
+            f"| `{item['function']}` | {item['calls']:,} | {item['tottime_s']:.3f} | "
+            f"{item['cumtime_s']:.3f} |"
+        )
+    return rows
+
+
+def write_readme(detection: dict[str, Any], speed: dict[str, Any] | None) -> None:
+    """Regenerate the README from its "## Targets" heading to the end."""
+    readme = Path(__file__).parent / "README.md"
+    head = readme.read_text().split("\n## Targets", 1)[0].rstrip()
+    body = [head, "", "## Targets", "", *targets(detection, speed), ""]
+    body += ["## Detection results", "", (RESULTS / "detection.md").read_text().rstrip(), ""]
+    if speed:
+        body += [*speed_section(speed), ""]
+    readme.write_text("\n".join(body))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the targets table, or rewrite the README's figures with ``--write``."""
+    import argparse  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--write", action="store_true", help="rewrite benchmarks/README.md")
+    args = parser.parse_args(argv)
     detection = json.loads((RESULTS / "detection.json").read_text())
     speed_path = RESULTS / "speed.json"
     speed = json.loads(speed_path.read_text()) if speed_path.exists() else None
-    print("\n".join(targets(detection, speed)))
+    if args.write:
+        write_readme(detection, speed)
+    else:
+        print("\n".join(targets(detection, speed)))
 
 
 if __name__ == "__main__":

@@ -493,7 +493,7 @@ class LatencyShiftUnit(MeanDifferenceUnit):
         self.advance_tolerance = check.advance_tolerance
         self.limit = math.log1p(check.tolerance)
         self.advance_limit = math.log1p(check.advance_tolerance)
-        self.promote_limit = math.log1p(check.promote_tolerance)
+        self.promote_limit = math.log1p(check.promote_bound())
         self.min_count = check.min_ticks
 
     def fold(self, canary: CohortBucket, baseline: CohortBucket, trackers: Trackers) -> None:
@@ -577,7 +577,7 @@ class ErrorRateUnit(RateRatioUnit):
             alpha=alpha,
             tolerance=check.tolerance,
             advance_tolerance=check.advance_tolerance,
-            promote_tolerance=check.promote_tolerance,
+            promote_tolerance=check.promote_bound(),
             abs_margin=check.advance_abs_margin,
         )
         self.key = key
@@ -601,7 +601,7 @@ class ProbeUnit(RateRatioUnit):
             alpha=alpha,
             tolerance=check.tolerance,
             advance_tolerance=check.advance_tolerance,
-            promote_tolerance=check.promote_tolerance,
+            promote_tolerance=check.promote_bound(),
             abs_margin=check.advance_abs_margin,
         )
         self.probe = check.probe
@@ -694,7 +694,7 @@ class CheckGroup:
                     quantile=check.quantile,
                     tolerance=check.tolerance,
                     advance_tolerance=check.advance_tolerance,
-                    promote_tolerance=check.promote_tolerance,
+                    promote_tolerance=check.promote_bound(),
                     abs_margin=check.advance_abs_margin,
                 )
             case LatencyShiftCheck():

@@ -153,6 +153,19 @@ class Direction(StrEnum):
 Breakdown = Literal["endpoint", "dependency"]
 
 
+def _check_order(tolerance: float, promote: float | None, advance: float) -> None:
+    if advance < tolerance:
+        raise ValueError("advance_tolerance must be at least tolerance")
+    if promote is not None and not tolerance <= promote <= advance:
+        raise ValueError("need tolerance <= promote_tolerance <= advance_tolerance")
+
+
+def _promote_bound(check: Any, default: float) -> float:
+    if check.promote_tolerance is not None:
+        return float(check.promote_tolerance)
+    return min(max(default, check.tolerance), check.advance_tolerance)
+
+
 class _Check(_Strict):
     name: str | None = Field(
         default=None, min_length=1, max_length=128, description="Unique name; derived if absent."
@@ -184,12 +197,12 @@ class ErrorRateCheck(_Check):
         description="Alternatively, a bound on the extra errors as a share of all requests at "
         "the next stage's traffic (blast radius); lets early, small stages advance.",
     )
-    promote_tolerance: float = Field(
-        default=1.35,
+    promote_tolerance: float | None = Field(
+        default=None,
         ge=1.0,
-        description="Upper confidence bound on the ratio needed to promote (between tolerance "
-        "and advance_tolerance: errors are rare, so a bound at tolerance itself would need "
-        "hours of traffic).",
+        description="Upper confidence bound on the ratio needed to promote; absent means 1.35 "
+        "kept within [tolerance, advance_tolerance] (errors are rare: a bound at tolerance "
+        "itself would need hours of traffic).",
     )
     error_statuses: Annotated[tuple[tuple[int, int], ...], BeforeValidator(parse_status_set)] = (
         Field(default=((500, 599),), description="Statuses counted as errors, e.g. '429,500-599'.")
@@ -200,9 +213,12 @@ class ErrorRateCheck(_Check):
 
     @model_validator(mode="after")
     def _advance_not_tighter(self) -> ErrorRateCheck:
-        if not self.tolerance <= self.promote_tolerance <= self.advance_tolerance:
-            raise ValueError("need tolerance <= promote_tolerance <= advance_tolerance")
+        _check_order(self.tolerance, self.promote_tolerance, self.advance_tolerance)
         return self
+
+    def promote_bound(self) -> float:
+        """The promote tolerance in force."""
+        return _promote_bound(self, 1.35)
 
 
 class LatencyCheck(_Check):
@@ -223,19 +239,23 @@ class LatencyCheck(_Check):
         description="Alternatively, a bound on the extra share of all requests slower than "
         "(1 + advance_tolerance) x the baseline quantile at the next stage's traffic.",
     )
-    promote_tolerance: float = Field(
-        default=0.10,
+    promote_tolerance: float | None = Field(
+        default=None,
         ge=0,
         le=10,
-        description="Relative increase the upper bound must rule out to promote.",
+        description="Relative increase the upper bound must rule out to promote; absent means "
+        "+7.5 % kept within [tolerance, advance_tolerance].",
     )
     breakdown: Breakdown | None = None
 
     @model_validator(mode="after")
     def _advance_not_tighter(self) -> LatencyCheck:
-        if not self.tolerance <= self.promote_tolerance <= self.advance_tolerance:
-            raise ValueError("need tolerance <= promote_tolerance <= advance_tolerance")
+        _check_order(self.tolerance, self.promote_tolerance, self.advance_tolerance)
         return self
+
+    def promote_bound(self) -> float:
+        """The promote tolerance in force."""
+        return _promote_bound(self, 0.075)
 
 
 class LatencyShiftCheck(_Check):
@@ -252,11 +272,12 @@ class LatencyShiftCheck(_Check):
     advance_tolerance: float = Field(
         default=0.15, ge=0, le=10, description="Relative increase ruled out before advancing."
     )
-    promote_tolerance: float = Field(
-        default=0.10,
+    promote_tolerance: float | None = Field(
+        default=None,
         ge=0,
         le=10,
-        description="Relative increase the upper bound must rule out to promote.",
+        description="Relative increase the upper bound must rule out to promote; absent means "
+        "+7.5 % kept within [tolerance, advance_tolerance].",
     )
     min_ticks: int = Field(
         default=6, ge=3, description="Ticks with both cohorts needed before any verdict."
@@ -264,9 +285,12 @@ class LatencyShiftCheck(_Check):
 
     @model_validator(mode="after")
     def _advance_not_tighter(self) -> LatencyShiftCheck:
-        if not self.tolerance <= self.promote_tolerance <= self.advance_tolerance:
-            raise ValueError("need tolerance <= promote_tolerance <= advance_tolerance")
+        _check_order(self.tolerance, self.promote_tolerance, self.advance_tolerance)
         return self
+
+    def promote_bound(self) -> float:
+        """The promote tolerance in force."""
+        return _promote_bound(self, 0.075)
 
 
 class GaugeCheck(_Check):
@@ -302,7 +326,16 @@ class ProbeCheck(_Check):
     tolerance: float = Field(default=1.5, ge=1.0)
     advance_tolerance: float = Field(default=3.0, ge=1.0)
     advance_abs_margin: float = Field(default=0.01, ge=0, le=1)
-    promote_tolerance: float = Field(default=2.0, ge=1.0)
+    promote_tolerance: float | None = Field(default=None, ge=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ProbeCheck:
+        _check_order(self.tolerance, self.promote_tolerance, self.advance_tolerance)
+        return self
+
+    def promote_bound(self) -> float:
+        """The promote tolerance in force."""
+        return _promote_bound(self, 2.0)
 
 
 class SloErrorRateCheck(_Check):

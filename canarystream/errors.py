@@ -19,6 +19,8 @@ verdicts (``inconclusive``, ``no_data``) that lead to HOLD.
 
 from __future__ import annotations
 
+import typing as _typing
+
 __all__ = [
     "ActuationTimeoutError",
     "ActuatorError",
@@ -29,6 +31,7 @@ __all__ = [
     "FlagError",
     "PolicyError",
     "RouterError",
+    "field_errors",
 ]
 
 
@@ -74,3 +77,27 @@ class FlagError(ActuatorError):
 
 class ActuationTimeoutError(ActuatorError):
     """An actuation did not complete before its deadline."""
+
+
+def field_errors(exc: _typing.Any) -> list[tuple[str, str]]:
+    """``(dotted.field.path, message)`` pairs from a pydantic ``ValidationError``.
+
+    Used wherever validation errors become one of ours, so every message names the field
+    the same way. Cross-field checks (no location) get an empty path.
+
+    >>> from pydantic import BaseModel, ValidationError
+    >>> class Stage(BaseModel):
+    ...     percent: float
+    >>> try:
+    ...     Stage.model_validate({"percent": "lots"})
+    ... except ValidationError as exc:
+    ...     field_errors(exc)
+    [('percent', 'Input should be a valid number, unable to parse string as a number')]
+    """
+    return [
+        (
+            ".".join(str(part) for part in error["loc"]),
+            str(error["msg"]).removeprefix("Value error, "),
+        )
+        for error in exc.errors(include_url=False)
+    ]

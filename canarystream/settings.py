@@ -19,7 +19,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from canarystream.errors import ConfigError
+from canarystream.errors import ConfigError, field_errors
 
 __all__ = ["ENV_PREFIX", "Settings", "load_settings"]
 
@@ -82,8 +82,7 @@ def load_settings(**overrides: Any) -> Settings:
             f"({exc.__cause__ or exc})"
         ) from exc
     except ValidationError as exc:
-        lines = []
-        for error in exc.errors(include_url=False):
-            field = ".".join(str(part) for part in error["loc"])
-            lines.append(f"  {ENV_PREFIX}{field.upper()} ({field}): {error['msg']}")
+        lines = [
+            f"  {ENV_PREFIX}{field.upper()} ({field}): {msg}" for field, msg in field_errors(exc)
+        ]
         raise ConfigError("invalid settings\n" + "\n".join(lines)) from exc

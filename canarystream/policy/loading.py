@@ -10,7 +10,7 @@ import orjson
 import yaml
 from pydantic import ValidationError
 
-from canarystream.errors import PolicyError
+from canarystream.errors import PolicyError, field_errors
 from canarystream.policy.model import Policy
 
 __all__ = ["PolicyRegistry", "load_policy", "policy_from_mapping"]
@@ -23,10 +23,7 @@ def policy_from_mapping(data: Any, *, source: str = "policy") -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for error in exc.errors(include_url=False):
-            where = ".".join(str(part) for part in error["loc"]) or "<policy>"
-            lines.append(f"  {where}: {error['msg']}")
+        lines = [f"  {where or '<policy>'}: {msg}" for where, msg in field_errors(exc)]
         raise PolicyError(f"{source}: invalid policy\n" + "\n".join(lines)) from exc
 
 

@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from canarystream.contracts.events import MAX_TS, MIN_TS
-from canarystream.errors import ConfigError
+from canarystream.errors import ConfigError, field_errors
 from canarystream.policy.model import Policy, parse_duration
 
 __all__ = [
@@ -495,12 +495,8 @@ def scenario_from_mapping(data: Any, *, source: str = "scenario") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for error in exc.errors(include_url=False):
-            where = ".".join(str(part) for part in error["loc"])
-            message = error["msg"].removeprefix("Value error, ")
-            # Cross-field checks already name their field in the message.
-            lines.append(f"  {where}: {message}" if error["loc"] else f"  {message}")
+        # Cross-field checks already name their field in the message.
+        lines = [f"  {where}: {msg}" if where else f"  {msg}" for where, msg in field_errors(exc)]
         raise ConfigError(f"{source}: invalid scenario\n" + "\n".join(lines)) from exc
 
 

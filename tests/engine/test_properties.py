@@ -95,7 +95,9 @@ def paused_intervals(controls: tuple[tuple[str, float], ...]) -> list[tuple[floa
     """Event-time intervals during which a pause was in force."""
     intervals: list[tuple[float, float]] = []
     since: float | None = None
-    for kind, at in sorted(controls, key=lambda c: c[1]):
+    # Order as the stream does: by the event's absolute ts (offsets below float resolution at
+    # T0 collapse onto the same ts), ties in the scenario's order.
+    for kind, at in sorted(controls, key=lambda c: T0 + c[1]):
         if kind == "paused" and since is None:
             since = at
         elif kind == "resumed" and since is not None:

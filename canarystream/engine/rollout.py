@@ -231,9 +231,10 @@ class Rollout:
         policy = self.policy
         stage = policy.stages[self.stage]
         ready = self._stage_ready(now)
-        advance_alpha = 1.0 - policy.advance_confidence if ready else None
         next_share = self._next_share()
         promoting = self.stage + 1 >= len(policy.stages)
+        confidence = policy.promote_confidence if promoting else policy.advance_confidence
+        advance_alpha = 1.0 - confidence if ready else None
         verdicts = [
             (unit, unit.verdict(advance_alpha, next_share, promoting)) for unit in self._units()
         ]
@@ -342,9 +343,10 @@ class Rollout:
 
     def reasons(self, now: float) -> list[CheckReason]:
         """Every check's and guard's account at ``now`` (computed for decisions only)."""
-        advance_alpha = 1.0 - self.policy.advance_confidence
         next_share = self._next_share()
         promoting = self.stage + 1 >= len(self.policy.stages)
+        confidence = self.policy.promote_confidence if promoting else self.policy.advance_confidence
+        advance_alpha = 1.0 - confidence
         out = [unit.reason(advance_alpha, next_share, promoting) for unit in self._units()]
         out.append(self.drift.reason(now))
         out.append(self.ratio.reason())

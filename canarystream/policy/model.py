@@ -448,6 +448,13 @@ class Policy(_Strict):
         lt=1,
         description="Confidence of the upper bounds that must show no harm before advancing.",
     )
+    promote_confidence: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1,
+        description="Confidence of the upper bounds that must lie within promote_tolerance "
+        "before promoting: the one step that is not followed by more checking.",
+    )
     tick: Duration = Field(
         default=5.0, gt=0, le=300, description="Event-time step at which checks are evaluated."
     )
@@ -474,6 +481,12 @@ class Policy(_Strict):
                     f"greater than stage {index - 1}'s ({stages[index - 1].traffic_percent})"
                 )
         return stages
+
+    @model_validator(mode="after")
+    def _promotion_not_laxer(self) -> Policy:
+        if self.promote_confidence < self.advance_confidence:
+            raise ValueError("promote_confidence must be at least advance_confidence")
+        return self
 
     @model_validator(mode="after")
     def _names(self) -> Policy:

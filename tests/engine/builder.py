@@ -63,11 +63,13 @@ def fast_policy(**overrides: Any) -> dict[str, Any]:
     ``paired`` keeps the canary's expected share of cohort requests at 50 % in every stage,
     so streams with the same rate for both cohorts match the routing whatever the stage. The
     error check's blast-radius margin lets a 1 % error rate show no harm within one stage at
-    40 requests per second, so a healthy canary advances as soon as a stage is ready.
+    40 requests per second, so a healthy canary advances as soon as a stage is ready. Promotion
+    asks the same confidence as advancing, so the timing of the last step is that of the others.
     """
     policy: dict[str, Any] = {
         "name": "fast",
         "tick": 5,
+        "promote_confidence": 0.9,
         "baseline_mode": "paired",
         "stages": [
             {"traffic_percent": 10, "min_duration": 60, "min_samples": 50},

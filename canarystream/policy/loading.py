@@ -6,10 +6,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import orjson
-import yaml
 from pydantic import ValidationError
 
+from canarystream.documents import read_document
 from canarystream.errors import PolicyError, field_errors
 from canarystream.policy.model import Policy
 
@@ -29,15 +28,7 @@ def policy_from_mapping(data: Any, *, source: str = "policy") -> Policy:
 
 def load_policy(path: str | Path) -> Policy:
     """Load and validate a policy file (``.yaml``, ``.yml`` or ``.json``)."""
-    path = Path(path)
-    try:
-        text = path.read_bytes()
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read policy: {exc.strerror}") from exc
-    try:
-        data = orjson.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
-        raise PolicyError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from exc
+    data = read_document(path, "policy", PolicyError)
     return policy_from_mapping(data, source=str(path))
 
 

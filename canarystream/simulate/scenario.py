@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import orjson
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -27,6 +25,7 @@ from pydantic import (
 )
 
 from canarystream.contracts.events import MAX_TS, MIN_TS
+from canarystream.documents import read_document
 from canarystream.errors import ConfigError, field_errors
 from canarystream.policy.model import Policy, parse_duration
 
@@ -502,16 +501,7 @@ def scenario_from_mapping(data: Any, *, source: str = "scenario") -> Scenario:
 
 def load_scenarios(path: str | Path) -> list[Scenario]:
     """Load a scenario file (``.yaml``, ``.yml`` or ``.json``): one mapping or a list of them."""
-    path = Path(path)
-    try:
-        text = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read scenario: {exc.strerror}") from exc
-    try:
-        data = orjson.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
-        kind = "JSON" if path.suffix == ".json" else "YAML"
-        raise ConfigError(f"{path}: not valid {kind}: {exc}") from exc
+    data = read_document(path, "scenario", ConfigError)
     if isinstance(data, list):
         if not data:
             raise ConfigError(f"{path}: the list of scenarios is empty")

@@ -82,5 +82,5 @@ def test_registry_resolves_names_inline_objects_and_reports_unknown(tmp_path: Pa
     assert load_policy(path).name == "slow"
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(PolicyError, match="not valid json"):
+    with pytest.raises(PolicyError, match="not valid JSON"):
         load_policy(bad)

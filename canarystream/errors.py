@@ -25,6 +25,7 @@ __all__ = [
     "ActuationTimeoutError",
     "ActuatorError",
     "AnalysisError",
+    "BrokerError",
     "CanarystreamError",
     "ConfigError",
     "ContractError",
@@ -61,6 +62,10 @@ class AnalysisError(CanarystreamError):
 
 class ConfigError(CanarystreamError):
     """Settings from environment variables or files are invalid."""
+
+
+class BrokerError(CanarystreamError):
+    """The Kafka broker cannot be installed, started or reached."""
 
 
 class ActuatorError(CanarystreamError):

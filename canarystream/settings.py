@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -57,6 +57,49 @@ class Settings(BaseSettings):
         description="Policy files or directories (JSON list in the env var).",
     )
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    # Kafka: unset bootstrap means the local broker of ``canarystream kafka up``.
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "kafka_bootstrap", "KAFKA_BOOTSTRAP", f"{ENV_PREFIX}KAFKA_BOOTSTRAP"
+        ),
+        pattern=r"^[^\s,]+:\d+(,[^\s,]+:\d+)*$",
+        description="host:port[,host:port...] of an existing cluster (env KAFKA_BOOTSTRAP).",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    topic_prefix: str = Field(
+        default="",
+        pattern=r"^([a-z0-9][a-z0-9._-]*\.)?$",
+        description="Prepended to every topic name (isolates tests and environments).",
+    )
+
+    # The worker.
+    app_id: str = Field(
+        default="canarystream",
+        pattern=r"^[a-z][a-z0-9._-]*$",
+        description="Consumer group and prefix of the worker's changelog topics.",
+    )
+    web_port: int = Field(default=6066, ge=0, le=65535, description="Metrics and status port.")
+    data_dir: Path = Field(
+        default=Path(".canarystream"), description="Worker's local state (table stores)."
+    )
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        sasl = self.kafka_security_protocol.startswith("SASL")
+        if sasl and not (self.kafka_sasl_mechanism and self.kafka_sasl_username):
+            raise ValueError(
+                f"kafka_security_protocol={self.kafka_security_protocol} needs "
+                "kafka_sasl_mechanism and kafka_sasl_username (and kafka_sasl_password)"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,87 @@
+"""``canarystream kafka up | down | status`` and ``canarystream topics create``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from canarystream.cli.app import app
+from canarystream.errors import BrokerError, ConfigError
+from canarystream.kafka.admin import create_topics
+from canarystream.kafka.connection import Connection
+from canarystream.kafka.local import KAFKA_VERSION, LocalKafka, default_home
+from canarystream.settings import load_settings
+
+__all__: list[str] = []
+
+kafka_app = typer.Typer(help="The local Apache Kafka broker (KRaft, one node, 127.0.0.1).")
+topics_app = typer.Typer(help="The topics of the contract (topics/).")
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(topics_app, name="topics")
+
+_err = Console(stderr=True, soft_wrap=True)
+Port = Annotated[int, typer.Option(help="Client port on 127.0.0.1.")]
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    _err.print(f"[red]error:[/] {escape(str(exc))}")
+    return typer.Exit(1)
+
+
+@kafka_app.command("up")
+def kafka_up(port: Port = 19092) -> None:
+    """Fetch the broker's jars once, then start it and wait until it answers."""
+    broker = LocalKafka(default_home(), port=port, controller_port=port + 1)
+    try:
+        broker.start()
+    except BrokerError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"kafka {KAFKA_VERSION} up on {broker.bootstrap} (pid {broker.pid()})")
+
+
+@kafka_app.command("down")
+def kafka_down(
+    port: Port = 19092,
+    wipe: Annotated[bool, typer.Option(help="Also delete the broker's data.")] = False,
+) -> None:
+    """Stop the local broker (SIGTERM, then SIGKILL after 30 s)."""
+    broker = LocalKafka(default_home(), port=port, controller_port=port + 1)
+    stopped = broker.stop()
+    if wipe:
+        broker.wipe()
+    typer.echo("kafka stopped" if stopped else "kafka was not running")
+
+
+@kafka_app.command("status")
+def kafka_status(port: Port = 19092) -> None:
+    """Say whether the local broker runs; exit code 1 if it does not."""
+    broker = LocalKafka(default_home(), port=port, controller_port=port + 1)
+    if broker.is_up():
+        typer.echo(f"kafka {KAFKA_VERSION} up on {broker.bootstrap} (pid {broker.pid()})")
+        return
+    typer.echo("kafka down")
+    raise typer.Exit(1)
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the contract's topics that are missing (idempotent)."""
+    try:
+        connection = Connection(load_settings())
+        results = asyncio.run(create_topics(connection))
+    except (BrokerError, ConfigError) as exc:
+        raise _fail(exc) from exc
+    table = Table(title=f"Topics on {connection.bootstrap}", title_justify="left")
+    for column in ("topic", "partitions", "replicas", "result"):
+        table.add_column(column)
+    for result in results:
+        outcome = "created" if result.created else "exists"
+        if result.note:
+            outcome += f" ({result.note})"
+        table.add_row(result.name, str(result.partitions), str(result.replication_factor), outcome)
+    Console().print(table)

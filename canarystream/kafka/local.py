@@ -1,0 +1,270 @@
+"""The embedded default broker: one Apache Kafka node in KRaft mode on 127.0.0.1.
+
+``canarystream kafka up`` resolves the broker's jars from Maven Central once (the pom in
+``deploy/kafka/``), formats a storage directory, starts ``kafka.Kafka`` with Java 17 in its own
+process group, and waits until it answers metadata requests. ``down`` stops it with SIGTERM
+(SIGKILL after a grace period). Everything lives under one home directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from canarystream.errors import BrokerError
+
+__all__ = ["KAFKA_VERSION", "LocalKafka", "default_home"]
+
+KAFKA_VERSION = "3.9.1"  # must match deploy/kafka/pom.xml
+_DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
+_MIN_JAVA = 17
+
+
+def default_home() -> Path:
+    """``CANARYSTREAM_KAFKA_HOME``, else ``~/.cache/canarystream/kafka``."""
+    env = os.environ.get("CANARYSTREAM_KAFKA_HOME")
+    return Path(env) if env else Path.home() / ".cache" / "canarystream" / "kafka"
+
+
+def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); its /proc state says it is gone.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def _java_major(java: str) -> int:
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    try:
+        version = out.split('"')[1]
+    except IndexError as exc:
+        raise BrokerError(f"cannot read the Java version from {java!r}: {out!r}") from exc
+    head = version.split(".")[0]
+    return int(version.split(".")[1]) if head == "1" else int(head)
+
+
+@dataclass
+class LocalKafka:
+    """One local KRaft broker: its jars, storage, ports and process.
+
+    ``home`` holds ``kafka-<version>/libs`` (shared by every data directory) and, by default,
+    the data directory ``data/`` with the pid file, the generated ``server.properties`` and the
+    broker's log.
+    """
+
+    home: Path
+    port: int = 19092
+    controller_port: int = 19093
+    data_dir: Path | None = None
+    heap: str = "512m"
+
+    @property
+    def bootstrap(self) -> str:
+        """The bootstrap address clients use."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def libs(self) -> Path:
+        return self.home / f"kafka-{KAFKA_VERSION}" / "libs"
+
+    @property
+    def data(self) -> Path:
+        return self.data_dir or self.home / "data"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data / "logs" / "server.log"
+
+    # ---------------------------------------------------------------- install
+    def install(self) -> Path:
+        """Resolve the broker's jars with Maven once; return the libs directory."""
+        marker = self.libs / ".complete"
+        if marker.exists():
+            return self.libs
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise BrokerError("Maven (mvn) is not on PATH: it fetches the broker's jars")
+        staging = self.libs.with_name("libs.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        command = [
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(_DEPLOY_DIR / "pom.xml"),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={staging}",
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise BrokerError(
+                f"Maven could not resolve Kafka {KAFKA_VERSION}:\n{done.stdout}{done.stderr}"
+            )
+        shutil.rmtree(self.libs, ignore_errors=True)
+        staging.rename(self.libs)
+        marker.touch()
+        return self.libs
+
+    # ---------------------------------------------------------------- lifecycle
+    def pid(self) -> int | None:
+        """The broker's pid if it is running."""
+        try:
+            pid = int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if _pid_alive(pid) else None
+
+    def is_up(self) -> bool:
+        """Whether the broker process runs and its port accepts connections."""
+        return self.pid() is not None and _port_open("127.0.0.1", self.port)
+
+    def _properties(self) -> str:
+        data = self.data
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name=PLAINTEXT",
+                f"log.dirs={data / 'kraft'}",
+                "num.partitions=1",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=12",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "transaction.state.log.num.partitions=12",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=true",
+                "log.retention.check.interval.ms=60000",
+                "",
+            ]
+        )
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        """Install if needed, format storage on first use, start, and wait until it answers."""
+        if self.is_up():
+            return
+        java = shutil.which("java")
+        if java is None:
+            raise BrokerError("Java is not on PATH: the broker needs Java 17 or newer")
+        if (major := _java_major(java)) < _MIN_JAVA:
+            raise BrokerError(f"Java {major} found; the broker needs {_MIN_JAVA} or newer")
+        for port in (self.port, self.controller_port):
+            if _port_open("127.0.0.1", port):
+                raise BrokerError(
+                    f"port {port} on 127.0.0.1 is taken by another process; stop it or pick "
+                    "other ports (--port)"
+                )
+        libs = self.install()
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        properties = self.data / "server.properties"
+        properties.write_text(self._properties())
+        classpath = f"{libs}/*"
+        if not (self.data / "kraft" / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            tool = [java, "-cp", classpath, "kafka.tools.StorageTool"]
+            formatted = subprocess.run(
+                [*tool, "format", "-t", cluster_id, "-c", str(properties)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if formatted.returncode != 0:
+                raise BrokerError(f"formatting storage failed:\n{formatted.stderr}")
+        command = [
+            java,
+            f"-Xmx{self.heap}",
+            f"-Xms{self.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{_DEPLOY_DIR / 'log4j.properties'}",
+            f"-Dkafka.logs.dir={self.log_file.parent}",
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(properties),
+        ]
+        with open(self.log_file.parent / "stdout.log", "ab") as out:
+            process = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(str(process.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise BrokerError(
+                    f"the broker exited with {process.returncode}; see {self.log_file}"
+                )
+            if _port_open("127.0.0.1", self.port) and self._answers():
+                return
+            time.sleep(0.25)
+        self.stop()
+        raise BrokerError(f"the broker did not answer within {timeout:.0f} s")
+
+    def _answers(self) -> bool:
+        """Whether the broker serves metadata (the port opens before the broker is ready)."""
+        from canarystream.kafka.admin import broker_ready  # noqa: PLC0415  (asyncio-heavy)
+
+        return broker_ready(self.bootstrap)
+
+    def stop(self, *, grace: float = 30.0) -> bool:
+        """Stop the broker; True if one was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _pid_alive(pid):
+            time.sleep(0.2)
+        if _pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        # Reap it when it is our child (tests start and stop it in-process).
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def wipe(self) -> None:
+        """Stop the broker and delete its data directory (the jars stay)."""
+        self.stop()
+        shutil.rmtree(self.data, ignore_errors=True)

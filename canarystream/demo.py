@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from canarystream.contracts.codec import encode_decision
 from canarystream.contracts.decision import Action, Decision, Verdict
 from canarystream.engine import Engine
 from canarystream.replay import replay_files
@@ -110,7 +111,7 @@ def main(out_dir: Path = Path("out/demo")) -> int:
     result = replay_files([events_path], on_decision=replayed.append)
     elapsed = time.perf_counter() - started
     (out_dir / "decisions.jsonl").write_bytes(
-        b"".join(orjson.dumps(d.model_dump(mode="json")) + b"\n" for d in replayed)
+        b"".join(encode_decision(d) + b"\n" for d in replayed)
     )
     console.print(
         f"   {result.events:,} events in {elapsed:.1f}s ({result.events / elapsed:,.0f}/s), "

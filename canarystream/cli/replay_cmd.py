@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -14,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from canarystream.cli.app import app
+from canarystream.contracts.codec import encode_decision
 from canarystream.contracts.decision import Decision
 from canarystream.engine import Engine
 from canarystream.errors import ConfigError, PolicyError
@@ -91,7 +91,7 @@ def replay(
     reported = 0
 
     def on_decision(decision: Decision) -> None:
-        sink.write(orjson.dumps(decision.model_dump(mode="json")) + b"\n")
+        sink.write(encode_decision(decision) + b"\n")
 
     def on_reject(rejection: Rejection) -> None:
         nonlocal reported

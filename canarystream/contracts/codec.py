@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from canarystream.contracts.decision import Decision
 from canarystream.contracts.events import (
     MAX_LATENCY_MS,
     MAX_METRIC_ABS,
@@ -31,7 +32,9 @@ __all__ = [
     "TELEMETRY_TYPES",
     "RequestFields",
     "check_request",
+    "decode_decision",
     "decode_message",
+    "encode_decision",
     "explain_invalid",
     "is_valid_telemetry",
     "parse_control",
@@ -188,3 +191,16 @@ def _from_validation(exc: ValidationError, *, reason: str) -> ContractError:
     if len(exc.errors()) > 1:
         message += f" (and {len(exc.errors()) - 1} more)"
     return ContractError(message, reason=reason)
+
+
+def encode_decision(decision: Decision) -> bytes:
+    """A decision as the JSON bytes published on the decisions topic and written by replay."""
+    return orjson.dumps(decision.model_dump(mode="json"))
+
+
+def decode_decision(raw: bytes | str) -> Decision:
+    """Parse a decision message; ContractError naming the field if it is not one."""
+    try:
+        return Decision.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _from_validation(exc, reason="invalid_decision") from exc

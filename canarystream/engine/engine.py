@@ -69,7 +69,39 @@ class Engine:
         self.policies = policies or PolicyRegistry()
         self.rollouts: dict[str, Rollout] = {}
         self.active_by_service: dict[str, Rollout] = {}
+        self.deployments_of: dict[str, list[str]] = {}  # service -> deployments, start order
         self.counters: Counter[str] = Counter()
+
+    # Used by drivers that keep each service's state apart (the streaming worker).
+    def rollouts_of(self, service: str) -> list[Rollout]:
+        """The rollouts of ``service`` this engine knows, oldest first."""
+        return [self.rollouts[d] for d in self.deployments_of.get(service, ())]
+
+    def adopt(self, rollouts: Iterable[Rollout]) -> None:
+        """Take over rollouts restored from elsewhere (a snapshot), oldest first."""
+        for rollout in rollouts:
+            self.rollouts[rollout.deployment] = rollout
+            known = self.deployments_of.setdefault(rollout.service, [])
+            if rollout.deployment not in known:
+                known.append(rollout.deployment)
+            if rollout.is_live:
+                self.active_by_service[rollout.service] = rollout
+
+    def forget(self, service: str, *, keep: int = 0) -> list[Rollout]:
+        """Drop all but the newest ``keep`` rollouts of ``service``; return the dropped ones.
+
+        The active rollout is never dropped while ``keep`` ≥ 1 (it is the newest).
+        """
+        known = self.deployments_of.get(service, [])
+        cut = max(len(known) - keep, 0)
+        dropped = [self.rollouts.pop(d) for d in known[:cut]]
+        del known[:cut]
+        if not known:
+            self.deployments_of.pop(service, None)
+        active = self.active_by_service.get(service)
+        if active is not None and active.deployment not in known:
+            del self.active_by_service[service]
+        return dropped
 
     # The hot path: requests are checked by hand and routed with plain dict lookups.
     def process(self, event: Any) -> list[Decision]:
@@ -209,6 +241,7 @@ class Engine:
             self._retire_finished(previous)
         rollout = Rollout(event, policy)
         self.rollouts[event.deployment] = rollout
+        self.deployments_of.setdefault(event.service, []).append(event.deployment)
         self.active_by_service[event.service] = rollout
         decisions += rollout.start()
         return decisions

@@ -1,8 +1,14 @@
-"""Command-line interface: ``canarystream replay | simulate | policy``."""
+"""Command-line interface: ``canarystream replay | simulate | policy | kafka | topics | worker``."""
 
 from __future__ import annotations
 
-from canarystream.cli import policy_cmd, replay_cmd, simulate_cmd  # noqa: F401  (registration)
+from canarystream.cli import (  # noqa: F401  (registration)
+    kafka_cmd,
+    policy_cmd,
+    replay_cmd,
+    simulate_cmd,
+    worker_cmd,
+)
 from canarystream.cli.app import app
 
 __all__ = ["app", "main"]

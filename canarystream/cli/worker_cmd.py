@@ -1,0 +1,52 @@
+"""``canarystream worker``: the streaming service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from canarystream.cli.app import app
+from canarystream.cli.replay_cmd import build_engine
+from canarystream.errors import BrokerError, ConfigError, PolicyError
+from canarystream.kafka.admin import create_topics
+from canarystream.kafka.connection import Connection
+from canarystream.settings import load_settings
+
+__all__: list[str] = []
+
+
+@app.command()
+def worker(
+    policy: Annotated[
+        list[Path] | None,
+        typer.Option(help="Policy file or directory (repeatable). Default: CANARYSTREAM_POLICIES."),
+    ] = None,
+    web_port: Annotated[
+        int | None, typer.Option(help="Port of /metrics and /rollouts/. Default: settings.")
+    ] = None,
+) -> None:
+    """Consume telemetry and deployments, decide, and publish decisions (blocks)."""
+    err = Console(stderr=True, soft_wrap=True)
+    try:
+        overrides = {"web_port": web_port} if web_port is not None else {}
+        settings = load_settings(**overrides)
+        policies = build_engine(policy or settings.policies).policies
+        results = asyncio.run(create_topics(Connection(settings)))
+    except (ConfigError, PolicyError, BrokerError) as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    from canarystream.streaming.worker import StreamWorker  # noqa: PLC0415  (imports Faust)
+
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    replication = min(result.replication_factor for result in results)
+    StreamWorker(settings, policies=policies, replication_factor=replication).run(
+        loglevel=settings.log_level.lower()
+    )

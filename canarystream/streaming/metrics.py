@@ -1,0 +1,116 @@
+"""The worker's Prometheus metrics, recorded once per batch (never per event)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from canarystream.contracts.decision import Decision
+from canarystream.engine.rollout import Rollout
+from canarystream.streaming.processor import BatchResult
+
+__all__ = ["WorkerMetrics"]
+
+
+class WorkerMetrics:
+    """Counters and gauges of one worker, in its own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "canarystream_events_consumed_total",
+            "Events consumed, by type and cohort (none: no rollout claims the version).",
+            ["type", "cohort"],
+            registry=r,
+        )
+        self.invalid = Counter(
+            "canarystream_invalid_events_total",
+            "Messages or events set aside on the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.skipped = Counter(
+            "canarystream_redelivered_messages_skipped_total",
+            "Messages delivered again after a restart and skipped: their effect was already "
+            "in the restored state.",
+            registry=r,
+        )
+        self.decisions = Counter(
+            "canarystream_decisions_total",
+            "Decisions published, by action.",
+            ["action"],
+            registry=r,
+        )
+        self.suppressed = Counter(
+            "canarystream_decisions_suppressed_total",
+            "Decisions not published again because the decisions topic already had them.",
+            registry=r,
+        )
+        self.active = Gauge(
+            "canarystream_active_rollouts", "Rollouts running or held on this worker.", registry=r
+        )
+        self.stage = Gauge(
+            "canarystream_rollout_stage", "Stage index of a rollout.", ["deployment"], registry=r
+        )
+        self.traffic = Gauge(
+            "canarystream_rollout_traffic_percent",
+            "Canary share of traffic a rollout asks for, %.",
+            ["deployment"],
+            registry=r,
+        )
+        self.estimate = Gauge(
+            "canarystream_check_estimate",
+            "Point estimate of a check at its last decision (ratio or difference).",
+            ["deployment", "check"],
+            registry=r,
+        )
+        self.upper = Gauge(
+            "canarystream_check_upper_bound",
+            "Anytime-valid upper confidence bound of a check at its last decision.",
+            ["deployment", "check"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            "canarystream_consumer_lag_messages",
+            "Messages behind the end of a source partition after the last batch.",
+            ["topic", "partition"],
+            registry=r,
+        )
+
+    def record_batch(self, result: BatchResult) -> None:
+        for (kind, cohort), n in result.events.items():
+            self.events.labels(kind, cohort).inc(n)
+        for reason, n in result.invalid.items():
+            self.invalid.labels(reason).inc(n)
+        if result.skipped:
+            self.skipped.inc(result.skipped)
+
+    def record_decisions(self, decisions: Iterable[Decision]) -> None:
+        for decision in decisions:
+            self.decisions.labels(decision.action.value).inc()
+            self.stage.labels(decision.deployment).set(decision.stage)
+            self.traffic.labels(decision.deployment).set(decision.traffic_percent)
+            for reason in decision.reasons:
+                if reason.estimate is not None:
+                    self.estimate.labels(decision.deployment, reason.check).set(reason.estimate)
+                if reason.upper is not None:
+                    self.upper.labels(decision.deployment, reason.check).set(reason.upper)
+
+    def record_rollouts(self, active: Iterable[Rollout], finished: Iterable[Rollout]) -> None:
+        """Set the per-rollout gauges; drop the series of rollouts that ended."""
+        self.active.set(sum(1 for _ in active))
+        for rollout in finished:
+            for gauge in (self.stage, self.traffic):
+                _remove(gauge, rollout.deployment)
+            for gauge in (self.estimate, self.upper):
+                for labels in list(gauge._metrics):
+                    if labels[0] == rollout.deployment:
+                        gauge.remove(*labels)
+
+
+def _remove(gauge: Gauge, *labels: str) -> None:
+    with contextlib.suppress(KeyError):
+        gauge.remove(*labels)

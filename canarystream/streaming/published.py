@@ -1,0 +1,101 @@
+"""What the decisions topic already holds, so a recovering worker does not publish twice.
+
+A worker publishes a batch's decisions, waits for the broker's acknowledgement, and only then
+stores the state that produced them. If it dies in between, the worker that takes over replays
+those messages and decides the same things again (decisions are deterministic). This index,
+fed by a reader of the whole decisions topic outside any consumer group, remembers the highest
+``seq`` published per deployment; the worker skips a decision whose ``seq`` is not above it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+__all__ = ["PublishedIndex"]
+
+log = logging.getLogger(__name__)
+
+
+class PublishedIndex:
+    """Highest published ``seq`` per deployment, from the decisions topic and our own sends."""
+
+    def __init__(self) -> None:
+        self._seq: dict[str, int] = {}
+        self.ready = asyncio.Event()
+
+    def seen(self, deployment: str, seq: int) -> bool:
+        """True if a decision with this or a later ``seq`` of the deployment is published."""
+        return self._seq.get(deployment, -1) >= seq
+
+    def add(self, deployment: str, seq: int) -> None:
+        if seq > self._seq.get(deployment, -1):
+            self._seq[deployment] = seq
+
+    def add_message(self, value: bytes | None) -> None:
+        if not value:
+            return
+        try:
+            record = orjson.loads(value)
+            deployment, seq = record["deployment"], record["seq"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return  # not ours to judge: the decisions topic is written by workers only
+        if type(deployment) is str and type(seq) is int:
+            self.add(deployment, seq)
+
+    async def follow(self, topic: str, client_kwargs: dict, *, lookback: int = 5000) -> None:
+        """Read the last ``lookback`` messages of each partition, then keep following.
+
+        Sets :attr:`ready` once the reader has caught up with the ends it saw at start.
+        """
+        consumer = AIOKafkaConsumer(
+            **client_kwargs,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        try:
+            await consumer.start()
+            partitions = await _partitions(consumer, topic)
+            consumer.assign(partitions)
+            ends = await consumer.end_offsets(partitions)
+            starts = await consumer.beginning_offsets(partitions)
+            for tp in partitions:
+                consumer.seek(tp, max(starts[tp], ends[tp] - lookback))
+            pending = {tp for tp in partitions if ends[tp] > starts[tp]}
+            if not pending:
+                self.ready.set()
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+                for tp, messages in batches.items():
+                    for message in messages:
+                        self.add_message(message.value)
+                    if tp in pending and await consumer.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+                if not pending and not self.ready.is_set():
+                    self.ready.set()
+        except asyncio.CancelledError:
+            raise
+        except KafkaError:
+            log.exception("reading %s failed; recovered workers may publish duplicates", topic)
+            self.ready.set()
+        finally:
+            with contextlib.suppress(KafkaError):
+                await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    client = consumer._client
+    client.add_topic(topic)
+    for _ in range(50):
+        await client.force_metadata_update()
+        found = client.cluster.partitions_for_topic(topic)
+        if found:
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        await asyncio.sleep(0.1)
+    raise KafkaError(f"topic {topic} does not exist")

@@ -1,0 +1,203 @@
+"""The streaming worker: Faust agent, table, web views; the engine does the analysis.
+
+One agent consumes the telemetry and deployments topics (co-partitioned by service) in
+batches and hands them to :class:`~canarystream.streaming.processor.BatchProcessor`. Per batch:
+
+1. decisions are published and their acknowledgement awaited;
+2. then each touched service's snapshot (its rollouts and the offsets applied) is written to
+   the ``service-state`` table, whose changelog partition is the service's source partition;
+3. dead letters go out with Faust's producer, which Faust flushes before committing offsets.
+
+Faust runs at least once. Offsets are committed only after the producer is flushed, so the
+stored state never lags behind a committed offset. After a crash, messages the broker delivers
+again are skipped by the offsets in the snapshot, and a decision the decisions topic already
+holds is not published again (:class:`~canarystream.streaming.published.PublishedIndex`).
+Faust's own exactly-once mode is not used: in faust-streaming it is known to crash on start and
+to duplicate output on rebalance.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import orjson
+from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.types import TP
+
+from canarystream.contracts.codec import encode_decision
+from canarystream.contracts.decision import Decision
+from canarystream.contracts.topics import (
+    DEADLETTER_TOPIC,
+    DECISIONS_TOPIC,
+    DEPLOYMENTS_TOPIC,
+    TELEMETRY_TOPIC,
+    topic_spec,
+)
+from canarystream.engine import Engine
+from canarystream.kafka.connection import Connection
+from canarystream.policy.loading import PolicyRegistry
+from canarystream.settings import Settings
+from canarystream.streaming.app import create_app
+from canarystream.streaming.metrics import WorkerMetrics
+from canarystream.streaming.processor import BatchProcessor, Inbound
+from canarystream.streaming.published import PublishedIndex
+
+__all__ = ["StreamWorker"]
+
+_RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+STATE_TABLE = "service-state"
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How many messages the agent takes at once, and how long it waits to fill a batch."""
+
+    max_messages: int = 2000
+    within_seconds: float = 0.02
+
+
+class StreamWorker:
+    """The Faust app of ``canarystream worker`` with everything it needs wired in."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        policies: PolicyRegistry | None = None,
+        replication_factor: int = 1,
+        batching: Batching | None = None,
+    ) -> None:
+        self.settings = settings
+        self.connection = Connection(settings)
+        self.batching = batching or Batching()
+        self.app = app = create_app(settings, replication_factor=replication_factor)
+        topic = self.connection.topic
+        self.source = app.topic(topic(TELEMETRY_TOPIC), topic(DEPLOYMENTS_TOPIC), **_RAW)
+        self.decisions = app.topic(topic(DECISIONS_TOPIC), **_RAW)
+        self.dead_letters = app.topic(topic(DEADLETTER_TOPIC), **_RAW)
+        self.table = app.Table(
+            STATE_TABLE,
+            partitions=topic_spec(TELEMETRY_TOPIC).partitions,
+            schema=faust.Schema(**_RAW),
+        )
+        self.engine = Engine(policies)
+        self.processor = BatchProcessor(self.engine, self._load, time.time)
+        self.index = PublishedIndex()
+        self.metrics = WorkerMetrics()
+        self.last_decision: dict[str, Decision] = {}
+        setup_prometheus_sensors(app, registry=self.metrics.registry, name_prefix="canarystream")
+        app.agent(self.source, name="rollouts", concurrency=1)(self._consume)
+        app.task(self._follow_decisions)
+        app.on_partitions_revoked.connect(self._on_revoked)
+        self._add_views()
+
+    # ------------------------------------------------------------------ state
+    def _load(self, service: str) -> bytes | None:
+        return self.table.data.get(service.encode())
+
+    async def _on_revoked(self, app: Any, revoked: set[TP], **_: Any) -> None:
+        sources = {self.connection.topic(TELEMETRY_TOPIC), self.connection.topic(DEPLOYMENTS_TOPIC)}
+        partitions = {tp.partition for tp in revoked if tp.topic in sources}
+        if partitions:
+            self.processor.revoke(partitions)
+
+    async def _follow_decisions(self) -> None:
+        await self.index.follow(
+            self.connection.topic(DECISIONS_TOPIC), self.connection.client_kwargs()
+        )
+
+    # ------------------------------------------------------------------ the agent
+    async def _consume(self, stream: faust.StreamT) -> None:
+        await self.index.ready.wait()
+        batching = self.batching
+        async for events in stream.take_events(batching.max_messages, batching.within_seconds):
+            batch = [
+                Inbound(m.topic, m.partition, m.offset, m.key, m.value)
+                for m in (event.message for event in events)
+            ]
+            result = self.processor.process(batch)
+            self.metrics.record_batch(result)
+            for letter in result.dead_letters:
+                self.dead_letters.send_soon(value=orjson.dumps(letter.model_dump(mode="json")))
+            if result.decisions:
+                await self._publish(result.decisions)
+            for service, snapshot in result.snapshots.items():
+                key, blob = service.encode(), snapshot.dumps()
+                self.table.data[key] = blob
+                self.table.send_changelog(snapshot.partition, key, blob)
+            self._record_lag(batch)
+
+    async def _publish(self, decisions: list[Decision]) -> None:
+        """Send decisions not yet on the topic and wait until the broker has them all."""
+        pending = []
+        for decision in decisions:
+            if self.index.seen(decision.deployment, decision.seq):
+                self.metrics.suppressed.inc()
+                continue
+            sent = await self.decisions.send(
+                key=decision.deployment.encode(), value=encode_decision(decision)
+            )
+            pending.append((decision, sent))
+        for decision, sent in pending:
+            await sent
+            self.index.add(decision.deployment, decision.seq)
+            self.last_decision[decision.deployment] = decision
+        self.metrics.record_decisions(decision for decision, _ in pending)
+        finished = [self.engine.rollouts[d.deployment] for d, _ in pending if d.phase.is_terminal]
+        self.metrics.record_rollouts(self.engine.active_by_service.values(), finished)
+
+    def _record_lag(self, batch: list[Inbound]) -> None:
+        last: dict[tuple[str, int], int] = {}
+        for message in batch:
+            last[(message.topic, message.partition)] = message.offset
+        consumer = self.app.consumer
+        for (topic, partition), offset in last.items():
+            highwater = consumer.highwater(TP(topic, partition))
+            if highwater is not None:
+                lag = max(highwater - offset - 1, 0)
+                self.metrics.lag.labels(topic, str(partition)).set(lag)
+
+    # ------------------------------------------------------------------ web
+    def status(self, deployment: str) -> dict[str, Any] | None:
+        """The JSON status of one rollout this worker holds."""
+        rollout = self.engine.rollouts.get(deployment)
+        if rollout is None:
+            return None
+        last = self.last_decision.get(deployment)
+        return {
+            "deployment": rollout.deployment,
+            "service": rollout.service,
+            "baseline_version": rollout.baseline_version,
+            "canary_version": rollout.canary_version,
+            "policy": rollout.policy.name,
+            "phase": rollout.phase.value,
+            "stage": rollout.stage,
+            "traffic_percent": rollout.traffic_percent,
+            "seq": rollout.seq,
+            "event_time": rollout.clock,
+            "last_decision": last.model_dump(mode="json") if last is not None else None,
+        }
+
+    def _add_views(self) -> None:
+        # Faust binds page handlers to its View: plain functions, not methods of ours.
+        status = self.status
+        engine = self.engine
+
+        @self.app.page("/rollouts/")
+        async def rollouts(view: Any, request: Any) -> Any:
+            return view.json({"rollouts": [status(d) for d in sorted(engine.rollouts)]})
+
+        @self.app.page("/rollouts/{deployment}/")
+        async def rollout(view: Any, request: Any, deployment: str) -> Any:
+            found = status(deployment)
+            if found is None:
+                return view.json({"error": f"no rollout {deployment!r} on this worker"}, status=404)
+            return view.json(found)
+
+    def run(self, loglevel: str = "info") -> None:
+        """Run until SIGTERM or SIGINT (blocks)."""
+        worker = faust.Worker(self.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+        worker.execute_from_commandline()

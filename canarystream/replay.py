@@ -172,7 +172,7 @@ def replay_lines(
             on_reject(rejection)
 
     if len(named) == 1:
-        lines, events = _replay_single(named[0][1], engine, emit, reject, on_progress)
+        lines, events = _replay_single(iter(named[0][1]), engine, emit, reject, on_progress)
     else:
         merged = heapq.merge(*(_lines(i, iter(src)) for i, (_, src) in enumerate(named)))
         for _, index, number, raw in merged:

@@ -101,3 +101,28 @@ def test_unknown_version_is_counted_not_fatal(tmp_path: Path) -> None:
     result = replay_files([path])
     assert result.rejected == {"unknown_version": 1}
     assert result.events == 501
+
+
+def test_replay_lines_accepts_a_list_of_lines() -> None:
+    """A plain list (not an iterator) is read once, not re-read from its start forever."""
+    import orjson
+
+    from canarystream.replay import replay_lines
+
+    started = {
+        "type": "deployment_started",
+        "ts": 1.79e9,
+        "deployment": "d",
+        "service": "s",
+        "baseline_version": "v1",
+        "canary_version": "v2",
+    }
+    lines = [orjson.dumps(started)] + [
+        orjson.dumps(
+            {"type": "request", "ts": 1.79e9 + i / 10, "service": "s", "version": "v1",
+             "latency_ms": 10.0, "status": 200}  # fmt: skip
+        )
+        for i in range(5000)
+    ]
+    result = replay_lines([("list", lines)])
+    assert result.lines == 5001

@@ -1,0 +1,207 @@
+"""A worker stack on the real broker for tests: isolated topics, worker processes, clients.
+
+Every stack gets its own topic prefix and application id, so tests share one broker without
+seeing each other's messages or consumer groups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from canarystream.contracts.codec import decode_decision
+from canarystream.contracts.decision import Decision
+from canarystream.contracts.topics import DEADLETTER_TOPIC, DECISIONS_TOPIC
+from canarystream.kafka.admin import create_topics
+from canarystream.kafka.connection import Connection
+from canarystream.kafka.publisher import EventPublisher
+from canarystream.settings import load_settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class WorkerProcess:
+    name: str
+    port: int
+    process: subprocess.Popen
+    log: Path
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get_json(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url(path), timeout=5) as response:  # noqa: S310
+            return orjson.loads(response.read())
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.url("/metrics"), timeout=5) as response:  # noqa: S310
+            return response.read().decode()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.alive():
+            self.process.send_signal(sig)
+            self.process.wait(timeout=60)
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class Stack:
+    """Topics of one test, the workers reading them, and clients for both ends."""
+
+    bootstrap: str
+    workdir: Path
+    prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}.")
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.app_id = self.prefix.rstrip(".")
+        self.env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP": self.bootstrap,
+            "CANARYSTREAM_TOPIC_PREFIX": self.prefix,
+            "CANARYSTREAM_APP_ID": self.app_id,
+        }
+        self.connection = Connection(
+            load_settings(kafka_bootstrap=self.bootstrap, topic_prefix=self.prefix)
+        )
+        asyncio.run(create_topics(self.connection))
+
+    def topic(self, name: str) -> str:
+        return self.connection.topic(name)
+
+    # -------------------------------------------------------------- workers
+    def start_worker(self, name: str = "w1", *extra: str) -> WorkerProcess:
+        port = free_port()
+        log = self.workdir / f"{name}.log"
+        env = {**self.env, "CANARYSTREAM_DATA_DIR": str(self.workdir / name)}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "canarystream", "worker", "--web-port", str(port), *extra],
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        worker = WorkerProcess(name, port, process, log)
+        self.workers.append(worker)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if not worker.alive():
+                raise AssertionError(f"worker {name} exited:\n{worker.tail()}")
+            try:
+                worker.get_json("/rollouts/")
+                return worker
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError(f"worker {name} did not serve its web port:\n{worker.tail()}")
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.kill(signal.SIGTERM if worker.alive() else signal.SIGKILL)
+
+    # -------------------------------------------------------------- clients
+    def produce(self, events: list[dict[str, Any]], *, batch: int = 20) -> int:
+        async def run() -> int:
+            async with EventPublisher(self.connection) as publisher:
+                return await publisher.send(events, batch=batch)
+
+        return asyncio.run(run())
+
+    def produce_raw(self, topic: str, values: list[bytes], key: bytes | None) -> None:
+        async def run() -> None:
+            producer = AIOKafkaProducer(**self.connection.client_kwargs())
+            await producer.start()
+            try:
+                for value in values:
+                    await producer.send(self.topic(topic), value, key=key)
+                await producer.flush()
+            finally:
+                await producer.stop()
+
+        asyncio.run(run())
+
+    def read(self, topic: str) -> list[bytes]:
+        """Every message of a topic from the beginning, as committed."""
+
+        async def run() -> list[bytes]:
+            consumer = AIOKafkaConsumer(
+                **self.connection.client_kwargs(),
+                group_id=None,
+                isolation_level="read_committed",
+                enable_auto_commit=False,
+            )
+            await consumer.start()
+            try:
+                name = self.topic(topic)
+                client = consumer._client
+                client.add_topic(name)
+                await client.force_metadata_update()
+                partitions = [
+                    TopicPartition(name, p) for p in client.cluster.partitions_for_topic(name)
+                ]
+                consumer.assign(partitions)
+                ends = await consumer.end_offsets(partitions)
+                await consumer.seek_to_beginning(*partitions)
+                out: list[bytes] = []
+                remaining = {tp for tp in partitions if ends[tp] > 0}
+                while remaining:
+                    got = await consumer.getmany(timeout_ms=500)
+                    for messages in got.values():
+                        out.extend(message.value for message in messages)
+                    for tp in list(remaining):
+                        if await consumer.position(tp) >= ends[tp]:
+                            remaining.discard(tp)
+                return out
+            finally:
+                await consumer.stop()
+
+        return asyncio.run(run())
+
+    def decisions(self) -> list[Decision]:
+        return [decode_decision(raw) for raw in self.read(DECISIONS_TOPIC)]
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        return [orjson.loads(raw) for raw in self.read(DEADLETTER_TOPIC)]
+
+    def wait_for(self, predicate, timeout: float = 120.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.5)
+        logs = "\n\n".join(f"--- {w.name}\n{w.tail()}" for w in self.workers)
+        raise AssertionError(f"timed out waiting for {what}\n{logs}")
+
+    def wait_until_caught_up(self, expected: list[Decision], timeout: float = 120.0) -> None:
+        """Until the decisions topic holds at least as many decisions as ``expected``."""
+        self.wait_for(
+            lambda: len(self.decisions()) >= len(expected), timeout, "decisions to be published"
+        )
+
+
+def key(decision: Decision) -> tuple[str, int, str, float, float]:
+    """What must agree between live and replay."""
+    return (decision.deployment, decision.seq, decision.action.value, decision.ts,
+            decision.traffic_percent)  # fmt: skip

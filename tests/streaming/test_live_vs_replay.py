@@ -1,0 +1,67 @@
+"""The worker on the real broker decides exactly what an offline replay decides."""
+
+from __future__ import annotations
+
+import pytest
+
+from canarystream.contracts.decision import Action
+from canarystream.replay import replay_lines
+from tests.streaming.conftest import rollout_events
+from tests.streaming.harness import Stack, key
+
+pytestmark = pytest.mark.kafka
+
+
+def replayed(events: list[dict]) -> list:
+    import orjson
+
+    out: list = []
+    replay_lines([("events", [orjson.dumps(e) for e in events])], on_decision=out.append)
+    return out
+
+
+def announce_then_send(stack: Stack, events: list[dict], *, batch: int = 20) -> None:
+    """Announce the rollouts, wait until a worker holds them, then send the telemetry.
+
+    Deployment systems announce a rollout before any canary traffic exists; the wait keeps
+    baseline telemetry of the first milliseconds from racing the announcement.
+    """
+    starts = [e for e in events if e["type"] == "deployment_started"]
+    stack.produce(starts)
+    names = {e["deployment"] for e in starts}
+    stack.wait_for(
+        lambda: (
+            names
+            <= {
+                r["deployment"]
+                for w in stack.workers
+                if w.alive()
+                for r in w.get_json("/rollouts/")["rollouts"]
+            }
+        ),
+        what="rollouts to be announced",
+    )
+    stack.produce([e for e in events if e["type"] != "deployment_started"], batch=batch)
+
+
+def test_live_decisions_equal_replay(stack: Stack) -> None:
+    events = rollout_events("healthy", "errors-x3", rps=60, duration="33m")
+    expected = replayed(events)
+    assert {d.action for d in expected} >= {Action.ADVANCE, Action.ROLLBACK, Action.PROMOTE}
+
+    stack.start_worker()
+    announce_then_send(stack, events)
+    stack.wait_until_caught_up(expected)
+
+    live = stack.decisions()
+    assert sorted(map(key, live)) == sorted(map(key, expected))
+    assert len({d.decision_id for d in live}) == len(live)
+
+
+def test_single_event_messages_decide_the_same(stack: Stack) -> None:
+    events = rollout_events("latency-x1.25", rps=20, duration="12m")
+    expected = replayed(events)
+    stack.start_worker()
+    announce_then_send(stack, events, batch=1)
+    stack.wait_until_caught_up(expected)
+    assert sorted(map(key, stack.decisions())) == sorted(map(key, expected))

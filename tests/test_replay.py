@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from canarystream.engine import Engine
-from canarystream.replay import Rejection, StrictReplayError, replay_files
+from canarystream.replay import Rejection, StrictReplayError, replay_files, replay_lines
 from canarystream.simulate.closed_loop import simulate
 from canarystream.simulate.presets import build_preset
 
@@ -105,10 +105,6 @@ def test_unknown_version_is_counted_not_fatal(tmp_path: Path) -> None:
 
 def test_replay_lines_accepts_a_list_of_lines() -> None:
     """A plain list (not an iterator) is read once, not re-read from its start forever."""
-    import orjson
-
-    from canarystream.replay import replay_lines
-
     started = {
         "type": "deployment_started",
         "ts": 1.79e9,
@@ -119,8 +115,14 @@ def test_replay_lines_accepts_a_list_of_lines() -> None:
     }
     lines = [orjson.dumps(started)] + [
         orjson.dumps(
-            {"type": "request", "ts": 1.79e9 + i / 10, "service": "s", "version": "v1",
-             "latency_ms": 10.0, "status": 200}  # fmt: skip
+            {
+                "type": "request",
+                "ts": 1.79e9 + i / 10,
+                "service": "s",
+                "version": "v1",
+                "latency_ms": 10.0,
+                "status": 200,
+            }
         )
         for i in range(5000)
     ]

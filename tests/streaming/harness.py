@@ -48,11 +48,11 @@ class WorkerProcess:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def get_json(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url(path), timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(self.url(path), timeout=5) as response:
             return orjson.loads(response.read())
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(self.url("/metrics"), timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(self.url("/metrics"), timeout=5) as response:
             return response.read().decode()
 
     def alive(self) -> bool:

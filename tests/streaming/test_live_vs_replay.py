@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from canarystream.contracts.decision import Action
@@ -13,8 +14,6 @@ pytestmark = pytest.mark.kafka
 
 
 def replayed(events: list[dict]) -> list:
-    import orjson
-
     out: list = []
     replay_lines([("events", [orjson.dumps(e) for e in events])], on_decision=out.append)
     return out

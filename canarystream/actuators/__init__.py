@@ -1,0 +1,53 @@
+"""Actuators: carry decisions out on traffic routers and flag services, safely.
+
+Backends follow the small protocols in :mod:`~canarystream.actuators.base`; the
+:class:`Actuator` verifies a decision's signature, fences duplicates and stale decisions,
+applies with retries, reads the result back and reports. Nothing here knows of Kafka.
+"""
+
+from canarystream.actuators.base import FlagProvider, Router, TrafficTarget, split_weights
+from canarystream.actuators.executor import Actuator, RetryPolicy
+from canarystream.actuators.fencing import Admission, Fence
+from canarystream.actuators.metrics import ActuationMetrics
+from canarystream.actuators.routers import (
+    GatewayApiConfig,
+    GatewayApiRouter,
+    HAProxyConfig,
+    HAProxyRouter,
+    MemoryRouter,
+    NginxConfig,
+    NginxRouter,
+)
+from canarystream.actuators.signing import (
+    ED25519,
+    HMAC_SHA256,
+    Signer,
+    Verifier,
+    canonical_bytes,
+    generate_ed25519_key,
+)
+
+__all__ = [
+    "ED25519",
+    "HMAC_SHA256",
+    "ActuationMetrics",
+    "Actuator",
+    "Admission",
+    "Fence",
+    "FlagProvider",
+    "GatewayApiConfig",
+    "GatewayApiRouter",
+    "HAProxyConfig",
+    "HAProxyRouter",
+    "MemoryRouter",
+    "NginxConfig",
+    "NginxRouter",
+    "RetryPolicy",
+    "Router",
+    "Signer",
+    "TrafficTarget",
+    "Verifier",
+    "canonical_bytes",
+    "generate_ed25519_key",
+    "split_weights",
+]

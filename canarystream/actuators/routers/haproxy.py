@@ -1,0 +1,134 @@
+"""HAProxy router: the canary share as server weights, through the Runtime API.
+
+One HAProxy backend holds a baseline server and a canary server; a share of ``p`` % sets
+their weights to ``total - w`` and ``w`` with ``w = p * total / 100`` (HAProxy accepts 0..256),
+so 0 % sends nothing to the canary and 100 % nothing to the baseline. The change is made
+with ``set weight`` on the admin socket (``stats socket ... level admin``) and read back with
+``get weight``; it lives in memory, so the configuration file should start at the baseline.
+
+>>> split_weights(10.0, 100)  # (baseline, canary) weights for a 10 % canary
+(90, 10)
+>>> parse_address("127.0.0.1:9999"), parse_address("/run/haproxy/admin.sock")
+(('127.0.0.1', 9999), '/run/haproxy/admin.sock')
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from dataclasses import dataclass
+
+from canarystream.actuators.base import TrafficTarget, split_weights
+from canarystream.errors import ConfigError, RouterError
+
+__all__ = ["HAProxyConfig", "HAProxyRouter", "parse_address"]
+
+_NAME = re.compile(r"^[A-Za-z0-9._:-]+$")  # no spaces or ';', which end a Runtime API command
+_WEIGHT = re.compile(r"^\s*(\d+)\s*\(initial\s+\d+\)\s*$")
+
+
+def parse_address(address: str) -> tuple[str, int] | str:
+    """``(host, port)`` for ``host:port`` (``[::1]:port`` for IPv6), else a unix socket path
+    (``unix:`` prefix optional)."""
+    if address.startswith("unix:"):
+        return address.removeprefix("unix:")
+    if "/" in address:
+        return address
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigError(f"address: {address!r} is neither host:port nor a socket path")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class HAProxyConfig:
+    """Where the Runtime API listens and which servers carry the two cohorts."""
+
+    address: str  # admin socket: a unix socket path, or host:port
+    backend: str  # the HAProxy backend holding both servers
+    baseline_server: str
+    canary_server: str
+    total_weight: int = 100  # weights sum to this; up to 256 for finer steps
+    timeout: float = 5.0  # seconds for one Runtime API command
+
+    def __post_init__(self) -> None:
+        for field in ("backend", "baseline_server", "canary_server"):
+            if not _NAME.match(getattr(self, field)):
+                raise ConfigError(f"{field}: {getattr(self, field)!r} is not a valid name")
+        if self.baseline_server == self.canary_server:
+            raise ConfigError("canary_server: must differ from baseline_server")
+        if not 2 <= self.total_weight <= 256:
+            raise ConfigError(f"total_weight: {self.total_weight} is not within 2..256")
+        parse_address(self.address)
+
+
+class HAProxyRouter:
+    """Routes a canary share by setting two servers' weights on a running HAProxy."""
+
+    kind = "haproxy"
+
+    def __init__(self, config: HAProxyConfig) -> None:
+        self.config = config
+        self._address = parse_address(config.address)
+
+    async def command(self, line: str) -> str:
+        """Run one Runtime API command line and return its whole answer."""
+        timeout = self.config.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                if isinstance(self._address, str):
+                    reader, writer = await asyncio.open_unix_connection(self._address)
+                else:
+                    reader, writer = await asyncio.open_connection(*self._address)
+                try:
+                    writer.write(line.encode("utf-8") + b"\n")
+                    await writer.drain()
+                    answer = await reader.read()  # the API closes after one command line
+                finally:
+                    writer.close()
+                    with contextlib.suppress(OSError):
+                        await writer.wait_closed()
+        except TimeoutError as exc:
+            raise RouterError(f"haproxy {self.config.address}: no answer in {timeout:g} s") from exc
+        except OSError as exc:
+            raise RouterError(f"haproxy {self.config.address}: {exc}") from exc
+        return answer.decode("utf-8", "replace")
+
+    async def set_weight(self, target: TrafficTarget) -> None:
+        """Set the baseline and canary weights for ``target.canary_percent``."""
+        baseline, canary = split_weights(target.canary_percent, self.config.total_weight)
+        base = f"set weight {self.config.backend}/{self.config.baseline_server} {baseline}"
+        cand = f"set weight {self.config.backend}/{self.config.canary_server} {canary}"
+        # The larger weight first: it is positive, so no instant has both servers at 0
+        # (which would answer 503 to every request).
+        first, second = (cand, base) if canary > baseline else (base, cand)
+        answer = (await self.command(f"{first}; {second}")).strip()
+        if answer:
+            raise RouterError(f"haproxy refused the weights: {' '.join(answer.split())}")
+
+    async def weights(self) -> tuple[int, int]:
+        """The current ``(baseline, canary)`` weights."""
+        return (
+            await self._get(self.config.baseline_server),
+            await self._get(self.config.canary_server),
+        )
+
+    async def get_weight(self, deployment: str) -> float:
+        """The canary's share of the two servers' weights, %."""
+        baseline, canary = await self.weights()
+        if baseline + canary == 0:
+            raise RouterError(f"haproxy backend {self.config.backend}: both weights are 0")
+        return 100.0 * canary / (baseline + canary)
+
+    async def close(self) -> None:
+        """Nothing to release: each command uses its own connection."""
+
+    async def _get(self, server: str) -> int:
+        answer = await self.command(f"get weight {self.config.backend}/{server}")
+        match = _WEIGHT.match(answer)
+        if match is None:
+            raise RouterError(
+                f"haproxy get weight {self.config.backend}/{server}: {' '.join(answer.split())}"
+            )
+        return int(match.group(1))

@@ -1,0 +1,37 @@
+"""In-memory router: remembers the canary share per deployment. For tests and drills.
+
+>>> import asyncio
+>>> from canarystream.actuators.base import TrafficTarget
+>>> router = MemoryRouter()
+>>> asyncio.run(router.set_weight(TrafficTarget("d1", "shop", "v1", "v2", 10.0)))
+>>> asyncio.run(router.get_weight("d1")), router.calls
+(10.0, 1)
+"""
+
+from __future__ import annotations
+
+from canarystream.actuators.base import TrafficTarget
+
+__all__ = ["MemoryRouter"]
+
+
+class MemoryRouter:
+    """A router whose state is a dict of canary shares, with a count of changes."""
+
+    kind = "memory"
+
+    def __init__(self) -> None:
+        self.weights: dict[str, float] = {}
+        self.calls = 0
+
+    async def set_weight(self, target: TrafficTarget) -> None:
+        """Remember ``target.canary_percent`` for the deployment."""
+        self.calls += 1
+        self.weights[target.deployment] = target.canary_percent
+
+    async def get_weight(self, deployment: str) -> float | None:
+        """The share last set for the deployment, or None."""
+        return self.weights.get(deployment)
+
+    async def close(self) -> None:
+        """Nothing to release."""

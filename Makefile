@@ -4,7 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-detection bench-speed schemas clean
+WITH_BROKER := deploy/kafka/with-broker.sh $(PY)
+
+.PHONY: demo test lint services bench bench-detection bench-speed bench-stream schemas clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +17,15 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(PY) -m canarystream.demo
 
-test: $(STAMP)
+# Peer programs the tests run for real (HAProxy, NGINX, kcat), from Debian, when missing.
+services:
+	bash deploy/services/install.sh
+
+# The broker is started for the run (unless one runs already) and stopped afterwards.
+test: $(STAMP) services
 	$(VENV)/bin/ruff check canarystream tests benchmarks
 	$(VENV)/bin/ruff format --check canarystream tests benchmarks
-	$(PY) -m pytest -n 2 canarystream tests
+	$(WITH_BROKER) $(PY) -m pytest -n 2 canarystream tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check canarystream tests benchmarks

@@ -34,6 +34,9 @@ def create_app(settings: Settings, *, replication_factor: int) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_linger_ms=1,
+        # A dead worker's partitions move after 10 s without heartbeats, not Faust's 60 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=16_384,

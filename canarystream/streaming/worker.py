@@ -81,7 +81,8 @@ class StreamWorker:
         self.table = app.Table(
             STATE_TABLE,
             partitions=topic_spec(TELEMETRY_TOPIC).partitions,
-            schema=faust.Schema(**_RAW),
+            key_type=bytes,  # bytes keys and values: Faust stores them raw, not as JSON
+            value_type=bytes,
         )
         self.engine = Engine(policies)
         self.processor = BatchProcessor(self.engine, self._load, time.time)
@@ -185,10 +186,18 @@ class StreamWorker:
         # Faust binds page handlers to its View: plain functions, not methods of ours.
         status = self.status
         engine = self.engine
+        source = self.connection.topic(TELEMETRY_TOPIC)
+        consumer = self.app.consumer
 
         @self.app.page("/rollouts/")
         async def rollouts(view: Any, request: Any) -> Any:
-            return view.json({"rollouts": [status(d) for d in sorted(engine.rollouts)]})
+            owned = sorted(tp.partition for tp in consumer.assignment() if tp.topic == source)
+            return view.json(
+                {
+                    "partitions": owned,
+                    "rollouts": [status(d) for d in sorted(engine.rollouts)],
+                }
+            )
 
         @self.app.page("/rollouts/{deployment}/")
         async def rollout(view: Any, request: Any, deployment: str) -> Any:

@@ -151,6 +151,7 @@ class Stack:
                 group_id=None,
                 isolation_level="read_committed",
                 enable_auto_commit=False,
+                auto_offset_reset="earliest",
             )
             await consumer.start()
             try:
@@ -163,7 +164,6 @@ class Stack:
                 ]
                 consumer.assign(partitions)
                 ends = await consumer.end_offsets(partitions)
-                await consumer.seek_to_beginning(*partitions)
                 out: list[bytes] = []
                 remaining = {tp for tp in partitions if ends[tp] > 0}
                 while remaining:

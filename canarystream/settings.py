@@ -91,6 +91,20 @@ class Settings(BaseSettings):
         default=Path(".canarystream"), description="Worker's local state (table stores)."
     )
 
+    # Decision signatures (HMAC-SHA256 with a shared key, or Ed25519).
+    signing_scheme: Literal["none", "hmac-sha256", "ed25519"] = Field(
+        default="none",
+        description="How the worker signs decisions and actuators verify them.",
+    )
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="Worker: the HMAC secret, or the Ed25519 private key (PEM or base64).",
+    )
+    verify_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Actuators: trusted HMAC secrets or Ed25519 public keys (JSON list).",
+    )
+
     @model_validator(mode="after")
     def _check_security(self) -> Settings:
         sasl = self.kafka_security_protocol.startswith("SASL")
@@ -98,6 +112,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"kafka_security_protocol={self.kafka_security_protocol} needs "
                 "kafka_sasl_mechanism and kafka_sasl_username (and kafka_sasl_password)"
+            )
+        if self.signing_scheme != "none" and self.signing_key is None and not self.verify_keys:
+            raise ValueError(
+                f"signing_scheme={self.signing_scheme} needs signing_key (worker) or "
+                "verify_keys (actuators)"
             )
         return self
 

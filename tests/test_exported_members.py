@@ -8,7 +8,14 @@ from types import ModuleType
 
 import pytest
 
-MODULES = ["canarystream.contracts", "canarystream.errors", "canarystream.policy"]
+MODULES = [
+    "canarystream.actuators",
+    "canarystream.actuators.routers",
+    "canarystream.contracts",
+    "canarystream.errors",
+    "canarystream.kafka",
+    "canarystream.policy",
+]
 
 
 def _sort_key(name: str) -> tuple[int, list[str | int]]:

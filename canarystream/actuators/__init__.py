@@ -18,18 +18,8 @@ from canarystream.actuators.routers import (
     NginxConfig,
     NginxRouter,
 )
-from canarystream.actuators.signing import (
-    ED25519,
-    HMAC_SHA256,
-    Signer,
-    Verifier,
-    canonical_bytes,
-    generate_ed25519_key,
-)
 
 __all__ = [
-    "ED25519",
-    "HMAC_SHA256",
     "ActuationMetrics",
     "Actuator",
     "Admission",
@@ -44,10 +34,6 @@ __all__ = [
     "NginxRouter",
     "RetryPolicy",
     "Router",
-    "Signer",
     "TrafficTarget",
-    "Verifier",
-    "canonical_bytes",
-    "generate_ed25519_key",
     "split_weights",
 ]

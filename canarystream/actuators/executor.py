@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from canarystream.actuators.base import FlagProvider, Router, TrafficTarget
 from canarystream.actuators.fencing import Admission, Fence
 from canarystream.actuators.metrics import ActuationMetrics
-from canarystream.actuators.signing import Verifier, canonical_bytes
 from canarystream.contracts.actuation import ActuationReport, ActuationStatus
 from canarystream.contracts.decision import Action, Decision
+from canarystream.contracts.signing import Verifier, canonical_bytes
 
 __all__ = ["Actuator", "RetryPolicy"]
 

@@ -29,6 +29,7 @@ from faust.types import TP
 
 from canarystream.contracts.codec import encode_decision
 from canarystream.contracts.decision import Decision
+from canarystream.contracts.signing import SIGNATURE_HEADER, signer_from
 from canarystream.contracts.topics import (
     DEADLETTER_TOPIC,
     DECISIONS_TOPIC,
@@ -89,6 +90,7 @@ class StreamWorker:
         self.index = PublishedIndex()
         self.metrics = WorkerMetrics()
         self.last_decision: dict[str, Decision] = {}
+        self.signer = signer_from(settings)
         setup_prometheus_sensors(app, registry=self.metrics.registry, name_prefix="canarystream")
         app.agent(self.source, name="rollouts", concurrency=1)(self._consume)
         app.task(self._follow_decisions)
@@ -138,8 +140,12 @@ class StreamWorker:
             if self.index.seen(decision.deployment, decision.seq):
                 self.metrics.suppressed.inc()
                 continue
+            value = encode_decision(decision)
+            headers = None
+            if self.signer is not None:
+                headers = [(SIGNATURE_HEADER, self.signer.sign(value).encode("ascii"))]
             sent = await self.decisions.send(
-                key=decision.deployment.encode(), value=encode_decision(decision)
+                key=decision.deployment.encode(), value=value, headers=headers
             )
             pending.append((decision, sent))
         for decision, sent in pending:

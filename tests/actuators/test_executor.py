@@ -15,11 +15,11 @@ from canarystream.actuators import (
     Fence,
     MemoryRouter,
     RetryPolicy,
-    Signer,
     TrafficTarget,
 )
 from canarystream.contracts.actuation import ActuationStatus
 from canarystream.contracts.decision import Action, Decision, Phase
+from canarystream.contracts.signing import Signer
 from canarystream.errors import RouterError
 from tests.actuators.helpers import DEPLOYMENT, make_decision
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from canarystream.actuators import Actuator, HAProxyConfig, HAProxyRouter, RetryPolicy, Signer
+from canarystream.actuators import Actuator, HAProxyConfig, HAProxyRouter, RetryPolicy
 from canarystream.actuators.base import TrafficTarget
 from canarystream.actuators.routers.haproxy import parse_address
 from canarystream.contracts.actuation import ActuationReport, ActuationStatus
 from canarystream.contracts.decision import Action, Phase
+from canarystream.contracts.signing import Signer
 from canarystream.errors import ConfigError, RouterError
 from tests.actuators.helpers import HAProxy, count_cohorts, make_decision
 

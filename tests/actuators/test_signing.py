@@ -6,13 +6,13 @@ import base64
 
 import pytest
 
-from canarystream.actuators.signing import (
+from canarystream.contracts.decision import Action, Decision
+from canarystream.contracts.signing import (
     Signer,
     Verifier,
     canonical_bytes,
     generate_ed25519_key,
 )
-from canarystream.contracts.decision import Action, Decision
 from canarystream.errors import ConfigError
 from tests.actuators.helpers import make_decision, require_module
 

@@ -1,0 +1,1 @@
+"""The streaming service: the Faust worker around the engine (``canarystream worker``)."""

@@ -33,10 +33,13 @@ lint: $(STAMP)
 schemas: $(STAMP)
 	$(PY) -m canarystream.contracts.schemas topics
 
-bench: bench-speed bench-detection
+bench: bench-speed bench-detection bench-stream
 
 bench-speed: $(STAMP)
 	$(PY) -m benchmarks.speed
+
+bench-stream: $(STAMP)
+	$(WITH_BROKER) $(PY) -m benchmarks.stream
 
 bench-detection: $(STAMP)
 	$(PY) -m benchmarks.detection

@@ -41,6 +41,7 @@ def create_app(settings: Settings, *, replication_factor: int) -> faust.App:
         broker_commit_interval=1.0,
         stream_buffer_maxsize=16_384,
         table_standby_replicas=0,
+        stream_wait_empty=False,  # unacknowledged messages wait for the next checkpoint
         web_enabled=True,
         web_bind="127.0.0.1",
         web_port=settings.web_port,

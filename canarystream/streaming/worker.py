@@ -4,9 +4,11 @@ One agent consumes the telemetry and deployments topics (co-partitioned by servi
 batches and hands them to :class:`~canarystream.streaming.processor.BatchProcessor`. Per batch:
 
 1. decisions are published and their acknowledgement awaited;
-2. then each touched service's snapshot (its rollouts and the offsets applied) is written to
-   the ``service-state`` table, whose changelog partition is the service's source partition;
-3. dead letters go out with Faust's producer, which Faust flushes before committing offsets.
+2. dead letters go out with Faust's producer, which Faust flushes before committing offsets;
+3. about once a second (a checkpoint), each service changed since the last checkpoint has its
+   snapshot (its rollouts and the offsets applied) written to the ``service-state`` table,
+   whose changelog partition is the service's source partition, and only then are the
+   messages since the last checkpoint acknowledged, so Faust may commit their offsets.
 
 Faust runs at least once. Offsets are committed only after the producer is flushed, so the
 stored state never lags behind a committed offset. After a crash, messages the broker delivers
@@ -18,6 +20,7 @@ to duplicate output on rebalance.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +46,7 @@ from canarystream.policy.loading import PolicyRegistry
 from canarystream.settings import Settings
 from canarystream.streaming.app import create_app
 from canarystream.streaming.metrics import WorkerMetrics
-from canarystream.streaming.processor import BatchProcessor, Inbound
+from canarystream.streaming.processor import BatchProcessor, Inbound, ServiceSnapshot
 from canarystream.streaming.published import PublishedIndex
 
 __all__ = ["StreamWorker"]
@@ -58,6 +61,7 @@ class Batching:
 
     max_messages: int = 2000
     within_seconds: float = 0.02
+    checkpoint_seconds: float = 1.0  # how often state is stored and offsets acknowledged
 
 
 class StreamWorker:
@@ -87,6 +91,11 @@ class StreamWorker:
         )
         self.engine = Engine(policies)
         self.processor = BatchProcessor(self.engine, self._load, time.time)
+        self._lock = asyncio.Lock()
+        self._stream: faust.StreamT | None = None
+        self._unacked: list[faust.EventT] = []
+        self._dirty: dict[str, ServiceSnapshot] = {}
+        self._next_checkpoint = 0.0
         self.index = PublishedIndex()
         self.metrics = WorkerMetrics()
         self.last_decision: dict[str, Decision] = {}
@@ -94,6 +103,7 @@ class StreamWorker:
         setup_prometheus_sensors(app, registry=self.metrics.registry, name_prefix="canarystream")
         app.agent(self.source, name="rollouts", concurrency=1)(self._consume)
         app.task(self._follow_decisions)
+        app.timer(self.batching.checkpoint_seconds)(self._checkpoint_when_idle)
         app.on_partitions_revoked.connect(self._on_revoked)
         self._add_views()
 
@@ -105,7 +115,13 @@ class StreamWorker:
         sources = {self.connection.topic(TELEMETRY_TOPIC), self.connection.topic(DEPLOYMENTS_TOPIC)}
         partitions = {tp.partition for tp in revoked if tp.topic in sources}
         if partitions:
-            self.processor.revoke(partitions)
+            async with self._lock:
+                self._dirty = {
+                    service: snapshot
+                    for service, snapshot in self._dirty.items()
+                    if snapshot.partition not in partitions
+                }
+                self.processor.revoke(partitions)
 
     async def _follow_decisions(self) -> None:
         await self.index.follow(
@@ -115,23 +131,51 @@ class StreamWorker:
     # ------------------------------------------------------------------ the agent
     async def _consume(self, stream: faust.StreamT) -> None:
         await self.index.ready.wait()
+        self._stream = stream
         batching = self.batching
         async for events in stream.take_events(batching.max_messages, batching.within_seconds):
-            batch = [
-                Inbound(m.topic, m.partition, m.offset, m.key, m.value)
-                for m in (event.message for event in events)
-            ]
-            result = self.processor.process(batch)
-            self.metrics.record_batch(result)
-            for letter in result.dead_letters:
-                self.dead_letters.send_soon(value=orjson.dumps(letter.model_dump(mode="json")))
-            if result.decisions:
-                await self._publish(result.decisions)
-            for service, snapshot in result.snapshots.items():
-                key, blob = service.encode(), snapshot.dumps()
-                self.table.data[key] = blob
-                self.table.send_changelog(snapshot.partition, key, blob)
-            self._record_lag(batch)
+            async with self._lock:
+                for event in events:
+                    event.message.incref()  # held until the checkpoint that covers it
+                self._unacked.extend(events)
+                batch = [
+                    Inbound(m.topic, m.partition, m.offset, m.key, m.value)
+                    for m in (event.message for event in events)
+                ]
+                result = self.processor.process(batch)
+                self.metrics.record_batch(result)
+                for letter in result.dead_letters:
+                    self.dead_letters.send_soon(value=orjson.dumps(letter.model_dump(mode="json")))
+                if result.decisions:
+                    await self._publish(result.decisions)
+                self._dirty.update(result.snapshots)
+                self._record_lag(batch)
+                if time.monotonic() >= self._next_checkpoint:
+                    await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        """Store the snapshots of services changed since the last checkpoint, then ack.
+
+        Faust commits only acknowledged offsets, and flushes the changelog before it commits:
+        a committed offset is therefore always covered by stored state.
+        """
+        self._next_checkpoint = time.monotonic() + self.batching.checkpoint_seconds
+        for service, snapshot in self._dirty.items():
+            key, blob = service.encode(), snapshot.dumps()
+            self.table.data[key] = blob
+            self.table.send_changelog(snapshot.partition, key, blob)
+        self._dirty.clear()
+        events, self._unacked = self._unacked, []
+        stream = self._stream
+        if stream is not None:
+            for event in events:
+                await stream.ack(event)
+
+    async def _checkpoint_when_idle(self) -> None:
+        """Checkpoint on time even when no batch arrives to trigger it."""
+        async with self._lock:
+            if self._unacked and time.monotonic() >= self._next_checkpoint:
+                await self._checkpoint()
 
     async def _publish(self, decisions: list[Decision]) -> None:
         """Send decisions not yet on the topic and wait until the broker has them all."""

@@ -86,8 +86,9 @@ TOPICS: tuple[TopicSpec, ...] = (
         description=(
             "Telemetry from services under rollout (request, metric and probe events). A message "
             "is one event or a JSON array of events of one service. Keyed by service and "
-            "co-partitioned with the deployments topic. Kept 24 hours: telemetry matters only "
-            "while its rollout runs."
+            "co-partitioned with the deployments topic; producers must use the murmur2 "
+            "partitioner of the Java client (librdkafka clients: partitioner=murmur2_random). "
+            "Kept 24 hours: telemetry matters only while its rollout runs."
         ),
         schema_name="telemetry",
     ),

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from canarystream.contracts.events import CompensationHook
+
 __all__ = [
     "Action",
     "CheckReason",
@@ -27,6 +29,16 @@ class Action(StrEnum):
     HOLD = "hold"
     ROLLBACK = "rollback"
     PROMOTE = "promote"
+    # A regression past the rollout's rollback-unsafe stage: keep traffic as it is, page.
+    FREEZE = "freeze"
+    # After a rollback: did the service return to its baseline levels? Traffic stays at 0.
+    ROLLBACK_VERIFIED = "rollback_verified"
+    ROLLBACK_NOT_RECOVERING = "rollback_not_recovering"
+
+    @property
+    def changes_traffic(self) -> bool:
+        """True if actuators must set the decision's traffic share (else they keep it)."""
+        return self in (Action.ADVANCE, Action.ROLLBACK, Action.PROMOTE)
 
 
 class Phase(StrEnum):
@@ -34,6 +46,7 @@ class Phase(StrEnum):
 
     RUNNING = "running"
     HELD = "held"
+    FROZEN = "frozen"  # waiting for a person: rolling back would be unsafe for data
     ROLLED_BACK = "rolled_back"
     PROMOTED = "promoted"
     ABORTED = "aborted"
@@ -104,6 +117,13 @@ class Decision(BaseModel):
     policy: str = Field(description="Name of the policy in force.")
     summary: str = Field(description="One line a person reads first.")
     reasons: list[CheckReason] = Field(default_factory=list)
+    page: bool = Field(
+        default=False, description="A person must act now (a frozen rollout, a failed recovery)."
+    )
+    compensation: list[CompensationHook] = Field(
+        default_factory=list,
+        description="On a rollback: the rollout's compensation hooks, for the hook runner.",
+    )
 
 
 def decision_id_for(deployment: str, seq: int, action: str) -> str:

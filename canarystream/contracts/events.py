@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 __all__ = [
     "MAX_LATENCY_MS",
     "MAX_METRIC_ABS",
     "MAX_TS",
     "MIN_TS",
+    "CompensationHook",
     "ControlEvent",
     "DeploymentAborted",
     "DeploymentApproved",
@@ -50,6 +51,31 @@ class _Event(BaseModel):
     ts: EventTime
 
 
+class CompensationHook(BaseModel):
+    """A step that undoes a canary's side effects when it is rolled back.
+
+    Exactly one of ``command`` (argv, run without a shell) or ``url`` (a webhook that receives
+    the rollback decision as a JSON POST) is given. Hooks run once per rollback, in order.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    name: Name = Field(description="Shown in reports and the audit trail.")
+    command: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None, min_length=1, description="argv of a command to run."
+    )
+    url: Annotated[str, Field(pattern=r"^https?://", max_length=2048)] | None = Field(
+        default=None, description="Webhook to POST the rollback decision to."
+    )
+    timeout_seconds: float = Field(default=60.0, gt=0, le=3600, description="Per attempt.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CompensationHook:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of command or url")
+        return self
+
+
 class DeploymentStarted(_Event):
     """A deployment system announces a rollout of ``canary_version`` beside ``baseline_version``."""
 
@@ -61,6 +87,16 @@ class DeploymentStarted(_Event):
     policy: Name | dict[str, Any] | None = Field(
         default=None,
         description="Policy name, or an inline policy object; absent means the default policy.",
+    )
+    rollback_unsafe_from_stage: Annotated[int, Field(ge=0)] | None = Field(
+        default=None,
+        description="From this stage index on, rolling back is unsafe for data (e.g. an "
+        "expand/contract migration past its contract step): a regression then freezes "
+        "traffic and pages a person instead of rolling back.",
+    )
+    compensation: list[CompensationHook] = Field(
+        default_factory=list,
+        description="Steps run on rollback (a migration's down step, compensating writes).",
     )
 
     @field_validator("canary_version")

@@ -84,7 +84,7 @@ class Engine:
             known = self.deployments_of.setdefault(rollout.service, [])
             if rollout.deployment not in known:
                 known.append(rollout.deployment)
-            if rollout.is_live:
+            if rollout.is_active:
                 self.active_by_service[rollout.service] = rollout
 
     def forget(self, service: str, *, keep: int = 0) -> list[Rollout]:
@@ -198,7 +198,7 @@ class Engine:
         return out
 
     def _retire_finished(self, rollout: Rollout) -> None:
-        if not rollout.is_live and self.active_by_service.get(rollout.service) is rollout:
+        if not rollout.is_active and self.active_by_service.get(rollout.service) is rollout:
             del self.active_by_service[rollout.service]
 
     def _control(self, raw: dict[str, Any]) -> list[Decision]:
@@ -210,7 +210,7 @@ class Engine:
             raise ContractError(
                 f"deployment {event.deployment!r} is unknown", reason="unknown_deployment"
             )
-        decisions = list(rollout.advance_clock(event.ts)) if rollout.is_live else []
+        decisions = list(rollout.advance_clock(event.ts)) if rollout.is_active else []
         # A late command takes effect now, not in the past: decisions never go back in time.
         ts = max(event.ts, rollout.clock)
         match event:
@@ -238,6 +238,7 @@ class Engine:
         if previous is not None:
             decisions += previous.advance_clock(event.ts)
             decisions += previous.supersede(event.ts, event.deployment)
+            previous.stop_watching()
             self._retire_finished(previous)
         rollout = Rollout(event, policy)
         self.rollouts[event.deployment] = rollout

@@ -4,9 +4,12 @@
 
     running(stage k) ──advance──▶ running(stage k+1) ──…──▶ promoted
         │  ▲                                   │
-      hold │ resume (advance, same stage)      └──rollback──▶ rolled_back
-        ▼  │
+      hold │ resume (advance, same stage)      └──rollback──▶ rolled_back ──▶ rollback_verified
+        ▼  │                                                               or _not_recovering
        held ──rollback──▶ rolled_back            (abort, from any live phase) ──▶ aborted
+
+    past rollback_unsafe_from_stage, a regression: running ──freeze──▶ frozen (pages a person;
+    resume re-evaluates, abort rolls back anyway)
 
 Telemetry accumulates in per-tick buckets; when event time crosses a tick boundary the tick
 is folded into the checks and guards and the state machine is evaluated at that boundary.
@@ -22,6 +25,7 @@ from typing import Any
 from canarystream.analysis.checks import CheckGroup, LatencyTracker, Unit
 from canarystream.analysis.cohort import CohortBucket
 from canarystream.analysis.guards import BaselineDriftGuard, NoDataWatch, SampleRatioWatch
+from canarystream.analysis.recovery import RecoveryWatch
 from canarystream.contracts.decision import (
     Action,
     CheckReason,
@@ -86,6 +90,13 @@ class Rollout:
         self.hold_summary = ""
         self.late_events = 0
         self.last_decision: Decision | None = None
+        self.rollback_unsafe_from_stage = started.rollback_unsafe_from_stage
+        self.compensation = list(started.compensation)
+        errors = next((c for c in policy.checks if isinstance(c, ErrorRateCheck)), None)
+        self.recovery = RecoveryWatch(
+            policy.rollback_verification,
+            errors.error_statuses if errors is not None else ((500, 599),),
+        )
 
     # ----------------------------------------------------------------- inputs
 
@@ -98,6 +109,15 @@ class Rollout:
     def is_live(self) -> bool:
         """Whether the rollout can still take decisions."""
         return not self.phase.is_terminal
+
+    @property
+    def is_active(self) -> bool:
+        """Whether it still wants its service's telemetry (live, or verifying a rollback)."""
+        return not self.phase.is_terminal or self.recovery.watching
+
+    def stop_watching(self) -> None:
+        """A newer rollout of the service took over: no rollback verification."""
+        self.recovery.stop()
 
     def start(self) -> list[Decision]:
         """The first decision: route the first stage's traffic to the canary."""
@@ -165,6 +185,8 @@ class Rollout:
         if not self.is_live:
             return []
         self.paused_by = None
+        if self.phase is Phase.FROZEN:
+            self.phase = Phase.RUNNING  # a person looked; judge again (a regression refreezes)
         return self._evaluate(ts)
 
     def approve(self, ts: float, actor: str) -> list[Decision]:
@@ -183,7 +205,7 @@ class Rollout:
         if not self.is_live:
             return []
         why = f"superseded by deployment {by}"
-        return [self._terminate(Action.ROLLBACK, Phase.ABORTED, ts, why, None)]
+        return [self._terminate(Action.ROLLBACK, Phase.ABORTED, ts, why, None, compensate=False)]
 
     # ------------------------------------------------------------- evaluation
 
@@ -196,7 +218,8 @@ class Rollout:
         if canary.events or canary.requests.latencies:
             self.no_data.saw(now)
         if self.phase.is_terminal:
-            return []
+            return self._watch_recovery(canary, baseline, now)
+        self.recovery.fold_reference(baseline.requests)
         for field_value in canary.slices.keys() | baseline.slices.keys():
             if field_value not in self.trackers:
                 self.trackers[field_value] = LatencyTracker(self.policy.tick)
@@ -225,8 +248,20 @@ class Rollout:
             and min(self.stage_requests) >= stage.min_samples
         )
 
+    def _watch_recovery(
+        self, canary: CohortBucket, baseline: CohortBucket, now: float
+    ) -> list[Decision]:
+        if not self.recovery.watching:
+            return []
+        self.recovery.fold_after(baseline.requests, canary.requests)
+        if not self.recovery.due(now):
+            return []
+        recovered, summary, reasons = self.recovery.verdict()
+        action = Action.ROLLBACK_VERIFIED if recovered else Action.ROLLBACK_NOT_RECOVERING
+        return [self._decide(action, now, summary, reasons, page=not recovered)]
+
     def _evaluate(self, now: float) -> list[Decision]:
-        if not self.is_live:
+        if not self.is_live or self.phase is Phase.FROZEN:
             return []
         policy = self.policy
         stage = policy.stages[self.stage]
@@ -248,15 +283,16 @@ class Rollout:
         past_deadline = now - self.stage_started_at >= stage.deadline
 
         if silent >= policy.guards.no_data.rollback_after:
-            return [self._rollback(now, f"no canary telemetry for {silent:.0f}s")]
+            return [self._rollback_or_freeze(now, f"no canary telemetry for {silent:.0f}s")]
         if critical_fail and not shared_incident:
             names = ", ".join(u.name for u in critical_fail)
-            return [self._rollback(now, f"critical regression: {names}")]
+            return [self._rollback_or_freeze(now, f"critical regression: {names}")]
         if pending_failures and past_deadline:
             names = ", ".join(pending_failures)
-            return [self._rollback(now, f"non-critical regression unresolved at deadline: {names}")]
+            why = f"non-critical regression unresolved at deadline: {names}"
+            return [self._rollback_or_freeze(now, why)]
         if policy.deadline is not None and now - self.started_at >= policy.deadline:
-            return [self._rollback(now, "rollout deadline passed before promotion")]
+            return [self._rollback_or_freeze(now, "rollout deadline passed before promotion")]
 
         holds: list[str] = []
         if self.paused_by is not None:
@@ -331,14 +367,33 @@ class Rollout:
             Action.ADVANCE, now, f"{why}; stage {index} at {stage.traffic_percent:g}% traffic"
         )
 
-    def _rollback(self, now: float, why: str) -> Decision:
+    def _rollback_or_freeze(self, now: float, why: str) -> Decision:
+        unsafe = self.rollback_unsafe_from_stage
+        if unsafe is not None and self.stage >= unsafe:
+            self.phase = Phase.FROZEN
+            summary = (
+                f"{why}; frozen at {self.traffic_percent:g}%: rolling back is unsafe for data "
+                f"from stage {unsafe} on; a person must decide (resume or abort)"
+            )
+            return self._decide(Action.FREEZE, now, summary, page=True)
         return self._terminate(Action.ROLLBACK, Phase.ROLLED_BACK, now, why, None)
 
     def _terminate(
-        self, action: Action, phase: Phase, now: float, why: str, reasons: list[CheckReason] | None
+        self,
+        action: Action,
+        phase: Phase,
+        now: float,
+        why: str,
+        reasons: list[CheckReason] | None,
+        *,
+        compensate: bool = True,
     ) -> Decision:
+        """End the rollout; a rollback (unless superseded) runs hooks and is then verified."""
         self.phase = phase
         self.traffic_percent = 100.0 if action is Action.PROMOTE else 0.0
+        if action is Action.ROLLBACK and compensate:
+            self.recovery.start(now)
+            return self._decide(action, now, why, reasons, compensation=self.compensation)
         return self._decide(action, now, why, reasons)
 
     def reasons(self, now: float) -> list[CheckReason]:
@@ -353,7 +408,14 @@ class Rollout:
         return out
 
     def _decide(
-        self, action: Action, now: float, summary: str, reasons: list[CheckReason] | None = None
+        self,
+        action: Action,
+        now: float,
+        summary: str,
+        reasons: list[CheckReason] | None = None,
+        *,
+        page: bool = False,
+        compensation: list[Any] | None = None,
     ) -> Decision:
         self.seq += 1
         decision = Decision(
@@ -371,6 +433,8 @@ class Rollout:
             policy=self.policy.name,
             summary=summary,
             reasons=self.reasons(now) if reasons is None else reasons,
+            page=page,
+            compensation=compensation or [],
         )
         self.last_decision = decision
         return decision

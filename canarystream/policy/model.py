@@ -31,6 +31,7 @@ __all__ = [
     "LatencyShiftCheck",
     "Policy",
     "ProbeCheck",
+    "RollbackVerification",
     "SloErrorRateCheck",
     "SloLatencyCheck",
     "Stage",
@@ -416,6 +417,32 @@ class Guards(_Strict):
     no_data: NoDataGuard = NoDataGuard()
 
 
+class RollbackVerification(_Strict):
+    """After a rollback: watch the service until it is back at its baseline levels.
+
+    The reference is the baseline cohort during the rollout. Over ``window`` after the
+    rollback the service's error rate and mean log latency are compared with it; the service
+    is not recovering when the error rate's lower confidence bound exceeds the reference
+    times ``error_ratio_tolerance``, or typical latency is above the reference by more than
+    ``latency_tolerance`` with the same confidence.
+    """
+
+    window: Duration = Field(default=300.0, gt=0, description="How long to watch (s).")
+    error_ratio_tolerance: float = Field(
+        default=1.5, ge=1.0, description="Allowed error-rate ratio to the reference."
+    )
+    error_abs_margin: float = Field(
+        default=0.001, ge=0.0, le=1.0, description="Plus this absolute error rate."
+    )
+    latency_tolerance: float = Field(
+        default=0.1, ge=0.0, description="Allowed relative rise of typical latency."
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    min_requests: int = Field(
+        default=100, ge=1, description="Fewer requests in the window: not shown to recover."
+    )
+
+
 def _default_stages() -> list[Stage]:
     return [Stage(traffic_percent=p, min_duration=360.0) for p in (1, 5, 10, 25, 50)]
 
@@ -470,6 +497,7 @@ class Policy(_Strict):
     deadline: Duration | None = Field(
         default=None, description="Overall rollout deadline (s); absent means none."
     )
+    rollback_verification: RollbackVerification = RollbackVerification()
 
     @field_validator("stages")
     @classmethod

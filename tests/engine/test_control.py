@@ -126,7 +126,8 @@ def test_abort_decision_restores_the_baseline_and_names_the_actor() -> None:
     assert decision.action is Action.ROLLBACK
     assert (decision.phase, decision.traffic_percent, decision.seq) == (Phase.ABORTED, 0.0, 1)
     assert decision.summary == "aborted by carol: pager went off"
-    assert DEPLOYMENT not in {r.deployment for r in engine.active_by_service.values()}
+    rollout = engine.rollouts[DEPLOYMENT]
+    assert not rollout.is_live and rollout.recovery.watching  # still watched: is it recovering?
 
 
 def test_events_after_a_terminal_phase_change_nothing() -> None:

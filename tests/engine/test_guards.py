@@ -35,6 +35,8 @@ def test_silent_canary_holds_then_rolls_back(
     stream = Stream(0)
     policy = fast_policy(guards=guards)
     decisions = run([stream.started(policy=policy), *stream.requests(0, 700, canary_rate=0)])
+    # The rollback's own verification (baseline traffic unchanged: recovered) is not at issue.
+    decisions = [d for d in decisions if d.action is not Action.ROLLBACK_VERIFIED]
 
     assert summary_rows(decisions) == [
         ("hold", hold_at, 0, Phase.HELD, f"no canary telemetry for {hold_at}s"),
@@ -84,6 +86,10 @@ def test_event_time_alone_closes_ticks_when_nothing_arrives() -> None:
         (Action.HOLD, 30, Phase.HELD),
         (Action.ROLLBACK, 90, Phase.ROLLED_BACK),
     ]
+    # Still watched for recovery after the rollback; with no traffic at all, not shown.
+    (verdict,) = engine.advance_to(T0 + 90 + 300)
+    assert (verdict.action, seconds(verdict)) == (Action.ROLLBACK_NOT_RECOVERING, 390)
+    assert verdict.page and "recovery not shown" in verdict.summary
     assert engine.active_by_service == {}
 
 

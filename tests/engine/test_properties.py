@@ -116,6 +116,17 @@ def check_invariants(scenario: Scenario, decisions: list[Decision]) -> None:
     first = decisions[0]
     assert (first.action, first.stage, first.ts) == (Action.ADVANCE, 0, T0)
     assert [d.seq for d in decisions] == list(range(len(decisions)))
+    # After a rollback the engine keeps watching: one verification verdict may follow it.
+    verdicts = [
+        d
+        for d in decisions
+        if d.action in (Action.ROLLBACK_VERIFIED, Action.ROLLBACK_NOT_RECOVERING)
+    ]
+    assert len(verdicts) <= 1
+    if verdicts:
+        assert decisions[-1] is verdicts[0] and decisions[-2].action is Action.ROLLBACK
+        assert verdicts[0].traffic_percent == 0.0 and verdicts[0].phase == decisions[-2].phase
+        decisions = decisions[:-1]
     terminal = [i for i, d in enumerate(decisions) if d.phase.is_terminal]
     assert terminal in ([], [len(decisions) - 1]), "at most one terminal decision, and last"
 

@@ -1,0 +1,147 @@
+"""Did the service come back after a rollback? A comparison with its levels before.
+
+The reference is the baseline cohort's traffic while the rollout ran; after the rollback, all
+of the service's traffic is compared with it over a fixed window of event time. The question
+is one-sided and asked once, at the end of the window, so fixed-sample confidence bounds are
+valid here: a normal lower bound on the excess of the error rate over the allowed level (with
+Agresti-Caffo pseudo-counts, and the reference's own uncertainty), and one on the shift of
+mean log latency.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+from canarystream.analysis.cohort import Slice, count_in
+from canarystream.contracts.decision import CheckReason, Verdict
+from canarystream.policy.model import RollbackVerification
+
+__all__ = ["RecoveryWatch"]
+
+
+class _Tally:
+    """Requests, errors, and the sum and sum of squares of log latency."""
+
+    __slots__ = ("errors", "log_sq", "log_sum", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.log_sum = 0.0
+        self.log_sq = 0.0
+
+    def add(self, requests: Slice, error_ranges: tuple[tuple[int, int], ...]) -> None:
+        n = requests.requests
+        if not n:
+            return
+        logs = np.log1p(requests.latency_array())
+        self.requests += n
+        self.errors += count_in(requests.statuses, error_ranges)
+        self.log_sum += float(logs.sum())
+        self.log_sq += float(np.dot(logs, logs))
+
+    def mean_var(self) -> tuple[float, float]:
+        n = self.requests
+        mean = self.log_sum / n
+        return mean, max(self.log_sq / n - mean * mean, 0.0)
+
+
+class RecoveryWatch:
+    """Reference levels during a rollout, then a verdict over a window after its rollback."""
+
+    def __init__(
+        self, config: RollbackVerification, error_ranges: tuple[tuple[int, int], ...]
+    ) -> None:
+        self.config = config
+        self.error_ranges = error_ranges
+        self.reference = _Tally()
+        self.after = _Tally()
+        self.since: float | None = None  # event time of the rollback while watching
+
+    @property
+    def watching(self) -> bool:
+        return self.since is not None
+
+    def fold_reference(self, baseline: Slice) -> None:
+        """Add one tick of the baseline cohort while the rollout runs."""
+        self.reference.add(baseline, self.error_ranges)
+
+    def start(self, ts: float) -> None:
+        """The rollback happened at ``ts``: start the window."""
+        self.since = ts
+
+    def stop(self) -> None:
+        """Stop watching without a verdict (a newer rollout of the service took over)."""
+        self.since = None
+
+    def fold_after(self, *slices: Slice) -> None:
+        """Add one tick of the service's traffic after the rollback."""
+        for requests in slices:
+            self.after.add(requests, self.error_ranges)
+
+    def due(self, now: float) -> bool:
+        return self.since is not None and now - self.since >= self.config.window
+
+    def verdict(self) -> tuple[bool, str, list[CheckReason]]:
+        """``(recovered, summary, reasons)``; ends the watch."""
+        self.since = None
+        config = self.config
+        ref, after = self.reference, self.after
+        if after.requests < config.min_requests or ref.requests == 0:
+            summary = (
+                f"only {after.requests} requests in the {config.window:g}s after the rollback "
+                f"(needs {config.min_requests}): recovery not shown"
+            )
+            return False, summary, []
+        z = float(stats.norm.ppf(config.confidence))
+        tol = config.error_ratio_tolerance
+        ref_rate = ref.errors / ref.requests
+        rate = after.errors / after.requests
+        allowed = ref_rate * tol + config.error_abs_margin
+        # Excess of the error rate over the allowed level; both rates are estimates.
+        p_after = (after.errors + 1) / (after.requests + 2)
+        p_ref = (ref.errors + 1) / (ref.requests + 2)
+        excess = rate - allowed
+        spread_errors = math.sqrt(
+            p_after * (1 - p_after) / (after.requests + 2)
+            + tol * tol * p_ref * (1 - p_ref) / (ref.requests + 2)
+        )
+        lower = rate - z * spread_errors  # the error rate's lower bound, for the reason
+        errors_bad = excess - z * spread_errors > 0
+        ref_mean, ref_var = ref.mean_var()
+        mean, var = after.mean_var()
+        shift = mean - ref_mean
+        spread = math.sqrt(var / after.requests + ref_var / ref.requests)
+        shift_lower = shift - z * spread
+        latency_bad = shift_lower > math.log1p(config.latency_tolerance)
+        reasons = [
+            CheckReason(
+                check="recovery-error-rate",
+                kind="recovery",
+                verdict=Verdict.FAIL if errors_bad else Verdict.PASS,
+                canary_samples=after.requests,
+                baseline_samples=ref.requests,
+                estimate=rate,
+                lower=lower,
+                threshold=allowed,
+                message=f"error rate {rate:.4f} after the rollback vs {ref_rate:.4f} before",
+            ),
+            CheckReason(
+                check="recovery-latency",
+                kind="recovery",
+                verdict=Verdict.FAIL if latency_bad else Verdict.PASS,
+                canary_samples=after.requests,
+                baseline_samples=ref.requests,
+                estimate=math.expm1(shift),
+                lower=math.expm1(shift_lower),
+                tolerance=config.latency_tolerance,
+                message=f"typical latency {math.expm1(shift):+.1%} vs before the rollout",
+            ),
+        ]
+        if errors_bad or latency_bad:
+            worse = [r.check for r in reasons if r.verdict is Verdict.FAIL]
+            return False, f"not back at baseline levels: {', '.join(worse)}", reasons
+        return True, "back at baseline levels", reasons

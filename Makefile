@@ -17,15 +17,19 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(PY) -m canarystream.demo
 
-# Peer programs the tests run for real (HAProxy, NGINX, kcat), from Debian, when missing.
+# Peer programs the tests run for real, when missing: HAProxy, NGINX, kcat and PostgreSQL
+# from Debian, Unleash from npm (deploy/services/unleash).
 services:
 	bash deploy/services/install.sh
+	bash deploy/services/unleash/install.sh
 
 # The broker is started for the run (unless one runs already) and stopped afterwards.
+# Tests marked flagd need a flagd binary, which the Go module proxy here refuses to serve
+# (deploy/services/install-flagd.sh builds it where it is served): deselected, not skipped.
 test: $(STAMP) services
 	$(VENV)/bin/ruff check canarystream tests benchmarks
 	$(VENV)/bin/ruff format --check canarystream tests benchmarks
-	$(WITH_BROKER) $(PY) -m pytest -n 2 canarystream tests
+	$(WITH_BROKER) $(PY) -m pytest -n 2 -m "not flagd" canarystream tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check canarystream tests benchmarks

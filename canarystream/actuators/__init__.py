@@ -8,6 +8,12 @@ applies with retries, reads the result back and reports. Nothing here knows of K
 from canarystream.actuators.base import FlagProvider, Router, TrafficTarget, split_weights
 from canarystream.actuators.executor import Actuator, RetryPolicy
 from canarystream.actuators.fencing import Admission, Fence
+from canarystream.actuators.flags import (
+    FlagdConfig,
+    FlagdProvider,
+    UnleashConfig,
+    UnleashProvider,
+)
 from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.actuators.routers import (
     GatewayApiConfig,
@@ -25,6 +31,8 @@ __all__ = [
     "Admission",
     "Fence",
     "FlagProvider",
+    "FlagdConfig",
+    "FlagdProvider",
     "GatewayApiConfig",
     "GatewayApiRouter",
     "HAProxyConfig",
@@ -35,5 +43,7 @@ __all__ = [
     "RetryPolicy",
     "Router",
     "TrafficTarget",
+    "UnleashConfig",
+    "UnleashProvider",
     "split_weights",
 ]

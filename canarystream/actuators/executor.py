@@ -2,8 +2,9 @@
 
 For each decision, in order:
 
-1. **Signature** -- an unsigned or forged decision is rejected (``unsigned``,
-   ``bad_signature``) and never reaches the backend.
+1. **Signature** -- over the exact message bytes the decision was decoded from (its
+   canonical bytes when none are given); an unsigned or forged decision is rejected
+   (``unsigned``, ``bad_signature``) and never reaches the backend.
 2. **Fence** -- a redelivered decision (``duplicate``) or one older than a decision already
    applied for the deployment (``stale``) is rejected: apply is idempotent and never goes back.
 3. **Apply and verify** -- set the canary share, read it back, and call it applied only when
@@ -11,6 +12,11 @@ For each decision, in order:
    retried with exponential backoff and jitter until ``max_attempts`` or the deadline; then
    the report says ``failed``. A hold changes nothing and reports the share it observed.
 4. **Dry run** -- reports what would be done, reads the current share, changes nothing.
+
+A rollback is immediate by default. With ``rollback_steps`` N > 1 it steps the canary share
+down from the share read back to 0 in N steps ``rollback_step_seconds`` apart (wall clock),
+then verifies 0 like any change; a step that fails, or :meth:`Actuator.hurry` (shutdown),
+goes straight to 0.
 
 Every report is counted in :class:`~canarystream.actuators.metrics.ActuationMetrics`.
 """
@@ -22,7 +28,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from canarystream.actuators.base import FlagProvider, Router, TrafficTarget
 from canarystream.actuators.fencing import Admission, Fence
@@ -98,6 +104,9 @@ class Actuator:
     tolerance:
         Largest difference, in percentage points, between the requested and the read-back
         canary share for the change to count as applied.
+    rollback_steps, rollback_step_seconds:
+        A rollback steps the canary share down to 0 in this many steps, this many seconds
+        apart; 1 (the default) rolls back at once.
     clock, monotonic, sleep:
         Wall clock for report times, monotonic clock for the deadline, and the pause
         between tries; injectable for tests.
@@ -114,6 +123,8 @@ class Actuator:
         metrics: ActuationMetrics | None = None,
         rng: random.Random | None = None,
         tolerance: float = 0.5,
+        rollback_steps: int = 1,
+        rollback_step_seconds: float = 0.0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
@@ -132,6 +143,12 @@ class Actuator:
         self.retry = RetryPolicy() if retry is None else retry
         self.metrics = metrics
         self.tolerance = tolerance
+        if rollback_steps < 1 or rollback_step_seconds < 0:
+            raise ValueError("rollback_steps must be at least 1 and its pause non-negative")
+        self.rollback_steps = rollback_steps
+        self.rollback_step_seconds = rollback_step_seconds
+        self._hurried = False
+        self._pausing: asyncio.Future[object] | None = None
         self._rng = random.Random() if rng is None else rng
         self._clock = clock
         self._monotonic = monotonic
@@ -145,25 +162,45 @@ class Actuator:
         """The backend's kind, as reported and used as a metric label."""
         return self.backend.kind
 
+    @property
+    def longest_seconds(self) -> float:
+        """An upper bound on the time one decision can take (a gradual rollback included)."""
+        steps = self.rollback_steps
+        return self.retry.deadline * (steps + 1) + self.rollback_step_seconds * (steps - 1)
+
     async def close(self) -> None:
         """Close the backend."""
         await self.backend.close()
 
-    async def actuate(self, decision: Decision, signature: str | bytes | None) -> ActuationReport:
-        """Carry out ``decision`` (signed by ``signature``) and report the outcome."""
+    def hurry(self) -> None:
+        """Finish a gradual rollback in progress at once, and roll back at once from now on
+        (called on shutdown: a canary is never left at an intermediate share)."""
+        self._hurried = True
+        if self._pausing is not None:
+            self._pausing.cancel()
+
+    async def actuate(
+        self, decision: Decision, signature: str | bytes | None, payload: bytes | None = None
+    ) -> ActuationReport:
+        """Carry out ``decision`` and report the outcome.
+
+        ``signature`` signs ``payload``, the message bytes ``decision`` was decoded from (the
+        caller decodes them); without a payload it signs the decision's canonical bytes.
+        """
         async with self._lock:
             started = self._monotonic()
-            report, reason = await self._actuate(decision, signature)
+            signed = canonical_bytes(decision) if payload is None else payload
+            report, reason = await self._actuate(decision, signature, signed)
             if self.metrics is not None:
                 elapsed = self._monotonic() - started
                 self.metrics.observe(self.kind, report.status.value, elapsed, reason)
             return report
 
     async def _actuate(
-        self, decision: Decision, signature: str | bytes | None
+        self, decision: Decision, signature: str | bytes | None, signed: bytes
     ) -> tuple[ActuationReport, str | None]:
         if self.verifier is not None:
-            reason = self.verifier.check(canonical_bytes(decision), signature)
+            reason = self.verifier.check(signed, signature)
             if reason is not None:
                 why = "it is not signed" if reason == "unsigned" else "its signature is not valid"
                 return self._report(decision, ActuationStatus.REJECTED, f"refused: {why}"), reason
@@ -182,8 +219,10 @@ class Actuator:
         target = TrafficTarget.from_decision(decision)
         if self.dry_run:
             report = await self._dry_run(decision, target)
-        elif decision.action is Action.HOLD:
+        elif not decision.action.changes_traffic:  # hold, freeze, rollback verification
             report = await self._run(decision, self._observe(decision.deployment), hold=True)
+        elif decision.action is Action.ROLLBACK and self.rollback_steps > 1:
+            report = await self._step_down(decision, target)
         else:
             report = await self._run(decision, self._apply(target), hold=False)
         if report.status is ActuationStatus.APPLIED:
@@ -247,6 +286,50 @@ class Actuator:
             decision, ActuationStatus.FAILED, why, observed=observed, attempts=attempt
         )
 
+    async def _step_down(self, decision: Decision, target: TrafficTarget) -> ActuationReport:
+        """Lower the canary share in equal steps, then set and verify 0 as usual."""
+        deadline = self.retry.deadline
+        try:
+            current = await asyncio.wait_for(self._get(target.deployment), timeout=deadline)
+        except Exception:  # unreadable: roll back at once rather than guess
+            current = None
+        path: list[str] = []
+        note = ""
+        if current is not None and current > self.tolerance:
+            path.append(f"{current:g}%")
+            steps = self.rollback_steps
+            for step in range(1, steps):
+                if self._hurried:
+                    note = " (hurried: remaining steps skipped)"
+                    break
+                share = round(current * (steps - step) / steps, 2)
+                try:
+                    _, error = await asyncio.wait_for(
+                        self._apply(replace(target, canary_percent=share))(), timeout=deadline
+                    )
+                except Exception as exc:
+                    error = _describe(exc)
+                if error:
+                    note = f" (step to {share:g}% failed, went straight to 0%: {error})"
+                    break
+                path.append(f"{share:g}%")
+                await self._pause(self.rollback_step_seconds)
+        report = await self._run(decision, self._apply(target), hold=False)
+        if not path or report.status is not ActuationStatus.APPLIED:
+            return report
+        stepped = " -> ".join([*path, "0%"])
+        return report.model_copy(update={"detail": f"{report.detail}; stepped {stepped}{note}"})
+
+    async def _pause(self, seconds: float) -> None:
+        if self._hurried or seconds <= 0:
+            return
+        self._pausing = asyncio.ensure_future(self._sleep(seconds))
+        try:
+            await asyncio.wait({self._pausing})  # returns early when hurry() cancels it
+        finally:
+            self._pausing.cancel()
+            self._pausing = None
+
     async def _dry_run(self, decision: Decision, target: TrafficTarget) -> ActuationReport:
         try:
             observed = await asyncio.wait_for(
@@ -255,8 +338,13 @@ class Actuator:
             now = "unknown" if observed is None else f"{observed:g}%"
         except Exception as exc:  # a drill reports an unreachable backend, it does not fail
             observed, now = None, f"unreadable: {_describe(exc)}"
-        if decision.action is Action.HOLD:
+        if not decision.action.changes_traffic:
             detail = f"dry run: would leave canary traffic as it is (now {now})"
+        elif decision.action is Action.ROLLBACK and self.rollback_steps > 1:
+            detail = (
+                f"dry run: would step canary traffic down to 0% in {self.rollback_steps} steps "
+                f"{self.rollback_step_seconds:g} s apart (now {now})"
+            )
         else:
             detail = f"dry run: would set canary traffic to {target.canary_percent:g}% (now {now})"
         return self._report(

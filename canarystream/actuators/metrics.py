@@ -15,9 +15,12 @@ class ActuationMetrics:
     * ``canarystream_actuations_total{backend,status}`` -- reports by status
       (applied, failed, rejected);
     * ``canarystream_actuation_rejected_total{reason}`` -- rejections by reason
-      (unsigned, bad_signature, duplicate, stale);
+      (unsigned, bad_signature, duplicate, stale; invalid_decision for a message that is
+      not a decision, which gets no report);
     * ``canarystream_actuation_duration_seconds{backend}`` -- time from receipt to report,
-      retries included.
+      retries included;
+    * ``canarystream_actuation_skipped_total`` -- decisions for services this actuator
+      does not handle.
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -41,6 +44,15 @@ class ActuationMetrics:
             buckets=_DURATION_BUCKETS,
             registry=registry,
         )
+        self.skipped = Counter(
+            "canarystream_actuation_skipped",
+            "Decisions left alone because their service is not this actuator's.",
+            registry=registry,
+        )
+
+    def reject(self, reason: str) -> None:
+        """Count a message refused before it could become a report."""
+        self.rejected.labels(reason=reason).inc()
 
     def observe(self, backend: str, status: str, seconds: float, reason: str | None = None) -> None:
         """Count one report; ``reason`` for a rejection."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from canarystream.cli import (  # noqa: F401  (registration)
+    actuate_cmd,
     kafka_cmd,
     policy_cmd,
     replay_cmd,

@@ -25,6 +25,7 @@ from tests.actuators.helpers import (
     stop,
     wait_until_listening,
 )
+from tests.streaming.conftest import kafka_bootstrap, stack  # noqa: F401  (broker fixtures)
 
 
 class _NameHandler(BaseHTTPRequestHandler):
@@ -63,7 +64,9 @@ def backends() -> Iterator[Backends]:
 @pytest.fixture
 def haproxy(tmp_path: Path, backends: Backends) -> Iterator[HAProxy]:
     """HAProxy in the foreground, round-robin over the two backends, all traffic on the
-    baseline to start with, and the admin-level Runtime API on a unix and a TCP socket."""
+    baseline to start with, and the admin-level Runtime API on a unix and a TCP socket.
+    Sessions are sticky by cookie (``SRV=b`` or ``SRV=c``); clients without one are
+    balanced by weight."""
     binary = require_binary("haproxy")
     sock = tmp_path / "haproxy.sock"
     port, admin_port = free_ports(2)
@@ -87,8 +90,9 @@ frontend web
 
 backend app
     balance roundrobin
-    server baseline 127.0.0.1:{backends.baseline} weight 100
-    server canary 127.0.0.1:{backends.canary} weight 0
+    cookie SRV insert indirect nocache
+    server baseline 127.0.0.1:{backends.baseline} weight 100 cookie b
+    server canary 127.0.0.1:{backends.canary} weight 0 cookie c
 """
     )
     log = tmp_path / "haproxy.log"

@@ -6,6 +6,7 @@ import asyncio
 import random
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -18,6 +19,7 @@ from canarystream.actuators import (
     TrafficTarget,
 )
 from canarystream.contracts.actuation import ActuationStatus
+from canarystream.contracts.codec import encode_decision
 from canarystream.contracts.decision import Action, Decision, Phase
 from canarystream.contracts.signing import Signer
 from canarystream.errors import RouterError
@@ -240,6 +242,23 @@ def test_a_decision_signed_with_another_key_is_rejected() -> None:
     assert router.calls == 0
 
 
+def test_the_signature_covers_the_message_bytes_when_given() -> None:
+    decision = make_decision(0)
+    payload = encode_decision(decision)
+    router = MemoryRouter()
+    actuator = _actuator(router)
+    canonical = SIGNER.sign_decision(decision)
+    # Signed over other bytes than the message's (here the canonical form): refused.
+    refused = asyncio.run(actuator.actuate(decision, canonical, payload))
+    assert refused.status is ActuationStatus.REJECTED and router.calls == 0
+    # The same decision, re-serialised with other whitespace: other bytes, refused.
+    pretty = orjson.dumps(orjson.loads(payload), option=orjson.OPT_INDENT_2)
+    refused = asyncio.run(actuator.actuate(decision, SIGNER.sign(payload), pretty))
+    assert refused.status is ActuationStatus.REJECTED and router.calls == 0
+    applied = asyncio.run(actuator.actuate(decision, SIGNER.sign(payload), payload))
+    assert applied.status is ActuationStatus.APPLIED and router.calls == 1
+
+
 def test_without_a_verifier_signatures_are_not_checked() -> None:
     report = _act(_actuator(MemoryRouter(), verifier=None), make_decision(0), None)
     assert report.status is ActuationStatus.APPLIED
@@ -275,6 +294,71 @@ def test_rollback_goes_to_zero_and_ends_the_rollout_in_the_fence() -> None:
     other = make_decision(0, Action.ROLLBACK, 0.0, Phase.ABORTED, deployment="other")
     _act(actuator, other)
     assert DEPLOYMENT not in fence  # the oldest finished rollout is forgotten
+
+
+def _rolled_back_from_20(**kwargs: Any) -> tuple[MemoryRouter, FakeTime, Any]:
+    router = kwargs.pop("router", None) or MemoryRouter()
+    clock = FakeTime()
+    actuator = _actuator(router, clock, **kwargs)
+    _act(actuator, make_decision(0, traffic_percent=20.0))
+    report = _act(actuator, make_decision(1, Action.ROLLBACK, 0.0, Phase.ROLLED_BACK))
+    return router, clock, report
+
+
+def test_rollback_is_immediate_by_default() -> None:
+    router, clock, report = _rolled_back_from_20()
+    assert router.history == [(DEPLOYMENT, 20.0), (DEPLOYMENT, 0.0)] and clock.sleeps == []
+    assert report.status is ActuationStatus.APPLIED and "stepped" not in report.detail
+
+
+def test_gradual_rollback_steps_down_then_verifies_zero() -> None:
+    router, clock, report = _rolled_back_from_20(rollback_steps=4, rollback_step_seconds=10.0)
+    shares = [share for _, share in router.history]
+    assert shares == [20.0, 15.0, 10.0, 5.0, 0.0]
+    assert clock.sleeps == [10.0, 10.0, 10.0]  # paced between steps, none after 0
+    assert report.status is ActuationStatus.APPLIED and report.traffic_percent_observed == 0.0
+    assert report.detail.endswith("stepped 20% -> 15% -> 10% -> 5% -> 0%")
+
+
+def test_a_failed_step_goes_straight_to_zero() -> None:
+    class FailsAt15(MemoryRouter):
+        async def set_weight(self, target: TrafficTarget) -> None:
+            if target.canary_percent == 15.0:
+                raise RouterError("busy")
+            await super().set_weight(target)
+
+    router, clock, report = _rolled_back_from_20(
+        router=FailsAt15(), rollback_steps=4, rollback_step_seconds=10.0
+    )
+    assert [share for _, share in router.history] == [20.0, 0.0] and clock.sleeps == []
+    assert report.status is ActuationStatus.APPLIED
+    assert "step to 15% failed, went straight to 0%: RouterError: busy" in report.detail
+
+
+def test_hurry_cuts_a_gradual_rollback_short() -> None:
+    router = MemoryRouter()
+    actuator = Actuator(router, verifier=None, rollback_steps=4, rollback_step_seconds=30.0)
+
+    async def scenario() -> Any:
+        await actuator.actuate(make_decision(0, traffic_percent=20.0), None)
+        rollback = make_decision(1, Action.ROLLBACK, 0.0, Phase.ROLLED_BACK)
+        task = asyncio.create_task(actuator.actuate(rollback, None))
+        await asyncio.sleep(0.2)  # in the first 30 s pause
+        actuator.hurry()
+        return await asyncio.wait_for(task, 5)
+
+    report = asyncio.run(scenario())
+    assert [share for _, share in router.history] == [20.0, 15.0, 0.0]
+    assert report.status is ActuationStatus.APPLIED and "remaining steps skipped" in report.detail
+
+
+def test_gradual_rollback_dry_run() -> None:
+    router = MemoryRouter()
+    router.weights[DEPLOYMENT] = 20.0
+    actuator = _actuator(router, dry_run=True, rollback_steps=3, rollback_step_seconds=5.0)
+    report = _act(actuator, make_decision(1, Action.ROLLBACK, 0.0, Phase.ROLLED_BACK))
+    assert "would step canary traffic down to 0% in 3 steps 5 s apart (now 20%)" in report.detail
+    assert router.calls == 0
 
 
 def test_flag_provider_backend() -> None:
@@ -317,3 +401,5 @@ def test_retry_policy_validation() -> None:
         RetryPolicy(jitter=2)
     with pytest.raises(ValueError, match="deadline"):
         RetryPolicy(deadline=0)
+    with pytest.raises(ValueError, match="rollback_steps"):
+        Actuator(MemoryRouter(), verifier=None, rollback_steps=0)

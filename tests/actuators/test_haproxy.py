@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,73 @@ def test_unknown_server_is_a_router_error_and_a_failed_actuation(haproxy: HAProx
     )
     assert report.status is ActuationStatus.FAILED and report.attempts == 2
     assert "No such server" in report.detail
+
+
+def _sticky_get(port: int, cookie: str) -> str:
+    """One request from a client mid-session (it holds the persistence cookie)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/", headers={"Cookie": f"SRV={cookie}", "Connection": "close"})
+        response = connection.getresponse()
+        return response.read().decode() if response.status == 200 else f"error {response.status}"
+    finally:
+        connection.close()
+
+
+def test_drain_on_rollback_keeps_sticky_sessions_and_resists_weight_changes(
+    haproxy: HAProxy,
+) -> None:
+    router = _router(haproxy, drain=True)
+    actuator = Actuator(router, verifier=None)
+
+    def act(seq: int, action: Action, percent: float, phase: Phase, deployment: str) -> float:
+        decision = make_decision(seq, action, percent, phase, deployment=deployment)
+        report = asyncio.run(actuator.actuate(decision, None))
+        assert report.status is ActuationStatus.APPLIED, report.detail
+        assert report.traffic_percent_observed is not None
+        return report.traffic_percent_observed
+
+    assert act(0, Action.ADVANCE, 10.0, Phase.RUNNING, "d1") == 10.0
+    assert asyncio.run(router.admin_states())["canary"] == 0  # ready
+    assert act(1, Action.ROLLBACK, 0.0, Phase.ROLLED_BACK, "d1") == 0.0
+    assert asyncio.run(router.admin_states())["canary"] == 8  # forced drain
+    assert count_cohorts(haproxy.port, 60) == {"baseline": 60}  # no new sessions on the canary
+    assert {_sticky_get(haproxy.port, "c") for _ in range(5)} == {"canary"}  # not bounced
+
+    # Drain is not undone by a weight change from elsewhere, and the read-back says so.
+    assert (asyncio.run(router.command("set weight app/canary 50"))).strip() == ""
+    assert asyncio.run(router.weights()) == (100, 50)
+    assert asyncio.run(router.get_weight("d1")) == 0.0
+    assert count_cohorts(haproxy.port, 60) == {"baseline": 60}
+
+    # The next rollout's first stage makes the canary ready again.
+    assert act(0, Action.ADVANCE, 10.0, Phase.RUNNING, "d2") == 10.0
+    assert asyncio.run(router.admin_states())["canary"] == 0
+    assert 10 <= count_cohorts(haproxy.port, 300)["canary"] <= 50
+
+
+def test_without_drain_a_rollback_only_sets_weights(haproxy: HAProxy) -> None:
+    router = _router(haproxy)
+    actuator = Actuator(router, verifier=None)
+    for seq, action, percent, phase in [
+        (0, Action.ADVANCE, 10.0, Phase.RUNNING),
+        (1, Action.ROLLBACK, 0.0, Phase.ROLLED_BACK),
+    ]:
+        asyncio.run(actuator.actuate(make_decision(seq, action, percent, phase), None))
+    assert asyncio.run(router.admin_states())["canary"] == 0
+    assert asyncio.run(router.weights()) == (100, 0)
+
+
+def test_a_canary_in_maintenance_is_left_there_and_reads_back_as_zero(haproxy: HAProxy) -> None:
+    router = _router(haproxy, drain=True)
+    assert (asyncio.run(router.command("set server app/canary state maint"))).strip() == ""
+    policy = RetryPolicy(max_attempts=1)
+    report = asyncio.run(
+        Actuator(router, verifier=None, retry=policy).actuate(make_decision(0), None)
+    )
+    assert report.status is ActuationStatus.FAILED
+    assert "read back 0% for a requested 10%" in report.detail
+    assert asyncio.run(router.admin_states())["canary"] & 0x01  # still in maintenance
 
 
 def test_unreachable_socket(tmp_path: Path) -> None:

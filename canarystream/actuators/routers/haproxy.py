@@ -5,6 +5,14 @@ their weights to ``total - w`` and ``w`` with ``w = p * total / 100`` (HAProxy a
 so 0 % sends nothing to the canary and 100 % nothing to the baseline. The change is made
 with ``set weight`` on the admin socket (``stats socket ... level admin``) and read back with
 ``get weight``; it lives in memory, so the configuration file should start at the baseline.
+The share read back is the effective one: a server in drain or maintenance counts as weight 0.
+
+Draining (``drain=True``): at a share of 0 -- a rollback -- the canary server is also put in
+``drain`` state. Like weight 0 it takes no new connections from load balancing while
+established connections and cookie-persistent (sticky) sessions still reach it, so users
+mid-session are not bounced; unlike weight 0 it is an administrative state, shown in the
+stats page, that no later ``set weight`` (a script, an agent check) can undo. The next
+positive share sets it ``ready`` again, unless someone also put it in maintenance.
 
 >>> split_weights(10.0, 100)  # (baseline, canary) weights for a 10 % canary
 (90, 10)
@@ -26,6 +34,10 @@ __all__ = ["HAProxyConfig", "HAProxyRouter", "parse_address"]
 
 _NAME = re.compile(r"^[A-Za-z0-9._:-]+$")  # no spaces or ';', which end a Runtime API command
 _WEIGHT = re.compile(r"^\s*(\d+)\s*\(initial\s+\d+\)\s*$")
+# srv_admin_state bits (HAProxy's SRV_ADMF_*): maintenance of any origin, and forced drain.
+_ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20 | 0x40
+_ADMIN_DRAIN = 0x08 | 0x10
+_FORCED_DRAIN = 0x08
 
 
 def parse_address(address: str) -> tuple[str, int] | str:
@@ -51,6 +63,7 @@ class HAProxyConfig:
     canary_server: str
     total_weight: int = 100  # weights sum to this; up to 256 for finer steps
     timeout: float = 5.0  # seconds for one Runtime API command
+    drain: bool = False  # at a share of 0, also set the canary server to drain state
 
     def __post_init__(self) -> None:
         for field in ("backend", "baseline_server", "canary_server"):
@@ -96,16 +109,46 @@ class HAProxyRouter:
         return answer.decode("utf-8", "replace")
 
     async def set_weight(self, target: TrafficTarget) -> None:
-        """Set the baseline and canary weights for ``target.canary_percent``."""
-        baseline, canary = split_weights(target.canary_percent, self.config.total_weight)
-        base = f"set weight {self.config.backend}/{self.config.baseline_server} {baseline}"
-        cand = f"set weight {self.config.backend}/{self.config.canary_server} {canary}"
+        """Set the baseline and canary weights for ``target.canary_percent`` (and, with
+        ``drain``, the canary server's drain state)."""
+        config = self.config
+        baseline, canary = split_weights(target.canary_percent, config.total_weight)
+        canary_server = f"{config.backend}/{config.canary_server}"
+        if config.drain and canary > 0:
+            # Ready before the weights: a drained canary given all the weight would leave
+            # no server to answer.
+            state = (await self.admin_states())[config.canary_server]
+            if state & _FORCED_DRAIN and not state & _ADMIN_MAINT:
+                await self._expect_empty(f"set server {canary_server} state ready", "ready")
+        base = f"set weight {config.backend}/{config.baseline_server} {baseline}"
+        cand = f"set weight {canary_server} {canary}"
         # The larger weight first: it is positive, so no instant has both servers at 0
         # (which would answer 503 to every request).
         first, second = (cand, base) if canary > baseline else (base, cand)
-        answer = (await self.command(f"{first}; {second}")).strip()
-        if answer:
-            raise RouterError(f"haproxy refused the weights: {' '.join(answer.split())}")
+        await self._expect_empty(f"{first}; {second}", "the weights")
+        if config.drain and canary == 0:
+            await self._expect_empty(f"set server {canary_server} state drain", "drain")
+
+    async def admin_states(self) -> dict[str, int]:
+        """``srv_admin_state`` (bit flags; 0 is ready) of each server of the backend."""
+        answer = await self.command(f"show servers state {self.config.backend}")
+        fields: list[str] = []
+        states: dict[str, int] = {}
+        for line in answer.splitlines():
+            if line.startswith("# "):
+                fields = line[2:].split()
+            elif fields and len(words := line.split()) == len(fields):
+                row = dict(zip(fields, words, strict=True))
+                if row.get("srv_admin_state", "").isdigit():
+                    states[row["srv_name"]] = int(row["srv_admin_state"])
+        missing = {self.config.baseline_server, self.config.canary_server} - states.keys()
+        if missing:
+            said = " ".join(answer.split()[:12])
+            raise RouterError(
+                f"haproxy show servers state {self.config.backend}: no server "
+                f"{', '.join(sorted(missing))} ({said})"
+            )
+        return states
 
     async def weights(self) -> tuple[int, int]:
         """The current ``(baseline, canary)`` weights."""
@@ -115,14 +158,27 @@ class HAProxyRouter:
         )
 
     async def get_weight(self, deployment: str) -> float:
-        """The canary's share of the two servers' weights, %."""
+        """The canary's share of the two servers' effective weights, %."""
         baseline, canary = await self.weights()
+        states = await self.admin_states()
+        if states[self.config.baseline_server] & (_ADMIN_MAINT | _ADMIN_DRAIN):
+            baseline = 0
+        if states[self.config.canary_server] & (_ADMIN_MAINT | _ADMIN_DRAIN):
+            canary = 0
         if baseline + canary == 0:
-            raise RouterError(f"haproxy backend {self.config.backend}: both weights are 0")
+            raise RouterError(
+                f"haproxy backend {self.config.backend}: no server takes traffic "
+                "(weights 0, drain or maintenance)"
+            )
         return 100.0 * canary / (baseline + canary)
 
     async def close(self) -> None:
         """Nothing to release: each command uses its own connection."""
+
+    async def _expect_empty(self, line: str, what: str) -> None:
+        answer = (await self.command(line)).strip()
+        if answer:
+            raise RouterError(f"haproxy refused {what}: {' '.join(answer.split())}")
 
     async def _get(self, server: str) -> int:
         answer = await self.command(f"get weight {self.config.backend}/{server}")

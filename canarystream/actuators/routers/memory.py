@@ -4,8 +4,8 @@
 >>> from canarystream.actuators.base import TrafficTarget
 >>> router = MemoryRouter()
 >>> asyncio.run(router.set_weight(TrafficTarget("d1", "shop", "v1", "v2", 10.0)))
->>> asyncio.run(router.get_weight("d1")), router.calls
-(10.0, 1)
+>>> asyncio.run(router.get_weight("d1")), router.calls, router.history
+(10.0, 1, [('d1', 10.0)])
 """
 
 from __future__ import annotations
@@ -16,17 +16,19 @@ __all__ = ["MemoryRouter"]
 
 
 class MemoryRouter:
-    """A router whose state is a dict of canary shares, with a count of changes."""
+    """A router whose state is a dict of canary shares, with a count and a log of changes."""
 
     kind = "memory"
 
     def __init__(self) -> None:
         self.weights: dict[str, float] = {}
         self.calls = 0
+        self.history: list[tuple[str, float]] = []  # (deployment, canary share) per change
 
     async def set_weight(self, target: TrafficTarget) -> None:
         """Remember ``target.canary_percent`` for the deployment."""
         self.calls += 1
+        self.history.append((target.deployment, target.canary_percent))
         self.weights[target.deployment] = target.canary_percent
 
     async def get_weight(self, deployment: str) -> float | None:

@@ -42,10 +42,13 @@ from canarystream.kafka.publisher import EventPublisher
 from tests.streaming.harness import Stack, WorkerProcess
 
 RESULTS = Path(__file__).parent / "results"
-_COUNTER = re.compile(r"^canarystream_events_consumed_total\{[^}]*\} (\S+)$", re.M)
+_COUNTER = re.compile(
+    r'^canarystream_messages_consumed_total\{topic="[^"]*canary\.telemetry\.v1"\} (\S+)$', re.M
+)
 
 
 def _consumed(worker: WorkerProcess) -> float:
+    """Telemetry messages the worker has consumed."""
     return sum(float(v) for v in _COUNTER.findall(worker.metrics()))
 
 
@@ -107,7 +110,7 @@ def throughput(bootstrap: str, workdir: Path, *, batch: int, minutes: int) -> di
         marks: dict[str, float] = {}
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and "hi" not in marks:
-            done = _consumed(worker)
+            done = _consumed(worker) * total / messages  # events: messages are equal-sized
             now = time.perf_counter()
             if "lo" not in marks and done >= 0.1 * total:
                 marks["lo"], marks["lo_n"] = now, done
@@ -285,8 +288,8 @@ def memory(bootstrap: str, workdir: Path, rollouts: int) -> dict[str, Any]:
             lambda: len(worker.get_json("/rollouts/")["rollouts"]) == rollouts, timeout=300
         )
         telemetry = [e for e in events if e["type"] != "deployment_started"]
-        stack.produce(telemetry, batch=20)
-        stack.wait_for(lambda: _consumed(worker) >= len(events), timeout=300)
+        messages = stack.produce(telemetry, batch=20)
+        stack.wait_for(lambda: _consumed(worker) >= messages, timeout=300)
         time.sleep(2)
         return {
             "rollouts": rollouts,

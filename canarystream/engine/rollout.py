@@ -90,6 +90,8 @@ class Rollout:
         self.hold_summary = ""
         self.late_events = 0
         self.last_decision: Decision | None = None
+        # Events folded so far, by type and cohort (baseline, canary): counted per tick.
+        self.consumed: dict[str, list[int]] = {"request": [0, 0], "metric": [0, 0], "probe": [0, 0]}
         self.rollback_unsafe_from_stage = started.rollback_unsafe_from_stage
         self.compensation = list(started.compensation)
         errors = next((c for c in policy.checks if isinstance(c, ErrorRateCheck)), None)
@@ -215,6 +217,13 @@ class Rollout:
     def _close_tick(self, now: float) -> list[Decision]:
         canary, baseline = self.buckets[CANARY], self.buckets[BASELINE]
         self.buckets = (CohortBucket(), CohortBucket())
+        for cohort, bucket in ((BASELINE, baseline), (CANARY, canary)):
+            self.consumed["request"][cohort] += bucket.requests.requests
+            if bucket.events:
+                self.consumed["metric"][cohort] += int(sum(m[1] for m in bucket.metrics.values()))
+                self.consumed["probe"][cohort] += sum(
+                    ok + bad for ok, bad in bucket.probes.values()
+                )
         if canary.events or canary.requests.latencies:
             self.no_data.saw(now)
         if self.phase.is_terminal:

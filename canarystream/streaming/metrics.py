@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -19,11 +19,24 @@ class WorkerMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._reported: dict[str, dict[tuple[str, str], int]] = {}
         r = self.registry
         self.events = Counter(
             "canarystream_events_consumed_total",
-            "Events consumed, by type and cohort (none: no rollout claims the version).",
+            "Events of rollouts folded into their statistics, by type and cohort (counted "
+            "when their tick closes).",
             ["type", "cohort"],
+            registry=r,
+        )
+        self.messages = Counter(
+            "canarystream_messages_consumed_total",
+            "Messages consumed, by source topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.ignored = Counter(
+            "canarystream_messages_without_rollout_total",
+            "Telemetry messages of services with no active rollout, passed over undecoded.",
             registry=r,
         )
         self.invalid = Counter(
@@ -80,13 +93,26 @@ class WorkerMetrics:
             registry=r,
         )
 
-    def record_batch(self, result: BatchResult) -> None:
-        for (kind, cohort), n in result.events.items():
-            self.events.labels(kind, cohort).inc(n)
+    def record_batch(self, result: BatchResult, messages: Mapping[str, int]) -> None:
+        for topic, n in messages.items():
+            self.messages.labels(topic).inc(n)
+        if result.ignored:
+            self.ignored.inc(result.ignored)
         for reason, n in result.invalid.items():
             self.invalid.labels(reason).inc(n)
         if result.skipped:
             self.skipped.inc(result.skipped)
+
+    def record_consumed(self, rollouts: Iterable[Rollout]) -> None:
+        """Count the events the rollouts folded since they were last counted."""
+        for rollout in rollouts:
+            seen = self._reported.setdefault(rollout.deployment, {})
+            for kind, per_cohort in rollout.consumed.items():
+                for cohort, total in zip(("baseline", "canary"), per_cohort, strict=True):
+                    delta = total - seen.get((kind, cohort), 0)
+                    if delta:
+                        self.events.labels(kind, cohort).inc(delta)
+                        seen[(kind, cohort)] = total
 
     def record_decisions(self, decisions: Iterable[Decision]) -> None:
         for decision in decisions:
@@ -103,6 +129,7 @@ class WorkerMetrics:
         """Set the per-rollout gauges; drop the series of rollouts that ended."""
         self.active.set(sum(1 for _ in active))
         for rollout in finished:
+            self._reported.pop(rollout.deployment, None)
             for gauge in (self.stage, self.traffic):
                 _remove(gauge, rollout.deployment)
             for gauge in (self.estimate, self.upper):

@@ -69,25 +69,9 @@ class BatchResult:
     decisions: list[Decision] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     snapshots: dict[str, ServiceSnapshot] = field(default_factory=dict)
-    events: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, cohort)
+    ignored: int = 0  # telemetry messages of services without an active rollout (not decoded)
     invalid: Counter[str] = field(default_factory=Counter)  # by reason
     skipped: int = 0  # messages already applied before a restart
-
-
-_COHORT_NAMES = ("baseline", "canary")
-# Event types a metric label may take; anything else a producer sends is counted as "other".
-_KNOWN_TYPES = frozenset(
-    {
-        "request",
-        "metric",
-        "probe",
-        "deployment_started",
-        "deployment_aborted",
-        "deployment_paused",
-        "deployment_resumed",
-        "deployment_approved",
-    }
-)
 
 
 class BatchProcessor:
@@ -108,8 +92,11 @@ class BatchProcessor:
         engine: Engine,
         load: Callable[[str], bytes | None],
         clock: Callable[[], float],
+        *,
+        telemetry_topic: str | None = None,
     ) -> None:
         self.engine = engine
+        self.telemetry_topic = telemetry_topic
         self._load = load
         self._clock = clock
         self.services: dict[str, ServiceSnapshot] = {}  # loaded (or known-absent: no rollouts)
@@ -139,7 +126,21 @@ class BatchProcessor:
         result = BatchResult()
         engine = self.engine
         touched: dict[str, ServiceSnapshot] = {}
+        telemetry_topic = self.telemetry_topic
+        active = engine.active_by_service
         for message in batch:
+            # Most telemetry belongs to services with no rollout: keyed messages of those are
+            # not even decoded (so neither are they checked against the contract).
+            if message.topic == telemetry_topic and message.key:
+                try:
+                    keyed = message.key.decode("utf-8")
+                except UnicodeDecodeError:
+                    keyed = None
+                if keyed is not None and keyed not in active:
+                    self._service(keyed, message.partition)  # a restored rollout may be active
+                    if keyed not in active:
+                        result.ignored += 1
+                        continue
             try:
                 values = orjson.loads(message.value)
             except orjson.JSONDecodeError as exc:
@@ -160,7 +161,6 @@ class BatchProcessor:
             if snapshot.offsets.get(message.topic, -1) >= message.offset:
                 result.skipped += 1
                 continue
-            _count(result.events, engine.active_by_service.get(service), values)
 
             def on_error(index: int, exc: ContractError, message=message, values=values) -> None:
                 self._reject(result, message, exc, values[index] if len(values) > 1 else None)
@@ -214,14 +214,3 @@ def _no_service(value: Any) -> ContractError:
         "messages by service",
         reason="no_service",
     )
-
-
-def _count(counts: Counter[tuple[str, str]], rollout: Rollout | None, values: list[Any]) -> None:
-    """Count events by type and cohort (cohort ``none`` when no rollout claims the version)."""
-    cohort_of = rollout.cohort_of if rollout is not None else {}
-    for value in values:
-        if type(value) is dict:
-            cohort = cohort_of.get(value.get("version"))
-            kind = value.get("type")
-            label = kind if kind in _KNOWN_TYPES else "other"
-            counts[(label, "none" if cohort is None else _COHORT_NAMES[cohort])] += 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,7 +91,9 @@ class StreamWorker:
             value_type=bytes,
         )
         self.engine = Engine(policies)
-        self.processor = BatchProcessor(self.engine, self._load, time.time)
+        self.processor = BatchProcessor(
+            self.engine, self._load, time.time, telemetry_topic=topic(TELEMETRY_TOPIC)
+        )
         self._lock = asyncio.Lock()
         self._stream: faust.StreamT | None = None
         self._unacked: list[faust.EventT] = []
@@ -143,7 +146,9 @@ class StreamWorker:
                     for m in (event.message for event in events)
                 ]
                 result = self.processor.process(batch)
-                self.metrics.record_batch(result)
+                self.metrics.record_batch(result, Counter(m.topic for m in batch))
+                rollouts_of = self.engine.rollouts_of
+                self.metrics.record_consumed(r for s in result.snapshots for r in rollouts_of(s))
                 for letter in result.dead_letters:
                     self.dead_letters.send_soon(value=orjson.dumps(letter.model_dump(mode="json")))
                 if result.decisions:

@@ -1,0 +1,388 @@
+"""``make demo``: the live loop through Kafka and a real worker, then a replay to compare.
+
+1. A worker subprocess starts on this run's own topics (``demo-<random>.``).
+2. Both rollouts are announced (``deployment_started``); the demo waits until the worker
+   lists them and their first decision (stage 0) is on the decisions topic.
+3. The simulated fleets send their telemetry in accelerated event time: windows of one second
+   of event time, paced at ``1/speed`` wall seconds, batched into messages, and recorded.
+4. The fleet is its own router: a consumer of the decisions topic sets each fleet's canary
+   share from each decision as it arrives, so the traffic follows the decisions. The fleet
+   never runs more than ``lead`` seconds of event time ahead of the worker, as a real router
+   applies a decision within moments of its event time.
+5. A live terminal view shows each rollout's phase, stage, traffic, checks and decisions;
+   the run ends a few seconds after both rollouts are promoted or rolled back, or with the
+   plan.
+6. The worker is stopped; the decisions on the topic are compared with an offline replay of
+   the recorded events, and shown as a timeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+
+from canarystream.contracts.codec import encode_decision
+from canarystream.contracts.decision import Decision, Phase
+from canarystream.demo.scenarios import PLAN_MINUTES, demo_scenarios
+from canarystream.demo.stack import DemoStack, WorkerProcess
+from canarystream.demo.timeline import render_timeline
+from canarystream.demo.view import LiveView, clock_text
+from canarystream.kafka.admin import broker_ready, create_topics
+from canarystream.kafka.connection import LOCAL_BOOTSTRAP
+from canarystream.kafka.publisher import EventPublisher
+from canarystream.replay import replay_files
+from canarystream.settings import load_settings
+from canarystream.simulate.closed_loop import share_after
+from canarystream.simulate.fleet import Fleet
+from canarystream.simulate.scenario import Scenario
+
+__all__ = ["LiveOptions", "decision_key", "run_live"]
+
+_BY_TS = itemgetter("ts")
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """Knobs of the live demo."""
+
+    out_dir: Path = Path("out/demo")
+    speed: float = 20.0  # event seconds per wall second
+    minutes: float = PLAN_MINUTES  # length of the plan in event time
+    seed: int = 7
+    batch: int = 50  # telemetry events per message
+    linger: float = 3.0  # wall seconds to keep going once both rollouts have ended
+    lead: float = 15.0  # event seconds the fleet may run ahead of the worker
+    bootstrap: str | None = None  # default: KAFKA_BOOTSTRAP, else the local broker
+
+
+def decision_key(decision: Decision) -> tuple[str, int, str, float, float]:
+    """What must agree between the live worker and the replay."""
+    return (decision.deployment, decision.seq, decision.action.value, decision.ts,
+            decision.traffic_percent)  # fmt: skip
+
+
+def _expected_phase(scenario: Scenario) -> Phase:
+    return Phase.ROLLED_BACK if scenario.regression is not None else Phase.PROMOTED
+
+
+def run_live(options: LiveOptions, console: Console | None = None) -> int:
+    """Run the live demo; return a process exit code.
+
+    0: replay = live and every rollout ended as it should (the regressed one rolled back,
+    the healthy one promoted); 1: otherwise; 2: no broker answers.
+    """
+    console = console or Console()
+    bootstrap = options.bootstrap or load_settings().kafka_bootstrap or LOCAL_BOOTSTRAP
+    if not broker_ready(bootstrap):
+        console.print(
+            f"[bold red]No Kafka broker answers at {escape(bootstrap)}.[/]\n"
+            "  Start the local one with `canarystream kafka up` (`make demo` does this itself),\n"
+            "  point KAFKA_BOOTSTRAP at a running cluster, or run the broker-free demo:\n"
+            "  python -m canarystream.demo --offline",
+            highlight=False,
+        )
+        return 2
+
+    out_dir = options.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    events_path = out_dir / "events.jsonl"
+    scenarios = demo_scenarios(minutes=options.minutes)
+    origin = min(s.start_ts for s in scenarios)
+    data_dir = Path(tempfile.mkdtemp(prefix="canarystream-demo-"))
+    stack = DemoStack(bootstrap, data_dir)
+    worker: WorkerProcess | None = None
+    started = time.monotonic()
+    try:
+        console.print(
+            f"[bold]1. Starting[/] a worker on topics {stack.prefix}* at {escape(bootstrap)} "
+            f"(log: {out_dir / 'worker.log'})…",
+            highlight=False,
+        )
+        asyncio.run(create_topics(stack.connection))
+        worker = stack.start_worker(out_dir / "worker.log")
+        worker.wait_ready()
+        console.print(
+            f"   worker pid {worker.process.pid} serves http://127.0.0.1:{worker.port}/rollouts/ "
+            f"after {time.monotonic() - started:.1f}s",
+            highlight=False,
+        )
+        console.print(
+            f"[bold]2. Running[/] two rollouts live: {options.minutes:g} minutes of event time "
+            f"at {options.speed:g}× (Ctrl-C stops)…",
+            highlight=False,
+        )
+        header = (
+            f"worker pid {worker.process.pid} on :{worker.port} · topics {stack.prefix}* "
+            f"at {bootstrap}"
+        )
+        view = LiveView(scenarios, speed=options.speed, header=header)
+        played = time.monotonic()
+        asyncio.run(
+            _play(
+                stack,
+                worker=worker,
+                scenarios=scenarios,
+                options=options,
+                view=view,
+                events_path=events_path,
+                console=console,
+            )
+        )
+        console.print(
+            f"   {view.sent_events:,} events in {view.sent_messages:,} messages over "
+            f"{time.monotonic() - played:.1f}s → {events_path}",
+            highlight=False,
+        )
+        _print_latency(view, console)
+
+        console.print("[bold]3. Stopping[/] the worker and reading the decisions topic…")
+        code = worker.stop()
+        if code not in (0, None):
+            console.print(f"   [yellow]the worker exited with code {code}[/]")
+        live = asyncio.run(stack.read_decisions())
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return 130
+    except RuntimeError as exc:
+        console.print(f"[bold red]demo failed:[/] {escape(str(exc))}", highlight=False)
+        return 1
+    finally:
+        if worker is not None:
+            worker.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(stack.delete_topics())
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    (out_dir / "decisions.live.jsonl").write_bytes(
+        b"".join(encode_decision(d) + b"\n" for d in live)
+    )
+    console.print(f"   {len(live)} decisions → {out_dir / 'decisions.live.jsonl'}", highlight=False)
+
+    console.print("[bold]4. Replaying[/] the recorded events offline through a fresh engine…")
+    replayed: list[Decision] = []
+    clock = time.perf_counter()
+    result = replay_files([events_path], on_decision=replayed.append)
+    replayed.sort(key=lambda d: (d.deployment, d.seq))
+    (out_dir / "decisions.replay.jsonl").write_bytes(
+        b"".join(encode_decision(d) + b"\n" for d in replayed)
+    )
+    console.print(
+        f"   {result.events:,} events in {time.perf_counter() - clock:.1f}s, "
+        f"{len(replayed)} decisions → {out_dir / 'decisions.replay.jsonl'}",
+        highlight=False,
+    )
+
+    console.print("[bold]5. Timeline[/] (decisions of the live worker)")
+    render_timeline(live, origin, console)
+
+    same = [decision_key(d) for d in live] == [decision_key(d) for d in replayed]
+    console.print(
+        "replay = live on (deployment, seq, action, ts, traffic_percent): "
+        + (
+            f"[bold green]yes, all {len(live)} decisions[/]"
+            if same
+            else "[bold red]NO, the decisions differ[/]"
+        )
+    )
+    final = {d.deployment: d.phase for d in live}
+    outcome_ok = True
+    for scenario in scenarios:
+        got = final.get(scenario.deployment)
+        want = _expected_phase(scenario)
+        ok = got is want
+        outcome_ok &= ok
+        console.print(
+            f"{scenario.deployment}: {got.value if got else 'no decision'} "
+            + ("[green](as expected)[/]" if ok else f"[bold red](expected {want.value})[/]"),
+            highlight=False,
+        )
+    console.print(f"total {time.monotonic() - started:.0f}s", style="dim")
+    return 0 if same and outcome_ok else 1
+
+
+async def _play(
+    stack: DemoStack,
+    *,
+    worker: WorkerProcess,
+    scenarios: list[Scenario],
+    options: LiveOptions,
+    view: LiveView,
+    events_path: Path,
+    console: Console,
+) -> None:
+    """Announce, run the fleets with the live view, and wait until the worker has it all."""
+    fleets = [Fleet(s, options.seed, stream=i) for i, s in enumerate(scenarios)]
+    shares: dict[str, float] = {}
+
+    def on_decision(decision: Decision) -> None:
+        view.on_decision(decision)
+        state = view.rollouts.get(decision.deployment)
+        if state is not None and state.last is not None:
+            shares[decision.deployment] = share_after(state.last)
+
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(stack.follow_decisions(on_decision, stop)),
+        asyncio.create_task(_poll_worker(worker, view, stop)),
+    ]
+    names = {s.deployment for s in scenarios}
+    loop = asyncio.get_running_loop()
+    try:
+        async with EventPublisher(stack.connection) as publisher:
+            with (
+                events_path.open("wb") as sink,
+                Live(view, console=console, auto_refresh=False, transient=False) as live,
+            ):
+                tasks.append(asyncio.create_task(_refresh(live, stop)))
+
+                async def until(condition: Callable[[], bool], what: str, timeout: float) -> None:
+                    deadline = loop.time() + timeout
+                    while not condition():
+                        _check(tasks, worker)
+                        if loop.time() > deadline:
+                            raise RuntimeError(f"timed out waiting for {what}")
+                        await asyncio.sleep(0.05)
+
+                starts = [fleet.deployment_event() for fleet in fleets]
+                sink.write(b"".join(orjson.dumps(e) + b"\n" for e in starts))
+                await publisher.send(starts)
+                view.note = "rollouts announced; waiting for the worker to take them"
+                await until(lambda: names <= view.known(), "the worker to list the rollouts", 60)
+                await until(lambda: names <= shares.keys(), "the first decisions", 60)
+
+                view.note = "running: the fleet sends telemetry; its traffic follows decisions"
+                origin = view.origin
+                end = max(s.end_ts for s in scenarios)
+                begun = loop.time()
+                view.run_started = time.monotonic()
+                ended: float | None = None
+                window = 0
+                while (t0 := origin + window) < end:
+                    t1 = t0 + 1.0
+                    # A real router applies a decision within moments of its event time.
+                    await until(
+                        lambda t0=t0: t0 - view.worker_clock() <= options.lead,
+                        "the worker to catch up",
+                        120,
+                    )
+                    batch: list[dict[str, Any]] = []
+                    for fleet in fleets:
+                        s = fleet.scenario
+                        if s.start_ts < t1 and t0 < s.end_ts:
+                            batch += fleet.step(t0, 1.0, shares.get(s.deployment, 0.0))
+                    batch.sort(key=_BY_TS)
+                    sink.write(b"".join(orjson.dumps(e) + b"\n" for e in batch))
+                    view.sent_messages += await publisher.send(batch, batch=options.batch)
+                    view.sent_events += len(batch)
+                    view.produced_until = t1
+                    view.window_sent[window] = time.monotonic()
+                    window += 1
+                    now = loop.time()
+                    if view.all_terminal():
+                        if ended is None:
+                            ended = now
+                            view.note = "both rollouts have ended; a few more seconds…"
+                        elif now - ended >= options.linger:
+                            break
+                    _check(tasks, worker)
+                    await asyncio.sleep(max(begun + window / options.speed - now, 0.0))
+
+                view.note = "waiting until the worker has processed every event…"
+                deadline = loop.time() + 90
+                while (behind := await stack.backlog()) > 0:
+                    _check(tasks, worker)
+                    if loop.time() > deadline:
+                        raise RuntimeError(f"the worker is still {behind} messages behind")
+                    view.note = f"waiting for the worker: {behind} messages to process"
+                    await asyncio.sleep(0.5)
+                await asyncio.sleep(0.3)  # the last decisions reach the view
+                view.note = "done"
+                live.refresh()
+            if not console.is_terminal:
+                console.line()  # the last frame, printed once, ends without a newline
+    finally:
+        stop.set()
+        for task in tasks:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(task, 5)
+
+
+def _check(tasks: list[asyncio.Task[None]], worker: WorkerProcess) -> None:
+    """Raise if the worker died or a helper task failed."""
+    if not worker.alive():
+        raise RuntimeError(f"the worker exited ({worker.process.returncode}):\n{worker.tail()}")
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise RuntimeError(f"a demo task failed: {task.exception()!r}")
+
+
+async def _poll_worker(worker: WorkerProcess, view: LiveView, stop: asyncio.Event) -> None:
+    """Keep the view's picture of the worker current: status often, metrics now and then."""
+    next_metrics = 0.0
+    while not stop.is_set():
+        try:
+            view.on_status(await asyncio.to_thread(worker.rollouts))
+            if time.monotonic() >= next_metrics:
+                next_metrics = time.monotonic() + 1.0
+                text = (await asyncio.to_thread(worker.get, "/metrics")).decode()
+                view.consumed = _consumed(text)
+        except (OSError, ValueError):
+            pass  # a busy or stopping worker: try again
+        await asyncio.sleep(0.1)
+
+
+def _consumed(metrics: str) -> float:
+    """Sum of ``canarystream_events_consumed_total`` in a Prometheus text exposition."""
+    total = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("canarystream_events_consumed_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def _refresh(live: Live, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        live.refresh()
+        await asyncio.sleep(0.25)
+
+
+def _print_latency(view: LiveView, console: Console) -> None:
+    """Wall time from sending the window that closed a decision's tick to reading it."""
+    latencies = []
+    for state in view.rollouts.values():
+        for decision in state.history:
+            if decision.seq == 0:
+                continue  # taken on the announcement, before any telemetry
+            window = int(decision.ts - view.origin)
+            sent = view.window_sent.get(window)
+            got = state.received.get(decision.seq)
+            if sent is not None and got is not None:
+                latencies.append(got - sent)
+        ended = next((d for d in state.history if d.phase.is_terminal), None)
+        if ended is not None:
+            console.print(
+                f"   {state.scenario.deployment}: {ended.phase.value} at event time "
+                f"{clock_text(ended.ts - view.origin)}",
+                highlight=False,
+            )
+    if latencies:
+        console.print(
+            f"   decision latency (window sent → decision read): median "
+            f"{statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
+            f"over {len(latencies)} decisions",
+            highlight=False,
+        )

@@ -1,0 +1,230 @@
+"""What the live demo runs against: a worker subprocess on its own topics, and Kafka clients.
+
+Every run gets its own topic prefix and application id (``demo-<random>``), so it neither
+sees nor disturbs other users of the broker; its topics are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from canarystream.contracts.codec import decode_decision
+from canarystream.contracts.decision import Decision
+from canarystream.contracts.topics import (
+    DECISIONS_TOPIC,
+    DEPLOYMENTS_TOPIC,
+    TELEMETRY_TOPIC,
+    topic_spec,
+)
+from canarystream.kafka.connection import Connection
+from canarystream.settings import load_settings
+
+__all__ = ["DemoStack", "WorkerProcess", "free_port"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class WorkerProcess:
+    """``python -m canarystream worker`` as a child process, and its web port."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str, timeout: float = 2.0) -> bytes:
+        with urllib.request.urlopen(self.url(path), timeout=timeout) as response:
+            return response.read()
+
+    def rollouts(self) -> list[dict[str, Any]]:
+        """The worker's ``/rollouts/`` view: one status dict per rollout it holds."""
+        return orjson.loads(self.get("/rollouts/"))["rollouts"]
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Until the web port answers; RuntimeError if the worker exits or never answers."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"the worker exited ({self.process.returncode}):\n{self.tail()}")
+            try:
+                self.rollouts()
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"the worker did not answer on port {self.port}:\n{self.tail()}")
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout``; the exit code."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        return self.process.returncode
+
+
+@dataclass
+class DemoStack:
+    """One demo run's names on the broker: topic prefix, application id, data directory."""
+
+    bootstrap: str
+    data_dir: Path
+
+    def __post_init__(self) -> None:
+        tag = f"demo-{uuid.uuid4().hex[:8]}"
+        self.app_id = tag
+        self.prefix = f"{tag}."
+        self.connection = Connection(
+            load_settings(kafka_bootstrap=self.bootstrap, topic_prefix=self.prefix)
+        )
+
+    def topic(self, name: str) -> str:
+        return self.connection.topic(name)
+
+    def start_worker(self, log: Path) -> WorkerProcess:
+        """Start a worker on this run's topics (it creates them if missing); do not wait."""
+        port = free_port()
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP": self.bootstrap,
+            "CANARYSTREAM_TOPIC_PREFIX": self.prefix,
+            "CANARYSTREAM_APP_ID": self.app_id,
+            "CANARYSTREAM_DATA_DIR": str(self.data_dir),
+        }
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "canarystream", "worker", "--web-port", str(port)],
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C in the terminal reaches only the demo
+            )
+        return WorkerProcess(port, process, log)
+
+    # ------------------------------------------------------------------ clients
+    def consumer(self, **kwargs: Any) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            **self.connection.client_kwargs(),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **kwargs,
+        )
+
+    def partitions(self, topic: str) -> list[TopicPartition]:
+        """The partitions of one of this run's topics (created from the contract's spec)."""
+        name = self.topic(topic)
+        return [TopicPartition(name, p) for p in range(topic_spec(topic).partitions)]
+
+    async def follow_decisions(
+        self, on_decision: Callable[[Decision], None], stop: asyncio.Event
+    ) -> None:
+        """Call ``on_decision`` for every decision on the topic, from the first, until ``stop``."""
+        consumer = self.consumer(fetch_max_wait_ms=50)
+        await consumer.start()
+        try:
+            consumer.assign(self.partitions(DECISIONS_TOPIC))
+            while not stop.is_set():
+                got = await consumer.getmany(timeout_ms=100)
+                for messages in got.values():
+                    for message in messages:
+                        on_decision(decode_decision(message.value))
+        finally:
+            await consumer.stop()
+
+    async def read_decisions(self) -> list[Decision]:
+        """Every decision on the topic, in (deployment, seq) order."""
+        consumer = self.consumer()
+        await consumer.start()
+        try:
+            partitions = self.partitions(DECISIONS_TOPIC)
+            consumer.assign(partitions)
+            ends = await consumer.end_offsets(partitions)
+            out: list[Decision] = []
+            remaining = {tp for tp in partitions if ends[tp] > 0}
+            while remaining:
+                got = await consumer.getmany(timeout_ms=500)
+                for messages in got.values():
+                    out.extend(decode_decision(message.value) for message in messages)
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+        finally:
+            await consumer.stop()
+        return sorted(out, key=lambda d: (d.deployment, d.seq))
+
+    async def backlog(self) -> int:
+        """Messages of the source topics the worker has not yet committed (processed)."""
+        consumer = self.consumer()
+        admin = AIOKafkaAdminClient(**self.connection.client_kwargs())
+        await consumer.start()
+        await admin.start()
+        try:
+            partitions = [
+                tp
+                for topic in (TELEMETRY_TOPIC, DEPLOYMENTS_TOPIC)
+                for tp in self.partitions(topic)
+            ]
+            ends = await consumer.end_offsets(partitions)
+            committed = await admin.list_consumer_group_offsets(self.app_id)
+            behind = 0
+            for tp in partitions:
+                done = committed.get(tp)
+                behind += ends[tp] - (done.offset if done is not None and done.offset >= 0 else 0)
+            return behind
+        finally:
+            await admin.close()
+            await consumer.stop()
+
+    async def delete_topics(self) -> int:
+        """Delete this run's topics (contract topics and the worker's changelogs)."""
+        admin = AIOKafkaAdminClient(**self.connection.client_kwargs())
+        await admin.start()
+        try:
+            ours = [t for t in await admin.list_topics() if t.startswith(self.app_id)]
+            if ours:
+                with contextlib.suppress(KafkaError):
+                    await admin.delete_topics(ours, timeout_ms=15000)
+            return len(ours)
+        finally:
+            await admin.close()

@@ -1,0 +1,132 @@
+"""``make demo``: the live loop through the broker, the offline path, and the live view."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from rich.console import Console
+
+from canarystream.contracts.decision import Action, CheckReason, Decision, Phase, Verdict
+from canarystream.demo import demo_scenarios
+from canarystream.demo.stack import free_port
+from canarystream.demo.view import LiveView
+from tests.streaming.conftest import kafka_bootstrap  # noqa: F401  (a fixture)
+
+
+def run_demo(*args: str, env: dict[str, str] | None = None, timeout: float = 150):
+    return subprocess.run(
+        [sys.executable, "-m", "canarystream.demo", *args],
+        env={**os.environ, "COLUMNS": "120", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def keys(path: Path) -> list[tuple]:
+    rows = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    return [(d["deployment"], d["seq"], d["action"], d["ts"], d["traffic_percent"]) for d in rows]
+
+
+@pytest.mark.kafka
+def test_live_demo_rolls_back_the_regression_and_promotes_the_healthy_canary(
+    kafka_bootstrap: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    result = run_demo(
+        "--speed", "200", "--minutes", "16", "--out", str(tmp_path),
+        env={"KAFKA_BOOTSTRAP": kafka_bootstrap},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "replay = live" in result.stdout
+    live, replay = tmp_path / "decisions.live.jsonl", tmp_path / "decisions.replay.jsonl"
+    assert keys(live) == keys(replay)
+    final = {key[0]: key[2] for key in keys(live) if key[2] in ("promote", "rollback")}
+    assert final == {"checkout-healthy": "promote", "payments-errors-x3": "rollback"}
+    with (tmp_path / "events.jsonl").open("rb") as events:
+        first = [orjson.loads(next(events)) for _ in range(3)]
+    assert [e["type"] for e in first[:2]] == ["deployment_started"] * 2
+    assert (tmp_path / "worker.log").exists()
+
+
+def test_live_demo_without_a_broker_says_so_and_exits_2(tmp_path: Path) -> None:
+    result = run_demo(
+        "--out", str(tmp_path), env={"KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}, timeout=60
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "No Kafka broker answers" in result.stdout
+    assert "--offline" in result.stdout
+
+
+def test_offline_demo_replays_its_simulation(tmp_path: Path) -> None:
+    result = run_demo("--offline", "--minutes", "16", "--out", str(tmp_path), timeout=120)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "identical decisions" in result.stdout
+    assert (tmp_path / "events.jsonl").stat().st_size > 0
+    assert (tmp_path / "decisions.jsonl").stat().st_size > 0
+
+
+def test_shorter_plans_scale_the_policy_and_the_regression() -> None:
+    full, short = demo_scenarios(), demo_scenarios(minutes=20)
+    assert full[0].policy is None and full[1].regression.onset == 540
+    assert short[1].regression.onset == 270
+    assert [s["min_duration"] for s in short[0].policy["stages"]] == [180.0] * 5
+    with pytest.raises(ValueError, match="minutes"):
+        demo_scenarios(minutes=41)
+
+
+def _decision(scenario, seq: int, action: Action, phase: Phase, percent: float) -> Decision:
+    return Decision(
+        decision_id=f"id-{seq}",
+        deployment=scenario.deployment,
+        service=scenario.service,
+        seq=seq,
+        action=action,
+        ts=scenario.start_ts + 60 * seq,
+        stage=min(seq, 2),
+        traffic_percent=percent,
+        phase=phase,
+        baseline_version="v1",
+        canary_version="v2",
+        policy="default",
+        summary=f"decision {seq}",
+        reasons=[
+            CheckReason(
+                check="error_rate",
+                kind="error_rate",
+                verdict=Verdict.FAIL if action is Action.ROLLBACK else Verdict.PASS,
+                estimate=2.5,
+                upper=3.25,
+                tolerance=1.1,
+            )
+        ],
+    )
+
+
+def test_live_view_shows_phase_traffic_checks_and_decisions() -> None:
+    scenarios = demo_scenarios()
+    view = LiveView(scenarios, speed=20, header="test")
+    healthy, regressed = scenarios
+    view.on_decision(_decision(regressed, 0, Action.ADVANCE, Phase.RUNNING, 1))
+    view.on_decision(_decision(regressed, 1, Action.ADVANCE, Phase.RUNNING, 5))
+    view.on_decision(_decision(regressed, 2, Action.ROLLBACK, Phase.ROLLED_BACK, 0))
+    status = {"deployment": healthy.deployment, "phase": "running", "stage": 1, "seq": 1}
+    view.on_status([{**status, "traffic_percent": 5.0, "event_time": healthy.start_ts + 125}])
+    assert view.known() == {healthy.deployment}
+    assert not view.all_terminal()
+    assert view.worker_clock() == healthy.start_ts + 125  # the rolled-back one no longer counts
+
+    console = Console(width=120, record=True, color_system=None)
+    console.print(view)
+    text = console.export_text()
+    assert "rolled_back" in text and "canary traffic 0%" in text
+    assert "stage 1 of 0–4 · canary traffic 5%" in text and "event time 2:05" in text
+    assert "error_rate" in text and "fail" in text and "3.25" in text
+    assert " 2:00 rollback" in text and "(rollback at 2:00)" in text
+    assert "no check statistics yet" in text  # the healthy one has no decision in view yet

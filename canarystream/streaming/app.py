@@ -40,6 +40,9 @@ def create_app(settings: Settings, *, replication_factor: int) -> faust.App:
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=16_384,
+        # Larger fetches: telemetry arrives in batched messages of several kB each.
+        consumer_max_fetch_size=8 * 1024**2,
+        broker_max_poll_records=5000,
         table_standby_replicas=0,
         stream_wait_empty=False,  # unacknowledged messages wait for the next checkpoint
         web_enabled=True,

@@ -20,6 +20,69 @@ def _mark(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
+def stream_targets(stream: dict[str, Any]) -> list[str]:
+    """Target rows of the streaming benchmark."""
+    rows = []
+    batched = next(e for e in stream["throughput"] if e["events_per_message"] > 1)
+    for base in ("raw", "decode"):
+        ratio = batched[f"ratio_worker_to_bare_{base}"]
+        rows.append(
+            f"| worker >= 50 % of a bare aiokafka consumer ({base}), "
+            f"{batched['events_per_message']} events per message | {100 * ratio:.1f} % | "
+            f"{_mark(ratio >= 0.5)} |"
+        )
+    latency = stream["latency"]
+    rows.append(
+        f"| decision latency p99 < 1 s at "
+        f"{latency['background_events_per_s_achieved']:,} events/s background | "
+        f"{latency['latency_p99_s']:.2f} s | {_mark(latency['latency_p99_s'] < 1.0)} |"
+    )
+    memory = stream["memory"]
+    rows.append(
+        f"| worker RSS < 1 GB with {memory['rollouts']:,} rollouts | "
+        f"{memory['worker_rss_mb']} MB | {_mark(memory['worker_rss_mb'] < 1024)} |"
+    )
+    return rows
+
+
+def stream_section(stream: dict[str, Any]) -> list[str]:
+    """Throughput, latency and memory of the worker on the real broker."""
+    machine = stream["machine"]
+    rows = [
+        "## Streaming (one worker process, local Kafka broker, same machine)",
+        "",
+        f"{machine['cpu']}, {machine['cores']} cores, Python {machine['python']}; broker, "
+        "worker and clients share the cores. Ratios compare figures of the same run.",
+        "",
+        "| events per message | events | bare consumer, raw ev/s | bare consumer + orjson "
+        "ev/s | worker ev/s | worker / raw | worker / decode | worker RSS MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for e in stream["throughput"]:
+        rows.append(
+            f"| {e['events_per_message']} | {e['events']:,} | {e['bare_raw_events_per_s']:,} | "
+            f"{e['bare_decode_events_per_s']:,} | {e['worker_events_per_s']:,} | "
+            f"{100 * e['ratio_worker_to_bare_raw']:.1f} % | "
+            f"{100 * e['ratio_worker_to_bare_decode']:.1f} % | {e['worker_rss_mb']} |"
+        )
+    latency, memory = stream["latency"], stream["memory"]
+    rows += [
+        "",
+        f"**Decision latency** ({latency['seconds']:g} s; {latency['rollouts']} live rollouts "
+        f"at {latency['rollout_events_per_s_each']} events/s each, 1 s ticks; background "
+        f"{latency['background_events_per_s_achieved']:,} events/s of services without "
+        f"rollouts): {latency['decisions']} decisions, p50 {latency['latency_p50_s']:.2f} s, "
+        f"p90 {latency['latency_p90_s']:.2f} s, p99 {latency['latency_p99_s']:.2f} s, max "
+        f"{latency['latency_max_s']:.2f} s (read from the decisions topic minus the decision's "
+        "event time, an over-estimate by at most the events' spacing).",
+        "",
+        f"**Memory**: {memory['rollouts']:,} concurrent rollouts after {memory['events']:,} "
+        f"events: worker RSS {memory['worker_rss_mb']} MB ({memory['worker_rss_idle_mb']} MB "
+        "idle).",
+    ]
+    return rows
+
+
 def targets(detection: dict[str, Any], speed: dict[str, Any] | None) -> list[str]:
     """One Markdown row per target: the target, the measured figure, met or missed."""
     summary = detection["summary"]
@@ -104,14 +167,19 @@ def speed_section(speed: dict[str, Any]) -> list[str]:
     return rows
 
 
-def write_readme(detection: dict[str, Any], speed: dict[str, Any] | None) -> None:
+def write_readme(
+    detection: dict[str, Any], speed: dict[str, Any] | None, stream: dict[str, Any] | None
+) -> None:
     """Regenerate the README from its "## Targets" heading to the end."""
     readme = Path(__file__).parent / "README.md"
     head = readme.read_text().split("\n## Targets", 1)[0].rstrip()
-    body = [head, "", "## Targets", "", *targets(detection, speed), ""]
+    rows = targets(detection, speed) + (stream_targets(stream) if stream else [])
+    body = [head, "", "## Targets", "", *rows, ""]
     body += ["## Detection results", "", (RESULTS / "detection.md").read_text().rstrip(), ""]
     if speed:
         body += [*speed_section(speed), ""]
+    if stream:
+        body += [*stream_section(stream), ""]
     readme.write_text("\n".join(body))
 
 
@@ -125,10 +193,12 @@ def main(argv: list[str] | None = None) -> None:
     detection = json.loads((RESULTS / "detection.json").read_text())
     speed_path = RESULTS / "speed.json"
     speed = json.loads(speed_path.read_text()) if speed_path.exists() else None
+    stream_path = RESULTS / "stream.json"
+    stream = json.loads(stream_path.read_text()) if stream_path.exists() else None
     if args.write:
-        write_readme(detection, speed)
+        write_readme(detection, speed, stream)
     else:
-        print("\n".join(targets(detection, speed)))
+        print("\n".join(targets(detection, speed) + (stream_targets(stream) if stream else [])))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ stores the state that produced them. If it dies in between, the worker that take
 those messages and decides the same things again (decisions are deterministic). This index,
 fed by a reader of the whole decisions topic outside any consumer group, remembers the highest
 ``seq`` published per deployment; the worker skips a decision whose ``seq`` is not above it.
+When decisions are signed, only messages whose signature verifies count: a forged decision on
+the topic must not silence the genuine one with its ``seq``.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
+
+from canarystream.contracts.signing import SIGNATURE_HEADER, Verifier
 
 __all__ = ["PublishedIndex"]
 
@@ -25,9 +30,11 @@ log = logging.getLogger(__name__)
 class PublishedIndex:
     """Highest published ``seq`` per deployment, from the decisions topic and our own sends."""
 
-    def __init__(self) -> None:
+    def __init__(self, verifier: Verifier | None = None) -> None:
         self._seq: dict[str, int] = {}
+        self._verifier = verifier
         self.ready = asyncio.Event()
+        self.unverified = 0  # messages on the topic that did not verify (not counted)
 
     def seen(self, deployment: str, seq: int) -> bool:
         """True if a decision with this or a later ``seq`` of the deployment is published."""
@@ -37,9 +44,15 @@ class PublishedIndex:
         if seq > self._seq.get(deployment, -1):
             self._seq[deployment] = seq
 
-    def add_message(self, value: bytes | None) -> None:
+    def add_message(self, value: bytes | None, headers: Sequence[tuple[str, bytes]] = ()) -> None:
+        """Count one message of the decisions topic, if it is a genuine decision."""
         if not value:
             return
+        if self._verifier is not None:
+            signature = next((v for k, v in headers if k == SIGNATURE_HEADER), None)
+            if self._verifier.check(value, signature) is not None:
+                self.unverified += 1
+                return
         try:
             record = orjson.loads(value)
             deployment, seq = record["deployment"], record["seq"]
@@ -74,7 +87,7 @@ class PublishedIndex:
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for tp, messages in batches.items():
                     for message in messages:
-                        self.add_message(message.value)
+                        self.add_message(message.value, message.headers or ())
                     if tp in pending and await consumer.position(tp) >= ends[tp]:
                         pending.discard(tp)
                 if not pending and not self.ready.is_set():

@@ -99,10 +99,10 @@ class StreamWorker:
         self._unacked: list[faust.EventT] = []
         self._dirty: dict[str, ServiceSnapshot] = {}
         self._next_checkpoint = 0.0
-        self.index = PublishedIndex()
         self.metrics = WorkerMetrics()
         self.last_decision: dict[str, Decision] = {}
         self.signer = signer_from(settings)
+        self.index = PublishedIndex(self.signer.verifier() if self.signer else None)
         setup_prometheus_sensors(app, registry=self.metrics.registry, name_prefix="canarystream")
         app.agent(self.source, name="rollouts", concurrency=1)(self._consume)
         app.task(self._follow_decisions)

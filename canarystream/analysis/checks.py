@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from canarystream.analysis.cohort import CohortBucket, Slice, count_in
-from canarystream.analysis.sequential import MeanSequence, RatioSequence
+from canarystream.analysis.sequential import MeanSequence, RatioSequence, rate_upper_bound
 from canarystream.analysis.sketch import LogHistogram
 from canarystream.contracts.decision import CheckReason, Verdict
 from canarystream.policy.model import (
@@ -156,14 +156,21 @@ class RateRatioUnit(Unit):
         self.events[1] += xb
         self.test.update(xc, xb, nc, nb)
 
-    def _passes(self, upper: float, next_share: float, promoting: bool) -> bool:
+    def _passes(self, alpha: float, next_share: float, promoting: bool) -> bool:
+        upper = self.test.upper_bound(alpha)
         if upper <= (self.promote_tolerance if promoting else self.advance_tolerance):
             return True
         # Blast radius: rare events at a small share cannot show a tight ratio quickly, but a
         # bound on the extra bad requests, as a share of *all* traffic at the next stage
         # (ratio bound - 1) x baseline rate x next share, within a margin is no harm either.
         base_rate = self.events[1] / self.exposure[1] if self.exposure[1] else 1.0
-        return (upper - 1.0) * base_rate * next_share <= self.abs_margin
+        if math.isfinite(upper) and (upper - 1.0) * base_rate * next_share <= self.abs_margin:
+            return True
+        # With no events in either cohort no ratio can be judged; the canary's own rate bounds
+        # the extra bad requests too (the baseline's rate is at least 0); at promotion the next
+        # share is all traffic, so the bound must be within the margin on its own.
+        canary_rate = rate_upper_bound(self.events[0], self.exposure[0], alpha)
+        return canary_rate * next_share <= self.abs_margin
 
     def verdict(
         self, advance_alpha: float | None, next_share: float = 1.0, promoting: bool = False
@@ -174,9 +181,7 @@ class RateRatioUnit(Unit):
             return Verdict.NO_DATA
         if self.test.e_value(self.tolerance) * self.alpha >= 1.0:
             return Verdict.FAIL
-        if advance_alpha is not None and self._passes(
-            self.test.upper_bound(advance_alpha), next_share, promoting
-        ):
+        if advance_alpha is not None and self._passes(advance_alpha, next_share, promoting):
             return Verdict.PASS
         return Verdict.INCONCLUSIVE
 

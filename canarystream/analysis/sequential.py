@@ -12,6 +12,9 @@ Two primitives serve every check:
 * :class:`MeanSequence` — an asymptotic confidence sequence for the mean of a stream
   (Waudby-Smith, Arnold, Wu, Howard, Ramdas 2021, "Time-uniform central limit theory"),
   using Robbins' normal-mixture boundary with a running variance.
+
+and :func:`rate_upper_bound`, a confidence sequence for one Bernoulli rate (the canary's own
+error rate), used when no ratio can be judged because neither cohort has any errors.
 """
 
 from __future__ import annotations
@@ -24,10 +27,46 @@ import numpy as np
 
 from canarystream.errors import AnalysisError
 
-__all__ = ["MeanSequence", "RatioGrid", "RatioSequence"]
+__all__ = ["MeanSequence", "RatioGrid", "RatioSequence", "rate_upper_bound"]
 
 _LOG_STEP = 0.02  # 2 % resolution of the reported bounds
 _LOG_SPAN = 4.0  # psi from e^-4 (0.018) to e^4 (54.6)
+
+
+def rate_upper_bound(events: int, trials: int, alpha: float) -> float:
+    """Anytime-valid upper confidence bound on a Bernoulli rate after ``events`` in ``trials``.
+
+    The conjugate Beta(1, 1) mixture of likelihood ratios is a nonnegative martingale under
+    any fixed rate ``p``: ``M(p) = B(1 + x, 1 + n - x) / (p^x (1 - p)^(n - x))``. By Ville's
+    inequality ``{p : M(p) < 1/alpha}`` covers the true rate at every ``n`` at once with
+    probability ``1 - alpha`` (Howard et al. 2021), so the bound may be looked at every tick.
+
+    >>> round(rate_upper_bound(0, 2000, 0.1), 3)  # about log((n + 1) / alpha) / n
+    0.005
+    >>> rate_upper_bound(0, 0, 0.1)
+    1.0
+    """
+    if trials <= 0:
+        return 1.0
+    if not 0 <= events <= trials:
+        raise AnalysisError(f"events must be within 0..trials, got {events} of {trials}")
+    log_threshold = math.log(1.0 / alpha)
+    log_mix = math.lgamma(1 + events) + math.lgamma(1 + trials - events) - math.lgamma(2 + trials)
+
+    def log_martingale(p: float) -> float:
+        log_lik = (events * math.log(p) if events else 0.0) + (trials - events) * math.log1p(-p)
+        return log_mix - log_lik
+
+    lo, hi = events / trials, 1.0 - 1e-12
+    if log_martingale(hi) < log_threshold:
+        return 1.0
+    for _ in range(60):  # bisection: M(p) grows with p above the estimate
+        mid = (lo + hi) / 2
+        if log_martingale(mid) < log_threshold:
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
 
 class RatioGrid:

@@ -18,7 +18,13 @@ import pytest
 from scipy import stats
 from scipy.special import logsumexp
 
-from canarystream.analysis.sequential import MeanSequence, RatioGrid, RatioSequence, ratio_grid
+from canarystream.analysis.sequential import (
+    MeanSequence,
+    RatioGrid,
+    RatioSequence,
+    rate_upper_bound,
+    ratio_grid,
+)
 from canarystream.errors import AnalysisError
 
 ANCHORS = (1.0, 1.1)  # no change, and the default tolerance
@@ -769,3 +775,19 @@ def test_mean_sequence_coverage_under_repeated_looks_skewed() -> None:
     missed = _mean_misses(samples, 0.0, alpha)
     assert _not_above(missed["both-from-20"], runs, 1.5 * alpha), missed
     assert _not_above(missed["above-from-6"], runs, alpha), missed
+
+
+def test_rate_upper_bound_covers_the_true_rate_at_every_look() -> None:
+    """Simulation oracle: under repeated looks the bound falls below the true rate in at
+    most alpha of the streams (Ville), and it is never tighter than the fixed-n exact bound."""
+    rng = np.random.default_rng(7)
+    alpha, rate, runs, looks = 0.1, 0.01, 300, range(50, 3001, 50)
+    misses = 0
+    for _ in range(runs):
+        draws = np.cumsum(rng.random(3000) < rate)
+        if any(rate_upper_bound(int(draws[n - 1]), n, alpha) < rate for n in looks):
+            misses += 1
+    assert misses / runs <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / runs)
+    for events, trials in ((0, 100), (3, 500), (40, 1000)):
+        exact = stats.beta.ppf(1 - alpha, events + 1, trials - events)
+        assert rate_upper_bound(events, trials, alpha) >= exact

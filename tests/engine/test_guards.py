@@ -245,3 +245,13 @@ def test_shared_error_incident_is_seen_with_default_guard_settings() -> None:
     assert hold.action is Action.HOLD
     assert 40 < seconds(hold) <= 100  # 12 ticks of 200 requests per cohort at 20x the errors
     assert hold.summary.startswith("shared degradation: baseline error rate")
+
+
+def test_a_canary_without_any_errors_beside_a_baseline_without_any_is_promoted() -> None:
+    """No ratio can be judged with no errors at all; the canary's own error-rate bound shows
+    the blast radius is within the margin instead, so a perfect canary is not held forever."""
+    perfect = Cohort(error_rate=0.0)
+    stream = Stream(9, baseline=perfect, canary=perfect)
+    policy = fast_policy(checks=[{"kind": "error_rate"}])  # the default 0.2 % margin
+    decisions = run([stream.started(policy=policy), *stream.requests(0, 900, rate=80)])
+    assert decisions[-1].action is Action.PROMOTE

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 WITH_BROKER := deploy/kafka/with-broker.sh $(PY)
 
-.PHONY: demo test lint services bench bench-detection bench-speed bench-stream schemas clean
+.PHONY: demo test e2e lint services bench bench-detection bench-speed bench-stream schemas clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: $(STAMP) services
 	$(VENV)/bin/ruff check canarystream tests benchmarks
 	$(VENV)/bin/ruff format --check canarystream tests benchmarks
 	$(WITH_BROKER) $(PY) -m pytest -n 2 -m "not flagd" canarystream tests
+
+# The end-to-end drill alone (tests/e2e; `make test` runs it too): real broker, worker, HAProxy,
+# Unleash and every actuator under load; a healthy canary promoted, a regressed one rolled back.
+e2e: $(STAMP) services
+	$(WITH_BROKER) $(PY) -m pytest -m e2e tests/e2e
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check canarystream tests benchmarks

@@ -1,4 +1,9 @@
-"""``canarystream actuate haproxy | nginx | gateway-api``: carry decisions out on a backend."""
+"""``canarystream actuate haproxy | nginx | gateway-api | unleash | hooks``: carry decisions out.
+
+Routers and flag providers are driven by one :class:`~canarystream.actuators.executor.Actuator`;
+``hooks`` runs rollbacks' compensation hooks with a
+:class:`~canarystream.actuators.hooks.HookActuator` behind the same service loop.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +26,10 @@ from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.markup import escape
 
-from canarystream.actuators.base import Router
+from canarystream.actuators.base import FlagProvider, Router
 from canarystream.actuators.executor import Actuator
+from canarystream.actuators.flags.unleash import UnleashConfig, UnleashProvider
+from canarystream.actuators.hooks import HookActuator, HookRunner, HookRunnerConfig
 from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.actuators.routers.gateway_api import (
     GatewayApiConfig,
@@ -33,7 +40,7 @@ from canarystream.actuators.routers.gateway_api import (
 from canarystream.actuators.routers.haproxy import HAProxyConfig, HAProxyRouter
 from canarystream.actuators.routers.nginx import NginxConfig, NginxRouter
 from canarystream.cli.app import app
-from canarystream.contracts.signing import verifier_from
+from canarystream.contracts.signing import Verifier, verifier_from
 from canarystream.errors import BrokerError, ConfigError
 from canarystream.kafka.admin import create_topics
 from canarystream.kafka.connection import Connection
@@ -42,7 +49,8 @@ from canarystream.settings import load_settings
 __all__: list[str] = []
 
 actuate_app = typer.Typer(
-    help="Carry out decisions on a traffic router, reporting on canary.actuations.v1 "
+    help="Carry out decisions on a traffic router or flag service, or run rollbacks' "
+    "compensation hooks, reporting on canary.actuations.v1 "
     "(blocks; SIGTERM stops it). Signatures: CANARYSTREAM_SIGNING_SCHEME and "
     "CANARYSTREAM_VERIFY_KEYS.",
     no_args_is_help=True,
@@ -238,6 +246,109 @@ def actuate_gateway_api(
     _serve(build, common)
 
 
+@actuate_app.command("unleash")
+def actuate_unleash(
+    *,
+    url: Annotated[str, typer.Option(help="Unleash base URL, e.g. http://127.0.0.1:4242.")],
+    admin_token: Annotated[
+        str,
+        typer.Option(
+            envvar="CANARYSTREAM_UNLEASH_ADMIN_TOKEN",
+            show_default=False,
+            help="Admin API token (prefer the environment variable: a command line is "
+            "visible to every user of the machine).",
+        ),
+    ],
+    project: Annotated[str, typer.Option(help="Project holding the toggles.")] = "default",
+    environment: Annotated[
+        str, typer.Option(help="Environment whose strategy carries the canary share.")
+    ] = "development",
+    feature: Annotated[
+        str, typer.Option(help="Toggle name; '{service}' stands for the decision's service.")
+    ] = "{service}-canary",
+    stickiness: Annotated[
+        str, typer.Option(help="Context field that buckets users ('default': user id, ...).")
+    ] = "default",
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per Admin API request.")] = 5.0,
+    name: Name = "default",
+    service: Services = None,
+    dry_run: DryRun = False,
+    metrics_port: MetricsPort = 6067,
+    rollback_steps: RollbackSteps = 1,
+    rollback_step_seconds: RollbackStepSeconds = 30.0,
+    start_from: StartFromOption = StartFrom.latest,
+    allow_unsigned: AllowUnsigned = False,
+) -> None:
+    """Set the gradual-rollout percentage of each service's canary toggle in Unleash."""
+    common = _Common(**_common(locals()))
+    _serve(
+        lambda: UnleashProvider(
+            UnleashConfig(
+                url=url,
+                admin_token=admin_token,
+                project=project,
+                environment=environment,
+                feature=feature,
+                stickiness=stickiness,
+                timeout=timeout,
+            )
+        ),
+        common,
+    )
+
+
+@actuate_app.command("hooks")
+def actuate_hooks(
+    *,
+    allow_program: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Commands whose argv[0] is exactly this may run (repeatable). Nothing runs "
+            "that is not allowed: hooks come from unsigned deployment announcements."
+        ),
+    ] = None,
+    allow_any_hook: Annotated[
+        bool,
+        typer.Option(help="Run every hook, allowed or not (only if announcements are trusted)."),
+    ] = False,
+    allow_url_prefix: Annotated[
+        list[str] | None,
+        typer.Option(help="Only webhooks under this URL prefix may be called (repeatable)."),
+    ] = None,
+    max_seconds: Annotated[
+        float, typer.Option(min=1.0, help="Longest all hooks of one rollback may take together.")
+    ] = 3600.0,
+    name: Name = "default",
+    service: Services = None,
+    dry_run: DryRun = False,
+    metrics_port: MetricsPort = 6067,
+    start_from: StartFromOption = StartFrom.latest,
+    allow_unsigned: AllowUnsigned = False,
+) -> None:
+    """Run each rollback's compensation hooks once, in order (commands and webhooks).
+
+    A hook that fails stops the rest; the report names what each did. Nothing is retried.
+    """
+    options = {**locals(), "rollback_steps": 1, "rollback_step_seconds": 0.0}
+    common = _Common(**_common(options))
+
+    def build(verifier: Verifier | None) -> HookActuator:
+        config = HookRunnerConfig(
+            programs=tuple(allow_program or ()),
+            url_prefixes=tuple(allow_url_prefix or ()),
+            allow_any=allow_any_hook,
+        )
+        return HookActuator(
+            HookRunner(config),
+            verifier=verifier,
+            dry_run=common.dry_run,
+            metrics=ActuationMetrics(CollectorRegistry()),
+            max_seconds=max_seconds,
+        )
+
+    _serve_actuator(build, common)
+
+
 def _common(options: dict[str, Any]) -> dict[str, Any]:
     values = {field: options[field] for field in _Common.__dataclass_fields__ if field in options}
     values["services"] = list(options["service"] or [])
@@ -273,7 +384,24 @@ def _file_reader(path: Path) -> Any:
 
 
 def _serve(build: Any, common: _Common) -> None:
-    """Build the router and run the service until SIGTERM or SIGINT."""
+    """Build the router or flag provider and run the service until SIGTERM or SIGINT."""
+
+    def actuator(verifier: Verifier | None) -> Actuator:
+        backend: Router | FlagProvider = build()
+        return Actuator(
+            backend,
+            verifier=verifier,
+            dry_run=common.dry_run,
+            metrics=ActuationMetrics(CollectorRegistry()),
+            rollback_steps=common.rollback_steps,
+            rollback_step_seconds=common.rollback_step_seconds,
+        )
+
+    _serve_actuator(actuator, common)
+
+
+def _serve_actuator(build: Any, common: _Common) -> None:
+    """Build the actuator (given the verifier) and run the service until SIGTERM or SIGINT."""
     from canarystream.actuators.service import ActuatorService  # noqa: PLC0415  (aiokafka)
 
     try:
@@ -285,17 +413,9 @@ def _serve(build: Any, common: _Common) -> None:
                 "CANARYSTREAM_VERIFY_KEYS): refusing to act on unsigned decisions "
                 "without --allow-unsigned"
             )
-        router: Router = build()
+        actuator = build(verifier)
         connection = Connection(settings)
         asyncio.run(create_topics(connection))
-        actuator = Actuator(
-            router,
-            verifier=verifier,
-            dry_run=common.dry_run,
-            metrics=ActuationMetrics(CollectorRegistry()),
-            rollback_steps=common.rollback_steps,
-            rollback_step_seconds=common.rollback_step_seconds,
-        )
         service = ActuatorService(
             actuator,
             connection,

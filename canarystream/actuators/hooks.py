@@ -1,0 +1,450 @@
+"""Compensation hooks: on a rollback, run the rollout's hooks once each, in order, and report.
+
+A rollout may declare :class:`~canarystream.contracts.events.CompensationHook` steps (a
+migration's down step, compensating writes); the engine copies them onto its rollback
+decision. Two pieces carry them out:
+
+* :class:`HookRunner`, the backend: runs the hooks of one decision and says how each went.
+  A ``command`` hook runs without a shell (argv as given), with the decision's exact message
+  bytes on stdin and ``CANARYSTREAM_DECISION_ID``, ``_DEPLOYMENT``, ``_SERVICE``,
+  ``_BASELINE_VERSION``, ``_CANARY_VERSION`` and ``_HOOK`` in its environment (the runner's
+  own ``CANARYSTREAM_*`` settings, keys and tokens among them, are not passed on); exit
+  status 0 is success. A ``url`` hook is a POST of the same bytes as ``application/json``
+  with the decision's signature header, so the receiver can check it, and an
+  ``Idempotency-Key`` of decision id and hook name; any 2xx answer is success. Each hook
+  has its own ``timeout_seconds``; a command still running then is killed with its whole
+  process group.
+* :class:`HookActuator`, the same surface as :class:`~canarystream.actuators.executor.Actuator`
+  (``kind``, ``verifier``, ``metrics``, ``actuate``, ``hurry``, ``close``) so that the shared
+  :class:`~canarystream.actuators.service.ActuatorService` loop drives it: it checks the
+  signature, fences duplicates and stale decisions, runs the hooks and reports. A hook runner
+  is not a router or a flag provider -- it sets no traffic share -- so it does not pretend to
+  be one.
+
+Hooks are not assumed idempotent, so nothing is retried: the first hook that fails (or is
+refused, or times out) stops the sequence -- a later step may depend on an earlier one -- and
+the report says ``failed`` with what each hook did and which did not run; a person takes over
+from there. A decision whose hooks were attempted is fenced whatever the outcome, so a
+redelivery never runs a hook twice. Every other decision (advance, hold, promote, rollback
+verification, a rollback without hooks) is reported ``applied`` with nothing run.
+
+Hooks come from ``deployment_started`` events: whoever can write those can have commands run
+where this runner runs. ``programs`` and ``url_prefixes`` restrict what may run; a
+compensation with a hook outside them is refused as a whole (half a compensation is worse
+than none).
+
+>>> runner = HookRunner(HookRunnerConfig(programs=("/usr/bin/true",)))
+>>> runner.refusal(CompensationHook(name="down", command=["/usr/bin/false"]))
+"program '/usr/bin/false' is not allowed"
+>>> runner.refusal(CompensationHook(name="down", command=["/usr/bin/true", "-x"])) is None
+True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from canarystream.actuators.fencing import Admission, Fence
+from canarystream.actuators.metrics import ActuationMetrics
+from canarystream.contracts.actuation import ActuationReport, ActuationStatus
+from canarystream.contracts.decision import Action, Decision
+from canarystream.contracts.events import CompensationHook
+from canarystream.contracts.signing import SIGNATURE_HEADER, Verifier, canonical_bytes
+from canarystream.errors import ConfigError
+
+__all__ = ["HookActuator", "HookOutcome", "HookRunner", "HookRunnerConfig"]
+
+_ENV_PREFIX = "CANARYSTREAM_"
+_KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of a command past its timeout
+
+
+@dataclass(frozen=True, slots=True)
+class HookRunnerConfig:
+    """What hooks may run, and how much of their output a report keeps."""
+
+    programs: tuple[str, ...] = ()  # allowed argv[0] of command hooks, as written
+    url_prefixes: tuple[str, ...] = ()  # allowed webhook URL prefixes
+    # Hooks come from deployment announcements, which are not signed: nothing runs unless
+    # allowed above, or unless every hook is allowed explicitly.
+    allow_any: bool = False
+    output_chars: int = 300  # tail of a command's output (or a webhook's answer) reported
+
+    def __post_init__(self) -> None:
+        if self.output_chars < 0:
+            raise ConfigError(f"output_chars: {self.output_chars} is negative")
+        for prefix in self.url_prefixes:
+            if not prefix.startswith(("http://", "https://")):
+                raise ConfigError(f"url_prefixes: {prefix!r} is not an http(s) URL prefix")
+
+
+@dataclass(frozen=True, slots=True)
+class HookOutcome:
+    """How one hook went: ``ok``, what happened, and how long it took (s)."""
+
+    index: int  # position among the decision's hooks, from 0
+    name: str
+    ok: bool
+    detail: str
+    seconds: float
+
+    def describe(self) -> str:
+        """``name: detail in N s`` for a report."""
+        return f"{self.name}: {self.detail} in {self.seconds:.1f} s"
+
+
+class HookRunner:
+    """Runs a rollback decision's compensation hooks, in order, stopping at the first failure.
+
+    Parameters
+    ----------
+    config:
+        Allowed programs and URL prefixes; output kept in reports.
+    environ:
+        Environment the commands inherit (the process's by default), minus ``CANARYSTREAM_*``.
+    """
+
+    kind = "hooks"
+
+    def __init__(
+        self, config: HookRunnerConfig | None = None, *, environ: Mapping[str, str] | None = None
+    ) -> None:
+        self.config = HookRunnerConfig() if config is None else config
+        base = os.environ if environ is None else environ
+        self._environ = {k: v for k, v in base.items() if not k.startswith(_ENV_PREFIX)}
+
+    def refusal(self, hook: CompensationHook) -> str | None:
+        """Why ``hook`` may not run here, or None if it may."""
+        config = self.config
+        if config.allow_any:
+            return None
+        if hook.command is not None:
+            program = hook.command[0]
+            if program not in config.programs:
+                return f"program {program!r} is not allowed"
+            return None
+        if hook.url is not None and not (
+            config.url_prefixes and hook.url.startswith(config.url_prefixes)
+        ):
+            return f"webhook {hook.url!r} is not under an allowed URL prefix"
+        return None
+
+    async def run(
+        self, decision: Decision, payload: bytes, signature: str | bytes | None
+    ) -> list[HookOutcome]:
+        """Run ``decision.compensation`` in order; the outcomes of the hooks that were tried.
+
+        Refuses all of them (one outcome per refused hook, none run) when any is not allowed,
+        and stops after the first that fails.
+        """
+        hooks = decision.compensation
+        refused = [(i, why) for i, hook in enumerate(hooks) if (why := self.refusal(hook))]
+        if refused:
+            return [
+                HookOutcome(i, hooks[i].name, False, f"refused: {why}", 0.0) for i, why in refused
+            ]
+        outcomes: list[HookOutcome] = []
+        for index, hook in enumerate(hooks):
+            started = time.monotonic()
+            try:
+                if hook.command is not None:
+                    ok, detail = await self._command(hook, decision, payload)
+                else:
+                    ok, detail = await self._webhook(hook, decision, payload, signature)
+            except Exception as exc:  # a hook's failure is reported, never raised
+                ok, detail = False, _describe(exc)
+            outcomes.append(HookOutcome(index, hook.name, ok, detail, time.monotonic() - started))
+            if not ok:
+                break
+        return outcomes
+
+    async def close(self) -> None:
+        """Nothing to release: each hook runs in a process or request of its own."""
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def _command(
+        self, hook: CompensationHook, decision: Decision, payload: bytes
+    ) -> tuple[bool, str]:
+        assert hook.command is not None
+        env = {
+            **self._environ,
+            "CANARYSTREAM_DECISION_ID": decision.decision_id,
+            "CANARYSTREAM_DEPLOYMENT": decision.deployment,
+            "CANARYSTREAM_SERVICE": decision.service,
+            "CANARYSTREAM_BASELINE_VERSION": decision.baseline_version,
+            "CANARYSTREAM_CANARY_VERSION": decision.canary_version,
+            "CANARYSTREAM_HOOK": hook.name,
+        }
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *hook.command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # its own process group: a timeout kills all of it
+            )
+        except OSError as exc:
+            return False, f"cannot run {hook.command[0]!r}: {exc.strerror or exc}"
+        try:
+            output, _ = await asyncio.wait_for(
+                process.communicate(payload), timeout=hook.timeout_seconds
+            )
+        except TimeoutError:
+            await _kill_group(process)
+            return False, f"timed out after {hook.timeout_seconds:g} s (killed)"
+        except BaseException:
+            await _kill_group(process)  # cancelled (shutdown): leave no orphan behind
+            raise
+        tail = self._tail(output)
+        said = f": {tail}" if tail else ""
+        if process.returncode == 0:
+            return True, f"exit 0{said}"
+        if process.returncode is not None and process.returncode < 0:
+            return False, f"killed by signal {-process.returncode}{said}"
+        return False, f"exit {process.returncode}{said}"
+
+    # -- webhooks ----------------------------------------------------------------------------
+
+    async def _webhook(
+        self,
+        hook: CompensationHook,
+        decision: Decision,
+        payload: bytes,
+        signature: str | bytes | None,
+    ) -> tuple[bool, str]:
+        assert hook.url is not None
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": f"{decision.decision_id}:{hook.name}",
+            "User-Agent": "canarystream-hooks",
+        }
+        if signature is not None:
+            sig = (
+                signature.decode("ascii", "replace") if isinstance(signature, bytes) else signature
+            )
+            headers[SIGNATURE_HEADER] = sig
+        request = urllib.request.Request(hook.url, data=payload, headers=headers, method="POST")
+        timeout = hook.timeout_seconds
+
+        def post() -> tuple[int, bytes]:
+            try:
+                with urllib.request.urlopen(request, timeout=timeout) as response:
+                    return response.status, response.read(4096)
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.read(4096)
+
+        try:
+            # The socket timeout bounds each read; this bounds the whole exchange. A thread
+            # still blocked after it is abandoned (it ends at its own socket timeout).
+            status, body = await asyncio.wait_for(asyncio.to_thread(post), timeout + 1.0)
+        except TimeoutError:
+            return False, f"no answer in {timeout:g} s"
+        except urllib.error.URLError as exc:
+            return False, f"cannot reach {hook.url}: {exc.reason}"
+        except OSError as exc:
+            return False, f"cannot reach {hook.url}: {exc}"
+        tail = self._tail(body)
+        said = f": {tail}" if tail else ""
+        return 200 <= status < 300, f"HTTP {status}{said}"
+
+    def _tail(self, raw: bytes | None) -> str:
+        text = " ".join((raw or b"").decode("utf-8", "replace").split())
+        limit = self.config.output_chars
+        if limit == 0:
+            return ""
+        return text if len(text) <= limit else "..." + text[-limit:]
+
+
+async def _kill_group(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM the command's process group, SIGKILL it if it lingers, and reap the command."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), _KILL_GRACE)
+            return
+
+
+class HookActuator:
+    """Carries out rollback decisions' compensation hooks and reports on every decision.
+
+    Driven by :class:`~canarystream.actuators.service.ActuatorService` like an
+    :class:`~canarystream.actuators.executor.Actuator`: the same signature check (over the
+    exact message bytes), the same :class:`~canarystream.actuators.fencing.Fence`, the same
+    reports and metrics. Unlike it, nothing is retried (hooks need not be idempotent).
+
+    Parameters
+    ----------
+    runner:
+        Runs the hooks.
+    verifier:
+        Trusted keys; None turns signature checks off (local drills only).
+    fence:
+        Decisions already handled; a new empty one by default.
+    dry_run:
+        Report which hooks would run; run none.
+    metrics:
+        Where to count reports; none by default (the service gives it one).
+    max_seconds:
+        Longest one decision's hooks may take together, for the consumer's poll interval
+        (the hooks' own timeouts bound each of them).
+    clock, monotonic:
+        Wall clock for report times and monotonic clock for durations; injectable for tests.
+    """
+
+    def __init__(
+        self,
+        runner: HookRunner,
+        *,
+        verifier: Verifier | None,
+        fence: Fence | None = None,
+        dry_run: bool = False,
+        metrics: ActuationMetrics | None = None,
+        max_seconds: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_seconds <= 0:
+            raise ValueError(f"max_seconds must be positive, not {max_seconds}")
+        self.runner = runner
+        self.verifier = verifier
+        self.fence = Fence() if fence is None else fence
+        self.dry_run = dry_run
+        self.metrics = metrics
+        self.max_seconds = max_seconds
+        self._clock = clock
+        self._monotonic = monotonic
+        self._lock = asyncio.Lock()
+
+    @property
+    def kind(self) -> str:
+        """The runner's kind (``hooks``), as reported and used as a metric label."""
+        return self.runner.kind
+
+    @property
+    def longest_seconds(self) -> float:
+        """An upper bound on the time one decision can take."""
+        return self.max_seconds
+
+    def hurry(self) -> None:
+        """Nothing to hurry: hooks in progress finish, since a compensating step stopped
+        halfway could leave data worse than either end (each is bounded by its timeout)."""
+
+    async def close(self) -> None:
+        """Close the runner."""
+        await self.runner.close()
+
+    async def actuate(
+        self, decision: Decision, signature: str | bytes | None, payload: bytes | None = None
+    ) -> ActuationReport:
+        """Run ``decision``'s hooks if it is a rollback with any, and report the outcome.
+
+        ``signature`` signs ``payload``, the message bytes ``decision`` was decoded from;
+        without a payload it signs the decision's canonical bytes.
+        """
+        async with self._lock:
+            started = self._monotonic()
+            signed = canonical_bytes(decision) if payload is None else payload
+            report, reason = await self._actuate(decision, signature, signed)
+            if self.metrics is not None:
+                elapsed = self._monotonic() - started
+                self.metrics.observe(self.kind, report.status.value, elapsed, reason)
+            return report
+
+    async def _actuate(
+        self, decision: Decision, signature: str | bytes | None, signed: bytes
+    ) -> tuple[ActuationReport, str | None]:
+        if self.verifier is not None:
+            reason = self.verifier.check(signed, signature)
+            if reason is not None:
+                why = "it is not signed" if reason == "unsigned" else "its signature is not valid"
+                return self._report(decision, ActuationStatus.REJECTED, f"refused: {why}"), reason
+        admission = self.fence.admit(decision.decision_id, decision.deployment, decision.seq)
+        if admission is not Admission.NEW:
+            if admission is Admission.DUPLICATE:
+                why = f"decision {decision.decision_id} was handled already"
+            else:
+                why = (
+                    f"seq {decision.seq} is not newer than seq "
+                    f"{self.fence.highest_seq(decision.deployment)} already handled"
+                )
+            report = self._report(decision, ActuationStatus.REJECTED, f"refused: {why}")
+            return report, admission.value
+        hooks = decision.compensation if decision.action is Action.ROLLBACK else []
+        if not hooks:
+            what = "a rollback without" if decision.action is Action.ROLLBACK else "no"
+            report = self._report(
+                decision, ActuationStatus.APPLIED, f"{decision.action.value}: {what} hooks to run"
+            )
+        elif self.dry_run:
+            listed = ", ".join(_describe_hook(hook) for hook in hooks)
+            refused = [why for hook in hooks if (why := self.runner.refusal(hook))]
+            note = f" (would refuse all: {'; '.join(refused)})" if refused else ""
+            report = self._report(
+                decision, ActuationStatus.APPLIED, f"dry run: would run {listed}{note}"
+            )
+        else:
+            outcomes = await self.runner.run(decision, signed, signature)
+            report = self._report(decision, *_summarise(hooks, outcomes))
+        # Attempted hooks are never run again for this decision, whatever their outcome.
+        self.fence.record(
+            decision.decision_id,
+            decision.deployment,
+            decision.seq,
+            final=decision.phase.is_terminal,
+        )
+        return report, None
+
+    def _report(self, decision: Decision, status: ActuationStatus, detail: str) -> ActuationReport:
+        return ActuationReport(
+            actuation_id=str(uuid.uuid4()),
+            decision_id=decision.decision_id,
+            deployment=decision.deployment,
+            service=decision.service,
+            seq=decision.seq,
+            action=decision.action,
+            backend=self.kind,
+            status=status,
+            ts=self._clock(),
+            traffic_percent_requested=decision.traffic_percent,
+            attempts=1,
+            dry_run=self.dry_run,
+            detail=detail,
+        )
+
+
+def _summarise(
+    hooks: list[CompensationHook], outcomes: list[HookOutcome]
+) -> tuple[ActuationStatus, str]:
+    if all(outcome.ok for outcome in outcomes) and len(outcomes) == len(hooks):
+        parts = "; ".join(outcome.describe() for outcome in outcomes)
+        return ActuationStatus.APPLIED, f"compensation: {len(hooks)} hook(s) ran: {parts}"
+    by_index = {outcome.index: outcome for outcome in outcomes}
+    parts = "; ".join(
+        by_index[i].describe() if i in by_index else f"{hook.name}: not run"
+        for i, hook in enumerate(hooks)
+    )
+    failed = next(outcome.name for outcome in outcomes if not outcome.ok)
+    return ActuationStatus.FAILED, f"compensation failed at {failed!r}: {parts}"
+
+
+def _describe_hook(hook: CompensationHook) -> str:
+    if hook.command is not None:
+        return f"{hook.name} (command {' '.join(hook.command)!r})"
+    return f"{hook.name} (webhook {hook.url})"
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,0 +1,6 @@
+"""Fixtures of the end-to-end test: the broker, a topic-isolated stack, and a real Unleash."""
+
+from __future__ import annotations
+
+from tests.actuators.flags.unleash_fixtures import unleash  # noqa: F401  (real Unleash)
+from tests.streaming.conftest import kafka_bootstrap, stack  # noqa: F401  (broker fixtures)

@@ -1,0 +1,619 @@
+"""End to end: real Kafka, the worker, HAProxy, Unleash and every actuator, under real load.
+
+Two rollouts run side by side, each behind its own HAProxy backend of two tiny services
+(``deploy/e2e/app.py``: baseline v1, canary v2, one telemetry event per request):
+
+* ``healthy``: the canary is as good as the baseline and is walked 10 -> 30 -> 60 -> 100 %
+  (``deploy/e2e/policy.yaml``); HAProxy's weights and the Unleash toggle follow each stage;
+* ``regressed``: the canary answers 30 % of requests with 500 (every version 5 %, as
+  the policy's error check needs some errors to show no harm); it is rolled back, its
+  compensation hooks (a command and a webhook) run once, at least 99.9 % of the requests sent
+  after the rollback was applied reach the baseline, and the rollback is verified.
+
+The worker signs decisions (HMAC); decisions forged while the rollouts run (another key, a
+tampered real decision, an unsigned one; each with the seq the worker would use next) are
+rejected by every actuator and change nothing -- nor may they make the worker skip a genuine
+decision: each deployment's signed decisions must keep seq 0, 1, 2... without a gap.
+Every process is stopped at the end, whether the test passes or not. Missing HAProxy, Unleash
+or Kafka skips the test locally and fails it under CI (``CI=true``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from canarystream.actuators.flags.unleash import UnleashConfig, UnleashProvider
+from canarystream.actuators.routers.haproxy import HAProxyConfig, HAProxyRouter
+from canarystream.contracts.actuation import ActuationReport, ActuationStatus
+from canarystream.contracts.codec import decode_decision, encode_decision
+from canarystream.contracts.decision import Action, Decision, Phase, decision_id_for
+from canarystream.contracts.signing import SIGNATURE_HEADER, Signer
+from canarystream.contracts.topics import ACTUATIONS_TOPIC, DECISIONS_TOPIC
+from tests.actuators.flags.unleash_fixtures import UnleashService
+from tests.actuators.helpers import free_ports, require_binary, wait_until_listening
+from tests.streaming.harness import Stack
+
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(300)]
+
+E2E = Path(__file__).resolve().parents[2] / "deploy/e2e"
+RATE = 40.0  # requests/s per service
+BACKGROUND = 0.05  # error rate of every version (the policy's error check needs some errors)
+ERROR_RATE = 0.3  # of the regressed canary
+TIMEOUT = 150.0  # for both rollouts to finish once announced
+
+
+@dataclass
+class Rollout:
+    """One service behind one HAProxy backend, and its rollout."""
+
+    name: str  # healthy | regressed
+    service: str
+    deployment: str
+    error_rate: float
+    ports: dict[str, int] = field(default_factory=dict)  # version -> backend port
+
+
+class Processes:
+    """Every process the test starts, with its log; all stopped at the end."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.running: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = self.workdir / f"{name}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        self.running.append((name, process, log))
+        return process
+
+    def log(self, name: str) -> str:
+        return next(log for n, _, log in self.running if n == name).read_text(errors="replace")
+
+    def check_alive(self) -> None:
+        for name, process, log in self.running:
+            if process.poll() is not None:
+                tail = log.read_text(errors="replace")[-3000:]
+                raise AssertionError(f"{name} exited with {process.returncode}:\n{tail}")
+
+    def stop(self, name: str) -> int | None:
+        for n, process, _ in self.running:
+            if n == name:
+                return _stop(process)
+        raise KeyError(name)
+
+    def stop_all(self) -> None:
+        for _, process, _ in reversed(self.running):
+            _stop(process)
+
+    def tails(self, lines: int = 15) -> str:
+        out = []
+        for name, _, log in self.running:
+            text = log.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {name}\n" + "\n".join(text))
+        return "\n".join(out)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> int | None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    return process.returncode
+
+
+@dataclass
+class Webhook:
+    url: str = ""
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+@contextmanager
+def webhook_server() -> Iterator[Webhook]:
+    """A local compensation webhook that records each POST and answers 204."""
+    hook = Webhook()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            hook.calls.append({"path": self.path, "body": body, "headers": headers})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    hook.url = f"http://127.0.0.1:{server.server_address[1]}/compensate"
+    try:
+        yield hook
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _listening_port(processes: Processes, name: str, timeout: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        processes.check_alive()
+        for line in processes.log(name).splitlines():
+            if line.startswith("listening "):
+                return int(line.split()[1])
+        time.sleep(0.1)
+    raise AssertionError(f"{name} did not listen in {timeout:g} s:\n{processes.log(name)}")
+
+
+def _haproxy_config(rollouts: list[Rollout], ports: dict[str, int], admin: int) -> str:
+    parts = [
+        "global",
+        f"    stats socket ipv4@127.0.0.1:{admin} level admin",
+        "    maxconn 512",
+        "",
+        "defaults",
+        "    mode http",
+        "    timeout connect 2s",
+        "    timeout client 10s",
+        "    timeout server 10s",
+        "",
+    ]
+    for rollout in rollouts:
+        parts += [
+            f"frontend {rollout.name}",
+            f"    bind 127.0.0.1:{ports[rollout.name]}",
+            f"    default_backend {rollout.name}",
+            "",
+            f"backend {rollout.name}",
+            "    balance roundrobin",
+            # The configuration starts at the baseline: weights live in memory only.
+            f"    server baseline 127.0.0.1:{rollout.ports['v1']} weight 100",
+            f"    server canary 127.0.0.1:{rollout.ports['v2']} weight 0",
+            "",
+        ]
+    return "\n".join(parts)
+
+
+def _reports(stack: Stack) -> list[ActuationReport]:
+    return [ActuationReport.model_validate_json(raw) for raw in stack.read(ACTUATIONS_TOPIC)]
+
+
+def _raw_decisions(stack: Stack) -> list[tuple[bytes, bytes | None]]:
+    """Every message of the decisions topic: its value and its signature header."""
+
+    async def run() -> list[tuple[bytes, bytes | None]]:
+        consumer = AIOKafkaConsumer(
+            **stack.connection.client_kwargs(),
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        try:
+            name = stack.topic(DECISIONS_TOPIC)
+            client = consumer._client
+            client.add_topic(name)
+            await client.force_metadata_update()
+            partitions = [
+                TopicPartition(name, p) for p in client.cluster.partitions_for_topic(name)
+            ]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ends = await consumer.end_offsets(partitions)
+            out: list[tuple[bytes, bytes | None]] = []
+            while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
+                for messages in (await consumer.getmany(timeout_ms=500)).values():
+                    for m in messages:
+                        signature = dict(m.headers or ()).get(SIGNATURE_HEADER)
+                        out.append((m.value or b"", signature))
+            return out
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def _genuine(stack: Stack, signer: Signer) -> list[tuple[bytes, Decision]]:
+    """The decisions the worker signed (forged ones left out), in each partition's order."""
+    verifier = signer.verifier()
+    return [
+        (raw, decode_decision(raw))
+        for raw, signature in _raw_decisions(stack)
+        if signature is not None and verifier.verify(raw, signature)
+    ]
+
+
+def _publish(stack: Stack, messages: list[tuple[bytes, bytes, str | None]]) -> None:
+    """``(key, value, signature)`` messages onto the decisions topic, as an attacker could."""
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(**stack.connection.client_kwargs())
+        await producer.start()
+        try:
+            for key, value, signature in messages:
+                headers = [] if signature is None else [(SIGNATURE_HEADER, signature.encode())]
+                await producer.send(stack.topic(DECISIONS_TOPIC), value, key=key, headers=headers)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
+def _sample(metrics: str, name: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def _wait(predicate: Any, timeout: float, what: str, processes: Processes) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        processes.check_alive()
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}\n{processes.tails()}")
+
+
+def _forged(decision: Decision, **update: Any) -> Decision:
+    seq = decision.seq + 1  # what the worker would publish next
+    action = update.get("action", decision.action)
+    return decision.model_copy(
+        update={
+            "seq": seq,
+            "decision_id": decision_id_for(decision.deployment, seq, action.value),
+            "summary": "forged",
+            **update,
+        }
+    )
+
+
+def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
+    stack: Stack, unleash: UnleashService, tmp_path: Path
+) -> None:
+    haproxy = require_binary("haproxy")
+    began = time.time()
+    key = secrets.token_hex(16)
+    signer = Signer.hmac(key)
+    tag = uuid.uuid4().hex[:8]
+    rollouts = [
+        Rollout("healthy", f"e2e-shop-{tag}", f"e2e-shop-{tag}-v2", BACKGROUND),
+        Rollout("regressed", f"e2e-cart-{tag}", f"e2e-cart-{tag}-v2", ERROR_RATE),
+    ]
+    healthy, regressed = rollouts
+    stack.env.update(
+        {"CANARYSTREAM_SIGNING_SCHEME": "hmac-sha256", "CANARYSTREAM_SIGNING_KEY": key}
+    )
+    actuator_env = {
+        **{k: v for k, v in stack.env.items() if k != "CANARYSTREAM_SIGNING_KEY"},
+        "CANARYSTREAM_VERIFY_KEYS": orjson.dumps([key]).decode(),
+        "CANARYSTREAM_UNLEASH_ADMIN_TOKEN": unleash.admin_token,
+    }
+    processes = Processes(tmp_path)
+    marker = tmp_path / "compensated"
+    timeline: list[str] = []
+    try:
+        with webhook_server() as webhook:
+            stack.start_worker("worker", "--policy", str(E2E / "policy.yaml"))
+            timeline.append(f"{time.time() - began:6.1f}s worker up")
+
+            # -- services, proxy, actuators, load ---------------------------------------
+            for rollout in rollouts:
+                for version, errors in (("v1", BACKGROUND), ("v2", rollout.error_rate)):
+                    name = f"{rollout.name}-{version}"
+                    argv = [sys.executable, str(E2E / "app.py"), "--service", rollout.service]
+                    argv += ["--version", version, "--error-rate", str(errors)]
+                    processes.start(name, argv, stack.env)
+            for rollout in rollouts:
+                for version in ("v1", "v2"):
+                    name = f"{rollout.name}-{version}"
+                    rollout.ports[version] = _listening_port(processes, name)
+            front_healthy, front_regressed, admin, *metric_ports = free_ports(7)
+            fronts = {"healthy": front_healthy, "regressed": front_regressed}
+            config = tmp_path / "haproxy.cfg"
+            config.write_text(_haproxy_config(rollouts, fronts, admin))
+            proxy = processes.start("haproxy", [haproxy, "-f", str(config), "-db"], stack.env)
+            for port in (*fronts.values(), admin):
+                wait_until_listening(proxy, port, tmp_path / "haproxy.log")
+
+            actuate = [sys.executable, "-m", "canarystream", "actuate"]
+            common = ["--start-from", "earliest"]
+            actuators = {
+                "haproxy-healthy": [
+                    *("haproxy", "--socket", f"127.0.0.1:{admin}", "--backend", "healthy"),
+                    *("--baseline-server", "baseline", "--canary-server", "canary"),
+                    *("--service", healthy.service, "--name", "e2e-healthy"),
+                ],
+                "haproxy-regressed": [
+                    *("haproxy", "--socket", f"127.0.0.1:{admin}", "--backend", "regressed"),
+                    *("--baseline-server", "baseline", "--canary-server", "canary", "--drain"),
+                    *("--service", regressed.service, "--name", "e2e-regressed"),
+                ],
+                "unleash": ["unleash", "--url", unleash.url, "--name", "e2e"],
+                "hooks": [
+                    *("hooks", "--allow-program", sys.executable, "--name", "e2e"),
+                    *("--allow-url-prefix", webhook.url.rsplit("/", 1)[0] + "/"),
+                ],
+            }
+            metrics_of = dict(zip(actuators, metric_ports, strict=False))
+            for name, args in actuators.items():
+                argv = [*actuate, *args, *common, "--metrics-port", str(metrics_of[name])]
+                processes.start(name, argv, actuator_env)
+            for name, port in metrics_of.items():
+                _wait(lambda p=port: _try_metrics(p), 60, f"{name} to serve metrics", processes)
+            timeline.append(f"{time.time() - began:6.1f}s proxy, 4 services, 4 actuators up")
+
+            requests_file = tmp_path / "requests.jsonl"
+            targets = [f"{r.name}=http://127.0.0.1:{fronts[r.name]}/" for r in rollouts]
+            load = [sys.executable, str(E2E / "loadgen.py"), "--rate", str(RATE)]
+            load += ["--duration", "200", "--max-requests", "20000", "--out", str(requests_file)]
+            load += [a for t in targets for a in ("--target", t)]
+            processes.start("loadgen", load, stack.env)
+            time.sleep(2.0)  # some baseline traffic before the rollouts start
+
+            # -- the rollouts ----------------------------------------------------------
+            announced = time.time()
+            hooks = [
+                {
+                    "name": "restore-schema",
+                    "command": [
+                        sys.executable,
+                        "-c",
+                        "import os, sys; open(sys.argv[1], 'a').write("
+                        "os.environ['CANARYSTREAM_DEPLOYMENT'] + '\\n')",
+                        str(marker),
+                    ],
+                    "timeout_seconds": 20,
+                },
+                {"name": "notify", "url": webhook.url, "timeout_seconds": 10},
+            ]
+            stack.produce(
+                [
+                    {
+                        "type": "deployment_started",
+                        "ts": announced,
+                        "deployment": r.deployment,
+                        "service": r.service,
+                        "baseline_version": "v1",
+                        "canary_version": "v2",
+                        "policy": "e2e",
+                        **({"compensation": hooks} if r is regressed else {}),
+                    }
+                    for r in rollouts
+                ]
+            )
+            timeline.append(f"{announced - began:6.1f}s both rollouts announced")
+
+            # -- forged decisions while the rollouts run ---------------------------------
+            def applied_advance() -> bool:
+                return any(
+                    r.deployment == healthy.deployment
+                    and r.backend == "haproxy"
+                    and r.status is ActuationStatus.APPLIED
+                    and r.seq >= 1
+                    for r in _reports(stack)
+                )
+
+            _wait(applied_advance, TIMEOUT, "the healthy canary's first advance", processes)
+            raw, real = next(
+                (raw, d)
+                for raw, d in reversed(_genuine(stack, signer))
+                if d.deployment == healthy.deployment
+            )
+            wrong_key = _forged(real, action=Action.ROLLBACK, traffic_percent=0.0)
+            wrong_key = wrong_key.model_copy(update={"phase": Phase.ROLLED_BACK})
+            wrong_value = encode_decision(wrong_key)
+            real_share = f'"traffic_percent":{real.traffic_percent}'.encode()
+            tampered = raw.replace(real_share, b'"traffic_percent":100.0')
+            assert tampered != raw
+            unsigned = _forged(
+                next(d for _, d in _genuine(stack, signer) if d.deployment == regressed.deployment),
+                action=Action.PROMOTE,
+                traffic_percent=100.0,
+                phase=Phase.PROMOTED,
+            )
+            _publish(
+                stack,
+                [
+                    (
+                        healthy.deployment.encode(),
+                        wrong_value,
+                        Signer.hmac("not the key").sign(wrong_value),
+                    ),
+                    (healthy.deployment.encode(), tampered, signer.sign(raw)),
+                    (regressed.deployment.encode(), encode_decision(unsigned), None),
+                ],
+            )
+            forged_at = time.time()
+            timeline.append(f"{forged_at - began:6.1f}s 3 forged decisions injected")
+
+            def rejected() -> list[ActuationReport]:
+                return [r for r in _reports(stack) if r.status is ActuationStatus.REJECTED]
+
+            # haproxy-healthy 2, haproxy-regressed 1, unleash 3, hooks 3
+            _wait(lambda: len(rejected()) >= 9, 30, "9 rejections of forged decisions", processes)
+            refused = rejected()
+            assert len(refused) == 9, [(r.backend, r.deployment, r.detail) for r in refused]
+            assert {r.detail for r in refused} == {
+                "refused: its signature is not valid",
+                "refused: it is not signed",
+            }
+            unleash_metrics = _metrics(metrics_of["unleash"])
+            bad = 'canarystream_actuation_rejected_total{reason="bad_signature"}'
+            nosig = 'canarystream_actuation_rejected_total{reason="unsigned"}'
+            assert _sample(unleash_metrics, bad) == 2 and _sample(unleash_metrics, nosig) == 1
+            router = HAProxyRouter(
+                HAProxyConfig(f"127.0.0.1:{admin}", "healthy", "baseline", "canary")
+            )
+            provider = UnleashProvider(UnleashConfig(unleash.url, unleash.admin_token))
+
+            def unchanged() -> bool:
+                # The share in force is the one the last genuine decision applied (a genuine
+                # advance may land meanwhile), never the forged 0 % or 100 %.
+                share = asyncio.run(router.get_weight(healthy.deployment))
+                flag = asyncio.run(provider.get_rollout(healthy.deployment))
+                last = [
+                    r
+                    for r in _reports(stack)
+                    if r.deployment == healthy.deployment and r.status is ActuationStatus.APPLIED
+                ]
+                by = {r.backend: r.traffic_percent_requested for r in last}
+                return share == by.get("haproxy") and flag == by.get("unleash") and share < 100
+
+            _wait(unchanged, 10, "the forged decisions to have changed nothing", processes)
+
+            # -- both rollouts to their end ------------------------------------------------
+            def ended() -> bool:
+                genuine = [d for _, d in _genuine(stack, signer)]
+                _assert_gapless(genuine)
+                actions = {(d.deployment, d.action) for d in genuine}
+                return (healthy.deployment, Action.PROMOTE) in actions and any(
+                    (regressed.deployment, a) in actions
+                    for a in (Action.ROLLBACK_VERIFIED, Action.ROLLBACK_NOT_RECOVERING)
+                )
+
+            _wait(ended, TIMEOUT, "promotion and rollback verification", processes)
+            decisions = [d for _, d in _genuine(stack, signer)]
+            genuine = {d.decision_id for d in decisions}
+
+            def all_reported() -> bool:
+                # Every genuine decision reported by each actuator that handles it.
+                seen = {(r.decision_id, r.backend) for r in _reports(stack)}
+                return all(
+                    (d.decision_id, backend) in seen
+                    for d in decisions
+                    if d.deployment in (healthy.deployment, regressed.deployment)
+                    for backend in ("haproxy", "unleash", "hooks")
+                )
+
+            _wait(all_reported, 30, "every actuator's report on every decision", processes)
+            time.sleep(5.0)  # requests after the rollback, for the share on the baseline
+            processes.stop("loadgen")
+            reports = _reports(stack)
+            final_healthy = asyncio.run(router.weights())
+            regressed_router = HAProxyRouter(
+                HAProxyConfig(f"127.0.0.1:{admin}", "regressed", "baseline", "canary")
+            )
+            final_regressed = asyncio.run(regressed_router.weights())
+            drained = asyncio.run(regressed_router.admin_states())["canary"]
+            flag_healthy = asyncio.run(provider.get_rollout(healthy.deployment))
+            flag_regressed = asyncio.run(provider.get_rollout(regressed.deployment))
+    finally:
+        processes.stop_all()
+        stack.stop()
+
+    # -- what happened ---------------------------------------------------------------------
+    for d in decisions:
+        timeline.append(
+            f"{d.ts - began:6.1f}s {d.deployment.split('-')[1]:5} seq {d.seq} "
+            f"{d.action.value:24} {d.traffic_percent:5g}%  {d.summary[:90]}"
+        )
+    requests = [json.loads(line) for line in requests_file.read_text().splitlines() if line]
+
+    # Forged decisions were applied nowhere; every genuine one at most once per backend.
+    applied = [r for r in reports if r.status is ActuationStatus.APPLIED]
+    assert {r.decision_id for r in applied} <= genuine
+    per_backend = [(r.decision_id, r.backend, r.deployment) for r in applied]
+    assert len(per_backend) == len(set(per_backend))
+
+    # Healthy: 10 -> 30 -> 60 -> 100 %, followed by HAProxy and the Unleash toggle at each stage.
+    mine = [d for d in decisions if d.deployment == healthy.deployment]
+    moves = [d for d in mine if d.action.changes_traffic]
+    assert [d.traffic_percent for d in moves] == [10, 30, 60, 100], timeline
+    assert moves[-1].action is Action.PROMOTE and mine[-1].phase is Phase.PROMOTED
+    for d in moves:
+        for backend in ("haproxy", "unleash"):
+            (report,) = [
+                r for r in applied if r.decision_id == d.decision_id and r.backend == backend
+            ]
+            assert report.traffic_percent_observed == d.traffic_percent, report
+    assert final_healthy == (0, 100) and flag_healthy == 100.0
+    promoted_at = max(r.ts for r in applied if r.decision_id == moves[-1].decision_id)
+    after_promotion = [q for q in requests if q["target"] == "healthy" and q["t"] > promoted_at]
+    on_canary = sum(q["version"] == "v2" for q in after_promotion)
+
+    # Regressed: rolled back with its hooks run once, then verified; traffic on the baseline.
+    mine = [d for d in decisions if d.deployment == regressed.deployment]
+    (rollback,) = [d for d in mine if d.action is Action.ROLLBACK]
+    assert [h.name for h in rollback.compensation] == ["restore-schema", "notify"]
+    assert mine[-1].action is Action.ROLLBACK_VERIFIED, timeline
+    by_backend = {r.backend: r for r in applied if r.decision_id == rollback.decision_id}
+    assert by_backend.keys() == {"haproxy", "unleash", "hooks"}, reports
+    assert by_backend["haproxy"].traffic_percent_observed == 0.0
+    assert by_backend["unleash"].traffic_percent_observed == 0.0
+    assert by_backend["hooks"].detail.startswith("compensation: 2 hook(s) ran: restore-schema")
+    assert marker.read_text() == f"{regressed.deployment}\n"
+    (call,) = webhook.calls
+    assert decode_decision(call["body"]).decision_id == rollback.decision_id
+    assert signer.verifier().verify(call["body"], call["headers"][SIGNATURE_HEADER])
+    assert final_regressed == (100, 0) and drained & 0x08 and flag_regressed == 0.0
+    rolled_back_at = by_backend["haproxy"].ts
+    after = [q for q in requests if q["target"] == "regressed" and q["t"] > rolled_back_at]
+    on_baseline = sum(q["version"] == "v1" for q in after)
+    timeline.append(
+        f"after the rollback: {on_baseline}/{len(after)} requests on the baseline "
+        f"({100 * on_baseline / max(len(after), 1):.2f} %); after promotion: "
+        f"{on_canary}/{len(after_promotion)} on the canary; "
+        f"{len(requests)} requests in all; test took {time.time() - began:.0f} s"
+    )
+    (tmp_path / "timeline.txt").write_text("\n".join(timeline) + "\n")
+    print("\n".join(timeline))
+    assert len(after) >= 200, timeline
+    assert on_baseline >= 0.999 * len(after), timeline
+    assert on_canary >= 0.999 * len(after_promotion), timeline
+
+
+def _assert_gapless(decisions: list[Decision]) -> None:
+    """Each deployment's signed decisions carry seq 0, 1, 2... with no gap: a forged decision
+    on the topic must not make the worker skip (or actuators miss) a genuine one."""
+    seqs: dict[str, list[int]] = {}
+    for d in decisions:
+        seqs.setdefault(d.deployment, []).append(d.seq)
+    for deployment, got in seqs.items():
+        missing = sorted(set(range(max(got) + 1)) - set(got))
+        assert not missing, (
+            f"{deployment}: genuine decision(s) seq {missing} never published, though later "
+            f"ones were ({sorted(got)}): the worker took a forged decision's seq for one it "
+            "had published itself and skipped its own (its index of published decisions, "
+            "canarystream/streaming/published.py, must only count correctly signed messages)"
+        )
+
+
+def _try_metrics(port: int) -> bool:
+    try:
+        _metrics(port)
+    except OSError:
+        return False
+    return True

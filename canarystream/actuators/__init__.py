@@ -14,6 +14,7 @@ from canarystream.actuators.flags import (
     UnleashConfig,
     UnleashProvider,
 )
+from canarystream.actuators.hooks import HookActuator, HookOutcome, HookRunner, HookRunnerConfig
 from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.actuators.routers import (
     GatewayApiConfig,
@@ -37,6 +38,10 @@ __all__ = [
     "GatewayApiRouter",
     "HAProxyConfig",
     "HAProxyRouter",
+    "HookActuator",
+    "HookOutcome",
+    "HookRunner",
+    "HookRunnerConfig",
     "MemoryRouter",
     "NginxConfig",
     "NginxRouter",

@@ -57,6 +57,12 @@ class WorkerMetrics:
             ["action"],
             registry=r,
         )
+        self.rewinds = Counter(
+            "canarystream_partition_backfills_total",
+            "Source partitions whose messages past the last checkpoint were read again after an "
+            "assignment (the committed offset had run ahead of the stored state).",
+            registry=r,
+        )
         self.suppressed = Counter(
             "canarystream_decisions_suppressed_total",
             "Decisions not published again because the decisions topic already had them.",

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from canarystream.actuators.base import FlagProvider, Router, TrafficTarget
-from canarystream.actuators.fencing import Admission, Fence
+from canarystream.actuators.fencing import Fence, refusal
 from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.contracts.actuation import ActuationReport, ActuationStatus
 from canarystream.contracts.decision import Action, Decision
@@ -199,22 +199,10 @@ class Actuator:
     async def _actuate(
         self, decision: Decision, signature: str | bytes | None, signed: bytes
     ) -> tuple[ActuationReport, str | None]:
-        if self.verifier is not None:
-            reason = self.verifier.check(signed, signature)
-            if reason is not None:
-                why = "it is not signed" if reason == "unsigned" else "its signature is not valid"
-                return self._report(decision, ActuationStatus.REJECTED, f"refused: {why}"), reason
-        admission = self.fence.admit(decision.decision_id, decision.deployment, decision.seq)
-        if admission is not Admission.NEW:
-            if admission is Admission.DUPLICATE:
-                why = f"decision {decision.decision_id} was applied already"
-            else:
-                why = (
-                    f"seq {decision.seq} is not newer than seq "
-                    f"{self.fence.highest_seq(decision.deployment)} already applied"
-                )
-            report = self._report(decision, ActuationStatus.REJECTED, f"refused: {why}")
-            return report, admission.value
+        refused = refusal(decision, signed, signature, self.verifier, self.fence)
+        if refused is not None:
+            detail, reason = refused
+            return self._report(decision, ActuationStatus.REJECTED, detail), reason
 
         target = TrafficTarget.from_decision(decision)
         if self.dry_run:

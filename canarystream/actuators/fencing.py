@@ -22,8 +22,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-__all__ = ["Admission", "Fence"]
+if TYPE_CHECKING:
+    from canarystream.contracts.decision import Decision
+    from canarystream.contracts.signing import Verifier
+
+__all__ = ["Admission", "Fence", "refusal"]
 
 
 class Admission(StrEnum):
@@ -101,3 +106,35 @@ class Fence:
             while len(self._finished) > self.max_finished:
                 forgotten, _ = self._finished.popitem(last=False)
                 self._applied.pop(forgotten, None)
+
+
+def refusal(
+    decision: Decision,
+    signed: bytes,
+    signature: str | bytes | None,
+    verifier: Verifier | None,
+    fence: Fence,
+    *,
+    done: str = "applied",
+) -> tuple[str, str] | None:
+    """Why an actuator must refuse ``decision`` — ``(detail, reason)`` — or None to go on.
+
+    Checks the signature over ``signed`` (when a verifier is given), then admits the decision
+    through ``fence`` (duplicates and stale ``seq``); ``done`` words what the fence remembers.
+    """
+    if verifier is not None:
+        reason = verifier.check(signed, signature)
+        if reason is not None:
+            why = "it is not signed" if reason == "unsigned" else "its signature is not valid"
+            return f"refused: {why}", reason
+    admission = fence.admit(decision.decision_id, decision.deployment, decision.seq)
+    if admission is Admission.NEW:
+        return None
+    if admission is Admission.DUPLICATE:
+        why = f"decision {decision.decision_id} was {done} already"
+    else:
+        why = (
+            f"seq {decision.seq} is not newer than seq "
+            f"{fence.highest_seq(decision.deployment)} already {done}"
+        )
+    return f"refused: {why}", admission.value

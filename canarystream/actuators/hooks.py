@@ -53,7 +53,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from canarystream.actuators.fencing import Admission, Fence
+from canarystream.actuators.fencing import Fence, refusal
 from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.contracts.actuation import ActuationReport, ActuationStatus
 from canarystream.contracts.decision import Action, Decision
@@ -364,22 +364,10 @@ class HookActuator:
     async def _actuate(
         self, decision: Decision, signature: str | bytes | None, signed: bytes
     ) -> tuple[ActuationReport, str | None]:
-        if self.verifier is not None:
-            reason = self.verifier.check(signed, signature)
-            if reason is not None:
-                why = "it is not signed" if reason == "unsigned" else "its signature is not valid"
-                return self._report(decision, ActuationStatus.REJECTED, f"refused: {why}"), reason
-        admission = self.fence.admit(decision.decision_id, decision.deployment, decision.seq)
-        if admission is not Admission.NEW:
-            if admission is Admission.DUPLICATE:
-                why = f"decision {decision.decision_id} was handled already"
-            else:
-                why = (
-                    f"seq {decision.seq} is not newer than seq "
-                    f"{self.fence.highest_seq(decision.deployment)} already handled"
-                )
-            report = self._report(decision, ActuationStatus.REJECTED, f"refused: {why}")
-            return report, admission.value
+        refused = refusal(decision, signed, signature, self.verifier, self.fence, done="handled")
+        if refused is not None:
+            detail, reason = refused
+            return self._report(decision, ActuationStatus.REJECTED, detail), reason
         hooks = decision.compensation if decision.action is Action.ROLLBACK else []
         if not hooks:
             what = "a rollback without" if decision.action is Action.ROLLBACK else "no"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -13,8 +14,10 @@ from rich.console import Console
 
 from canarystream.contracts.decision import Action, CheckReason, Decision, Phase, Verdict
 from canarystream.demo import demo_scenarios
+from canarystream.demo.scenarios import ROUTER_DELAY
 from canarystream.demo.stack import free_port
 from canarystream.demo.view import LiveView
+from canarystream.simulate.closed_loop import simulate
 from tests.streaming.conftest import kafka_bootstrap  # noqa: F401  (a fixture)
 
 
@@ -49,9 +52,12 @@ def test_live_demo_rolls_back_the_regression_and_promotes_the_healthy_canary(
     assert keys(live) == keys(replay)
     final = {key[0]: key[2] for key in keys(live) if key[2] in ("promote", "rollback")}
     assert final == {"checkout-healthy": "promote", "payments-errors-x3": "rollback"}
-    with (tmp_path / "events.jsonl").open("rb") as events:
-        first = [orjson.loads(next(events)) for _ in range(3)]
-    assert [e["type"] for e in first[:2]] == ["deployment_started"] * 2
+    # The traffic followed the decisions at fixed event times, so the live fleet sent exactly
+    # what the offline closed-loop simulation does, up to where the live run stopped.
+    sent = (tmp_path / "events.jsonl").read_bytes().splitlines()
+    simulated = simulate(demo_scenarios(minutes=16), seed=7, delay=ROUTER_DELAY)
+    assert sent == [orjson.dumps(e) for e in itertools.islice(simulated, len(sent))]
+    assert [orjson.loads(line)["type"] for line in sent[:2]] == ["deployment_started"] * 2
     assert (tmp_path / "worker.log").exists()
 
 

@@ -5,13 +5,16 @@
    lists them and their first decision (stage 0) is on the decisions topic.
 3. The simulated fleets send their telemetry in accelerated event time: windows of one second
    of event time, paced at ``1/speed`` wall seconds, batched into messages, and recorded.
-4. The fleet is its own router: a consumer of the decisions topic sets each fleet's canary
-   share from each decision as it arrives, so the traffic follows the decisions. The fleet
-   never runs more than ``lead`` seconds of event time ahead of the worker, as a real router
-   applies a decision within moments of its event time.
+4. The fleet is its own router: a consumer of the decisions topic reads the decisions, and
+   each applies to the fleet's canary share ``router_delay`` seconds of event time after its
+   ``ts``. Before it sends a window the fleet waits until the worker has passed the event
+   time at which the decisions for that window were due, and it has read them all. So the
+   traffic follows the decisions at fixed event times, however busy the machine is: the
+   recorded events are exactly those of the offline simulation with the same delay
+   (:func:`canarystream.simulate.closed_loop.simulate`), and the outcome is reproducible.
 5. A live terminal view shows each rollout's phase, stage, traffic, checks and decisions;
-   the run ends a few seconds after both rollouts are promoted or rolled back, or with the
-   plan.
+   the run ends ``linger`` seconds of event time after both rollouts have been promoted or
+   rolled back, or with the plan.
 6. The worker is stopped; the decisions on the topic are compared with an offline replay of
    the recorded events, and shown as a timeline.
 """
@@ -26,7 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +40,10 @@ from rich.markup import escape
 
 from canarystream.contracts.codec import encode_decision
 from canarystream.contracts.decision import Decision, Phase
-from canarystream.demo.scenarios import PLAN_MINUTES, demo_scenarios
+from canarystream.demo.scenarios import PLAN_MINUTES, ROUTER_DELAY, demo_scenarios
 from canarystream.demo.stack import DemoStack, WorkerProcess
 from canarystream.demo.timeline import render_timeline
-from canarystream.demo.view import LiveView, clock_text
+from canarystream.demo.view import LiveView, RolloutState, clock_text
 from canarystream.kafka.admin import broker_ready, create_topics
 from canarystream.kafka.connection import LOCAL_BOOTSTRAP
 from canarystream.kafka.publisher import EventPublisher
@@ -53,6 +56,7 @@ from canarystream.simulate.scenario import Scenario
 __all__ = ["LiveOptions", "decision_key", "run_live"]
 
 _BY_TS = itemgetter("ts")
+_BY_SEQ = attrgetter("seq")
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,8 @@ class LiveOptions:
     minutes: float = PLAN_MINUTES  # length of the plan in event time
     seed: int = 7
     batch: int = 50  # telemetry events per message
-    linger: float = 3.0  # wall seconds to keep going once both rollouts have ended
-    lead: float = 15.0  # event seconds the fleet may run ahead of the worker
+    linger: float = 60.0  # event seconds to keep going once both rollouts have ended
+    router_delay: float = ROUTER_DELAY  # event seconds from a decision to the router applying it
     bootstrap: str | None = None  # default: KAFKA_BOOTSTRAP, else the local broker
 
 
@@ -226,13 +230,12 @@ async def _play(
 ) -> None:
     """Announce, run the fleets with the live view, and wait until the worker has it all."""
     fleets = [Fleet(s, options.seed, stream=i) for i, s in enumerate(scenarios)]
-    shares: dict[str, float] = {}
+    delay = options.router_delay
+    first: set[str] = set()
 
     def on_decision(decision: Decision) -> None:
         view.on_decision(decision)
-        state = view.rollouts.get(decision.deployment)
-        if state is not None and state.last is not None:
-            shares[decision.deployment] = share_after(state.last)
+        first.add(decision.deployment)
 
     stop = asyncio.Event()
     tasks = [
@@ -262,28 +265,29 @@ async def _play(
                 await publisher.send(starts)
                 view.note = "rollouts announced; waiting for the worker to take them"
                 await until(lambda: names <= view.known(), "the worker to list the rollouts", 60)
-                await until(lambda: names <= shares.keys(), "the first decisions", 60)
+                await until(lambda: names <= first, "the first decisions", 60)
 
                 view.note = "running: the fleet sends telemetry; its traffic follows decisions"
                 origin = view.origin
                 end = max(s.end_ts for s in scenarios)
                 begun = loop.time()
                 view.run_started = time.monotonic()
-                ended: float | None = None
+                states = [view.rollouts[fleet.scenario.deployment] for fleet in fleets]
                 window = 0
                 while (t0 := origin + window) < end:
                     t1 = t0 + 1.0
-                    # A real router applies a decision within moments of its event time.
                     await until(
-                        lambda t0=t0: t0 - view.worker_clock() <= options.lead,
-                        "the worker to catch up",
+                        lambda t0=t0: all(_due_known(st, t0, delay) for st in states),
+                        f"the worker to pass event time {clock_text(t0 - delay - origin)}",
                         120,
                     )
+                    if all(_ended_by(st, t0, delay + options.linger) for st in states):
+                        break
                     batch: list[dict[str, Any]] = []
-                    for fleet in fleets:
+                    for fleet, state in zip(fleets, states, strict=True):
                         s = fleet.scenario
                         if s.start_ts < t1 and t0 < s.end_ts:
-                            batch += fleet.step(t0, 1.0, shares.get(s.deployment, 0.0))
+                            batch += fleet.step(t0, 1.0, _share(state, t0, delay))
                     batch.sort(key=_BY_TS)
                     sink.write(b"".join(orjson.dumps(e) + b"\n" for e in batch))
                     view.sent_messages += await publisher.send(batch, batch=options.batch)
@@ -291,15 +295,10 @@ async def _play(
                     view.produced_until = t1
                     view.window_sent[window] = time.monotonic()
                     window += 1
-                    now = loop.time()
                     if view.all_terminal():
-                        if ended is None:
-                            ended = now
-                            view.note = "both rollouts have ended; a few more seconds…"
-                        elif now - ended >= options.linger:
-                            break
+                        view.note = "both rollouts have ended; a little more event time…"
                     _check(tasks, worker)
-                    await asyncio.sleep(max(begun + window / options.speed - now, 0.0))
+                    await asyncio.sleep(max(begun + window / options.speed - loop.time(), 0.0))
 
                 view.note = "waiting until the worker has processed every event…"
                 deadline = loop.time() + 90
@@ -319,6 +318,44 @@ async def _play(
         for task in tasks:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(task, 5)
+
+
+def _applied(state: RolloutState, t0: float, delay: float) -> list[Decision]:
+    """The decisions a router ``delay`` event seconds behind has applied by ``t0``.
+
+    The same test as :func:`canarystream.simulate.closed_loop.simulate`, so the live fleet
+    sends exactly what the offline simulation does.
+    """
+    return [d for d in state.history if d.ts + delay <= t0]
+
+
+def _share(state: RolloutState, t0: float, delay: float) -> float:
+    """The canary's share of the window that starts at ``t0``."""
+    applied = _applied(state, t0, delay)
+    return share_after(max(applied, key=_BY_SEQ)) if applied else 0.0
+
+
+def _ended_by(state: RolloutState, t0: float, delay: float) -> bool:
+    """Whether a promotion or rollback had been applied ``delay`` event seconds by ``t0``."""
+    return any(d.phase.is_terminal for d in _applied(state, t0, delay))
+
+
+def _due_known(state: RolloutState, t0: float, delay: float) -> bool:
+    """Whether every decision due to be applied by ``t0`` has been read.
+
+    The worker has taken every decision up to its clock for the rollout; the status that shows
+    that clock also gives the rollout's last ``seq``, which must have been read. After a
+    terminal decision the share no longer changes, so nothing more is awaited.
+    """
+    last = max(state.history, key=_BY_SEQ, default=None)
+    if last is not None and last.phase.is_terminal:
+        return True
+    return (
+        state.event_time is not None
+        and state.event_time + delay >= t0
+        and last is not None
+        and last.seq >= state.status_seq
+    )
 
 
 def _check(tasks: list[asyncio.Task[None]], worker: WorkerProcess) -> None:
@@ -342,7 +379,7 @@ async def _poll_worker(worker: WorkerProcess, view: LiveView, stop: asyncio.Even
                 view.consumed = _consumed(text)
         except (OSError, ValueError):
             pass  # a busy or stopping worker: try again
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
 
 
 def _consumed(metrics: str) -> float:

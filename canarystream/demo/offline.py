@@ -16,7 +16,7 @@ from rich.table import Table
 
 from canarystream.contracts.codec import encode_decision
 from canarystream.contracts.decision import Decision
-from canarystream.demo.scenarios import PLAN_MINUTES, demo_scenarios
+from canarystream.demo.scenarios import PLAN_MINUTES, ROUTER_DELAY, demo_scenarios
 from canarystream.demo.timeline import render_timeline
 from canarystream.engine import Engine
 from canarystream.replay import replay_files
@@ -51,7 +51,7 @@ def run_offline(
     started = time.perf_counter()
     count = 0
     with events_path.open("wb") as sink:
-        for event in simulate(scenarios, seed=seed, engine=Recorder()):
+        for event in simulate(scenarios, seed=seed, engine=Recorder(), delay=ROUTER_DELAY):
             sink.write(orjson.dumps(event) + b"\n")
             count += 1
     console.print(

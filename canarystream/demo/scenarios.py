@@ -7,10 +7,13 @@ from typing import Any
 from canarystream.simulate.presets import build_preset
 from canarystream.simulate.scenario import Scenario, scenario_from_mapping
 
-__all__ = ["PLAN_MINUTES", "demo_scenarios"]
+__all__ = ["PLAN_MINUTES", "ROUTER_DELAY", "demo_scenarios"]
 
 PLAN_MINUTES = 40.0
 """Length of the full plan; the default policy's 5 stages of 6 minutes fit into it."""
+
+ROUTER_DELAY = 15.0
+"""Event seconds from a decision to the demo's router applying it (live and offline alike)."""
 
 _STAGES = (1, 5, 10, 25, 50)  # the default policy's traffic plan, %
 _ONSET = 540.0 / (PLAN_MINUTES * 60.0)  # the regression begins at 9 of 40 minutes

@@ -67,6 +67,7 @@ class RolloutState:
     stage: int | None = None
     traffic_percent: float = 0.0
     event_time: float | None = None  # the worker's clock for this rollout (epoch s)
+    status_seq: int = -1  # the last decision's seq when the worker showed that clock
     last: Decision | None = None
     recent: deque[Decision] = field(default_factory=lambda: deque(maxlen=RECENT))
     history: list[Decision] = field(default_factory=list)
@@ -117,6 +118,7 @@ class LiveView:
             if state is None:
                 continue
             state.event_time = status.get("event_time")
+            state.status_seq = status.get("seq", -1)
             # Decisions read from the topic may be ahead of or behind the status; keep the
             # newer of the two.
             if state.last is None or status.get("seq", -1) >= state.last.seq:

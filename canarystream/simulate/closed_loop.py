@@ -9,6 +9,7 @@ promoted: the canary gets everything and the baseline nothing).
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any, Protocol
@@ -33,6 +34,9 @@ class DecisionLike(Protocol):
 
     @property
     def phase(self) -> str: ...
+
+    @property
+    def ts(self) -> float: ...
 
 
 class EngineLike(Protocol):
@@ -65,19 +69,24 @@ def simulate(
     seed: int = 0,
     engine: EngineLike | None = None,
     step: float = 1.0,
+    delay: float = 0.0,
 ) -> Iterator[dict[str, Any]]:
     """Yield the events of all scenarios in ``ts`` order, closing the loop through ``engine``.
 
     Each scenario's ``deployment_started`` event comes first at its ``start_ts``, then its
     telemetry, merged with the other scenarios' window by window (``step`` seconds of event
     time). Every event is passed to ``engine.process`` just before it is yielded, in the same
-    order; the decisions returned set the canary's share for the following windows. When
-    ``engine`` is None the real :class:`canarystream.engine.Engine` is created.
+    order; the decisions returned set the canary's share for the following windows, from the
+    first window that starts ``delay`` seconds of event time or more after the decision's
+    ``ts`` (the router's delay in applying it; 0: the next window). When ``engine`` is None
+    the real :class:`canarystream.engine.Engine` is created.
     Scenario ``i`` draws from its own stream of ``seed``, so runs are reproducible.
     """
     scenarios = list(scenarios)
     if not math.isfinite(step) or step <= 0:
         raise ValueError("step must be a positive number of seconds")
+    if not math.isfinite(delay) or delay < 0:
+        raise ValueError("delay must be a non-negative number of seconds")
     seen: set[str] = set()
     for scenario in scenarios:
         if scenario.deployment in seen:
@@ -92,12 +101,16 @@ def simulate(
 
     fleets = [Fleet(scenario, seed, stream=index) for index, scenario in enumerate(scenarios)]
     shares = {scenario.deployment: 0.0 for scenario in scenarios}
+    waiting: deque[DecisionLike] = deque()  # taken, not yet applied by the router (ts order)
     pending = sorted(fleets, key=lambda fleet: fleet.scenario.start_ts)
     origin = pending[0].scenario.start_ts
     end = max(scenario.end_ts for scenario in scenarios)
     window = 0
     while (t0 := origin + window * step) < end:
         t1 = origin + (window + 1) * step
+        while waiting and float(waiting[0].ts) + delay <= t0:
+            decision = waiting.popleft()
+            shares[decision.deployment] = share_after(decision)
         batch: list[dict[str, Any]] = []
         while pending and pending[0].scenario.start_ts < t1:
             batch.append(pending.pop(0).deployment_event())
@@ -112,9 +125,7 @@ def simulate(
         if sources > 1:
             batch.sort(key=_BY_TS)  # stable: a deployment_started precedes telemetry at its ts
         for event in batch:
-            for decision in engine.process(event):
-                if decision.deployment in shares:
-                    shares[decision.deployment] = share_after(decision)
+            waiting.extend(d for d in engine.process(event) if d.deployment in shares)
             yield event
         window += 1
         if (

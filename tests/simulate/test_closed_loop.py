@@ -22,6 +22,7 @@ class FakeDecision:
     deployment: str
     traffic_percent: float
     phase: str = "running"
+    ts: float = 0.0
 
 
 class FakeEngine:
@@ -41,12 +42,12 @@ class FakeEngine:
         if event["type"] == "deployment_started":
             self.starts[event["deployment"]] = event["ts"]
             self.services[event["service"]] = event["deployment"]
-            return [FakeDecision(event["deployment"], self.percent)]
+            return [FakeDecision(event["deployment"], self.percent, ts=event["ts"])]
         deployment = self.services.get(event["service"])
         steps = self.script.get(deployment or "")
         if steps and event["ts"] >= self.starts[deployment] + steps[0][0]:
             _, percent, phase = steps.pop(0)
-            return [FakeDecision(deployment, percent, phase)]
+            return [FakeDecision(deployment, percent, phase, event["ts"])]
         return []
 
 
@@ -100,6 +101,20 @@ def test_the_share_follows_the_decisions() -> None:
     # rolled back at 80 s: no canary telemetry of any kind after that step
     assert not [e for e in events if e.get("version") == "v2" and e["ts"] >= START + 81]
     assert requests(events, "v1", 81, 120) > 7_000
+
+
+def test_a_router_delay_postpones_each_decision_by_that_much_event_time() -> None:
+    script = {"d1": [(40.0, 50.0, "running"), (80.0, 0.0, "rolled_back")]}
+    events = list(simulate([make()], seed=2, engine=FakeEngine(10.0, script), delay=10.0))
+    assert requests(events, "v2", 0, 10) == 0  # the first decision applies at 10 s
+    for lo, hi, share in ((10, 50, 0.10), (51, 90, 0.50)):
+        canary, baseline = requests(events, "v2", lo, hi), requests(events, "v1", lo, hi)
+        n = canary + baseline
+        assert abs(canary - share * n) < 5 * np.sqrt(n * share * (1 - share))
+    assert requests(events, "v2", 80, 90) > 0  # rolled back at 80 s, applied at 90 s
+    assert not [e for e in events if e.get("version") == "v2" and e["ts"] >= START + 91]
+    with pytest.raises(ValueError, match="delay"):
+        list(simulate([make()], engine=FakeEngine(), delay=-1.0))
 
 
 def test_a_promoted_canary_takes_all_traffic() -> None:

@@ -52,6 +52,12 @@ def _consumed(worker: WorkerProcess) -> float:
     return sum(float(v) for v in _COUNTER.findall(worker.metrics()))
 
 
+def _metric(worker: WorkerProcess, name: str) -> float:
+    """The value of an unlabelled metric of the worker."""
+    found = re.search(rf"^{name} (\S+)$", worker.metrics(), re.M)
+    return float(found.group(1)) if found else float("nan")
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -117,8 +123,13 @@ def throughput(bootstrap: str, workdir: Path, *, batch: int, minutes: int) -> di
             if "lo" in marks and done >= 0.9 * total:
                 marks["hi"], marks["hi_n"] = now, done
             time.sleep(0.05)
+        if "hi" not in marks:
+            raise SystemExit(f"the worker consumed {_consumed(worker):.0f} of {messages} messages")
         worker_rate = (marks["hi_n"] - marks["lo_n"]) / (marks["hi"] - marks["lo"])
         rss = _rss_mb(worker.process.pid)
+        # Every message must be applied, including any Faust skipped (read again).
+        stack.wait_for(lambda: _consumed(worker) >= messages, 120, "every message consumed")
+        gaps = _metric(worker, "canarystream_offset_gap_messages_total")
     finally:
         stack.stop()
     return {
@@ -131,6 +142,7 @@ def throughput(bootstrap: str, workdir: Path, *, batch: int, minutes: int) -> di
         "ratio_worker_to_bare_raw": round(worker_rate * bare_raw_s / total, 3),
         "ratio_worker_to_bare_decode": round(worker_rate * bare_decode_s / total, 3),
         "worker_rss_mb": round(rss),
+        "messages_read_again_for_offset_gaps": round(gaps),
     }
 
 

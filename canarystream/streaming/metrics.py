@@ -57,10 +57,15 @@ class WorkerMetrics:
             ["action"],
             registry=r,
         )
-        self.rewinds = Counter(
-            "canarystream_partition_backfills_total",
-            "Source partitions whose messages past the last checkpoint were read again after an "
-            "assignment (the committed offset had run ahead of the stored state).",
+        self.gaps = Counter(
+            "canarystream_offset_gaps_total",
+            "Holes in the offsets Faust delivered (skipped messages, or a committed offset past "
+            "the last checkpoint) that were filled by reading the partition again.",
+            registry=r,
+        )
+        self.gap_messages = Counter(
+            "canarystream_offset_gap_messages_total",
+            "Messages read again to fill holes in the offsets Faust delivered.",
             registry=r,
         )
         self.suppressed = Counter(

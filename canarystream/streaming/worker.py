@@ -11,7 +11,10 @@ batches and hands them to :class:`~canarystream.streaming.processor.BatchProcess
    messages since the last checkpoint acknowledged, so Faust may commit their offsets.
 
 Faust runs at least once. Offsets are committed only after the producer is flushed, so the
-stored state never lags behind a committed offset. After a crash, messages the broker delivers
+stored state never lags behind a committed offset. Faust may still skip messages or commit
+offsets of messages the agent has not had; :class:`~canarystream.streaming.gaps.GapFiller`
+checks every offset against the last checkpoint and reads what is missing again. After a
+crash, messages the broker delivers
 again are skipped by the offsets in the snapshot, and a decision the decisions topic already
 holds is not published again (:class:`~canarystream.streaming.published.PublishedIndex`).
 Faust's own exactly-once mode is not used: in faust-streaming it is known to crash on start and
@@ -29,7 +32,6 @@ from typing import Any
 
 import faust
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TP
 
@@ -48,6 +50,7 @@ from canarystream.kafka.connection import Connection
 from canarystream.policy.loading import PolicyRegistry
 from canarystream.settings import Settings
 from canarystream.streaming.app import create_app
+from canarystream.streaming.gaps import GapFiller, KafkaRangeReader
 from canarystream.streaming.metrics import WorkerMetrics
 from canarystream.streaming.processor import BatchProcessor, Inbound, ServiceSnapshot
 from canarystream.streaming.published import PublishedIndex
@@ -107,7 +110,8 @@ class StreamWorker:
         self._unacked: list[faust.EventT] = []
         self._dirty: dict[str, ServiceSnapshot] = {}
         self._processed: dict[tuple[str, int], int] = {}  # last offset per source partition
-        self._verified: set[tuple[str, int]] = set()  # partitions checked against checkpoints
+        self._reader = KafkaRangeReader(self.connection.client_kwargs)
+        self.gaps = GapFiller(self._reader, self._checkpointed, self._on_gap)
         self._next_checkpoint = 0.0
         self.metrics = WorkerMetrics()
         self.last_decision: dict[str, Decision] = {}
@@ -118,6 +122,7 @@ class StreamWorker:
         app.task(self._follow_decisions)
         app.timer(self.batching.checkpoint_seconds)(self._checkpoint_when_idle)
         app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_before_shutdown.connect(self._on_shutdown)
         self._add_views()
 
     # ------------------------------------------------------------------ state
@@ -125,6 +130,17 @@ class StreamWorker:
         if service.startswith("\x00"):
             return None  # checkpoint records, not services
         return self.table.data.get(service.encode())
+
+    def _checkpointed(self, topic: str, partition: int) -> int | None:
+        marker = self.table.data.get(_checkpoint_key(topic, partition))
+        return int(marker) if marker is not None else None
+
+    async def _on_shutdown(self, app: Any, **_: Any) -> None:
+        await self._reader.close()
+
+    def _on_gap(self, read: int) -> None:
+        self.metrics.gaps.inc()
+        self.metrics.gap_messages.inc(read)
 
     async def _on_revoked(self, app: Any, revoked: set[TP], **_: Any) -> None:
         sources = {self.connection.topic(TELEMETRY_TOPIC), self.connection.topic(DEPLOYMENTS_TOPIC)}
@@ -137,9 +153,9 @@ class StreamWorker:
                     if snapshot.partition not in partitions
                 }
                 self.processor.revoke(partitions)
-                for tp in [tp for tp in self._verified if tp[1] in partitions]:
-                    self._verified.discard(tp)
-                    self._processed.pop(tp, None)
+                self.gaps.forget(partitions)
+                for tp in [tp for tp in self._processed if tp[1] in partitions]:
+                    del self._processed[tp]
 
     async def _follow_decisions(self) -> None:
         await self.index.follow(
@@ -156,7 +172,7 @@ class StreamWorker:
                 for event in events:
                     event.message.incref()  # held until the checkpoint that covers it
                 self._unacked.extend(events)
-                batch = await self._resume_from_checkpoints(
+                batch = await self.gaps.complete(
                     [
                         Inbound(m.topic, m.partition, m.offset, m.key, m.value)
                         for m in (event.message for event in events)
@@ -201,57 +217,6 @@ class StreamWorker:
         if stream is not None:
             for event in events:
                 await stream.ack(event)
-
-    async def _resume_from_checkpoints(self, batch: list[Inbound]) -> list[Inbound]:
-        """Backfill a partition whose committed offset ran ahead of its last checkpoint.
-
-        Offsets Faust commits are meant to be covered by stored state, but under load Faust
-        may commit offsets of messages still on their way to the agent. If a partition's first
-        message after an assignment lies beyond its checkpoint, the messages in between are
-        read again with a plain consumer and applied first, so nothing is lost (the snapshots'
-        own offsets skip what they already hold).
-        """
-        kept: list[Inbound] = []
-        for message in batch:
-            tp = (message.topic, message.partition)
-            if tp not in self._verified:
-                self._verified.add(tp)
-                marker = self.table.data.get(_checkpoint_key(*tp))
-                start = int(marker) + 1 if marker is not None else None
-                if start is not None and message.offset > start:
-                    log.warning(
-                        "%s[%d]: resumed at %d, beyond the last checkpoint %d; reading the gap",
-                        *tp, message.offset, start - 1,
-                    )  # fmt: skip
-                    self.metrics.rewinds.inc()
-                    kept.extend(await self._read_range(*tp, start, message.offset))
-            kept.append(message)
-        return kept
-
-    async def _read_range(self, topic: str, partition: int, start: int, end: int) -> list[Inbound]:
-        """Messages ``[start, end)`` of one partition, read outside the consumer group."""
-        consumer = AIOKafkaConsumer(
-            **self.connection.client_kwargs(), group_id=None, enable_auto_commit=False
-        )
-        out: list[Inbound] = []
-        try:
-            await consumer.start()
-            tp = TopicPartition(topic, partition)
-            consumer.assign([tp])
-            consumer.seek(tp, start)
-            while not out or out[-1].offset < end - 1:
-                got = await consumer.getmany(tp, timeout_ms=2000, max_records=5000)
-                messages = got.get(tp, [])
-                if not messages:
-                    break
-                out.extend(
-                    Inbound(m.topic, m.partition, m.offset, m.key, m.value)
-                    for m in messages
-                    if m.offset < end
-                )
-        finally:
-            await consumer.stop()
-        return out
 
     async def _checkpoint_when_idle(self) -> None:
         """Checkpoint on time even when no batch arrives to trigger it."""

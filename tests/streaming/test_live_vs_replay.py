@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+
 import orjson
 import pytest
 
 from canarystream.contracts.decision import Action
 from canarystream.replay import replay_lines
 from tests.streaming.conftest import rollout_events
-from tests.streaming.harness import Stack, key
+from tests.streaming.harness import Stack, WorkerProcess, key
 
 pytestmark = pytest.mark.kafka
 
@@ -64,3 +66,28 @@ def test_single_event_messages_decide_the_same(stack: Stack) -> None:
     announce_then_send(stack, events, batch=1)
     stack.wait_until_caught_up(expected)
     assert sorted(map(key, stack.decisions())) == sorted(map(key, expected))
+
+
+def test_a_worker_started_on_a_backlog_applies_every_message(stack: Stack) -> None:
+    """Faust may skip messages it fetched before seeking at start-up; none may be lost."""
+    events = rollout_events("healthy", "errors-x3", "latency-x1.25", rps=120, duration="12m")
+    expected = replayed(events)
+    worker = stack.start_worker("announce")
+    announce_then_send(stack, [e for e in events if e["type"] == "deployment_started"])
+    worker.kill(signal.SIGTERM)  # the rollouts are stored; the telemetry waits for the next one
+    messages = stack.produce([e for e in events if e["type"] != "deployment_started"], batch=10)
+
+    worker = stack.start_worker("backlog")
+    stack.wait_for(lambda: consumed(worker) >= messages, 180, "every message consumed")
+    stack.wait_until_caught_up(expected)
+    assert consumed(worker) == messages
+    assert sorted(map(key, stack.decisions())) == sorted(map(key, expected))
+
+
+def consumed(worker: WorkerProcess) -> float:
+    """Telemetry messages the worker has consumed (its metric)."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in worker.metrics().splitlines()
+        if line.startswith("canarystream_messages_consumed_total{") and "telemetry" in line
+    )

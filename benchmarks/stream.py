@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import random
-import re
 import signal
 import tempfile
 import time
@@ -39,23 +38,9 @@ from canarystream.contracts.topics import DECISIONS_TOPIC, TELEMETRY_TOPIC
 from canarystream.kafka.admin import broker_ready
 from canarystream.kafka.connection import LOCAL_BOOTSTRAP
 from canarystream.kafka.publisher import EventPublisher
-from tests.streaming.harness import Stack, WorkerProcess
+from tests.streaming.harness import Stack
 
 RESULTS = Path(__file__).parent / "results"
-_COUNTER = re.compile(
-    r'^canarystream_messages_consumed_total\{topic="[^"]*canary\.telemetry\.v1"\} (\S+)$', re.M
-)
-
-
-def _consumed(worker: WorkerProcess) -> float:
-    """Telemetry messages the worker has consumed."""
-    return sum(float(v) for v in _COUNTER.findall(worker.metrics()))
-
-
-def _metric(worker: WorkerProcess, name: str) -> float:
-    """The value of an unlabelled metric of the worker."""
-    found = re.search(rf"^{name} (\S+)$", worker.metrics(), re.M)
-    return float(found.group(1)) if found else float("nan")
 
 
 def _rss_mb(pid: int) -> float:
@@ -116,7 +101,8 @@ def throughput(bootstrap: str, workdir: Path, *, batch: int, minutes: int) -> di
         marks: dict[str, float] = {}
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and "hi" not in marks:
-            done = _consumed(worker) * total / messages  # events: messages are equal-sized
+            # events: the messages are equal-sized
+            done = worker.telemetry_consumed() * total / messages
             now = time.perf_counter()
             if "lo" not in marks and done >= 0.1 * total:
                 marks["lo"], marks["lo_n"] = now, done
@@ -124,12 +110,13 @@ def throughput(bootstrap: str, workdir: Path, *, batch: int, minutes: int) -> di
                 marks["hi"], marks["hi_n"] = now, done
             time.sleep(0.25)  # each scrape of /metrics costs the worker CPU
         if "hi" not in marks:
-            raise SystemExit(f"the worker consumed {_consumed(worker):.0f} of {messages} messages")
+            consumed = worker.telemetry_consumed()
+            raise SystemExit(f"the worker consumed {consumed:.0f} of {messages} messages")
         worker_rate = (marks["hi_n"] - marks["lo_n"]) / (marks["hi"] - marks["lo"])
         rss = _rss_mb(worker.process.pid)
         # Every message must be applied, including any Faust skipped (read again).
-        stack.wait_for(lambda: _consumed(worker) >= messages, 120, "every message consumed")
-        gaps = _metric(worker, "canarystream_offset_gap_messages_total")
+        stack.wait_for(lambda: worker.telemetry_consumed() >= messages, 120, "every message")
+        gaps = worker.metric("canarystream_offset_gap_messages_total")
     finally:
         stack.stop()
     return {
@@ -301,7 +288,7 @@ def memory(bootstrap: str, workdir: Path, rollouts: int) -> dict[str, Any]:
         )
         telemetry = [e for e in events if e["type"] != "deployment_started"]
         messages = stack.produce(telemetry, batch=20)
-        stack.wait_for(lambda: _consumed(worker) >= messages, timeout=300)
+        stack.wait_for(lambda: worker.telemetry_consumed() >= messages, timeout=300)
         time.sleep(2)
         return {
             "rollouts": rollouts,

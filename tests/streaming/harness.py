@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -37,6 +38,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
 @dataclass
 class WorkerProcess:
     name: str
@@ -54,6 +58,23 @@ class WorkerProcess:
     def metrics(self) -> str:
         with urllib.request.urlopen(self.url("/metrics"), timeout=5) as response:
             return response.read().decode()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of metric ``name`` whose label values contain ``labels``'."""
+        total = 0.0
+        for line in self.metrics().splitlines():
+            sample, _, value = line.rpartition(" ")
+            metric, _, rest = sample.partition("{")
+            if metric != name:
+                continue
+            have = dict(_LABEL.findall(rest))
+            if all(part in have.get(label, "") for label, part in labels.items()):
+                total += float(value)
+        return total
+
+    def telemetry_consumed(self) -> float:
+        """Telemetry messages the worker has consumed."""
+        return self.metric("canarystream_messages_consumed_total", topic="canary.telemetry.v1")
 
     def alive(self) -> bool:
         return self.process.poll() is None

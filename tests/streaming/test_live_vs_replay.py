@@ -10,7 +10,7 @@ import pytest
 from canarystream.contracts.decision import Action
 from canarystream.replay import replay_lines
 from tests.streaming.conftest import rollout_events
-from tests.streaming.harness import Stack, WorkerProcess, key
+from tests.streaming.harness import Stack, key
 
 pytestmark = pytest.mark.kafka
 
@@ -78,16 +78,7 @@ def test_a_worker_started_on_a_backlog_applies_every_message(stack: Stack) -> No
     messages = stack.produce([e for e in events if e["type"] != "deployment_started"], batch=10)
 
     worker = stack.start_worker("backlog")
-    stack.wait_for(lambda: consumed(worker) >= messages, 180, "every message consumed")
+    stack.wait_for(lambda: worker.telemetry_consumed() >= messages, 180, "every message consumed")
     stack.wait_until_caught_up(expected)
-    assert consumed(worker) == messages
+    assert worker.telemetry_consumed() == messages
     assert sorted(map(key, stack.decisions())) == sorted(map(key, expected))
-
-
-def consumed(worker: WorkerProcess) -> float:
-    """Telemetry messages the worker has consumed (its metric)."""
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in worker.metrics().splitlines()
-        if line.startswith("canarystream_messages_consumed_total{") and "telemetry" in line
-    )

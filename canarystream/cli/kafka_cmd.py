@@ -14,7 +14,7 @@ from canarystream.cli.app import app
 from canarystream.errors import BrokerError, ConfigError
 from canarystream.kafka.admin import create_topics
 from canarystream.kafka.connection import Connection
-from canarystream.kafka.local import KAFKA_VERSION, LocalKafka, default_home
+from canarystream.kafka.local import LocalKafka, default_home
 from canarystream.settings import load_settings
 
 __all__: list[str] = []
@@ -41,7 +41,7 @@ def kafka_up(port: Port = 19092) -> None:
         broker.start()
     except BrokerError as exc:
         raise _fail(exc) from exc
-    typer.echo(f"kafka {KAFKA_VERSION} up on {broker.bootstrap} (pid {broker.pid()})")
+    typer.echo(f"kafka {broker.version} up on {broker.bootstrap} (pid {broker.pid()})")
 
 
 @kafka_app.command("down")
@@ -62,7 +62,7 @@ def kafka_status(port: Port = 19092) -> None:
     """Say whether the local broker runs; exit code 1 if it does not."""
     broker = LocalKafka(default_home(), port=port, controller_port=port + 1)
     if broker.is_up():
-        typer.echo(f"kafka {KAFKA_VERSION} up on {broker.bootstrap} (pid {broker.pid()})")
+        typer.echo(f"kafka {broker.version} up on {broker.bootstrap} (pid {broker.pid()})")
         return
     typer.echo("kafka down")
     raise typer.Exit(1)

@@ -4,6 +4,9 @@
 ``deploy/kafka/``), formats a storage directory, starts ``kafka.Kafka`` with Java 17 in its own
 process group, and waits until it answers metadata requests. ``down`` stops it with SIGTERM
 (SIGKILL after a grace period). Everything lives under one home directory.
+
+The pinned version is :data:`KAFKA_VERSION`; ``CANARYSTREAM_KAFKA_VERSION`` picks another
+one (4.0.2 passes the whole test suite too), with its own jars and storage.
 """
 
 from __future__ import annotations
@@ -17,16 +20,21 @@ import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from canarystream.errors import BrokerError
 
-__all__ = ["KAFKA_VERSION", "LocalKafka", "default_home"]
+__all__ = ["KAFKA_VERSION", "LocalKafka", "default_home", "default_version"]
 
 KAFKA_VERSION = "3.9.1"  # must match deploy/kafka/pom.xml
 _DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
 _MIN_JAVA = 17
+
+
+def default_version() -> str:
+    """``CANARYSTREAM_KAFKA_VERSION``, else the pinned :data:`KAFKA_VERSION`."""
+    return os.environ.get("CANARYSTREAM_KAFKA_VERSION") or KAFKA_VERSION
 
 
 def default_home() -> Path:
@@ -82,6 +90,7 @@ class LocalKafka:
     controller_port: int = 19093
     data_dir: Path | None = None
     heap: str = "512m"
+    version: str = field(default_factory=default_version)
 
     @property
     def bootstrap(self) -> str:
@@ -90,11 +99,14 @@ class LocalKafka:
 
     @property
     def libs(self) -> Path:
-        return self.home / f"kafka-{KAFKA_VERSION}" / "libs"
+        return self.home / f"kafka-{self.version}" / "libs"
 
     @property
     def data(self) -> Path:
-        return self.data_dir or self.home / "data"
+        if self.data_dir is not None:
+            return self.data_dir
+        # Storage formatted by one version is not handed to another.
+        return self.home / ("data" if self.version == KAFKA_VERSION else f"data-{self.version}")
 
     @property
     def pid_file(self) -> Path:
@@ -124,11 +136,12 @@ class LocalKafka:
             "dependency:copy-dependencies",
             "-DincludeScope=runtime",
             f"-DoutputDirectory={staging}",
+            f"-Dkafka.version={self.version}",
         ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise BrokerError(
-                f"Maven could not resolve Kafka {KAFKA_VERSION}:\n{done.stdout}{done.stderr}"
+                f"Maven could not resolve Kafka {self.version}:\n{done.stdout}{done.stderr}"
             )
         shutil.rmtree(self.libs, ignore_errors=True)
         staging.rename(self.libs)

@@ -39,7 +39,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from canarystream.actuators.flags.unleash import UnleashConfig, UnleashProvider
 from canarystream.actuators.routers.haproxy import HAProxyConfig, HAProxyRouter
@@ -205,37 +205,10 @@ def _reports(stack: Stack) -> list[ActuationReport]:
 
 def _raw_decisions(stack: Stack) -> list[tuple[bytes, bytes | None]]:
     """Every message of the decisions topic: its value and its signature header."""
-
-    async def run() -> list[tuple[bytes, bytes | None]]:
-        consumer = AIOKafkaConsumer(
-            **stack.connection.client_kwargs(),
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-        )
-        await consumer.start()
-        try:
-            name = stack.topic(DECISIONS_TOPIC)
-            client = consumer._client
-            client.add_topic(name)
-            await client.force_metadata_update()
-            partitions = [
-                TopicPartition(name, p) for p in client.cluster.partitions_for_topic(name)
-            ]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
-            out: list[tuple[bytes, bytes | None]] = []
-            while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
-                for messages in (await consumer.getmany(timeout_ms=500)).values():
-                    for m in messages:
-                        signature = dict(m.headers or ()).get(SIGNATURE_HEADER)
-                        out.append((m.value or b"", signature))
-            return out
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(run())
+    return [
+        (m.value or b"", dict(m.headers or ()).get(SIGNATURE_HEADER))
+        for m in stack.read_messages(DECISIONS_TOPIC)
+    ]
 
 
 def _genuine(stack: Stack, signer: Signer) -> list[tuple[bytes, Decision]]:

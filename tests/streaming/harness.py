@@ -164,9 +164,13 @@ class Stack:
         asyncio.run(run())
 
     def read(self, topic: str) -> list[bytes]:
-        """Every message of a topic from the beginning, as committed."""
+        """Every message value of a topic from the beginning, as committed."""
+        return [message.value for message in self.read_messages(topic)]
 
-        async def run() -> list[bytes]:
+    def read_messages(self, topic: str) -> list[Any]:
+        """Every message (aiokafka records: value, headers...) of a topic, as committed."""
+
+        async def run() -> list[Any]:
             consumer = AIOKafkaConsumer(
                 **self.connection.client_kwargs(),
                 group_id=None,
@@ -185,12 +189,12 @@ class Stack:
                 ]
                 consumer.assign(partitions)
                 ends = await consumer.end_offsets(partitions)
-                out: list[bytes] = []
+                out: list[Any] = []
                 remaining = {tp for tp in partitions if ends[tp] > 0}
                 while remaining:
                     got = await consumer.getmany(timeout_ms=500)
                     for messages in got.values():
-                        out.extend(message.value for message in messages)
+                        out.extend(messages)
                     for tp in list(remaining):
                         if await consumer.position(tp) >= ends[tp]:
                             remaining.discard(tp)

@@ -96,7 +96,10 @@ class GapFiller:
         checkpoint = self._checkpointed(*tp)
         if checkpoint is not None:
             return checkpoint + 1
-        return await self._reader.log_start(*tp)
+        log.info("%s[%d]: no checkpoint; looking up where the log starts", *tp)
+        start = await self._reader.log_start(*tp)
+        log.info("%s[%d]: the log starts at %d", *tp, start)
+        return start
 
 
 class KafkaRangeReader:

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from canarystream.contracts.events import CompensationHook
 from canarystream.contracts.signing import SIGNATURE_HEADER, Signer
 from canarystream.contracts.topics import ACTUATIONS_TOPIC, DECISIONS_TOPIC
 from canarystream.errors import ConfigError
-from tests.actuators.helpers import make_decision
+from tests.actuators.helpers import make_decision, serve_http
 from tests.streaming.harness import Stack
 
 SIGNER = Signer.hmac("hook test key")
@@ -78,15 +78,9 @@ def webhook(tmp_path: Path) -> Iterator[Webhook]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}/compensate"
-    try:
+    with serve_http(Handler) as base:
+        hook.url = f"{base}/compensate"
         yield hook
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def rollback(hooks: list[CompensationHook], seq: int = 3) -> Decision:

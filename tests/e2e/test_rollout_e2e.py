@@ -26,14 +26,13 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,7 @@ from canarystream.contracts.decision import Action, Decision, Phase, decision_id
 from canarystream.contracts.signing import SIGNATURE_HEADER, Signer
 from canarystream.contracts.topics import ACTUATIONS_TOPIC, DECISIONS_TOPIC
 from tests.actuators.flags.unleash_fixtures import UnleashService
-from tests.actuators.helpers import free_ports, require_binary, wait_until_listening
+from tests.actuators.helpers import free_ports, require_binary, serve_http, wait_until_listening
 from tests.streaming.harness import Stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -148,15 +147,9 @@ def webhook_server() -> Iterator[Webhook]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}/compensate"
-    try:
+    with serve_http(Handler) as base:
+        hook.url = f"{base}/compensate"
         yield hook
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _listening_port(processes: Processes, name: str, timeout: float = 30.0) -> int:

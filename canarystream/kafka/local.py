@@ -21,12 +21,13 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from canarystream.errors import BrokerError
 
-__all__ = ["KAFKA_VERSION", "LocalKafka", "default_home", "default_version"]
+__all__ = ["KAFKA_VERSION", "LocalKafka", "default_home", "default_version", "new_cluster_id"]
 
 KAFKA_VERSION = "3.9.1"  # must match deploy/kafka/pom.xml
 _DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
@@ -42,6 +43,28 @@ def default_home() -> Path:
     """``CANARYSTREAM_KAFKA_HOME``, else ``~/.cache/canarystream/kafka``."""
     env = os.environ.get("CANARYSTREAM_KAFKA_HOME")
     return Path(env) if env else Path.home() / ".cache" / "canarystream" / "kafka"
+
+
+_RESERVED_IDS = (bytes(16), bytes(15) + b"\x01")  # Kafka's zero and metadata-topic ids
+
+
+def new_cluster_id(draw: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A new KRaft cluster id: a random 16-byte id in URL-safe base64, 22 characters.
+
+    Drawn again, as Kafka's own ``Uuid.randomUuid`` does, while it begins with ``-`` (about
+    one draw in 64) or is an id Kafka reserves: command-line tools read a leading ``-`` as an
+    option (``argument --cluster-id/-t: expected one argument``).
+
+    >>> cluster_id = new_cluster_id()
+    >>> len(cluster_id), cluster_id[0] != "-"
+    (22, True)
+    """
+    for _ in range(1000):
+        raw = draw()
+        cluster_id = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        if len(raw) == 16 and raw not in _RESERVED_IDS and not cluster_id.startswith("-"):
+            return cluster_id
+    raise BrokerError("could not draw a usable cluster id")
 
 
 def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -189,6 +212,19 @@ class LocalKafka:
             ]
         )
 
+    def format_storage(self, java: str, classpath: str, properties: Path) -> None:
+        """Format the storage directory once, under a new cluster id."""
+        tool = [java, "-cp", classpath, "kafka.tools.StorageTool"]
+        # The id attached to its option: the tool could never read it as an option itself.
+        formatted = subprocess.run(
+            [*tool, "format", f"--cluster-id={new_cluster_id()}", "-c", str(properties)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if formatted.returncode != 0:
+            raise BrokerError(f"formatting storage failed:\n{formatted.stderr}")
+
     def start(self, *, timeout: float = 60.0) -> None:
         """Install if needed, format storage on first use, start, and wait until it answers."""
         if self.is_up():
@@ -210,16 +246,7 @@ class LocalKafka:
         properties.write_text(self._properties())
         classpath = f"{libs}/*"
         if not (self.data / "kraft" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-            tool = [java, "-cp", classpath, "kafka.tools.StorageTool"]
-            formatted = subprocess.run(
-                [*tool, "format", "-t", cluster_id, "-c", str(properties)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if formatted.returncode != 0:
-                raise BrokerError(f"formatting storage failed:\n{formatted.stderr}")
+            self.format_storage(java, classpath, properties)
         command = [
             java,
             f"-Xmx{self.heap}",

@@ -23,6 +23,7 @@ __all__ = [
     "DeploymentPaused",
     "DeploymentResumed",
     "DeploymentStarted",
+    "Heartbeat",
     "InputEvent",
     "MetricSample",
     "ProbeResult",
@@ -144,6 +145,19 @@ class DeploymentApproved(_Control):
     type: Literal["deployment_approved"] = "deployment_approved"
 
 
+class Heartbeat(_Event):
+    """Event time passes for a service whose telemetry has stopped.
+
+    The worker sends one, keyed by the service, when a rollout has had no telemetry for a
+    while, so that no-data deadlines are reached; recorded on the deployments topic, it makes
+    replay decide exactly as live. It moves only an idle rollout's clock, and by a bounded
+    step (see the policy's ``admission``); a rollout that receives telemetry ignores it.
+    """
+
+    type: Literal["heartbeat"] = "heartbeat"
+    service: Name = Field(description="Service whose rollouts' event time moves on.")
+
+
 class _Telemetry(_Event):
     service: Name = Field(description="Service that produced the sample.")
     version: Name = Field(description="Version of the service; selects the cohort.")
@@ -191,6 +205,7 @@ InputEvent = Annotated[
     | DeploymentPaused
     | DeploymentResumed
     | DeploymentApproved
+    | Heartbeat
     | RequestSample
     | MetricSample
     | ProbeResult,

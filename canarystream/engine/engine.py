@@ -24,13 +24,18 @@ from canarystream.contracts.events import (
     DeploymentPaused,
     DeploymentResumed,
     DeploymentStarted,
+    Heartbeat,
 )
+from canarystream.engine.admission import METRIC, PROBE, REQUEST, out_of_range
 from canarystream.engine.rollout import Rollout
 from canarystream.errors import ContractError, PolicyError
 from canarystream.policy.loading import PolicyRegistry
 
-__all__ = ["Engine"]
+__all__ = ["DEFAULT_TOMBSTONE_TTL", "Engine"]
 
+DEFAULT_TOMBSTONE_TTL = 7 * 86_400.0  # how long a finished deployment id stays known (s)
+_IDLE_SWEEP_STEP = 5.0  # input time between two looks for idle rollouts (s)
+_DETAIL_MAX = 300
 _METRIC_OR_PROBE = frozenset({"metric", "probe"})
 _CONTROL_TYPES = frozenset(
     {
@@ -39,8 +44,18 @@ _CONTROL_TYPES = frozenset(
         "deployment_paused",
         "deployment_resumed",
         "deployment_approved",
+        "heartbeat",
     }
 )
+
+
+def _internal_error(exc: Exception) -> ContractError:
+    detail = f"{type(exc).__name__}: {exc}"
+    if len(detail) > _DETAIL_MAX:
+        detail = detail[:_DETAIL_MAX] + "..."
+    return ContractError(
+        f"internal error while applying the event: {detail}", reason="internal_error"
+    )
 
 
 def _unknown_version(rollout: Rollout, version: str) -> ContractError:
@@ -59,18 +74,39 @@ class Engine:
     policies
         Named policies a deployment may refer to; the default policy is always known.
 
+    tombstone_ttl
+        How long (event time, s) a finished deployment id stays known after it ended, so that
+        a re-sent announcement of it is rejected rather than started again.
+
     ``process`` raises :class:`~canarystream.errors.ContractError` (with a ``reason``) for an
-    event that breaks the contract or names an unknown version of a service under rollout;
-    drivers count it, dead-letter it, and go on. Telemetry for services without a rollout is
-    counted in :attr:`counters` and otherwise ignored.
+    event that breaks the contract, names an unknown version of a service under rollout, or
+    whose time is not plausible for its rollout (``ts_out_of_range``, see
+    :mod:`canarystream.engine.admission`); drivers count it, dead-letter it, and go on. Any
+    other failure while applying one event is raised as ``ContractError(internal_error)``, so
+    no input can stop a driver. Telemetry for services without a rollout is counted in
+    :attr:`counters` and otherwise ignored.
+
+    Event time also passes for rollouts whose telemetry stopped: each rollout's clock is moved
+    on to the input's time (the furthest clock that telemetry itself moved, less the policy's
+    ``admission.idle_after``) when it received nothing since the previous look, and by
+    ``heartbeat`` events; so no-data deadlines are reached, in replay as live.
     """
 
-    def __init__(self, policies: PolicyRegistry | None = None) -> None:
+    def __init__(
+        self,
+        policies: PolicyRegistry | None = None,
+        *,
+        tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL,
+    ) -> None:
         self.policies = policies or PolicyRegistry()
+        self.tombstone_ttl = tombstone_ttl
         self.rollouts: dict[str, Rollout] = {}
         self.active_by_service: dict[str, Rollout] = {}
         self.deployments_of: dict[str, list[str]] = {}  # service -> deployments, start order
+        self.tombstones: dict[str, dict[str, float]] = {}  # service -> {deployment: ended at}
         self.counters: Counter[str] = Counter()
+        self.input_time = float("-inf")  # furthest clock moved by telemetry
+        self._next_sweep = float("-inf")
 
     # Used by drivers that keep each service's state apart (the streaming worker).
     def rollouts_of(self, service: str) -> list[Rollout]:
@@ -80,6 +116,7 @@ class Engine:
     def adopt(self, rollouts: Iterable[Rollout]) -> None:
         """Take over rollouts restored from elsewhere (a snapshot), oldest first."""
         for rollout in rollouts:
+            self.input_time = max(self.input_time, rollout.corroborated)
             self.rollouts[rollout.deployment] = rollout
             known = self.deployments_of.setdefault(rollout.service, [])
             if rollout.deployment not in known:
@@ -87,10 +124,18 @@ class Engine:
             if rollout.is_active:
                 self.active_by_service[rollout.service] = rollout
 
+    def remember(self, service: str, tombstones: dict[str, float]) -> None:
+        """Take over finished deployment ids of ``service`` and when they ended (a snapshot)."""
+        if tombstones:
+            self.tombstones.setdefault(service, {}).update(tombstones)
+
     def forget(self, service: str, *, keep: int = 0) -> list[Rollout]:
         """Drop all but the newest ``keep`` rollouts of ``service``; return the dropped ones.
 
-        The active rollout is never dropped while ``keep`` ≥ 1 (it is the newest).
+        The active rollout is never dropped while ``keep`` ≥ 1 (it is the newest). With
+        ``keep`` ≥ 1 the ids of dropped finished rollouts stay known as tombstones (expired
+        ones are pruned); with ``keep`` = 0 (the service moved to another worker) everything
+        of the service is forgotten, tombstones included.
         """
         known = self.deployments_of.get(service, [])
         cut = max(len(known) - keep, 0)
@@ -101,11 +146,39 @@ class Engine:
         active = self.active_by_service.get(service)
         if active is not None and active.deployment not in known:
             del self.active_by_service[service]
+        if keep == 0:
+            self.tombstones.pop(service, None)
+            return dropped
+        ended = self.tombstones.setdefault(service, {})
+        for rollout in dropped:
+            if rollout.finished_at is not None:
+                ended[rollout.deployment] = rollout.finished_at
+        now = max((r.clock for r in self.rollouts_of(service)), default=self.input_time)
+        for deployment in [d for d, at in ended.items() if at + self.tombstone_ttl < now]:
+            del ended[deployment]
+        if not ended:
+            del self.tombstones[service]
         return dropped
+
+    def finished_at(self, service: str, deployment: str) -> float | None:
+        """When a finished deployment of ``service`` ended, if its id is still known."""
+        rollout = self.rollouts.get(deployment)
+        if rollout is not None:
+            return rollout.finished_at
+        return self.tombstones.get(service, {}).get(deployment)
 
     # The hot path: requests are checked by hand and routed with plain dict lookups.
     def process(self, event: Any) -> list[Decision]:
         """Apply one decoded event; return the decisions it caused (usually none)."""
+        try:
+            return self._process(event)
+        except ContractError:
+            raise
+        except Exception as exc:  # one event never stops a driver: see the class doc
+            self.counters["internal_error"] += 1
+            raise _internal_error(exc) from exc
+
+    def _process(self, event: Any) -> list[Decision]:
         kind = event.get("type") if type(event) is dict else None
         if kind == "request":
             fields = check_request(event)
@@ -120,13 +193,12 @@ class Engine:
             if cohort is None:
                 raise _unknown_version(rollout, version)
             if ts < rollout.next_tick:
+                rollout.admit(ts)
                 rollout.add_request(cohort, ts, latency, status, event)
                 return []
-            decisions = rollout.advance_clock(ts)
-            rollout.add_request(cohort, ts, latency, status, event)
-            if decisions:
-                self._retire_finished(rollout)
-            return decisions
+            return self._moved(
+                rollout, rollout.offer(REQUEST, cohort, ts, (latency, status, event))
+            )
         if kind in _METRIC_OR_PROBE:
             if not is_valid_telemetry(event):
                 raise explain_invalid(event)
@@ -137,14 +209,16 @@ class Engine:
             cohort = rollout.cohort_of.get(event["version"])
             if cohort is None:
                 raise _unknown_version(rollout, event["version"])
-            decisions = rollout.advance_clock(event["ts"])
-            if kind == "metric":
-                rollout.add_metric(cohort, event)
-            else:
-                rollout.add_probe(cohort, event)
-            if decisions:
-                self._retire_finished(rollout)
-            return decisions
+            ts = event["ts"]
+            code = METRIC if kind == "metric" else PROBE
+            if ts < rollout.next_tick:
+                rollout.admit(ts)
+                if code == METRIC:
+                    rollout.add_metric(cohort, event)
+                else:
+                    rollout.add_probe(cohort, event)
+                return []
+            return self._moved(rollout, rollout.offer(code, cohort, ts, event))
         if kind in _CONTROL_TYPES:
             return self._control(event)
         raise explain_invalid(event)
@@ -152,7 +226,7 @@ class Engine:
     def process_batch(
         self, events: list[Any], on_error: Callable[[int, ContractError], None]
     ) -> list[Decision]:
-        """Apply a list of events in order; report contract errors by index and go on.
+        """Apply a list of events in order; report errors by index and go on.
 
         The same decisions as calling :meth:`process` on each event: requests inside their
         rollout's open tick (nearly all of them) take a short path without the general
@@ -166,7 +240,7 @@ class Engine:
                 if fields is not None:
                     ts, service, version, latency, status = fields
                     rollout = rollout_of(service)
-                    if rollout is not None and ts < rollout.next_tick:
+                    if rollout is not None and rollout.admit_from <= ts < rollout.next_tick:
                         cohort = rollout.cohort_of.get(version)
                         if cohort is not None:
                             rollout.add_request(cohort, ts, latency, status, event)
@@ -190,11 +264,40 @@ class Engine:
         return out
 
     def advance_to(self, ts: float) -> list[Decision]:
-        """Let event time reach ``ts`` for every active rollout (closes pending ticks)."""
+        """Let event time reach ``ts`` for every active rollout (closes pending ticks).
+
+        A driver's call (the end of a simulation, a test), trusted: no admission rules.
+        """
         out: list[Decision] = []
         for rollout in sorted(self.active_by_service.values(), key=lambda r: r.deployment):
             out.extend(rollout.advance_clock(ts))
             self._retire_finished(rollout)
+        return out
+
+    def _moved(self, rollout: Rollout, decisions: list[Decision]) -> list[Decision]:
+        """After telemetry moved a rollout's clock: retire it if done, move idle ones on."""
+        if decisions:
+            self._retire_finished(rollout)
+        if rollout.corroborated > self.input_time:
+            self.input_time = rollout.corroborated
+            if self.input_time >= self._next_sweep:
+                self._next_sweep = self.input_time + _IDLE_SWEEP_STEP
+                swept = self._sweep_idle()
+                if swept:
+                    return decisions + swept
+        return decisions
+
+    def _sweep_idle(self) -> list[Decision]:
+        """Move on the clocks of rollouts that received nothing since the previous sweep."""
+        out: list[Decision] = []
+        now = self.input_time
+        for rollout in sorted(self.active_by_service.values(), key=lambda r: r.deployment):
+            arrived = rollout.arrived
+            target = now - rollout.policy.admission.idle_after
+            if rollout.idle_mark == arrived and rollout.clock < target:
+                out.extend(rollout.advance_clock(target))
+                self._retire_finished(rollout)
+            rollout.idle_mark = arrived
         return out
 
     def _retire_finished(self, rollout: Rollout) -> None:
@@ -205,12 +308,27 @@ class Engine:
         event = parse_control(raw)
         if isinstance(event, DeploymentStarted):
             return self._start(event)
+        if isinstance(event, Heartbeat):
+            return self._heartbeat(event)
         rollout = self.rollouts.get(event.deployment)
         if rollout is None:
+            if self.finished_at(event.service or "", event.deployment) is not None:
+                raise ContractError(
+                    f"deployment {event.deployment!r} has finished", reason="finished_deployment"
+                )
             raise ContractError(
                 f"deployment {event.deployment!r} is unknown", reason="unknown_deployment"
             )
-        decisions = list(rollout.advance_clock(event.ts)) if rollout.is_active else []
+        decisions: list[Decision] = []
+        if rollout.is_active:
+            # A command may move its rollout's clock, by at most the admission's skew.
+            if event.ts > rollout.clock + rollout.policy.admission.max_skew:
+                raise out_of_range(
+                    f"ts {event.ts:.3f} is {event.ts - rollout.clock:.0f} s ahead of the "
+                    f"clock of deployment {rollout.deployment!r}; at most "
+                    f"{rollout.policy.admission.max_skew:g} s (admission.max_skew)"
+                )
+            decisions += rollout.advance_clock(event.ts)
         # A late command takes effect now, not in the past: decisions never go back in time.
         ts = max(event.ts, rollout.clock)
         match event:
@@ -225,10 +343,25 @@ class Engine:
         self._retire_finished(rollout)
         return decisions
 
+    def _heartbeat(self, event: Heartbeat) -> list[Decision]:
+        rollout = self.active_by_service.get(event.service)
+        if rollout is None:
+            self.counters["heartbeat_without_rollout"] += 1
+            return []
+        decisions = rollout.heartbeat(event.ts)
+        self._retire_finished(rollout)
+        return decisions
+
     def _start(self, event: DeploymentStarted) -> list[Decision]:
-        if event.deployment in self.rollouts:
+        # Announcements are retried by deployment systems: a known id is never started again,
+        # running or finished (its tombstone outlives the rollout's state; tombstone_ttl).
+        known = self.rollouts.get(event.deployment)
+        ended = self.finished_at(event.service, event.deployment)
+        if ended is not None and event.ts >= ended + self.tombstone_ttl:
+            self._drop(event.service, event.deployment)  # an id that ended long ago
+        elif known is not None or ended is not None:
             self.counters["duplicate_deployment_started"] += 1
-            return []  # announcements are retried by deployment systems: idempotent
+            return []
         try:
             policy = self.policies.resolve(event.policy)
         except PolicyError as exc:
@@ -236,8 +369,10 @@ class Engine:
         decisions: list[Decision] = []
         previous = self.active_by_service.get(event.service)
         if previous is not None:
-            decisions += previous.advance_clock(event.ts)
-            decisions += previous.supersede(event.ts, event.deployment)
+            # The announcement may move the old rollout's clock, by at most its skew bound.
+            at = min(event.ts, previous.clock + previous.policy.admission.max_skew)
+            decisions += previous.advance_clock(at)
+            decisions += previous.supersede(max(at, previous.clock), event.deployment)
             previous.stop_watching()
             self._retire_finished(previous)
         rollout = Rollout(event, policy)
@@ -246,3 +381,10 @@ class Engine:
         self.active_by_service[event.service] = rollout
         decisions += rollout.start()
         return decisions
+
+    def _drop(self, service: str, deployment: str) -> None:
+        self.rollouts.pop(deployment, None)
+        known = self.deployments_of.get(service, [])
+        if deployment in known:
+            known.remove(deployment)
+        self.tombstones.get(service, {}).pop(deployment, None)

@@ -34,7 +34,8 @@ from canarystream.contracts.decision import (
     Verdict,
     decision_id_for,
 )
-from canarystream.contracts.events import DeploymentStarted
+from canarystream.contracts.events import CompensationHook, DeploymentStarted
+from canarystream.engine.admission import METRIC, PROBE, REQUEST, EventClock, out_of_range
 from canarystream.policy.model import ErrorRateCheck, LatencyCheck, Policy
 
 __all__ = ["BASELINE", "CANARY", "Rollout"]
@@ -56,6 +57,7 @@ class Rollout:
         self.policy = policy
         self.started_at = started.ts
         self.phase = Phase.RUNNING
+        self.finished_at: float | None = None  # event time of the terminal decision
         self.stage = 0
         self.traffic_percent = 0.0
         self.seq = -1
@@ -63,6 +65,11 @@ class Rollout:
         self.stage_requests = [0, 0]  # baseline, canary
         self.tick = policy.tick
         self.next_tick = started.ts + policy.tick
+        self.admit_from = started.ts - policy.admission.grace
+        self.admission = EventClock(policy.admission)
+        self.arrived_before_tick = 0  # events admitted before the open tick (or pending)
+        self.corroborated = started.ts  # clock as last moved by telemetry itself
+        self.idle_mark = -1  # events admitted as of the engine's last look for idle rollouts
         self.buckets = (CohortBucket(), CohortBucket())
         self.breakdowns = tuple(
             sorted(
@@ -125,17 +132,94 @@ class Rollout:
         """The first decision: route the first stage's traffic to the canary."""
         return [self._enter_stage(0, self.started_at, "rollout started")]
 
+    @property
+    def arrived(self) -> int:
+        """Events admitted so far (applied or pending)."""
+        baseline, canary = self.buckets
+        return (
+            self.arrived_before_tick
+            + len(baseline.requests.latencies)
+            + len(canary.requests.latencies)
+            + baseline.events
+            + canary.events
+        )
+
     def advance_clock(self, ts: float) -> list[Decision]:
-        """Close every tick that ends at or before ``ts``; return the decisions taken."""
+        """Close every tick that ends at or before ``ts``; return the decisions taken.
+
+        Pending events are applied to their own ticks on the way. This moves the clock
+        unconditionally: drivers and trusted inputs call it; telemetry goes through
+        :meth:`offer`, which applies the admission rules first.
+        """
         decisions: list[Decision] = []
         tick = self.policy.tick
         if ts - self.next_tick > tick * _MAX_IDLE_TICKS:
+            self._apply_pending(self.next_tick)
             self.next_tick += tick * math.floor((ts - self.next_tick) / tick)
         while ts >= self.next_tick:
+            self._apply_pending(self.next_tick)
             now = self.next_tick
             self.next_tick = now + tick
             decisions.extend(self._close_tick(now))
+        self._apply_pending(self.next_tick)
+        if decisions or self.admission.pending:
+            self.admission.moved(self.next_tick)
         return decisions
+
+    def admit(self, ts: float) -> None:
+        """Reject an event stamped before the rollout's start minus the grace."""
+        if ts < self.admit_from:
+            self.admission.rejected += 1
+            raise out_of_range(
+                f"ts {ts:.3f} is before deployment {self.deployment!r} started "
+                f"({self.started_at:.3f}) minus {self.policy.admission.grace:g} s "
+                "(admission.grace)"
+            )
+
+    def offer(self, kind: int, cohort: int, ts: float, payload: Any) -> list[Decision]:
+        """Admit one event stamped at or past the open tick's end (see engine/admission.py).
+
+        ``payload`` is the event (requests: ``(latency, status, event)``). Returns the
+        decisions taken if the clock moved; raises ContractError(ts_out_of_range) if the
+        event is not admitted.
+        """
+        clock = self.clock
+        decisions: list[Decision] = []
+        if ts > clock + self.policy.admission.max_skew:
+            target = self.admission.beyond(ts, clock, self.arrived)
+            if target is not None:  # a real gap: every producer moved on
+                decisions = self.advance_clock(target)
+                self.corroborated = self.clock
+                if ts < self.next_tick:
+                    self._apply(kind, cohort, payload, ts)
+                    return decisions
+        target = self.admission.hold(ts, kind, cohort, payload, self.arrived)
+        self.arrived_before_tick += 1
+        if target is not None:
+            decisions += self.advance_clock(target)
+            self.corroborated = self.clock
+        return decisions
+
+    def heartbeat(self, ts: float) -> list[Decision]:
+        """Event time passes for an idle rollout (no event since the previous heartbeat)."""
+        if not self.admission.idle_since_last_heartbeat(self.arrived):
+            return []
+        return self.advance_clock(min(ts, self.clock + self.policy.admission.max_skew))
+
+    def _apply_pending(self, limit: float) -> None:
+        if self.admission.pending and self.admission.pending[0][0] < limit:
+            for kind, cohort, payload, ts in self.admission.due(limit):
+                self.arrived_before_tick -= 1
+                self._apply(kind, cohort, payload, ts)
+
+    def _apply(self, kind: int, cohort: int, payload: Any, ts: float) -> None:
+        if kind == REQUEST:
+            latency, status, event = payload
+            self.add_request(cohort, ts, latency, status, event)
+        elif kind == METRIC:
+            self.add_metric(cohort, payload)
+        elif kind == PROBE:
+            self.add_probe(cohort, payload)
 
     def add_request(
         self, cohort: int, ts: float, latency: float, status: int, event: dict[str, Any]
@@ -216,6 +300,7 @@ class Rollout:
 
     def _close_tick(self, now: float) -> list[Decision]:
         canary, baseline = self.buckets[CANARY], self.buckets[BASELINE]
+        self.arrived_before_tick = self.arrived
         self.buckets = (CohortBucket(), CohortBucket())
         for cohort, bucket in ((BASELINE, baseline), (CANARY, canary)):
             self.consumed["request"][cohort] += bucket.requests.requests
@@ -399,6 +484,7 @@ class Rollout:
     ) -> Decision:
         """End the rollout; a rollback (unless superseded) runs hooks and is then verified."""
         self.phase = phase
+        self.finished_at = now
         self.traffic_percent = 100.0 if action is Action.PROMOTE else 0.0
         if action is Action.ROLLBACK and compensate:
             self.recovery.start(now)

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 __all__ = [
+    "Admission",
     "Breakdown",
     "Check",
     "CheckKind",
@@ -417,6 +418,58 @@ class Guards(_Strict):
     no_data: NoDataGuard = NoDataGuard()
 
 
+class Admission(_Strict):
+    """Which event times a rollout accepts, and how its event-time clock moves.
+
+    A rollout's clock is a watermark that no single event and no minority of producers can
+    drag: an event stamped inside the open tick is applied at once; one stamped in a later
+    tick (up to ``max_skew`` ahead) waits until ``witnesses`` such events have arrived net of
+    those still landing in the open tick, and only then does the clock move; one stamped
+    further ahead is rejected (``ts_out_of_range``) unless ``gap_witnesses`` of them arrive
+    net of in-range ones (every producer came back after a real gap), which moves the clock
+    over the gap. Events stamped before the rollout's start minus ``grace`` are rejected.
+    """
+
+    grace: Duration = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="Telemetry stamped up to this long before the announcement is accepted.",
+    )
+    max_skew: Duration = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="How far ahead of the rollout's clock an event may be stamped.",
+    )
+    witnesses: int = Field(
+        default=8,
+        ge=1,
+        le=1_000,
+        description="Events past a tick boundary (net of events still inside the open tick) "
+        "that move the clock past it.",
+    )
+    gap_witnesses: int = Field(
+        default=16,
+        ge=2,
+        le=10_000,
+        description="Events beyond max_skew (net of in-range events) that show a real gap.",
+    )
+    idle_after: Duration = Field(
+        default=60.0,
+        gt=0,
+        le=86_400,
+        description="A rollout without telemetry this far behind the input's time (other "
+        "rollouts' clocks, or heartbeats) is moved on, so no-data deadlines are reached.",
+    )
+    max_pending: int = Field(
+        default=50_000,
+        ge=1,
+        le=10_000_000,
+        description="Events waiting for the clock to reach their tick; more are rejected.",
+    )
+
+
 class RollbackVerification(_Strict):
     """After a rollback: watch the service until it is back at its baseline levels.
 
@@ -498,6 +551,7 @@ class Policy(_Strict):
         default=None, description="Overall rollout deadline (s); absent means none."
     )
     rollback_verification: RollbackVerification = RollbackVerification()
+    admission: Admission = Admission()
 
     @field_validator("stages")
     @classmethod
@@ -509,6 +563,15 @@ class Policy(_Strict):
                     f"greater than stage {index - 1}'s ({stages[index - 1].traffic_percent})"
                 )
         return stages
+
+    @model_validator(mode="after")
+    def _skew_covers_ticks(self) -> Policy:
+        if self.admission.max_skew < 2 * self.tick:
+            raise ValueError(
+                f"admission.max_skew ({self.admission.max_skew:g} s) must be at least two "
+                f"ticks ({2 * self.tick:g} s)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _promotion_not_laxer(self) -> Policy:

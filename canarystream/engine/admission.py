@@ -1,0 +1,130 @@
+"""Event-time admission: when an event is plausible, and when a rollout's clock may move.
+
+Each rollout has an event-time clock (the start of its open tick). Telemetry is stamped by
+its producers, and a producer can be wrong — a host whose clock runs ahead, a bug that stamps
+years ahead, a replayed batch from last week — so no single event may move the clock:
+
+- An event stamped before the rollout's start minus ``grace`` is rejected.
+- An event inside the open tick (or late, but not before the start) is applied at once.
+- An event stamped in a later tick, up to ``max_skew`` ahead of the clock, waits as *pending*
+  and is a *witness* that time has moved on. A one-sided CUSUM counts witnesses up and the
+  events still landing in the open tick down (never below zero); when it reaches
+  ``witnesses`` the clock moves to the earliest of the last ``witnesses`` witnesses, closing
+  every tick on the way, and each pending event is applied to its own tick. On a time-ordered
+  stream this moves the clock at exactly the events where it always moved; a producer whose
+  events are a fraction ``p`` of a rollout's moves it early with probability of the order
+  ``(p / (1 - p)) ** witnesses`` per event, and never by more than its own skew.
+- An event stamped more than ``max_skew`` ahead is rejected (``ts_out_of_range``), unless
+  ``gap_witnesses`` such events arrive net of in-range ones: every producer is back after a
+  real gap, and the clock moves over the gap (the events that revealed it stay rejected).
+
+The counts are of arrivals, never of wall time, so replay decides exactly as live.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from typing import Any
+
+from canarystream.errors import ContractError
+from canarystream.policy.model import Admission
+
+__all__ = ["EventClock", "out_of_range"]
+
+REQUEST, METRIC, PROBE = 0, 1, 2
+
+
+def out_of_range(message: str) -> ContractError:
+    """The error for an event whose time is not plausible for its rollout."""
+    return ContractError(message, reason="ts_out_of_range")
+
+
+class EventClock:
+    """The admission bookkeeping of one rollout: pending events and the two CUSUMs.
+
+    It decides *when* the clock moves and holds what waits for it; the rollout closes ticks
+    and applies events. ``arrived`` is the rollout's count of admitted events so far.
+    """
+
+    def __init__(self, admission: Admission) -> None:
+        self.admission = admission
+        self.pending: list[tuple[float, int, int, int, Any]] = []  # heap: ts, order, kind, ...
+        self.order = 0  # tie-break: pending events of one ts keep their arrival order
+        self.witness_score = 0
+        self.witness_mark = 0
+        self.witnesses: deque[float] = deque(maxlen=admission.witnesses)
+        self.far_score = 0
+        self.far_mark = 0
+        self.far: deque[float] = deque(maxlen=admission.gap_witnesses)
+        self.heartbeat_mark: int | None = None
+        self.rejected = 0
+
+    def hold(self, ts: float, kind: int, cohort: int, payload: Any, arrived: int) -> float | None:
+        """Keep an event stamped in a later tick; return where the clock must move, if due."""
+        admission = self.admission
+        if len(self.pending) >= admission.max_pending:
+            self.rejected += 1
+            raise out_of_range(
+                f"{len(self.pending)} events already wait for the rollout's clock "
+                f"(admission.max_pending); ts {ts:.3f} not admitted"
+            )
+        heapq.heappush(self.pending, (ts, self.order, kind, cohort, payload))
+        self.order += 1
+        score = self.witness_score - (arrived - self.witness_mark)
+        if score <= 0:
+            score = 0
+            self.witnesses.clear()
+        self.witnesses.append(ts)
+        self.witness_score = score + 1
+        self.witness_mark = arrived + 1  # this event counts as arrived
+        if self.witness_score < admission.witnesses:
+            return None
+        return min(self.witnesses)
+
+    def moved(self, next_tick: float) -> None:
+        """The clock moved: the current run's witnesses still ahead stay witnesses.
+
+        Only the run that moved the clock counts on, never older pending events: those of a
+        producer running ahead would otherwise be a ready-made run.
+        """
+        ahead = [ts for ts in self.witnesses if ts >= next_tick]
+        self.witnesses.clear()
+        self.witnesses.extend(ahead)
+        self.witness_score = len(ahead)
+
+    def beyond(self, ts: float, clock: float, arrived: int) -> float | None:
+        """An event too far ahead: rejected, unless enough of them show a real gap."""
+        admission = self.admission
+        score = self.far_score - (arrived - self.far_mark)
+        if score <= 0:
+            score = 0
+            self.far.clear()
+        self.far.append(ts)
+        self.far_score = score + 1
+        self.far_mark = arrived
+        if self.far_score >= admission.gap_witnesses:
+            self.far_score = 0
+            target = min(self.far)
+            self.far.clear()
+            return target
+        self.rejected += 1
+        raise out_of_range(
+            f"ts {ts:.3f} is {ts - clock:.0f} s ahead of the rollout's clock ({clock:.3f}); "
+            f"at most {admission.max_skew:g} s (admission.max_skew)"
+        )
+
+    def due(self, limit: float) -> list[tuple[int, int, Any, float]]:
+        """Pop the pending events stamped before ``limit``, oldest first."""
+        out = []
+        pending = self.pending
+        while pending and pending[0][0] < limit:
+            ts, _, kind, cohort, payload = heapq.heappop(pending)
+            out.append((kind, cohort, payload, ts))
+        return out
+
+    def idle_since_last_heartbeat(self, arrived: int) -> bool:
+        """Whether no event arrived since the previous heartbeat (and mark this one)."""
+        idle = self.heartbeat_mark == arrived
+        self.heartbeat_mark = arrived
+        return idle

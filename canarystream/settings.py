@@ -90,6 +90,25 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path(".canarystream"), description="Worker's local state (table stores)."
     )
+    publish_deadline_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="How long the worker retries publishing a batch's decisions before it "
+        "exits (code 75) so that a restart derives them again from its last checkpoint.",
+    )
+    heartbeat_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Wall seconds between the worker's heartbeats for idle rollouts.",
+    )
+    idle_after_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="Wall seconds without telemetry after which a rollout gets heartbeats.",
+    )
 
     # Decision signatures (HMAC-SHA256 with a shared key, or Ed25519).
     signing_scheme: Literal["none", "hmac-sha256", "ed25519"] = Field(

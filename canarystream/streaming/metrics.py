@@ -73,6 +73,16 @@ class WorkerMetrics:
             "Decisions not published again because the decisions topic already had them.",
             registry=r,
         )
+        self.publish_failures = Counter(
+            "canarystream_decision_publish_failures_total",
+            "Failed attempts to publish a batch's decisions, each retried after a backoff.",
+            registry=r,
+        )
+        self.heartbeats = Counter(
+            "canarystream_heartbeats_sent_total",
+            "Heartbeats produced for rollouts whose telemetry has stopped.",
+            registry=r,
+        )
         self.active = Gauge(
             "canarystream_active_rollouts", "Rollouts running or held on this worker.", registry=r
         )

@@ -3,12 +3,30 @@
 One agent consumes the telemetry and deployments topics (co-partitioned by service) in
 batches and hands them to :class:`~canarystream.streaming.processor.BatchProcessor`. Per batch:
 
-1. decisions are published and their acknowledgement awaited;
+1. decisions are published and their acknowledgement awaited
+   (:class:`~canarystream.streaming.outbox.DecisionOutbox`: in ``seq`` order per deployment,
+   retried with backoff);
 2. dead letters go out with Faust's producer, which Faust flushes before committing offsets;
 3. about once a second (a checkpoint), each service changed since the last checkpoint has its
    snapshot (its rollouts and the offsets applied) written to the ``service-state`` table,
    whose changelog partition is the service's source partition, and only then are the
    messages since the last checkpoint acknowledged, so Faust may commit their offsets.
+
+**Nothing is stored past an unpublished decision.** A batch's messages join the
+acknowledgement queue, and its snapshots the next checkpoint, only once the broker has
+acknowledged every decision of the batch. While publishing is retried the agent holds the
+worker's lock, so no later batch is applied and no checkpoint runs. If the decisions are still
+not acknowledged after ``publish_deadline_seconds`` (or anything else fails half-way through a
+batch), the engine has moved on in memory past what the topic shows: the worker then stores
+and acknowledges nothing more and exits with :data:`EXIT_UNPUBLISHED` (75), and the next
+worker derives the same decisions again from the last checkpoint.
+
+**Heartbeats.** Every ``heartbeat_seconds`` the worker produces, to the deployments topic and
+keyed by the service, ``{"type": "heartbeat", "ts": ..., "service": ...}`` for each active
+rollout it owns that has had no telemetry for ``idle_after_seconds`` (wall time). ``ts`` is the
+rollout's clock plus the wall time since that clock last moved: event time passes at wall
+speed while a service is silent, so its no-data deadline is reached. Being recorded like any
+other input, heartbeats make a replay of the topics decide exactly as the live worker did.
 
 Faust runs at least once. Offsets are committed only after the producer is flushed, so the
 stored state never lags behind a committed offset. Faust may still skip messages or commit
@@ -25,13 +43,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 import orjson
+from aiokafka.partitioner import DefaultPartitioner
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TP
 
@@ -52,10 +73,13 @@ from canarystream.settings import Settings
 from canarystream.streaming.app import create_app
 from canarystream.streaming.gaps import GapFiller, KafkaRangeReader
 from canarystream.streaming.metrics import WorkerMetrics
+from canarystream.streaming.outbox import DecisionOutbox
 from canarystream.streaming.processor import BatchProcessor, Inbound, ServiceSnapshot
 from canarystream.streaming.published import PublishedIndex
 
-__all__ = ["StreamWorker"]
+__all__ = ["EXIT_UNPUBLISHED", "StreamWorker"]
+
+EXIT_UNPUBLISHED = 75  # EX_TEMPFAIL: decisions could not be published; restart to derive them
 
 _RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 STATE_TABLE = "service-state"
@@ -94,6 +118,7 @@ class StreamWorker:
         topic = self.connection.topic
         self.source = app.topic(topic(TELEMETRY_TOPIC), topic(DEPLOYMENTS_TOPIC), **_RAW)
         self.decisions = app.topic(topic(DECISIONS_TOPIC), **_RAW)
+        self.deployments = app.topic(topic(DEPLOYMENTS_TOPIC), **_RAW)
         self.dead_letters = app.topic(topic(DEADLETTER_TOPIC), **_RAW)
         self.table = app.Table(
             STATE_TABLE,
@@ -117,10 +142,19 @@ class StreamWorker:
         self.last_decision: dict[str, Decision] = {}
         self.signer = signer_from(settings)
         self.index = PublishedIndex(self.signer.verifier() if self.signer else None)
+        self.outbox = DecisionOutbox(
+            self._send_decision, self.index, deadline=settings.publish_deadline_seconds
+        )
+        self._halted: str | None = None  # why nothing may be stored or acknowledged any more
+        self._exit: Callable[[int], Any] = os._exit
+        self._telemetry_at: dict[str, float] = {}  # service -> wall time of its last telemetry
+        self._clock_at: dict[str, tuple[float, float]] = {}  # deployment -> (clock, since when)
+        self._partition_of = DefaultPartitioner()  # the Java client's murmur2, as producers use
         setup_prometheus_sensors(app, registry=self.metrics.registry, name_prefix="canarystream")
         app.agent(self.source, name="rollouts", concurrency=1)(self._consume)
         app.task(self._follow_decisions)
         app.timer(self.batching.checkpoint_seconds)(self._checkpoint_when_idle)
+        app.timer(settings.heartbeat_seconds)(self._send_heartbeats)
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_before_shutdown.connect(self._on_shutdown)
         self._add_views()
@@ -165,33 +199,64 @@ class StreamWorker:
     # ------------------------------------------------------------------ the agent
     async def _consume(self, stream: faust.StreamT) -> None:
         await self.index.ready.wait()
+        if self._halted is not None:  # Faust restarts an agent that stopped mid-batch
+            if self.app.should_stop:
+                return
+            self._halt(self._halted)
         self._stream = stream
         batching = self.batching
         async for events in stream.take_events(batching.max_messages, batching.within_seconds):
             async with self._lock:
                 for event in events:
                     event.message.incref()  # held until the checkpoint that covers it
-                self._unacked.extend(events)
-                batch = await self.gaps.complete(
-                    [
-                        Inbound(m.topic, m.partition, m.offset, m.key, m.value)
-                        for m in (event.message for event in events)
-                    ]
-                )
-                for message in batch:
-                    self._processed[(message.topic, message.partition)] = message.offset
-                result = self.processor.process(batch)
-                self.metrics.record_batch(result, Counter(m.topic for m in batch))
-                rollouts_of = self.engine.rollouts_of
-                self.metrics.record_consumed(r for s in result.snapshots for r in rollouts_of(s))
-                for letter in result.dead_letters:
-                    self.dead_letters.send_soon(value=orjson.dumps(letter.model_dump(mode="json")))
-                if result.decisions:
-                    await self._publish(result.decisions)
-                self._dirty.update(result.snapshots)
-                self._record_lag(batch)
-                if time.monotonic() >= self._next_checkpoint:
-                    await self._checkpoint()
+                try:
+                    await self._apply(events)
+                except asyncio.CancelledError:
+                    self._halted = "a batch was interrupted before its decisions were published"
+                    raise
+                except Exception as exc:
+                    self._halt(f"a batch failed half-way: {exc!r}", exc)
+
+    async def _apply(self, events: list[faust.EventT]) -> None:
+        """One batch: process, publish its decisions, and only then queue it for the checkpoint."""
+        batch = await self.gaps.complete(
+            [
+                Inbound(m.topic, m.partition, m.offset, m.key, m.value)
+                for m in (event.message for event in events)
+            ]
+        )
+        result = self.processor.process(batch)
+        self.metrics.record_batch(result, Counter(m.topic for m in batch))
+        rollouts_of = self.engine.rollouts_of
+        self.metrics.record_consumed(r for s in result.snapshots for r in rollouts_of(s))
+        for letter in result.dead_letters:
+            self.dead_letters.send_soon(value=orjson.dumps(letter.model_dump(mode="json")))
+        if result.decisions:
+            await self._publish(result.decisions)
+        # The broker has every decision of the batch: from here on it may be stored and acked.
+        self._unacked.extend(events)
+        self._dirty.update(result.snapshots)
+        for message in batch:
+            self._processed[(message.topic, message.partition)] = message.offset
+        self._note_activity(batch, result.snapshots, time.monotonic())
+        self._record_lag(batch)
+        if time.monotonic() >= self._next_checkpoint:
+            await self._checkpoint()
+
+    def _halt(self, why: str, exc: BaseException | None = None) -> NoReturn:
+        """Store and acknowledge nothing more, and exit: a restart decides again from the last
+        checkpoint. A hard exit, as a crash would be: Faust's orderly shutdown may wait long
+        for an absent broker, and nothing it would do is needed."""
+        self._halted = why
+        log.critical(
+            "stopping without storing or acknowledging anything more: %s; the next worker "
+            "derives the decisions again from the last checkpoint",
+            why,
+            exc_info=exc,
+        )
+        logging.shutdown()
+        self._exit(EXIT_UNPUBLISHED)
+        raise SystemExit(EXIT_UNPUBLISHED)  # only reached when _exit is replaced (tests)
 
     async def _checkpoint(self) -> None:
         """Store the snapshots of services changed since the last checkpoint, then ack.
@@ -199,6 +264,8 @@ class StreamWorker:
         Faust commits only acknowledged offsets, and flushes the changelog before it commits:
         a committed offset is therefore always covered by stored state.
         """
+        if self._halted is not None:
+            return
         self._next_checkpoint = time.monotonic() + self.batching.checkpoint_seconds
         for service, snapshot in self._dirty.items():
             key, blob = service.encode(), snapshot.dumps()
@@ -224,28 +291,106 @@ class StreamWorker:
             if self._unacked and time.monotonic() >= self._next_checkpoint:
                 await self._checkpoint()
 
+    async def _send_decision(self, decision: Decision) -> Any:
+        value = encode_decision(decision)
+        headers = None
+        if self.signer is not None:
+            headers = [(SIGNATURE_HEADER, self.signer.sign(value).encode("ascii"))]
+        return await self.decisions.send(
+            key=decision.deployment.encode(), value=value, headers=headers
+        )
+
     async def _publish(self, decisions: list[Decision]) -> None:
-        """Send decisions not yet on the topic and wait until the broker has them all."""
-        pending = []
-        for decision in decisions:
-            if self.index.seen(decision.deployment, decision.seq):
-                self.metrics.suppressed.inc()
-                continue
-            value = encode_decision(decision)
-            headers = None
-            if self.signer is not None:
-                headers = [(SIGNATURE_HEADER, self.signer.sign(value).encode("ascii"))]
-            sent = await self.decisions.send(
-                key=decision.deployment.encode(), value=value, headers=headers
-            )
-            pending.append((decision, sent))
-        for decision, sent in pending:
-            await sent
-            self.index.add(decision.deployment, decision.seq)
+        """Send decisions not yet on the topic and wait until the broker has them all.
+
+        Raises :class:`~canarystream.streaming.outbox.PublishTimeoutError` past the deadline.
+        """
+        outcome = await self.outbox.publish(decisions)
+        self.metrics.suppressed.inc(outcome.suppressed)
+        self.metrics.publish_failures.inc(outcome.failures)
+        for decision in outcome.published:
             self.last_decision[decision.deployment] = decision
-        self.metrics.record_decisions(decision for decision, _ in pending)
-        finished = [self.engine.rollouts[d.deployment] for d, _ in pending if d.phase.is_terminal]
+        self.metrics.record_decisions(outcome.published)
+        finished = [
+            self.engine.rollouts[d.deployment] for d in outcome.published if d.phase.is_terminal
+        ]
         self.metrics.record_rollouts(self.engine.active_by_service.values(), finished)
+
+    # ------------------------------------------------------------------ heartbeats
+    def _note_activity(self, batch: list[Inbound], touched: Iterable[str], now: float) -> None:
+        """Remember when each service last had telemetry and each rollout's clock last moved."""
+        active = self.engine.active_by_service
+        telemetry = self.connection.topic(TELEMETRY_TOPIC)
+        for message in batch:
+            if message.topic == telemetry and message.key:
+                service = message.key.decode("utf-8", "replace")
+                if service in active:
+                    self._telemetry_at[service] = now
+        for service in touched:
+            rollout = active.get(service)
+            if rollout is not None:
+                self._clock_since(rollout.deployment, rollout.clock, now)
+
+    def _clock_since(self, deployment: str, clock: float, now: float) -> float:
+        """Wall time since when a rollout's clock has had this value."""
+        seen = self._clock_at.get(deployment)
+        if seen is None or seen[0] != clock:
+            seen = self._clock_at[deployment] = (clock, now)
+        return seen[1]
+
+    def _load_owned_services(self) -> None:
+        """Restore the stored services of owned partitions that no message has named yet.
+
+        Services load when a message first names them; one whose telemetry stopped before a
+        restart would never load, and so never get heartbeats.
+        """
+        app = self.app
+        if app.rebalancing or app.in_recovery:
+            return  # the table is being filled: a snapshot read now could be stale
+        source = self.connection.topic(TELEMETRY_TOPIC)
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == source}
+        if not owned:
+            return
+        partitions = list(range(topic_spec(TELEMETRY_TOPIC).partitions))
+        known = self.processor.services
+        for key in list(self.table.data.keys()):
+            if key.startswith(b"\x00"):
+                continue  # checkpoint records
+            service = key.decode("utf-8", "replace")
+            if service in known:
+                continue
+            partition = self._partition_of(key, partitions, partitions)
+            if partition in owned:
+                self.processor._service(service, partition)  # loads it as a message would
+
+    def heartbeats_due(self, now: float) -> list[tuple[str, float]]:
+        """``(service, ts)`` of every owned active rollout silent for ``idle_after_seconds``."""
+        idle_after = self.settings.idle_after_seconds
+        active = self.engine.active_by_service
+        for gone in [s for s in self._telemetry_at if s not in active]:
+            del self._telemetry_at[gone]
+        live = {rollout.deployment for rollout in active.values()}
+        for gone in [d for d in self._clock_at if d not in live]:
+            del self._clock_at[gone]
+        due = []
+        for service, rollout in sorted(active.items()):
+            since = self._clock_since(rollout.deployment, rollout.clock, now)
+            if now - self._telemetry_at.setdefault(service, now) >= idle_after:
+                due.append((service, round(rollout.clock + (now - since), 3)))
+        return due
+
+    async def _send_heartbeats(self) -> None:
+        async with self._lock:
+            if self._halted is not None:
+                return
+            self._load_owned_services()
+            due = self.heartbeats_due(time.monotonic())
+        for service, ts in due:
+            event = {"type": "heartbeat", "ts": ts, "service": service}
+            await self.deployments.send(key=service.encode(), value=orjson.dumps(event))
+        if due:
+            self.metrics.heartbeats.inc(len(due))
+            log.debug("heartbeats for %d idle rollouts", len(due))
 
     def _record_lag(self, batch: list[Inbound]) -> None:
         last: dict[tuple[str, int], int] = {}

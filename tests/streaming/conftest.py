@@ -10,9 +10,10 @@ import pytest
 
 from canarystream.kafka.admin import broker_ready
 from canarystream.kafka.connection import LOCAL_BOOTSTRAP
+from canarystream.kafka.local import LocalKafka, default_home
 from canarystream.simulate.closed_loop import simulate
 from canarystream.simulate.presets import build_preset
-from tests.streaming.harness import Stack
+from tests.streaming.harness import Stack, free_port
 
 
 def require_service(what: str, hint: str) -> None:
@@ -45,3 +46,16 @@ def rollout_events(*presets: str, rps: float = 40, duration: str = "20m", seed: 
     return list(
         simulate([build_preset(name, rps=rps, duration=duration) for name in presets], seed=seed)
     )
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[LocalKafka]:
+    """A broker of this test alone (its own ports and storage), which it may stop and start."""
+    broker = LocalKafka(
+        default_home(), port=free_port(), controller_port=free_port(), data_dir=tmp_path / "kafka"
+    )
+    broker.start(timeout=120)
+    try:
+        yield broker
+    finally:
+        broker.wipe()

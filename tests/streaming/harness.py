@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from canarystream.contracts.codec import decode_decision
 from canarystream.contracts.decision import Decision
@@ -160,6 +162,30 @@ class Stack:
                 await producer.flush()
             finally:
                 await producer.stop()
+
+        asyncio.run(run())
+
+    def set_topic_config(self, topic: str, configs: dict[str, str]) -> None:
+        """Set configuration entries of one of the stack's topics, keeping its other overrides."""
+
+        async def run() -> None:
+            admin = AIOKafkaAdminClient(**self.connection.client_kwargs())
+            await admin.start()
+            try:
+                name = self.topic(topic)
+                (described,) = await admin.describe_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, name)]
+                )
+                entries = described.resources[0][4]
+                # (name, value, read_only, source, ...): source 1 is a topic's own override
+                merged = {entry[0]: entry[1] for entry in entries if entry[3] == 1}
+                merged.update(configs)
+                resource = ConfigResource(ConfigResourceType.TOPIC, name, merged)
+                for response in await admin.alter_configs([resource]):
+                    for error, message, *_ in response.resources:
+                        assert error == 0, f"altering {topic} failed: {message}"
+            finally:
+                await admin.close()
 
         asyncio.run(run())
 

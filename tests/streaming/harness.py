@@ -27,7 +27,12 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from canarystream.contracts.codec import decode_decision
 from canarystream.contracts.decision import Decision
-from canarystream.contracts.topics import DEADLETTER_TOPIC, DECISIONS_TOPIC
+from canarystream.contracts.topics import (
+    DEADLETTER_TOPIC,
+    DECISIONS_TOPIC,
+    DEPLOYMENTS_TOPIC,
+    TELEMETRY_TOPIC,
+)
 from canarystream.kafka.admin import create_topics
 from canarystream.kafka.connection import Connection
 from canarystream.kafka.publisher import EventPublisher
@@ -106,6 +111,9 @@ class Stack:
             "KAFKA_BOOTSTRAP": self.bootstrap,
             "CANARYSTREAM_TOPIC_PREFIX": self.prefix,
             "CANARYSTREAM_APP_ID": self.app_id,
+            # Tests compare the worker with a replay of the input they generated, which has no
+            # heartbeats: a rollout gets none unless a test asks (test_heartbeats.py).
+            "CANARYSTREAM_IDLE_AFTER_SECONDS": "3600",
         }
         self.connection = Connection(
             load_settings(kafka_bootstrap=self.bootstrap, topic_prefix=self.prefix)
@@ -229,6 +237,23 @@ class Stack:
                 await consumer.stop()
 
         return asyncio.run(run())
+
+    def recorded_events(self) -> list[Any]:
+        """Every event of the telemetry and deployments topics (arrays flattened), in ts order.
+
+        What a replay of the recorded topics reads: heartbeats included, undecodable messages
+        left out (the worker dead-letters them).
+        """
+        events: list[Any] = []
+        for topic in (TELEMETRY_TOPIC, DEPLOYMENTS_TOPIC):
+            for raw in self.read(topic):
+                try:
+                    value = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    continue
+                events.extend(value if isinstance(value, list) else [value])
+        ordered = [e for e in events if isinstance(e, dict) and type(e.get("ts")) in (int, float)]
+        return sorted(ordered, key=lambda e: e["ts"])
 
     def decisions(self) -> list[Decision]:
         return [decode_decision(raw) for raw in self.read(DECISIONS_TOPIC)]

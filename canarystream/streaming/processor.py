@@ -10,11 +10,29 @@ Faust makes the recovery rules testable without a broker:
   broker delivers again after a crash (at-least-once) are never applied twice.
 - Services are loaded lazily from the snapshot store the first time a message names them,
   so a worker that takes over a partition continues from exactly where the last one stopped.
+
+Bad input never stops a batch, and what it costs is bounded:
+
+- A message belongs to the service of its key (unkeyed: of its first event). An event naming
+  another service, or a command for another service's rollout, is rejected (``key_mismatch``)
+  and the rest applied: a message changes only the state stored under its own service.
+- Whatever goes wrong with one message — its JSON, the contract, the engine, loading its
+  service's state — dead-letters that message (``internal_error`` for anything but a contract
+  error, with the exception in the detail) and the next message is applied. The message still
+  counts as applied by offset, so a poison message is never retried.
+- One dead letter per message, never one per event: its reason is that of its rejected events
+  (``mixed`` when they differ), its detail how many of the message's events were rejected and
+  the first :data:`LISTED` by index, its original the message, capped
+  (:class:`~canarystream.contracts.actuation.DeadLetter`). :attr:`BatchResult.invalid` counts
+  rejected events by reason (a message that is not JSON, or fails outside the engine, counts
+  once).
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
+from bisect import insort
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +40,8 @@ from typing import Any
 
 import orjson
 
-from canarystream.contracts.actuation import DeadLetter
+from canarystream.contracts.actuation import MAX_DETAIL_CHARS, DeadLetter, clip
+from canarystream.contracts.codec import TELEMETRY_TYPES
 from canarystream.contracts.decision import Decision
 from canarystream.engine import Engine
 from canarystream.engine.rollout import Rollout
@@ -30,8 +49,11 @@ from canarystream.errors import ContractError
 
 __all__ = ["BatchProcessor", "BatchResult", "Inbound", "ServiceSnapshot"]
 
+log = logging.getLogger(__name__)
+
 _PICKLE_PROTOCOL = 5
 KEEP_FINISHED = 3  # finished rollouts kept per service (duplicate announcements, late commands)
+LISTED = 5  # rejected events of one message described in its dead letter
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +92,7 @@ class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     snapshots: dict[str, ServiceSnapshot] = field(default_factory=dict)
     ignored: int = 0  # telemetry messages of services without an active rollout (not decoded)
-    invalid: Counter[str] = field(default_factory=Counter)  # by reason
+    invalid: Counter[str] = field(default_factory=Counter)  # rejected events, by reason
     skipped: int = 0  # messages already applied before a restart
 
 
@@ -122,78 +144,169 @@ class BatchProcessor:
         return len(gone)
 
     def process(self, batch: list[Inbound]) -> BatchResult:
-        """Apply a batch in order; see the module doc for the recovery rules."""
+        """Apply a batch in order; see the module doc for the recovery and bad-input rules.
+
+        Never raises on input: whatever goes wrong with one message dead-letters that message
+        (``internal_error`` for anything but a contract error) and the next one is applied.
+        """
         result = BatchResult()
-        engine = self.engine
         touched: dict[str, ServiceSnapshot] = {}
-        telemetry_topic = self.telemetry_topic
-        active = engine.active_by_service
+        traced = False  # one traceback per batch in the log is enough to find a bug
         for message in batch:
-            # Most telemetry belongs to services with no rollout: keyed messages of those are
-            # not even decoded (so neither are they checked against the contract).
-            if message.topic == telemetry_topic and message.key:
-                try:
-                    keyed = message.key.decode("utf-8")
-                except UnicodeDecodeError:
-                    keyed = None
-                if keyed is not None and keyed not in active:
-                    self._service(keyed, message.partition)  # a restored rollout may be active
-                    if keyed not in active:
-                        result.ignored += 1
-                        continue
+            problems = _Problems()
             try:
-                values = orjson.loads(message.value)
-            except orjson.JSONDecodeError as exc:
-                self._reject(
-                    result,
-                    message,
-                    ContractError(f"malformed JSON: {exc}", reason="malformed_json"),
+                self._apply(message, result, touched, problems)
+            except Exception as exc:  # one message never stops the batch: see the module doc
+                problems.fail(exc)
+                log.error(
+                    "internal error on message %s/%s@%s, dead-lettered: %s",
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    problems.failure,
+                    exc_info=not traced,
                 )
-                continue
-            if type(values) is not list:
-                values = [values]
-            service = _service_of(message, values)
-            if service is None:
-                for value in values:
-                    self._reject(result, message, _no_service(value), value)
-                continue
-            snapshot = self._service(service, message.partition)
-            if snapshot.offsets.get(message.topic, -1) >= message.offset:
-                result.skipped += 1
-                continue
-
-            def on_error(index: int, exc: ContractError, message=message, values=values) -> None:
-                self._reject(result, message, exc, values[index] if len(values) > 1 else None)
-
-            decided = engine.process_batch(values, on_error)
-            if decided:
-                result.decisions.extend(decided)
-            if engine.deployments_of.get(service):
-                snapshot.offsets[message.topic] = message.offset
-                snapshot.partition = message.partition
-                touched[service] = snapshot
+                traced = True
+            if problems.count:
+                self._dead_letter(result, message, problems)
+        engine = self.engine
         for service, snapshot in touched.items():
             engine.forget(service, keep=KEEP_FINISHED + (service in engine.active_by_service))
             snapshot.rollouts = engine.rollouts_of(service)
             result.snapshots[service] = snapshot
         return result
 
-    def _reject(
-        self, result: BatchResult, message: Inbound, exc: ContractError, event: Any = None
+    def _apply(
+        self,
+        message: Inbound,
+        result: BatchResult,
+        touched: dict[str, ServiceSnapshot],
+        problems: _Problems,
     ) -> None:
-        result.invalid[exc.reason] += 1
-        raw = (
-            message.value if event is None else orjson.dumps(event, option=orjson.OPT_NON_STR_KEYS)
-        )
+        """Apply one message; what it breaks goes to ``problems``."""
+        engine = self.engine
+        # Most telemetry belongs to services with no rollout: keyed messages of those are
+        # not even decoded (so neither are they checked against the contract).
+        if message.topic == self.telemetry_topic and message.key:
+            try:
+                keyed = message.key.decode("utf-8")
+            except UnicodeDecodeError:
+                keyed = None
+            active = engine.active_by_service
+            if keyed is not None and keyed not in active:
+                self._service(keyed, message.partition)  # a restored rollout may be active
+                if keyed not in active:
+                    result.ignored += 1
+                    return
+        try:
+            values = orjson.loads(message.value)
+        except orjson.JSONDecodeError as exc:
+            problems.whole(ContractError(f"malformed JSON: {exc}", reason="malformed_json"))
+            return
+        if type(values) is list:
+            problems.events = len(values)
+            problems.batched = True
+        else:
+            values = [values]
+        service = _service_of(message, values)
+        if service is None:
+            if values:
+                problems.whole(_no_service(), len(values))
+            return
+        snapshot = self._service(service, message.partition)
+        if snapshot.offsets.get(message.topic, -1) >= message.offset:
+            result.skipped += 1
+            return
+        try:
+            events, indices = _own_events(values, service, bool(message.key), engine, problems)
+            on_error = problems.event
+            if indices is not None:
+
+                def on_error(index: int, exc: ContractError) -> None:
+                    problems.event(indices[index], exc)
+
+            decided = engine.process_batch(events, on_error) if events else None
+            if decided:
+                result.decisions.extend(decided)
+        finally:
+            # Applied once whatever happened to it: a poison message is never retried.
+            if engine.deployments_of.get(service):
+                snapshot.offsets[message.topic] = message.offset
+                snapshot.partition = message.partition
+                touched[service] = snapshot
+
+    def _dead_letter(self, result: BatchResult, message: Inbound, problems: _Problems) -> None:
+        """The one dead letter of a message with ``problems``; count them."""
+        reason, detail = problems.verdict()
+        result.invalid.update(problems.reasons)
         result.dead_letters.append(
             DeadLetter.for_message(
-                raw,
-                reason=exc.reason,
-                detail=str(exc),
+                message.value,
+                reason=reason,
+                detail=detail,
                 source=f"{message.topic}/{message.partition}@{message.offset}",
                 ts=self._clock(),
             )
         )
+
+
+class _Problems:
+    """What went wrong with one message: every problem counted, the first few described.
+
+    Bounded whatever the message holds: a count per reason and at most :data:`LISTED` details.
+    """
+
+    __slots__ = ("batched", "count", "events", "failure", "listed", "reasons", "single")
+
+    def __init__(self) -> None:
+        self.events = 1  # events in the message (a JSON array's length)
+        self.batched = False  # the message is a JSON array
+        self.count = 0  # events rejected, or 1 for the message as a whole
+        self.reasons: Counter[str] = Counter()  # what the metrics count: see BatchResult
+        self.listed: list[tuple[int, str, str]] = []  # the first rejected events, by index
+        self.single: ContractError | None = None  # a problem of the message as a whole
+        self.failure: str | None = None  # an internal error outside the engine's isolation
+
+    def whole(self, exc: ContractError, events: int = 1) -> None:
+        """The message as a whole is rejected; ``events`` of its events are set aside."""
+        self.single = exc
+        self.count += 1
+        self.reasons[exc.reason] += max(events, 1)
+
+    def event(self, index: int, exc: ContractError) -> None:
+        """Event ``index`` of the message is rejected."""
+        self.count += 1
+        self.reasons[exc.reason] += 1
+        listed = self.listed
+        if len(listed) < LISTED or index < listed[-1][0]:
+            insort(listed, (index, exc.reason, clip(str(exc), MAX_DETAIL_CHARS)))
+            del listed[LISTED:]
+
+    def fail(self, exc: Exception) -> None:
+        """Something other than a contract error went wrong with the message."""
+        self.failure = clip(f"{type(exc).__name__}: {exc}", MAX_DETAIL_CHARS)
+        self.count += 1
+        self.reasons["internal_error"] += 1
+
+    def verdict(self) -> tuple[str, str]:
+        """The dead letter's reason and detail."""
+        rejected = self.count - (self.failure is not None) - (self.single is not None)
+        if self.batched and rejected:
+            counts = ", ".join(f"{r} {n}" for r, n in sorted(self.reasons.items()))
+            named = "; ".join(f"[{i}] {r}: {clip(d, 150)}" for i, r, d in self.listed)
+            more = f"; {rejected - len(self.listed)} more" if rejected > len(self.listed) else ""
+            listing = f"{rejected} of {self.events} events rejected ({counts}): {named}{more}"
+        elif rejected:
+            listing = self.listed[0][2]
+        else:
+            listing = ""
+        if self.failure is not None:
+            detail = f"internal error: {self.failure}"
+            return "internal_error", f"{detail}; before it, {listing}" if listing else detail
+        if self.single is not None:
+            return self.single.reason, str(self.single)
+        reasons = list(self.reasons)
+        return (reasons[0] if len(reasons) == 1 else "mixed"), listing
 
 
 def _service_of(message: Inbound, values: list[Any]) -> str | None:
@@ -208,7 +321,52 @@ def _service_of(message: Inbound, values: list[Any]) -> str | None:
     return service if type(service) is str and service else None
 
 
-def _no_service(value: Any) -> ContractError:
+def _own_events(
+    values: list[Any], service: str, keyed: bool, engine: Engine, problems: _Problems
+) -> tuple[list[Any], list[int] | None]:
+    """The events of ``values`` that belong to ``service``; the others are ``key_mismatch``.
+
+    An event belongs to another service when its ``service`` field names one, or when it is
+    not telemetry and its ``deployment`` is a rollout of another service. Returns the events
+    to apply and their indices in ``values`` (None: all of them, the usual case).
+    """
+    rollouts = engine.rollouts
+    kept: list[int] | None = None
+    for index, event in enumerate(values):
+        if type(event) is not dict:
+            continue
+        named = event.get("service")
+        if type(named) is str and named != service:
+            other: str | None = named
+        else:
+            other = None
+            kind = event.get("type")
+            if type(kind) is str and kind not in TELEMETRY_TYPES:
+                deployment = event.get("deployment")
+                rollout = rollouts.get(deployment) if type(deployment) is str else None
+                if rollout is not None and rollout.service != service:
+                    other = rollout.service
+        if other is not None:
+            if kept is None:
+                kept = list(range(index))
+            problems.event(index, _key_mismatch(other, service, keyed))
+        elif kept is not None:
+            kept.append(index)
+    if kept is None:
+        return values, None
+    return [values[i] for i in kept], kept
+
+
+def _key_mismatch(other: str, service: str, keyed: bool) -> ContractError:
+    whose = "its key" if keyed else "its first event (the message has no key)"
+    return ContractError(
+        f"event of service {clip(other, 100)!r} in a message of service "
+        f"{clip(service, 100)!r} ({whose}); a message holds events of one service",
+        reason="key_mismatch",
+    )
+
+
+def _no_service() -> ContractError:
     return ContractError(
         "message has no key and its event names no service; key telemetry and deployment "
         "messages by service",

@@ -7,6 +7,7 @@
     ├── PolicyError            a policy is invalid or cannot be found
     ├── AnalysisError          a statistic was asked for something it cannot give
     ├── ConfigError            settings from env vars or files are invalid
+    ├── StateFormatError       stored state is not a readable state of a known format version
     └── ActuatorError          a decision could not be carried out
         ├── RouterError
         ├── FlagError
@@ -32,6 +33,7 @@ __all__ = [
     "FlagError",
     "PolicyError",
     "RouterError",
+    "StateFormatError",
     "field_errors",
 ]
 
@@ -62,6 +64,15 @@ class AnalysisError(CanarystreamError):
 
 class ConfigError(CanarystreamError):
     """Settings from environment variables or files are invalid."""
+
+
+class StateFormatError(CanarystreamError):
+    """Stored state (a service's snapshot) is not a readable state of a known format version.
+
+    Raised for a blob that is not our JSON (a pickle, garbage, truncated bytes), an unknown or
+    newer version, an older version without a migration, or a field of the wrong type; the
+    message names the problem. Such state is refused, never executed or half restored.
+    """
 
 
 class BrokerError(CanarystreamError):

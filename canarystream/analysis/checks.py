@@ -23,6 +23,7 @@ import numpy as np
 from canarystream.analysis.cohort import CohortBucket, Slice, count_in
 from canarystream.analysis.sequential import MeanSequence, RatioSequence, rate_upper_bound
 from canarystream.analysis.sketch import LogHistogram
+from canarystream.analysis.state import Reader, State, key_to_state, reader
 from canarystream.contracts.decision import CheckReason, Verdict
 from canarystream.policy.model import (
     Direction,
@@ -80,6 +81,24 @@ class LatencyTracker:
         if canary.latencies:
             self.canary.decay(self.decay).add(canary.latency_array())
 
+    def to_state(self) -> State:
+        """The tracker as plain data."""
+        return {
+            "baseline": self.baseline.to_state(),
+            "canary": self.canary.to_state(),
+            "decay": self.decay,
+        }
+
+    @classmethod
+    def from_state(cls, state: State | Reader) -> LatencyTracker:
+        """The tracker :meth:`to_state` described."""
+        r = reader(state, "LatencyTracker")
+        tracker = cls.__new__(cls)
+        tracker.baseline = LogHistogram.from_state(r.child("baseline"))
+        tracker.canary = LogHistogram.from_state(r.child("canary"))
+        tracker.decay = r.real("decay")
+        return tracker
+
 
 class Unit:
     """One sequential test inside a check (one breakdown key or one gauge)."""
@@ -109,6 +128,37 @@ class Unit:
         self, advance_alpha: float, next_share: float = 1.0, promoting: bool = False
     ) -> CheckReason:
         """Full, readable account of the unit's state."""
+        raise NotImplementedError
+
+    def to_state(self) -> State:
+        """The unit as plain data; ``kind`` names its class."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "critical": self.critical,
+            "alpha": self.alpha,
+        }
+
+    @classmethod
+    def from_state(cls, state: State | Reader, check: object, trackers: Trackers) -> Unit:
+        """The unit :meth:`to_state` described.
+
+        ``check`` is its group's policy check; ``trackers`` the rollout's latency trackers,
+        restored first (a latency unit reports from its tracker's sketches).
+        """
+        r = reader(state, "Unit")
+        kind = r.text("kind")
+        unit_class = _UNIT_CLASSES.get(kind)
+        if unit_class is None:
+            raise r.fail("kind", f"unknown unit kind {kind!r}")
+        unit = unit_class.__new__(unit_class)
+        unit.kind, unit.name = kind, r.text("name")
+        unit.critical, unit.alpha = r.flag("critical"), r.real("alpha")
+        unit._restore(r, check, trackers)
+        return unit
+
+    def _restore(self, r: Reader, check: object, trackers: Trackers) -> None:
+        """Set what the subclass's :meth:`to_state` adds to the base's."""
         raise NotImplementedError
 
 
@@ -215,6 +265,24 @@ class RateRatioUnit(Unit):
             advance_tolerance=self.advance_tolerance,
             message=message,
         )
+
+    def to_state(self) -> State:
+        return {
+            **super().to_state(),
+            "tolerance": self.tolerance,
+            "advance_tolerance": self.advance_tolerance,
+            "promote_tolerance": self.promote_tolerance,
+            "abs_margin": self.abs_margin,
+            "test": self.test.to_state(),
+            "exposure": list(self.exposure),
+            "events": list(self.events),
+        }
+
+    def _restore(self, r: Reader, check: object, trackers: Trackers) -> None:
+        self.tolerance, self.advance_tolerance = r.real("tolerance"), r.real("advance_tolerance")
+        self.promote_tolerance, self.abs_margin = r.real("promote_tolerance"), r.real("abs_margin")
+        self.test = RatioSequence.from_state(r.child("test"))
+        self.exposure, self.events = r.integers("exposure", 2), r.integers("events", 2)
 
 
 class LatencyQuantileUnit(Unit):
@@ -330,6 +398,37 @@ class LatencyQuantileUnit(Unit):
             message=message,
         )
 
+    def to_state(self) -> State:
+        return {
+            **super().to_state(),
+            "key": key_to_state(self.key),
+            "quantile": self.quantile,
+            "tolerance": self.tolerance,
+            "advance_tolerance": self.advance_tolerance,
+            "promote_tolerance": self.promote_tolerance,
+            "abs_margin": self.abs_margin,
+            "test": self.test.to_state(),
+            "no_harm": self.no_harm.to_state(),
+            "promotable": self.promotable.to_state(),
+            "samples": list(self.samples),
+            "tracker": self._tracker is not None,  # linked again to the rollout's own tracker
+        }
+
+    def _restore(self, r: Reader, check: object, trackers: Trackers) -> None:
+        self.key = r.key("key")  # type: ignore[assignment]
+        self.quantile, self.tolerance = r.real("quantile"), r.real("tolerance")
+        self.advance_tolerance = r.real("advance_tolerance")
+        self.promote_tolerance, self.abs_margin = r.real("promote_tolerance"), r.real("abs_margin")
+        self.test = RatioSequence.from_state(r.child("test"))
+        self.no_harm = RatioSequence.from_state(r.child("no_harm"))
+        self.promotable = RatioSequence.from_state(r.child("promotable"))
+        self.samples = r.integers("samples", 2)
+        self._tracker = None
+        if r.flag("tracker"):
+            if self.key not in trackers:
+                raise r.fail("tracker", f"the rollout has no latency tracker for {self.key!r}")
+            self._tracker = trackers[self.key]
+
 
 class OneSampleRateUnit(Unit):
     """Absolute budget on a canary rate (error rate, or share of requests over a latency).
@@ -411,6 +510,21 @@ class OneSampleRateUnit(Unit):
             message=message,
         )
 
+    def to_state(self) -> State:
+        return {
+            **super().to_state(),
+            "budget": self.budget,
+            "describe": self.describe,
+            "test": self.test.to_state(),
+            "events": self.events,
+            "samples": self.samples,
+        }
+
+    def _restore(self, r: Reader, check: object, trackers: Trackers) -> None:
+        self.budget, self.describe = r.real("budget"), r.text("describe")
+        self.test = RatioSequence.from_state(r.child("test"))
+        self.events, self.samples = r.integer("events"), r.integer("samples")
+
 
 class MeanDifferenceUnit(Unit):
     """Shared logic of checks on a stream of canary-minus-baseline differences.
@@ -480,6 +594,26 @@ class MeanDifferenceUnit(Unit):
             advance_tolerance=self.advance_tolerance,
             message=self.describe(estimate, lower, upper),
         )
+
+    def to_state(self) -> State:
+        return {
+            **super().to_state(),
+            "tolerance": self.tolerance,
+            "advance_tolerance": self.advance_tolerance,
+            "limit": self.limit,
+            "advance_limit": self.advance_limit,
+            "promote_limit": self.promote_limit,
+            "min_count": self.min_count,
+            "diffs": self.diffs.to_state(),
+            "samples": list(self.samples),
+        }
+
+    def _restore(self, r: Reader, check: object, trackers: Trackers) -> None:
+        self.tolerance, self.advance_tolerance = r.real("tolerance"), r.real("advance_tolerance")
+        self.limit, self.advance_limit = r.real("limit"), r.real("advance_limit")
+        self.promote_limit, self.min_count = r.real("promote_limit"), r.integer("min_count")
+        self.diffs = MeanSequence.from_state(r.child("diffs"))
+        self.samples = r.integers("samples", 2)
 
 
 class LatencyShiftUnit(MeanDifferenceUnit):
@@ -570,6 +704,23 @@ class GaugeUnit(MeanDifferenceUnit):
             f"{self.check.tolerance:g}"
         )
 
+    def to_state(self) -> State:
+        return {
+            **super().to_state(),
+            "metric": self.metric,
+            "sign": self.sign,
+            "window": list(self.window),
+            "window_end": self.window_end,
+        }
+
+    def _restore(self, r: Reader, check: object, trackers: Trackers) -> None:
+        super()._restore(r, check, trackers)
+        if not isinstance(check, GaugeCheck):
+            raise r.fail("kind", f"a gauge unit in a group of {type(check).__name__}")
+        self.check = check
+        self.metric, self.sign = r.text("metric"), r.real("sign")
+        self.window, self.window_end = r.reals("window", 4), r.real("window_end", none=True)
+
 
 class ErrorRateUnit(RateRatioUnit):
     """Error-rate ratio, overall or for one breakdown key."""
@@ -593,6 +744,17 @@ class ErrorRateUnit(RateRatioUnit):
         if found is None or not found.latencies:
             return 0, 0
         return count_in(found.statuses, self.ranges), found.requests
+
+    def to_state(self) -> State:
+        return {
+            **super().to_state(),
+            "key": key_to_state(self.key),  # type: ignore[arg-type]
+            "ranges": [list(pair) for pair in self.ranges],
+        }
+
+    def _restore(self, r: Reader, check: object, trackers: Trackers) -> None:
+        super()._restore(r, check, trackers)
+        self.key, self.ranges = r.key("key"), r.ranges("ranges")
 
 
 class ProbeUnit(RateRatioUnit):
@@ -619,6 +781,13 @@ class ProbeUnit(RateRatioUnit):
             ok, failed = bucket.probes.get(self.probe, (0, 0))
         return failed, ok + failed
 
+    def to_state(self) -> State:
+        return {**super().to_state(), "probe": self.probe}
+
+    def _restore(self, r: Reader, check: object, trackers: Trackers) -> None:
+        super()._restore(r, check, trackers)
+        self.probe = r.text("probe")
+
 
 class SloErrorRateUnit(OneSampleRateUnit):
     """Canary error rate against an absolute budget."""
@@ -637,6 +806,13 @@ class SloErrorRateUnit(OneSampleRateUnit):
     def extract(self, requests: Slice) -> int:
         return count_in(requests.statuses, self.ranges)
 
+    def to_state(self) -> State:
+        return {**super().to_state(), "ranges": [list(pair) for pair in self.ranges]}
+
+    def _restore(self, r: Reader, check: object, trackers: Trackers) -> None:
+        super()._restore(r, check, trackers)
+        self.ranges = r.ranges("ranges")
+
 
 class SloLatencyUnit(OneSampleRateUnit):
     """Canary latency quantile against an absolute budget in milliseconds."""
@@ -654,6 +830,25 @@ class SloLatencyUnit(OneSampleRateUnit):
 
     def extract(self, requests: Slice) -> int:
         return int(np.count_nonzero(requests.latency_array() > self.limit))
+
+    def to_state(self) -> State:
+        return {**super().to_state(), "limit": self.limit}
+
+    def _restore(self, r: Reader, check: object, trackers: Trackers) -> None:
+        super()._restore(r, check, trackers)
+        self.limit = r.real("limit")
+
+
+_UNIT_CLASSES: dict[str, type[Unit]] = {
+    "error_rate": ErrorRateUnit,
+    "probe": ProbeUnit,
+    "latency": LatencyQuantileUnit,
+    "latency_shift": LatencyShiftUnit,
+    "gauge": GaugeUnit,
+    "slo_error_rate": SloErrorRateUnit,
+    "slo_latency": SloLatencyUnit,
+}
+"""Unit classes by ``kind``, for :meth:`Unit.from_state`."""
 
 
 class CheckGroup:
@@ -745,3 +940,32 @@ class CheckGroup:
                 unit.fold_at(canary, baseline, now)
             else:
                 unit.fold(canary, baseline, trackers)
+
+    def to_state(self) -> State:
+        """The group as plain data; its check is the policy's."""
+        return {
+            "name": self.name,
+            "alpha": self.alpha,
+            "dynamic": self.dynamic,
+            "overflow": self.overflow,
+            "units": [
+                {"key": key_to_state(key), "unit": unit.to_state()}  # type: ignore[arg-type]
+                for key, unit in self.units.items()
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, state: State | Reader, check: object, trackers: Trackers) -> CheckGroup:
+        """The group :meth:`to_state` described, for policy check ``check``."""
+        r = reader(state, "CheckGroup")
+        group = cls.__new__(cls)
+        group.check, group.name = check, r.text("name")
+        if group.name != check_name(check):
+            raise r.fail("name", f"{group.name!r} is not the policy's check {check_name(check)!r}")
+        group.alpha, group.dynamic = r.real("alpha"), r.text("dynamic")
+        group.overflow = r.integer("overflow")
+        group.units = {
+            item.key("key"): Unit.from_state(item.child("unit"), check, trackers)
+            for item in r.children("units")
+        }
+        return group

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from canarystream.analysis.state import Reader, State, reader
+
 __all__ = ["CohortBucket", "Slice", "count_in"]
 
 
@@ -37,6 +39,22 @@ class Slice:
         if self._array is None:
             self._array = np.asarray(self.latencies, dtype=np.float64)
         return self._array
+
+    def to_state(self) -> State:
+        """The slice as plain data (the array is a cache, rebuilt on use)."""
+        return {
+            "latencies": list(self.latencies),
+            "statuses": [[status, n] for status, n in self.statuses.items()],
+        }
+
+    @classmethod
+    def from_state(cls, state: State | Reader) -> Slice:
+        """The slice :meth:`to_state` described."""
+        r = reader(state, "Slice")
+        found = cls()
+        found.latencies = r.reals("latencies")
+        found.statuses = r.counts("statuses")
+        return found
 
 
 def count_in(statuses: dict[int, int], ranges: tuple[tuple[int, int], ...]) -> int:
@@ -83,3 +101,32 @@ class CohortBucket:
         if acc is None:
             acc = self.probes[probe] = [0, 0]
         acc[0 if ok else 1] += 1
+
+    def to_state(self) -> State:
+        """The bucket as plain data."""
+        return {
+            "requests": self.requests.to_state(),
+            "slices": [
+                {"key": list(key), "slice": found.to_state()} for key, found in self.slices.items()
+            ],
+            "metrics": {name: list(acc) for name, acc in self.metrics.items()},
+            "probes": {name: list(acc) for name, acc in self.probes.items()},
+            "events": self.events,
+        }
+
+    @classmethod
+    def from_state(cls, state: State | Reader) -> CohortBucket:
+        """The bucket :meth:`to_state` described."""
+        r = reader(state, "CohortBucket")
+        bucket = cls()
+        bucket.requests = Slice.from_state(r.child("requests"))
+        for item in r.children("slices"):
+            key = item.key("key")
+            if not isinstance(key, tuple) or len(key) != 2:
+                raise item.fail("key", "expected [field, value]")
+            bucket.slices[key] = Slice.from_state(item.child("slice"))  # type: ignore[index]
+        metrics, probes = r.child("metrics"), r.child("probes")
+        bucket.metrics = {name: metrics.reals(name, 2) for name in metrics.fields()}
+        bucket.probes = {name: probes.integers(name, 2) for name in probes.fields()}
+        bucket.events = r.integer("events")
+        return bucket

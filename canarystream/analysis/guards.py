@@ -14,10 +14,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from river import stats
 from river.drift import PageHinkley
 
 from canarystream.analysis.cohort import CohortBucket, count_in
 from canarystream.analysis.sequential import RatioSequence
+from canarystream.analysis.state import Reader, State, number, reader
 from canarystream.contracts.decision import CheckReason, Verdict
 from canarystream.policy.model import DriftGuard, NoDataGuard, SampleRatioGuard
 
@@ -60,6 +62,65 @@ class _Standardiser:
         self.spread += weight * (per_request_var - self.spread)
         self.seen += 1
         return z
+
+    def to_state(self) -> State:
+        """The standardiser as plain data."""
+        return {
+            "decay": self.decay,
+            "warmup": self.warmup,
+            "seen": self.seen,
+            "mean": self.mean,
+            "spread": self.spread,
+        }
+
+    @classmethod
+    def from_state(cls, state: State | Reader) -> _Standardiser:
+        """The standardiser :meth:`to_state` described."""
+        r = reader(state, "_Standardiser")
+        scale = cls.__new__(cls)
+        scale.decay, scale.warmup = r.real("decay"), r.integer("warmup")
+        scale.seen, scale.mean, scale.spread = r.integer("seen"), r.real("mean"), r.real("spread")
+        return scale
+
+
+def _detector_state(detector: PageHinkley) -> State:
+    """River's Page-Hinkley detector as plain data: its parameters and running sums.
+
+    River keeps these in private attributes; the completeness test of the state format
+    compares them all, so a river upgrade that changes them fails there, not in production.
+    """
+    return {
+        "min_instances": detector.min_instances,
+        "delta": detector.delta,
+        "threshold": detector.threshold,
+        "alpha": detector.alpha,
+        "mode": detector.mode,
+        "drift_detected": detector.drift_detected,
+        "x_mean": [detector._x_mean.n, detector._x_mean.get()],
+        "sum_increase": detector._sum_increase,
+        "sum_decrease": detector._sum_decrease,
+        "min_increase": number(detector._min_increase),  # +inf before the first update
+        "max_decrease": number(detector._max_decrease),
+    }
+
+
+def _detector_from_state(r: Reader) -> PageHinkley:
+    mode = r.text("mode")
+    if mode not in PageHinkley._VALID_MODES:
+        raise r.fail("mode", f"unknown Page-Hinkley mode {mode!r}")
+    detector = PageHinkley(
+        min_instances=r.integer("min_instances"),
+        delta=r.real("delta"),
+        threshold=r.real("threshold"),
+        alpha=r.real("alpha"),
+        mode=mode,
+    )
+    detector._drift_detected = r.flag("drift_detected")
+    detector._x_mean = stats.Mean()
+    detector._x_mean.n, detector._x_mean._mean = (float(v) for v in r.reals("x_mean", 2))
+    detector._sum_increase, detector._sum_decrease = r.real("sum_increase"), r.real("sum_decrease")
+    detector._min_increase, detector._max_decrease = r.real("min_increase"), r.real("max_decrease")
+    return detector
 
 
 class BaselineDriftGuard:
@@ -121,6 +182,28 @@ class BaselineDriftGuard:
                 else "baseline stable"
             ),
         )
+
+    def to_state(self) -> State:
+        """The guard as plain data; its configuration is the policy's."""
+        return {
+            "scales": [scale.to_state() for scale in self.scales],
+            "detectors": [_detector_state(detector) for detector in self.detectors],
+            "active_until": number(self.active_until),
+            "last_shift": self.last_shift,
+        }
+
+    @classmethod
+    def from_state(cls, state: State | Reader, config: DriftGuard) -> BaselineDriftGuard:
+        """The guard :meth:`to_state` described, with the policy's ``config``."""
+        r = reader(state, "BaselineDriftGuard")
+        guard = cls.__new__(cls)
+        guard.config = config
+        first, second = (_Standardiser.from_state(item) for item in r.children("scales", 2))
+        guard.scales = (first, second)
+        one, two = (_detector_from_state(item) for item in r.children("detectors", 2))
+        guard.detectors = (one, two)
+        guard.active_until, guard.last_shift = r.real("active_until"), r.text("last_shift")
+        return guard
 
 
 class SampleRatioWatch:
@@ -189,6 +272,30 @@ class SampleRatioWatch:
             ),
         )
 
+    def to_state(self) -> State:
+        """The guard as plain data; its configuration is the policy's."""
+        return {
+            "high": self.high,
+            "low": self.low,
+            "expected": self.expected,
+            "since": self.since,
+            "test": self.test.to_state(),
+            "mismatch": self.mismatch,
+            "folds": self._folds,
+        }
+
+    @classmethod
+    def from_state(cls, state: State | Reader, config: SampleRatioGuard) -> SampleRatioWatch:
+        """The guard :meth:`to_state` described, with the policy's ``config``."""
+        r = reader(state, "SampleRatioWatch")
+        watch = cls.__new__(cls)
+        watch.config = config
+        watch.high, watch.low = r.real("high"), r.real("low")
+        watch.expected, watch.since = r.real("expected"), r.real("since")
+        watch.test = RatioSequence.from_state(r.child("test"))
+        watch.mismatch, watch._folds = r.flag("mismatch"), r.integer("folds")
+        return watch
+
 
 class NoDataWatch:
     """Tracks how long the canary has been silent."""
@@ -204,3 +311,14 @@ class NoDataWatch:
     def silent_for(self, now: float, since: float) -> float:
         """Seconds without canary telemetry, counted from ``since`` at the earliest."""
         return now - max(self.last_seen, since)
+
+    def to_state(self) -> State:
+        """The watch as plain data; its configuration is the policy's."""
+        return {"last_seen": number(self.last_seen)}
+
+    @classmethod
+    def from_state(cls, state: State | Reader, config: NoDataGuard) -> NoDataWatch:
+        """The watch :meth:`to_state` described, with the policy's ``config``."""
+        watch = cls(config)
+        watch.last_seen = reader(state, "NoDataWatch").real("last_seen")
+        return watch

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import stats
 
 from canarystream.analysis.cohort import Slice, count_in
+from canarystream.analysis.state import Reader, State, reader
 from canarystream.contracts.decision import CheckReason, Verdict
 from canarystream.policy.model import RollbackVerification
 
@@ -47,6 +48,22 @@ class _Tally:
         n = self.requests
         mean = self.log_sum / n
         return mean, max(self.log_sq / n - mean * mean, 0.0)
+
+    def to_state(self) -> State:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "log_sum": self.log_sum,
+            "log_sq": self.log_sq,
+        }
+
+    @classmethod
+    def from_state(cls, state: State | Reader) -> _Tally:
+        r = reader(state, "_Tally")
+        tally = cls()
+        tally.requests, tally.errors = r.integer("requests"), r.integer("errors")
+        tally.log_sum, tally.log_sq = r.real("log_sum"), r.real("log_sq")
+        return tally
 
 
 class RecoveryWatch:
@@ -145,3 +162,22 @@ class RecoveryWatch:
             worse = [r.check for r in reasons if r.verdict is Verdict.FAIL]
             return False, f"not back at baseline levels: {', '.join(worse)}", reasons
         return True, "back at baseline levels", reasons
+
+    def to_state(self) -> State:
+        """The watch as plain data; its configuration is the policy's."""
+        return {
+            "error_ranges": [list(pair) for pair in self.error_ranges],
+            "reference": self.reference.to_state(),
+            "after": self.after.to_state(),
+            "since": self.since,
+        }
+
+    @classmethod
+    def from_state(cls, state: State | Reader, config: RollbackVerification) -> RecoveryWatch:
+        """The watch :meth:`to_state` described, with the policy's ``config``."""
+        r = reader(state, "RecoveryWatch")
+        watch = cls(config, r.ranges("error_ranges"))
+        watch.reference = _Tally.from_state(r.child("reference"))
+        watch.after = _Tally.from_state(r.child("after"))
+        watch.since = r.real("since", none=True)
+        return watch

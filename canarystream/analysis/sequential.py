@@ -25,6 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from canarystream.analysis.state import Reader, State, reader
 from canarystream.errors import AnalysisError
 
 __all__ = ["MeanSequence", "RatioGrid", "RatioSequence", "rate_upper_bound"]
@@ -95,13 +96,6 @@ class RatioGrid:
         rcum = np.logaddexp.accumulate(self.log_prior[::-1])[::-1]
         self.log_mass_below = np.concatenate([[-np.inf], cum[:-1]])
         self.log_mass_above = np.concatenate([rcum[1:], [-np.inf]])
-
-    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
-        # Default grids unpickle to the shared cached instance; any other prior scale must be
-        # rebuilt with it, or a restored grid would silently carry the default prior.
-        if self.prior_scale == 1.0:
-            return (ratio_grid, (self.anchors,))
-        return (RatioGrid, (self.anchors, self.prior_scale))
 
 
 @lru_cache(maxsize=256)
@@ -212,6 +206,30 @@ class RatioSequence:
         out[-1] = -np.inf
         return out
 
+    def to_state(self) -> State:
+        """The sequence as plain data; the grid is the shared one of its anchors."""
+        return {
+            "anchors": list(self.grid.anchors),
+            "loglik": self.loglik.tolist(),
+            "x_total": self.x_total,
+            "y_total": self.y_total,
+            "mh_num": self._mh_num,
+            "mh_den": self._mh_den,
+        }
+
+    @classmethod
+    def from_state(cls, state: State | Reader) -> RatioSequence:
+        """The sequence :meth:`to_state` described."""
+        r = reader(state, "RatioSequence")
+        anchors = r.reals("anchors")
+        if not anchors or min(anchors) <= 0:
+            raise r.fail("anchors", "expected positive ratios")
+        seq = cls(anchors)
+        seq.loglik = r.array("loglik", seq.grid.log_psi.size)
+        seq.x_total, seq.y_total = r.integer("x_total"), r.integer("y_total")
+        seq._mh_num, seq._mh_den = r.real("mh_num"), r.real("mh_den")
+        return seq
+
 
 class MeanSequence:
     """Asymptotic confidence sequence for the mean of a stream of observations.
@@ -276,3 +294,21 @@ class MeanSequence:
         """Two-sided ``1 - alpha`` anytime confidence interval for the mean."""
         r = self.radius(alpha)
         return self.mean - r, self.mean + r
+
+    def to_state(self) -> State:
+        """The sequence as plain data."""
+        return {
+            "target": self.target,
+            "min_variance": self.min_variance,
+            "count": self.count,
+            "mean": self.mean,
+            "m2": self._m2,
+        }
+
+    @classmethod
+    def from_state(cls, state: State | Reader) -> MeanSequence:
+        """The sequence :meth:`to_state` described."""
+        r = reader(state, "MeanSequence")
+        seq = cls(r.integer("target"), r.real("min_variance"))
+        seq.count, seq.mean, seq._m2 = r.integer("count"), r.real("mean"), r.real("m2")
+        return seq

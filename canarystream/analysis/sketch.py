@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from canarystream.analysis.state import Reader, State, reader
 from canarystream.errors import AnalysisError
 
 __all__ = ["LogHistogram"]
@@ -92,3 +93,28 @@ class LogHistogram:
         index = min(index, self.counts.size - 1)
         # Centre of bin i, relative error <= accuracy for any value in it.
         return 2.0 * self._gamma ** (index + self._offset + 1) / (self._gamma + 1.0)
+
+    def to_state(self) -> State:
+        """The sketch as plain data: its range and the span of bins that hold any count."""
+        filled = np.flatnonzero(self.counts)
+        first, end = (int(filled[0]), int(filled[-1]) + 1) if filled.size else (0, 0)
+        return {
+            "accuracy": self.accuracy,
+            "low": self.low,
+            "high": self.high,
+            "total": self.total,
+            "first": first,
+            "counts": self.counts[first:end].tolist(),
+        }
+
+    @classmethod
+    def from_state(cls, state: State | Reader) -> LogHistogram:
+        """The sketch :meth:`to_state` described."""
+        r = reader(state, "LogHistogram")
+        sketch = cls(r.real("accuracy"), r.real("low"), r.real("high"))
+        first, counts = r.integer("first"), r.array("counts")
+        if first < 0 or first + counts.size > sketch.counts.size:
+            raise r.fail("counts", f"bins {first}..{first + counts.size} outside the sketch")
+        sketch.counts[first : first + counts.size] = counts
+        sketch.total = r.real("total")
+        return sketch

@@ -27,7 +27,8 @@ import heapq
 from collections import deque
 from typing import Any
 
-from canarystream.errors import ContractError
+from canarystream.analysis.state import Reader, State, reader
+from canarystream.errors import ContractError, StateFormatError
 from canarystream.policy.model import Admission
 
 __all__ = ["EventClock", "out_of_range"]
@@ -128,3 +129,72 @@ class EventClock:
         idle = self.heartbeat_mark == arrived
         self.heartbeat_mark = arrived
         return idle
+
+    def to_state(self) -> State:
+        """The bookkeeping as plain data; ``admission`` is the policy's."""
+        return {
+            "pending": [
+                [ts, order, kind, cohort, list(payload) if kind == REQUEST else payload]
+                for ts, order, kind, cohort, payload in self.pending
+            ],
+            "order": self.order,
+            "witness_score": self.witness_score,
+            "witness_mark": self.witness_mark,
+            "witnesses": list(self.witnesses),
+            "far_score": self.far_score,
+            "far_mark": self.far_mark,
+            "far": list(self.far),
+            "heartbeat_mark": self.heartbeat_mark,
+            "rejected": self.rejected,
+        }
+
+    @classmethod
+    def from_state(cls, state: State | Reader, admission: Admission) -> EventClock:
+        """The bookkeeping :meth:`to_state` described, with the policy's ``admission``."""
+        r = reader(state, "EventClock")
+        clock = cls(admission)
+        clock.pending = [
+            _pending_from(item, f"{r.path}.pending.{index}")
+            for index, item in enumerate(r.items("pending"))
+        ]
+        clock.order = r.integer("order")
+        clock.witness_score = r.integer("witness_score")
+        clock.witness_mark = r.integer("witness_mark")
+        clock.far_score, clock.far_mark = r.integer("far_score"), r.integer("far_mark")
+        for name, window in (("witnesses", clock.witnesses), ("far", clock.far)):
+            values = r.reals(name)
+            if len(values) > (window.maxlen or 0):
+                raise r.fail(name, f"more than the {window.maxlen} the policy keeps")
+            window.extend(values)
+        clock.heartbeat_mark = r.integer("heartbeat_mark", none=True)
+        clock.rejected = r.integer("rejected")
+        return clock
+
+
+def _pending_from(item: Any, path: str) -> tuple[float, int, int, int, Any]:
+    """One pending event, ``[ts, order, kind, cohort, payload]``, checked."""
+    if not (
+        type(item) is list
+        and len(item) == 5
+        and type(item[0]) in (int, float)
+        and type(item[1]) is int
+        and type(item[2]) is int
+        and item[2] in (REQUEST, METRIC, PROBE)
+        and type(item[3]) is int
+        and item[3] in (0, 1)
+    ):
+        raise StateFormatError(f"{path}: expected [ts, order, kind, cohort, event]")
+    ts, order, kind, cohort, payload = item
+    if kind == REQUEST:
+        if not (
+            type(payload) is list
+            and len(payload) == 3
+            and type(payload[0]) in (int, float)
+            and type(payload[1]) is int
+            and type(payload[2]) is dict
+        ):
+            raise StateFormatError(f"{path}.4: expected [latency, status, event]")
+        return ts, order, kind, cohort, tuple(payload)
+    if type(payload) is not dict:
+        raise StateFormatError(f"{path}.4: expected an event")
+    return ts, order, kind, cohort, payload

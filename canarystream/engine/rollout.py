@@ -26,6 +26,7 @@ from canarystream.analysis.checks import CheckGroup, LatencyTracker, Unit
 from canarystream.analysis.cohort import CohortBucket
 from canarystream.analysis.guards import BaselineDriftGuard, NoDataWatch, SampleRatioWatch
 from canarystream.analysis.recovery import RecoveryWatch
+from canarystream.analysis.state import Reader, State, key_to_state, reader
 from canarystream.contracts.decision import (
     Action,
     CheckReason,
@@ -533,3 +534,123 @@ class Rollout:
         )
         self.last_decision = decision
         return decision
+
+    # ------------------------------------------------------------------ state
+
+    def to_state(self) -> State:
+        """Every attribute of the rollout as plain data (``ServiceSnapshot`` versions it).
+
+        The policy is stored once, as JSON, and gives the checks and guards their
+        configuration back on restore. ``tests/engine/test_state.py`` fails for an attribute
+        that is not carried here.
+        """
+        last = self.last_decision
+        return {
+            "deployment": self.deployment,
+            "service": self.service,
+            "baseline_version": self.baseline_version,
+            "canary_version": self.canary_version,
+            "cohort_of": dict(self.cohort_of),
+            "policy": self.policy.model_dump(mode="json"),
+            "started_at": self.started_at,
+            "phase": self.phase.value,
+            "finished_at": self.finished_at,
+            "stage": self.stage,
+            "traffic_percent": self.traffic_percent,
+            "seq": self.seq,
+            "stage_started_at": self.stage_started_at,
+            "stage_requests": list(self.stage_requests),
+            "tick": self.tick,
+            "next_tick": self.next_tick,
+            "admit_from": self.admit_from,
+            "admission": self.admission.to_state(),
+            "arrived_before_tick": self.arrived_before_tick,
+            "corroborated": self.corroborated,
+            "idle_mark": self.idle_mark,
+            "buckets": [bucket.to_state() for bucket in self.buckets],
+            "breakdowns": list(self.breakdowns),
+            "trackers": [
+                {"key": key_to_state(key), "tracker": tracker.to_state()}
+                for key, tracker in self.trackers.items()
+            ],
+            "groups": [group.to_state() for group in self.groups],
+            "drift": self.drift.to_state(),
+            "ratio": self.ratio.to_state(),
+            "no_data": self.no_data.to_state(),
+            "paused_by": self.paused_by,
+            "awaiting_approval": self.awaiting_approval,
+            "approved_stage": self.approved_stage,
+            "approved_by": self.approved_by,
+            "acknowledged": sorted(self.acknowledged),
+            "noncritical_failed": dict(self.noncritical_failed),
+            "hold_summary": self.hold_summary,
+            "late_events": self.late_events,
+            "last_decision": None if last is None else last.model_dump(mode="json"),
+            "consumed": {kind: list(counts) for kind, counts in self.consumed.items()},
+            "rollback_unsafe_from_stage": self.rollback_unsafe_from_stage,
+            "compensation": [hook.model_dump(mode="json") for hook in self.compensation],
+            "recovery": self.recovery.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, state: State | Reader) -> Rollout:
+        """The rollout :meth:`to_state` described; its policy is validated again."""
+        r = reader(state, "rollout")
+        rollout = cls.__new__(cls)
+        rollout.deployment, rollout.service = r.text("deployment"), r.text("service")
+        rollout.baseline_version = r.text("baseline_version")
+        rollout.canary_version = r.text("canary_version")
+        cohorts = r.child("cohort_of")
+        rollout.cohort_of = {version: cohorts.integer(version) for version in cohorts.fields()}
+        rollout.policy = policy = r.model("policy", Policy)
+        rollout.started_at = r.real("started_at")
+        rollout.phase = r.choice("phase", Phase)
+        rollout.finished_at = r.real("finished_at", none=True)
+        rollout.stage, rollout.seq = r.integer("stage"), r.integer("seq")
+        if not 0 <= rollout.stage < len(policy.stages):
+            raise r.fail("stage", f"{rollout.stage} is not a stage of the policy")
+        rollout.traffic_percent = r.real("traffic_percent")
+        rollout.stage_started_at = r.real("stage_started_at")
+        rollout.stage_requests = r.integers("stage_requests", 2)
+        rollout.tick, rollout.next_tick = r.real("tick"), r.real("next_tick")
+        rollout.admit_from = r.real("admit_from")
+        rollout.admission = EventClock.from_state(r.child("admission"), policy.admission)
+        rollout.arrived_before_tick = r.integer("arrived_before_tick")
+        rollout.corroborated, rollout.idle_mark = r.real("corroborated"), r.integer("idle_mark")
+        baseline, canary = (CohortBucket.from_state(item) for item in r.children("buckets", 2))
+        rollout.buckets = (baseline, canary)
+        rollout.breakdowns = tuple(r.texts("breakdowns"))
+        rollout.trackers = {
+            item.key("key"): LatencyTracker.from_state(item.child("tracker"))
+            for item in r.children("trackers")
+        }
+        rollout.groups = [
+            CheckGroup.from_state(item, check, rollout.trackers)
+            for item, check in zip(
+                r.children("groups", len(policy.checks)), policy.checks, strict=True
+            )
+        ]
+        guards = policy.guards
+        rollout.drift = BaselineDriftGuard.from_state(r.child("drift"), guards.baseline_drift)
+        rollout.ratio = SampleRatioWatch.from_state(r.child("ratio"), guards.sample_ratio)
+        rollout.no_data = NoDataWatch.from_state(r.child("no_data"), guards.no_data)
+        rollout.paused_by = r.text("paused_by", none=True)
+        rollout.awaiting_approval = r.flag("awaiting_approval")
+        rollout.approved_stage = r.integer("approved_stage", none=True)
+        rollout.approved_by = r.text("approved_by")
+        rollout.acknowledged = set(r.texts("acknowledged"))
+        failed = r.child("noncritical_failed")
+        rollout.noncritical_failed = {name: failed.real(name) for name in failed.fields()}
+        rollout.hold_summary = r.text("hold_summary")
+        rollout.late_events = r.integer("late_events")
+        rollout.last_decision = None
+        if r.raw("last_decision") is not None:
+            rollout.last_decision = r.model("last_decision", Decision)
+        consumed = r.child("consumed")
+        rollout.consumed = {kind: consumed.integers(kind, 2) for kind in consumed.fields()}
+        rollout.rollback_unsafe_from_stage = r.integer("rollback_unsafe_from_stage", none=True)
+        rollout.compensation = r.models("compensation", CompensationHook)
+        rollout.recovery = RecoveryWatch.from_state(
+            r.child("recovery"), policy.rollback_verification
+        )
+        return rollout

@@ -10,6 +10,16 @@ Faust makes the recovery rules testable without a broker:
   broker delivers again after a crash (at-least-once) are never applied twice.
 - Services are loaded lazily from the snapshot store the first time a message names them,
   so a worker that takes over a partition continues from exactly where the last one stopped.
+- A snapshot is versioned JSON of plain data (:meth:`ServiceSnapshot.dumps`, format
+  :data:`STATE_FORMAT` version :data:`STATE_VERSION`), never a pickle: the changelog is data,
+  not code. An older version is upgraded through :data:`MIGRATIONS` or refused.
+- A stored record that cannot be read (a pickle of the old format, a newer or unknown version,
+  garbage) is reported, never executed and never replaced by empty state: the error is
+  logged with the service's name, the service is listed in :attr:`BatchResult.unreadable`,
+  and every message naming it is dead-lettered (``state_unreadable``, counted in
+  ``invalid``) instead of being applied, so nothing is decided from empty state and its
+  record stays as it is for a fixed worker. It is tried again when the partition moves or
+  the worker restarts.
 
 Bad input never stops a batch, and what it costs is bounded:
 
@@ -31,7 +41,6 @@ Bad input never stops a batch, and what it costs is bounded:
 from __future__ import annotations
 
 import logging
-import pickle
 from bisect import insort
 from collections import Counter
 from collections.abc import Callable
@@ -40,18 +49,39 @@ from typing import Any
 
 import orjson
 
+from canarystream.analysis.state import Reader
 from canarystream.contracts.actuation import MAX_DETAIL_CHARS, DeadLetter, clip
 from canarystream.contracts.codec import TELEMETRY_TYPES
 from canarystream.contracts.decision import Decision
 from canarystream.engine import Engine
 from canarystream.engine.rollout import Rollout
-from canarystream.errors import ContractError
+from canarystream.errors import CanarystreamError, ContractError, StateFormatError
 
-__all__ = ["BatchProcessor", "BatchResult", "Inbound", "ServiceSnapshot"]
+__all__ = [
+    "MIGRATIONS",
+    "STATE_FORMAT",
+    "STATE_VERSION",
+    "BatchProcessor",
+    "BatchResult",
+    "Inbound",
+    "ServiceSnapshot",
+]
 
 log = logging.getLogger(__name__)
 
-_PICKLE_PROTOCOL = 5
+STATE_FORMAT = "canarystream/service-state"
+STATE_VERSION = 1
+"""Version of what :meth:`ServiceSnapshot.dumps` writes. Any change to what a ``to_state``
+writes or a ``from_state`` expects bumps it and adds a migration from the previous version to
+:data:`MIGRATIONS` (tests/engine/test_state.py fails for an attribute that is not carried)."""
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+"""Upgrades of stored state: ``MIGRATIONS[n]`` turns a decoded version-``n`` snapshot (the
+whole envelope, plain data) into version ``n + 1``, and :meth:`ServiceSnapshot.loads` chains
+them up to :data:`STATE_VERSION`. Empty while version 1 is the only one: a version without a
+path to the current one is refused, never guessed. Keep each released version's fixture in
+tests/streaming/fixtures/ so that its path stays tested."""
+
 KEEP_FINISHED = 3  # finished rollouts kept per service (duplicate announcements, late commands)
 LISTED = 5  # rejected events of one message described in its dead letter
 
@@ -75,13 +105,84 @@ class ServiceSnapshot:
     partition: int
     offsets: dict[str, int] = field(default_factory=dict)  # topic -> last applied offset
     rollouts: list[Rollout] = field(default_factory=list)
+    unreadable: str | None = None  # why the stored record cannot be read (never stored)
 
     def dumps(self) -> bytes:
-        return pickle.dumps(self, protocol=_PICKLE_PROTOCOL)
+        """The snapshot as JSON: format, version, then plain data (``to_state``)."""
+        if self.unreadable is not None:
+            raise StateFormatError(f"refusing to overwrite the unreadable state of {self.service}")
+        return orjson.dumps(
+            {
+                "format": STATE_FORMAT,
+                "version": STATE_VERSION,
+                "service": self.service,
+                "partition": self.partition,
+                "offsets": self.offsets,
+                "rollouts": [rollout.to_state() for rollout in self.rollouts],
+            }
+        )
 
     @staticmethod
     def loads(blob: bytes) -> ServiceSnapshot:
-        return pickle.loads(blob)  # our own changelog, written by dumps
+        """The snapshot :meth:`dumps` wrote, upgraded through :data:`MIGRATIONS` if older.
+
+        Anything else raises :class:`StateFormatError` naming the problem; nothing in the
+        blob is ever executed.
+        """
+        if blob[:1] == b"\x80":  # the PROTO opcode that starts every pickle since protocol 2
+            raise StateFormatError(
+                "service state is a pickle (the format before version 1), which is never "
+                "loaded; no migration reads it"
+            )
+        try:
+            decoded = orjson.loads(blob)
+        except orjson.JSONDecodeError as exc:
+            raise StateFormatError(f"service state is not JSON: {exc}") from None
+        r = Reader(_upgraded(decoded), "state")
+        try:
+            service = r.text("service")
+            offsets = r.child("offsets")
+            snapshot = ServiceSnapshot(
+                service,
+                r.integer("partition"),
+                {topic: offsets.integer(topic) for topic in offsets.fields()},
+                [Rollout.from_state(item) for item in r.children("rollouts")],
+            )
+        except StateFormatError:
+            raise
+        except (CanarystreamError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
+            # What the readers do not check themselves (a constructor's own validation).
+            raise StateFormatError(f"service state cannot be restored: {exc!r}") from exc
+        for index, rollout in enumerate(snapshot.rollouts):
+            if rollout.service != service:
+                raise StateFormatError(
+                    f"state.rollouts.{index}: rollout of service {rollout.service!r} in the "
+                    f"state of {service!r}"
+                )
+        return snapshot
+
+
+def _upgraded(state: Any) -> Any:
+    """A decoded snapshot of any known version, brought to :data:`STATE_VERSION`."""
+    if type(state) is not dict or state.get("format") != STATE_FORMAT:
+        raise StateFormatError(f"not a canarystream service state (no format {STATE_FORMAT!r})")
+    version = state.get("version")
+    if type(version) is not int:
+        raise StateFormatError(f"service state has no integer version: {version!r}")
+    if version > STATE_VERSION:
+        raise StateFormatError(
+            f"service state version {version} is newer than this worker reads "
+            f"({STATE_VERSION}); run a newer canarystream"
+        )
+    while version < STATE_VERSION:
+        migrate = MIGRATIONS.get(version)
+        if migrate is None:
+            raise StateFormatError(
+                f"service state version {version} is older than {STATE_VERSION} and no "
+                "migration reads it"
+            )
+        state, version = migrate(state), version + 1
+    return state
 
 
 @dataclass
@@ -94,6 +195,7 @@ class BatchResult:
     ignored: int = 0  # telemetry messages of services without an active rollout (not decoded)
     invalid: Counter[str] = field(default_factory=Counter)  # rejected events, by reason
     skipped: int = 0  # messages already applied before a restart
+    unreadable: set[str] = field(default_factory=set)  # services whose stored state is refused
 
 
 class BatchProcessor:
@@ -130,8 +232,21 @@ class BatchProcessor:
             if blob is None:
                 snapshot = ServiceSnapshot(service, partition)
             else:
-                snapshot = ServiceSnapshot.loads(blob)
-                self.engine.adopt(snapshot.rollouts)
+                try:
+                    snapshot = ServiceSnapshot.loads(blob)
+                    if snapshot.service != service:
+                        raise StateFormatError(f"the record holds service {snapshot.service!r}")
+                except StateFormatError as exc:
+                    # Never executed, never replaced: see the module doc.
+                    log.error(
+                        "stored state of service %r cannot be read; its messages are "
+                        "dead-lettered (state_unreadable) until it can: %s",
+                        service,
+                        exc,
+                    )
+                    snapshot = ServiceSnapshot(service, partition, unreadable=str(exc))
+                else:
+                    self.engine.adopt(snapshot.rollouts)
             self.services[service] = snapshot
         return snapshot
 
@@ -194,8 +309,9 @@ class BatchProcessor:
                 keyed = None
             active = engine.active_by_service
             if keyed is not None and keyed not in active:
-                self._service(keyed, message.partition)  # a restored rollout may be active
-                if keyed not in active:
+                # A restored rollout may be active; an unreadable state is dead-lettered below.
+                known = self._service(keyed, message.partition)
+                if keyed not in active and known.unreadable is None:
                     result.ignored += 1
                     return
         try:
@@ -214,6 +330,10 @@ class BatchProcessor:
                 problems.whole(_no_service(), len(values))
             return
         snapshot = self._service(service, message.partition)
+        if snapshot.unreadable is not None:
+            result.unreadable.add(service)
+            problems.whole(_unreadable(service, snapshot.unreadable), len(values))
+            return
         if snapshot.offsets.get(message.topic, -1) >= message.offset:
             result.skipped += 1
             return
@@ -371,4 +491,12 @@ def _no_service() -> ContractError:
         "message has no key and its event names no service; key telemetry and deployment "
         "messages by service",
         reason="no_service",
+    )
+
+
+def _unreadable(service: str, why: str) -> ContractError:
+    return ContractError(
+        f"the stored state of service {service!r} cannot be read, so its messages are set "
+        f"aside: {why}",
+        reason="state_unreadable",
     )

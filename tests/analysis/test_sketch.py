@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-import pickle
 
 import numpy as np
+import orjson
 import pytest
 
 from canarystream.analysis.sketch import LogHistogram
@@ -140,11 +140,13 @@ def test_quantiles_follow_new_values_and_decay() -> None:
     assert sketch.quantile(0.5) == pytest.approx(500.0, rel=0.01)
 
 
-def test_pickle_round_trip_preserves_state_and_continues_identically() -> None:
+def test_state_round_trip_preserves_state_and_continues_identically() -> None:
     rng = np.random.default_rng(6)
     sketch = LogHistogram(accuracy=0.02, low=0.1, high=1e5).add(_latencies("mixed", rng, 5000))
     sketch.quantile(0.5)
-    restored = pickle.loads(pickle.dumps(sketch))
+    state = orjson.loads(orjson.dumps(sketch.to_state()))
+    assert 0 < len(state["counts"]) < sketch.counts.size  # only the bins that hold counts
+    restored = LogHistogram.from_state(state)
     np.testing.assert_array_equal(restored.counts, sketch.counts)
     assert (restored.total, restored.accuracy, restored.low, restored.high) == (
         sketch.total,
@@ -166,3 +168,10 @@ def test_pickle_round_trip_preserves_state_and_continues_identically() -> None:
 def test_invalid_parameters_are_rejected(kwargs: dict[str, float]) -> None:
     with pytest.raises(AnalysisError):
         LogHistogram(**kwargs)
+
+
+def test_empty_sketch_state_round_trip() -> None:
+    restored = LogHistogram.from_state(orjson.loads(orjson.dumps(LogHistogram().to_state())))
+
+    assert restored.total == 0 and not restored.counts.any()
+    assert restored.quantile(0.5) is None

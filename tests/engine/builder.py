@@ -23,6 +23,7 @@ import numpy as np
 
 from canarystream.contracts.decision import Decision
 from canarystream.engine import Engine
+from canarystream.streaming.processor import ServiceSnapshot
 
 __all__ = [
     "BASELINE",
@@ -34,6 +35,7 @@ __all__ = [
     "Stream",
     "fast_policy",
     "merge",
+    "restarted",
     "run",
     "seconds",
 ]
@@ -231,3 +233,13 @@ def run(events: Iterable[dict[str, Any]], engine: Engine | None = None) -> list[
     for event in events:
         decisions.extend(engine.process(event))
     return decisions
+
+
+def restarted(engine: Engine) -> Engine:
+    """A new engine holding ``engine``'s rollouts as a restarted worker would: each service's
+    state written with ``ServiceSnapshot.dumps`` and read back with ``loads``."""
+    fresh = Engine(engine.policies)
+    for service in sorted(engine.deployments_of):
+        blob = ServiceSnapshot(service, 0, rollouts=engine.rollouts_of(service)).dumps()
+        fresh.adopt(ServiceSnapshot.loads(blob).rollouts)
+    return fresh

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from functools import cache
 from typing import Any
 
@@ -12,7 +11,7 @@ from hypothesis import strategies as st
 
 from canarystream.contracts.decision import Decision
 from canarystream.engine import Engine
-from tests.engine.builder import SERVICE, T0, Stream, fast_policy, merge, run
+from tests.engine.builder import SERVICE, T0, Stream, fast_policy, merge, restarted, run
 
 # Every kind of state a rollout keeps: breakdown units created on the fly, latency sketches,
 # gauge windows, probes, a pause, a stage deadline, an approval gate and an approval.
@@ -89,7 +88,7 @@ def test_different_seed_gives_different_evidence() -> None:
 
 @settings(max_examples=12, deadline=None)
 @given(cuts=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=3))
-def test_pickled_engine_resumes_exactly(cuts: list[float]) -> None:
+def test_restored_engine_resumes_exactly(cuts: list[float]) -> None:
     events, reference = rich_reference()
     positions = sorted(round(cut * len(events)) for cut in cuts)
     engine = Engine()
@@ -97,7 +96,7 @@ def test_pickled_engine_resumes_exactly(cuts: list[float]) -> None:
     done = 0
     for position in positions:
         decisions += run(events[done:position], engine)
-        engine = pickle.loads(pickle.dumps(engine))  # a crash, then recovery from a snapshot
+        engine = restarted(engine)  # a crash, then recovery from the stored state
         done = position
     decisions += run(events[done:], engine)
 
@@ -105,7 +104,7 @@ def test_pickled_engine_resumes_exactly(cuts: list[float]) -> None:
 
 
 @pytest.mark.parametrize("after_decision", [0, 1, 3, 4])
-def test_pickled_engine_resumes_exactly_right_after_a_decision(after_decision: int) -> None:
+def test_restored_engine_resumes_exactly_right_after_a_decision(after_decision: int) -> None:
     events, reference = rich_reference()
     engine = Engine()
     decisions: list[Decision] = []
@@ -114,8 +113,7 @@ def test_pickled_engine_resumes_exactly_right_after_a_decision(after_decision: i
         decisions += engine.process(events[position])
         position += 1
 
-    restored = pickle.loads(pickle.dumps(engine))
-    decisions += run(events[position:], restored)
+    decisions += run(events[position:], restarted(engine))
 
     assert dumps(decisions) == list(reference)
 

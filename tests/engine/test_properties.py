@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 
 from canarystream.contracts.decision import Action, Decision, Phase, decision_id_for
 from canarystream.engine import Engine
-from tests.engine.builder import T0, Cohort, Stream, fast_policy, merge, run
+from tests.engine.builder import T0, Cohort, Stream, fast_policy, merge, restarted, run
 
 PERCENTS = (5.0, 20.0, 50.0)
 HORIZON = 200.0
@@ -206,7 +205,7 @@ def test_snapshot_at_any_point_gives_the_same_decisions(scenario: Scenario, cut:
     position = round(cut * len(events))
     engine = Engine()
     decisions = run(events[:position], engine)
-    decisions += run(events[position:], pickle.loads(pickle.dumps(engine)))
+    decisions += run(events[position:], restarted(engine))
 
     assert [d.model_dump() for d in decisions] == reference
 

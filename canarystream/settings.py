@@ -109,6 +109,13 @@ class Settings(BaseSettings):
         le=86_400,
         description="Wall seconds without telemetry after which a rollout gets heartbeats.",
     )
+    deployment_tombstone_ttl: float = Field(
+        default=7 * 86_400.0,
+        ge=0,
+        le=3650 * 86_400.0,
+        description="Event-time seconds a finished deployment id stays known after its end, "
+        "so a re-sent announcement of it is not started again (replay uses the same).",
+    )
 
     # Decision signatures (HMAC-SHA256 with a shared key, or Ed25519).
     signing_scheme: Literal["none", "hmac-sha256", "ed25519"] = Field(

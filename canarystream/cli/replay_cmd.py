@@ -16,6 +16,7 @@ from canarystream.cli.app import app
 from canarystream.contracts.codec import encode_decision
 from canarystream.contracts.decision import Decision
 from canarystream.engine import Engine
+from canarystream.engine.engine import DEFAULT_TOMBSTONE_TTL
 from canarystream.errors import ConfigError, PolicyError
 from canarystream.policy.loading import PolicyRegistry, load_policy
 from canarystream.replay import Rejection, ReplayResult, StrictReplayError, replay_files
@@ -27,7 +28,9 @@ _PROGRESS_MIN_BYTES = 20_000_000
 _MAX_REPORTED = 50  # rejected lines printed one by one; the rest are counted
 
 
-def build_engine(policy_paths: list[Path]) -> Engine:
+def build_engine(
+    policy_paths: list[Path], *, tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL
+) -> Engine:
     """An engine knowing the policies in ``policy_paths`` (files or directories).
 
     A single policy file also becomes the default for deployments that name no policy.
@@ -36,7 +39,7 @@ def build_engine(policy_paths: list[Path]) -> Engine:
     if len(policy_paths) == 1 and policy_paths[0].is_file():
         default = load_policy(policy_paths[0])
         registry = PolicyRegistry([default], default=default)
-    return Engine(registry)
+    return Engine(registry, tombstone_ttl=tombstone_ttl)
 
 
 def summary_table(result: ReplayResult) -> Table:
@@ -82,7 +85,10 @@ def replay(
             err.print(f"[red]error:[/] {path}: no such file")
             raise typer.Exit(2)
     try:
-        engine = build_engine(policy or load_settings().policies)
+        settings = load_settings()
+        engine = build_engine(
+            policy or settings.policies, tombstone_ttl=settings.deployment_tombstone_ttl
+        )
     except (PolicyError, ConfigError) as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc

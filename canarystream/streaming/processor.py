@@ -70,12 +70,18 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = "canarystream/service-state"
-STATE_VERSION = 1
+STATE_VERSION = 2
 """Version of what :meth:`ServiceSnapshot.dumps` writes. Any change to what a ``to_state``
 writes or a ``from_state`` expects bumps it and adds a migration from the previous version to
 :data:`MIGRATIONS` (tests/engine/test_state.py fails for an attribute that is not carried)."""
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+def _v1_to_v2(state: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 adds the finished deployment ids of the service (none known in version 1)."""
+    return {**state, "version": 2, "tombstones": {}}
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
 """Upgrades of stored state: ``MIGRATIONS[n]`` turns a decoded version-``n`` snapshot (the
 whole envelope, plain data) into version ``n + 1``, and :meth:`ServiceSnapshot.loads` chains
 them up to :data:`STATE_VERSION`. Empty while version 1 is the only one: a version without a
@@ -105,6 +111,7 @@ class ServiceSnapshot:
     partition: int
     offsets: dict[str, int] = field(default_factory=dict)  # topic -> last applied offset
     rollouts: list[Rollout] = field(default_factory=list)
+    tombstones: dict[str, float] = field(default_factory=dict)  # finished id -> ended at
     unreadable: str | None = None  # why the stored record cannot be read (never stored)
 
     def dumps(self) -> bytes:
@@ -119,6 +126,7 @@ class ServiceSnapshot:
                 "partition": self.partition,
                 "offsets": self.offsets,
                 "rollouts": [rollout.to_state() for rollout in self.rollouts],
+                "tombstones": self.tombstones,
             }
         )
 
@@ -142,11 +150,13 @@ class ServiceSnapshot:
         try:
             service = r.text("service")
             offsets = r.child("offsets")
+            tombstones = r.child("tombstones")
             snapshot = ServiceSnapshot(
                 service,
                 r.integer("partition"),
                 {topic: offsets.integer(topic) for topic in offsets.fields()},
                 [Rollout.from_state(item) for item in r.children("rollouts")],
+                {deployment: tombstones.real(deployment) for deployment in tombstones.fields()},
             )
         except StateFormatError:
             raise
@@ -223,14 +233,16 @@ class BatchProcessor:
         self.telemetry_topic = telemetry_topic
         self._load = load
         self._clock = clock
-        self.services: dict[str, ServiceSnapshot] = {}  # loaded (or known-absent: no rollouts)
+        # Services with stored or new state; one without (no rollout) is never cached, so a
+        # flood of messages naming made-up services costs no memory.
+        self.services: dict[str, ServiceSnapshot] = {}
 
     def _service(self, service: str, partition: int) -> ServiceSnapshot:
         snapshot = self.services.get(service)
         if snapshot is None:
             blob = self._load(service)
             if blob is None:
-                snapshot = ServiceSnapshot(service, partition)
+                return ServiceSnapshot(service, partition)  # cached once it has a rollout
             else:
                 try:
                     snapshot = ServiceSnapshot.loads(blob)
@@ -247,6 +259,7 @@ class BatchProcessor:
                     snapshot = ServiceSnapshot(service, partition, unreadable=str(exc))
                 else:
                     self.engine.adopt(snapshot.rollouts)
+                    self.engine.remember(service, snapshot.tombstones)
             self.services[service] = snapshot
         return snapshot
 
@@ -288,6 +301,7 @@ class BatchProcessor:
         for service, snapshot in touched.items():
             engine.forget(service, keep=KEEP_FINISHED + (service in engine.active_by_service))
             snapshot.rollouts = engine.rollouts_of(service)
+            snapshot.tombstones = dict(engine.tombstones.get(service, {}))
             result.snapshots[service] = snapshot
         return result
 
@@ -309,6 +323,9 @@ class BatchProcessor:
                 keyed = None
             active = engine.active_by_service
             if keyed is not None and keyed not in active:
+                if keyed not in self.services and self._load(keyed) is None:
+                    result.ignored += 1  # no rollout and no stored state: nothing to load
+                    return
                 # A restored rollout may be active; an unreadable state is dead-lettered below.
                 known = self._service(keyed, message.partition)
                 if keyed not in active and known.unreadable is None:
@@ -350,10 +367,11 @@ class BatchProcessor:
                 result.decisions.extend(decided)
         finally:
             # Applied once whatever happened to it: a poison message is never retried.
-            if engine.deployments_of.get(service):
+            if engine.deployments_of.get(service) or engine.tombstones.get(service):
                 snapshot.offsets[message.topic] = message.offset
                 snapshot.partition = message.partition
                 touched[service] = snapshot
+                self.services[service] = snapshot
 
     def _dead_letter(self, result: BatchResult, message: Inbound, problems: _Problems) -> None:
         """The one dead letter of a message with ``problems``; count them."""

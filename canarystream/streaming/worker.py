@@ -126,7 +126,7 @@ class StreamWorker:
             key_type=bytes,  # bytes keys and values: Faust stores them raw, not as JSON
             value_type=bytes,
         )
-        self.engine = Engine(policies)
+        self.engine = Engine(policies, tombstone_ttl=settings.deployment_tombstone_ttl)
         self.processor = BatchProcessor(
             self.engine, self._load, time.time, telemetry_topic=topic(TELEMETRY_TOPIC)
         )

@@ -454,3 +454,42 @@ def test_telemetry_of_a_service_without_rollout_is_passed_over_undecoded() -> No
     result = processor.process([feed(T, b"not even json", key=B), feed(T, b"{", key=None)])
     assert result.ignored == 1
     assert [x.reason for x in result.dead_letters] == ["malformed_json"]
+
+
+# --- finished deployment ids and made-up services --------------------------------------------
+
+
+def test_a_finished_deployment_id_is_not_started_again_after_a_restart() -> None:
+    """The worker keeps few finished rollouts per service; the ids of the others stay known
+    (tombstones, stored in the snapshot) so a re-sent announcement does not start them again,
+    even on a worker restarted from the stored state."""
+    store: dict[str, bytes] = {}
+    feed = Feed()
+    processor = make_processor(store)
+    batch = []
+    for index in range(6):
+        ts = TS + 100 * index
+        batch.append(feed(D, started(deployment=f"{A}-{index}", ts=ts)))
+        batch.append(feed(D, aborted(f"{A}-{index}", ts=ts + 1) | {"service": A}))
+    keep(processor.process(batch), store)
+    assert f"{A}-0" not in processor.engine.rollouts  # dropped from memory, not forgotten
+
+    restarted = make_processor(store)
+    again = restarted.process([feed(D, started(deployment=f"{A}-0", ts=TS + 700))])
+    assert again.decisions == []
+    assert not again.dead_letters
+    assert restarted.engine.counters["duplicate_deployment_started"] == 1
+    assert f"{A}-0" not in restarted.engine.rollouts
+
+
+def test_messages_naming_made_up_services_cost_no_memory() -> None:
+    feed = Feed()
+    processor = make_processor()
+    batch = [feed(T, request(service=f"svc-{i}"), key=f"svc-{i}") for i in range(2000)]
+    batch += [
+        feed(D, {"type": "heartbeat", "ts": TS, "service": f"svc-{i}"}, key=f"svc-{i}")
+        for i in range(2000)
+    ]
+    result = processor.process(batch)
+    assert result.ignored == 2000
+    assert processor.services == {}

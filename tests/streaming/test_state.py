@@ -134,6 +134,19 @@ def test_dumps_then_loads_gives_the_same_bytes() -> None:
     assert ServiceSnapshot.loads(restored.dumps()).dumps() == restored.dumps()
 
 
+def test_version_1_is_read_as_version_2_without_tombstones() -> None:
+    """Version 2 added the finished deployment ids; a version-1 record knows none."""
+    restored = ServiceSnapshot.loads(FIXTURE.read_bytes())
+    assert restored.tombstones == {}
+    assert orjson.loads(restored.dumps())["version"] == STATE_VERSION == 2
+
+
+def test_tombstones_survive_a_restart() -> None:
+    snapshot = ServiceSnapshot.loads(FIXTURE.read_bytes())
+    snapshot.tombstones = {"checkout-1": 1_790_000_000.5, "checkout-2": 1_790_000_900.0}
+    assert ServiceSnapshot.loads(snapshot.dumps()).tombstones == snapshot.tombstones
+
+
 def test_every_snapshot_field_is_stored() -> None:
     snapshot = ServiceSnapshot.loads(FIXTURE.read_bytes())
     stored = set(orjson.loads(snapshot.dumps())) - {"format", "version"}
@@ -186,12 +199,12 @@ REFUSED: dict[str, tuple[Callable[[], bytes], str]] = {
     ),
     "protocol-0-pickle": (lambda: pickle.dumps({"service": SERVICE}, protocol=0), "not JSON"),
     "newer-version": (
-        lambda: _damaged(lambda s: s.update(version=2)),
-        r"version 2 is newer than this worker reads \(1\)",
+        lambda: _damaged(lambda s: s.update(version=STATE_VERSION + 1)),
+        rf"version {STATE_VERSION + 1} is newer than this worker reads \({STATE_VERSION}\)",
     ),
     "older-version-without-migration": (
         lambda: _damaged(lambda s: s.update(version=0)),
-        "version 0 is older than 1 and no migration reads it",
+        f"version 0 is older than {STATE_VERSION} and no migration reads it",
     ),
     "version-as-text": (lambda: _damaged(lambda s: s.update(version="1")), "no integer version"),
     "no-format": (lambda: _damaged(lambda s: s.pop("format")), "not a canarystream service state"),

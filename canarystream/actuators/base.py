@@ -1,9 +1,12 @@
-"""The protocols every actuator backend follows, and the traffic target they are given.
+"""The two protocols of the actuators, and the traffic target a backend is given.
 
-A backend is either a traffic :class:`Router` (a load balancer's weights) or a
-:class:`FlagProvider` (a feature flag's rollout percentage). Both are async, know nothing of
-Kafka or signatures, and are driven by :class:`~canarystream.actuators.executor.Actuator`,
-which fences, retries and verifies around them.
+* :class:`TrafficBackend`: a router (a load balancer's weights) or a flag service (a rollout
+  percentage) alike -- ``set_share``, ``get_share``, ``describe``, ``close`` and a ``kind``.
+  :class:`~canarystream.actuators.executor.Actuator` drives any of them the same way, with
+  retries and read-back; nothing branches on which one it is.
+* :class:`Handler`: what the Kafka service loop drives -- the traffic actuator or the hook
+  actuator, both built on :class:`~canarystream.actuators.handler.BaseHandler`, which holds the
+  one refusal check, the metering and the report.
 """
 
 from __future__ import annotations
@@ -11,9 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from canarystream.actuators.metrics import ActuationMetrics
+from canarystream.contracts.actuation import ActuationReport
 from canarystream.contracts.decision import Decision
+from canarystream.contracts.signing import Verifier
 
-__all__ = ["FlagProvider", "Router", "TrafficTarget", "split_weights"]
+__all__ = ["Handler", "TrafficBackend", "TrafficTarget", "describe_error", "split_weights"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,40 +50,67 @@ class TrafficTarget:
 
 
 @runtime_checkable
-class Router(Protocol):
-    """A traffic router: splits a service's requests between baseline and canary."""
+class TrafficBackend(Protocol):
+    """Anything that gives a canary a share of its service's traffic: a router's weights, a
+    flag's rollout percentage. Async; knows nothing of Kafka, signatures or retries."""
 
-    kind: str
-
-    async def set_weight(self, target: TrafficTarget) -> None:
-        """Route ``target.canary_percent`` % of the service's traffic to the canary."""
+    @property
+    def kind(self) -> str:
+        """The backend's kind: the ``backend`` of its reports and its metrics label."""
         ...
 
-    async def get_weight(self, deployment: str) -> float | None:
-        """The canary's share of traffic, %, as the router reports it now; None if unknown."""
+    async def set_share(self, target: TrafficTarget) -> None:
+        """Give the canary ``target.canary_percent`` % of the service's traffic (or users)."""
+        ...
+
+    async def get_share(self, deployment: str) -> float | None:
+        """The canary's share, %, as the backend reports it now; None if unknown."""
+        ...
+
+    def describe(self) -> str:
+        """What this backend controls, in a few words, for logs."""
         ...
 
     async def close(self) -> None:
-        """Release connections or processes held by the router."""
+        """Release connections or processes held by the backend."""
         ...
 
 
 @runtime_checkable
-class FlagProvider(Protocol):
-    """A feature-flag service: exposes the canary variant to a percentage of users."""
+class Handler(Protocol):
+    """What :class:`~canarystream.actuators.service.ActuatorService` drives: carries out each
+    decision (traffic on a backend, or a rollback's hooks) and reports on it."""
 
-    kind: str
+    verifier: Verifier | None  # also checks messages that are not decisions; None: signing off
+    metrics: ActuationMetrics | None  # the service gives one to a handler without
 
-    async def set_rollout(self, target: TrafficTarget) -> None:
-        """Serve the canary variant to ``target.canary_percent`` % of evaluations."""
+    @property
+    def kind(self) -> str:
+        """The ``backend`` of the reports, a metric label, part of the consumer group."""
         ...
 
-    async def get_rollout(self, deployment: str) -> float | None:
-        """The canary variant's rollout percentage as the service reports it; None if unknown."""
+    @property
+    def longest_seconds(self) -> float:
+        """An upper bound on the time one decision can take."""
+        ...
+
+    def describe(self) -> str:
+        """What this handler controls, in a few words, for logs."""
+        ...
+
+    async def actuate(
+        self, decision: Decision, signature: str | bytes | None, payload: bytes | None = None
+    ) -> ActuationReport:
+        """Carry out ``decision`` and report; ``signature`` signs ``payload``, the message bytes
+        the decision was decoded from (its canonical bytes when None)."""
+        ...
+
+    def hurry(self) -> None:
+        """Finish what is in progress as fast as is safe (called on shutdown)."""
         ...
 
     async def close(self) -> None:
-        """Release connections held by the provider."""
+        """Release the backend."""
         ...
 
 
@@ -100,3 +133,14 @@ def split_weights(canary_percent: float, total: int) -> tuple[int, int]:
     if 0.0 < canary_percent < 100.0:
         canary = min(max(canary, 1), total - 1)
     return total - canary, canary
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as a report says it: ``Type: message``, or ``timed out``.
+
+    >>> describe_error(TimeoutError()), describe_error(OSError("refused"))
+    ('timed out', 'OSError: refused')
+    """
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

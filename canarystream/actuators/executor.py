@@ -1,24 +1,19 @@
-"""The actuator: carry out one signed decision on one backend, safely, and report on it.
+"""The traffic actuator: carry out one signed decision on one traffic backend, safely.
 
-For each decision, in order:
+Signature, fence, metrics and the report are those of
+:class:`~canarystream.actuators.handler.BaseHandler`, shared with the hook actuator. What the
+traffic actuator adds, for any :class:`~canarystream.actuators.base.TrafficBackend` alike:
 
-1. **Signature** -- over the exact message bytes the decision was decoded from (its
-   canonical bytes when none are given); an unsigned or forged decision is rejected
-   (``unsigned``, ``bad_signature``) and never reaches the backend.
-2. **Fence** -- a redelivered decision (``duplicate``) or one older than a decision already
-   applied for the deployment (``stale``) is rejected: apply is idempotent and never goes back.
-3. **Apply and verify** -- set the canary share, read it back, and call it applied only when
+1. **Apply and verify** -- set the canary share, read it back, and call it applied only when
    the read-back is within ``tolerance`` percentage points of the request. A failed try is
    retried with exponential backoff and jitter until ``max_attempts`` or the deadline; then
    the report says ``failed``. A hold changes nothing and reports the share it observed.
-4. **Dry run** -- reports what would be done, reads the current share, changes nothing.
+2. **Dry run** -- reports what would be done, reads the current share, changes nothing.
 
 A rollback is immediate by default. With ``rollback_steps`` N > 1 it steps the canary share
 down from the share read back to 0 in N steps ``rollback_step_seconds`` apart (wall clock),
 then verifies 0 like any change; a step that fails, or :meth:`Actuator.hurry` (shutdown),
 goes straight to 0.
-
-Every report is counted in :class:`~canarystream.actuators.metrics.ActuationMetrics`.
 """
 
 from __future__ import annotations
@@ -26,20 +21,21 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from canarystream.actuators.base import FlagProvider, Router, TrafficTarget
-from canarystream.actuators.fencing import Fence, refusal
+from canarystream.actuators.base import TrafficBackend, TrafficTarget, describe_error
+from canarystream.actuators.fencing import FenceStore
+from canarystream.actuators.handler import BaseHandler
 from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.contracts.actuation import ActuationReport, ActuationStatus
 from canarystream.contracts.decision import Action, Decision
-from canarystream.contracts.signing import Verifier, canonical_bytes
+from canarystream.contracts.signing import Verifier
 
 __all__ = ["Actuator", "RetryPolicy"]
 
 _EPSILON = 1e-9
+_PROTOCOL = ("kind", "set_share", "get_share", "describe", "close")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,25 +76,17 @@ class RetryPolicy:
 _Step = Callable[[], Awaitable[tuple[float | None, str]]]
 
 
-class Actuator:
-    """Carries out decisions on one router or flag provider and reports on each.
+class Actuator(BaseHandler):
+    """Carries out decisions on one traffic backend and reports on each.
 
     Parameters
     ----------
     backend:
-        A :class:`~canarystream.actuators.base.Router` or
-        :class:`~canarystream.actuators.base.FlagProvider`.
-    verifier:
-        Trusted keys; None turns signature checks off (local drills only).
-    fence:
-        Decisions already applied; a new empty one by default. Pass a restored one to keep
-        idempotency across restarts.
-    dry_run:
-        Report what would be done and change nothing.
+        Any :class:`~canarystream.actuators.base.TrafficBackend` (router or flag service).
+    verifier, fence, dry_run, metrics:
+        As for :class:`~canarystream.actuators.handler.BaseHandler`.
     retry:
         Attempts, backoff and deadline for each decision.
-    metrics:
-        Where to count reports; none by default.
     rng:
         Source of the backoff jitter (seed it in tests).
     tolerance:
@@ -114,10 +102,10 @@ class Actuator:
 
     def __init__(
         self,
-        backend: Router | FlagProvider,
+        backend: TrafficBackend,
         *,
         verifier: Verifier | None,
-        fence: Fence | None = None,
+        fence: FenceStore | None = None,
         dry_run: bool = False,
         retry: RetryPolicy | None = None,
         metrics: ActuationMetrics | None = None,
@@ -129,19 +117,21 @@ class Actuator:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
-        if isinstance(backend, Router):
-            self._set: Callable[[TrafficTarget], Awaitable[None]] = backend.set_weight
-            self._get: Callable[[str], Awaitable[float | None]] = backend.get_weight
-        elif isinstance(backend, FlagProvider):
-            self._set, self._get = backend.set_rollout, backend.get_rollout
-        else:
-            raise TypeError(f"{type(backend).__name__} is neither a Router nor a FlagProvider")
+        missing = [name for name in _PROTOCOL if not hasattr(backend, name)]
+        if missing:
+            raise TypeError(
+                f"{type(backend).__name__} is not a TrafficBackend: it has no {', '.join(missing)}"
+            )
+        super().__init__(
+            verifier=verifier,
+            fence=fence,
+            dry_run=dry_run,
+            metrics=metrics,
+            clock=clock,
+            monotonic=monotonic,
+        )
         self.backend = backend
-        self.verifier = verifier
-        self.fence = Fence() if fence is None else fence
-        self.dry_run = dry_run
         self.retry = RetryPolicy() if retry is None else retry
-        self.metrics = metrics
         self.tolerance = tolerance
         if rollback_steps < 1 or rollback_step_seconds < 0:
             raise ValueError("rollback_steps must be at least 1 and its pause non-negative")
@@ -150,12 +140,7 @@ class Actuator:
         self._hurried = False
         self._pausing: asyncio.Future[object] | None = None
         self._rng = random.Random() if rng is None else rng
-        self._clock = clock
-        self._monotonic = monotonic
         self._sleep = sleep
-        # One decision at a time: the fence check and the record after applying must not
-        # interleave with another copy of the same decision.
-        self._lock = asyncio.Lock()
 
     @property
     def kind(self) -> str:
@@ -168,6 +153,10 @@ class Actuator:
         steps = self.rollback_steps
         return self.retry.deadline * (steps + 1) + self.rollback_step_seconds * (steps - 1)
 
+    def describe(self) -> str:
+        """What the backend controls."""
+        return self.backend.describe()
+
     async def close(self) -> None:
         """Close the backend."""
         await self.backend.close()
@@ -179,53 +168,22 @@ class Actuator:
         if self._pausing is not None:
             self._pausing.cancel()
 
-    async def actuate(
-        self, decision: Decision, signature: str | bytes | None, payload: bytes | None = None
-    ) -> ActuationReport:
-        """Carry out ``decision`` and report the outcome.
-
-        ``signature`` signs ``payload``, the message bytes ``decision`` was decoded from (the
-        caller decodes them); without a payload it signs the decision's canonical bytes.
-        """
-        async with self._lock:
-            started = self._monotonic()
-            signed = canonical_bytes(decision) if payload is None else payload
-            report, reason = await self._actuate(decision, signature, signed)
-            if self.metrics is not None:
-                elapsed = self._monotonic() - started
-                self.metrics.observe(self.kind, report.status.value, elapsed, reason)
-            return report
-
-    async def _actuate(
+    async def _carry_out(
         self, decision: Decision, signature: str | bytes | None, signed: bytes
-    ) -> tuple[ActuationReport, str | None]:
-        refused = refusal(decision, signed, signature, self.verifier, self.fence)
-        if refused is not None:
-            detail, reason = refused
-            return self._report(decision, ActuationStatus.REJECTED, detail), reason
-
+    ) -> ActuationReport:
         target = TrafficTarget.from_decision(decision)
         if self.dry_run:
-            report = await self._dry_run(decision, target)
-        elif not decision.action.changes_traffic:  # hold, freeze, rollback verification
-            report = await self._run(decision, self._observe(decision.deployment), hold=True)
-        elif decision.action is Action.ROLLBACK and self.rollback_steps > 1:
-            report = await self._step_down(decision, target)
-        else:
-            report = await self._run(decision, self._apply(target), hold=False)
-        if report.status is ActuationStatus.APPLIED:
-            self.fence.record(
-                decision.decision_id,
-                decision.deployment,
-                decision.seq,
-                final=decision.phase.is_terminal,
-            )
-        return report, None
+            return await self._dry_run(decision, target)
+        if not decision.action.changes_traffic:  # hold, freeze, rollback verification
+            return await self._run(decision, self._observe(decision.deployment), hold=True)
+        if decision.action is Action.ROLLBACK and self.rollback_steps > 1:
+            return await self._step_down(decision, target)
+        return await self._run(decision, self._apply(target), hold=False)
 
     def _apply(self, target: TrafficTarget) -> _Step:
         async def step() -> tuple[float | None, str]:
-            await self._set(target)
-            observed = await self._get(target.deployment)
+            await self.backend.set_share(target)
+            observed = await self.backend.get_share(target.deployment)
             if observed is None:
                 return None, "the backend cannot report the canary share"
             if abs(observed - target.canary_percent) > self.tolerance + _EPSILON:
@@ -238,7 +196,7 @@ class Actuator:
 
     def _observe(self, deployment: str) -> _Step:
         async def step() -> tuple[float | None, str]:
-            return await self._get(deployment), ""
+            return await self.backend.get_share(deployment), ""
 
         return step
 
@@ -253,7 +211,7 @@ class Actuator:
             try:
                 observed, error = await asyncio.wait_for(step(), timeout=max(remaining, 0.0))
             except Exception as exc:  # a backend's failure is reported, never raised
-                error = _describe(exc)
+                error = describe_error(exc)
             if not error:
                 return self._report(
                     decision,
@@ -278,7 +236,9 @@ class Actuator:
         """Lower the canary share in equal steps, then set and verify 0 as usual."""
         deadline = self.retry.deadline
         try:
-            current = await asyncio.wait_for(self._get(target.deployment), timeout=deadline)
+            current = await asyncio.wait_for(
+                self.backend.get_share(target.deployment), timeout=deadline
+            )
         except Exception:  # unreadable: roll back at once rather than guess
             current = None
         path: list[str] = []
@@ -296,7 +256,7 @@ class Actuator:
                         self._apply(replace(target, canary_percent=share))(), timeout=deadline
                     )
                 except Exception as exc:
-                    error = _describe(exc)
+                    error = describe_error(exc)
                 if error:
                     note = f" (step to {share:g}% failed, went straight to 0%: {error})"
                     break
@@ -321,11 +281,11 @@ class Actuator:
     async def _dry_run(self, decision: Decision, target: TrafficTarget) -> ActuationReport:
         try:
             observed = await asyncio.wait_for(
-                self._get(target.deployment), timeout=self.retry.deadline
+                self.backend.get_share(target.deployment), timeout=self.retry.deadline
             )
             now = "unknown" if observed is None else f"{observed:g}%"
         except Exception as exc:  # a drill reports an unreachable backend, it does not fail
-            observed, now = None, f"unreadable: {_describe(exc)}"
+            observed, now = None, f"unreadable: {describe_error(exc)}"
         if not decision.action.changes_traffic:
             detail = f"dry run: would leave canary traffic as it is (now {now})"
         elif decision.action is Action.ROLLBACK and self.rollback_steps > 1:
@@ -339,44 +299,9 @@ class Actuator:
             decision, ActuationStatus.APPLIED, detail, observed=observed, dry_run=True
         )
 
-    def _report(
-        self,
-        decision: Decision,
-        status: ActuationStatus,
-        detail: str,
-        *,
-        observed: float | None = None,
-        attempts: int = 1,
-        dry_run: bool = False,
-    ) -> ActuationReport:
-        if observed is not None:
-            observed = min(max(observed, 0.0), 100.0)
-        return ActuationReport(
-            actuation_id=str(uuid.uuid4()),
-            decision_id=decision.decision_id,
-            deployment=decision.deployment,
-            service=decision.service,
-            seq=decision.seq,
-            action=decision.action,
-            backend=self.kind,
-            status=status,
-            ts=self._clock(),
-            traffic_percent_requested=decision.traffic_percent,
-            traffic_percent_observed=observed,
-            attempts=attempts,
-            dry_run=dry_run or self.dry_run,
-            detail=detail,
-        )
-
 
 def _applied_detail(decision: Decision, observed: float | None, hold: bool) -> str:
     seen = "unknown" if observed is None else f"{observed:g}%"
     if hold:
         return f"hold: canary traffic left as it is ({seen})"
     return f"{decision.action.value}: canary traffic set to {decision.traffic_percent:g}% ({seen})"
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, TimeoutError) and not str(exc):
-        return "timed out"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -22,13 +22,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from canarystream.contracts.decision import Decision
     from canarystream.contracts.signing import Verifier
 
-__all__ = ["Admission", "Fence", "refusal"]
+__all__ = ["Admission", "Fence", "FenceStore", "refusal"]
 
 
 class Admission(StrEnum):
@@ -37,6 +37,23 @@ class Admission(StrEnum):
     NEW = "new"  # newer than anything applied for its deployment
     DUPLICATE = "duplicate"  # this very decision was applied already
     STALE = "stale"  # a decision with this or a later seq was applied already
+
+
+class FenceStore(Protocol):
+    """What the actuators need of a fence: all they call, so that another store (one that
+    survives a restart) can stand in for :class:`Fence`."""
+
+    def admit(self, decision_id: str, deployment: str, seq: int) -> Admission:
+        """Whether the decision is NEW, a DUPLICATE or STALE; changes nothing."""
+        ...
+
+    def record(self, decision_id: str, deployment: str, seq: int, *, final: bool = False) -> None:
+        """Remember that the decision was carried out; ``final`` when it ended the rollout."""
+        ...
+
+    def highest_seq(self, deployment: str) -> int | None:
+        """The highest ``seq`` remembered for ``deployment``, or None."""
+        ...
 
 
 @dataclass(slots=True)
@@ -113,7 +130,7 @@ def refusal(
     signed: bytes,
     signature: str | bytes | None,
     verifier: Verifier | None,
-    fence: Fence,
+    fence: FenceStore,
     *,
     done: str = "applied",
 ) -> tuple[str, str] | None:

@@ -14,12 +14,12 @@ decision. Two pieces carry them out:
   ``Idempotency-Key`` of decision id and hook name; any 2xx answer is success. Each hook
   has its own ``timeout_seconds``; a command still running then is killed with its whole
   process group.
-* :class:`HookActuator`, the same surface as :class:`~canarystream.actuators.executor.Actuator`
-  (``kind``, ``verifier``, ``metrics``, ``actuate``, ``hurry``, ``close``) so that the shared
-  :class:`~canarystream.actuators.service.ActuatorService` loop drives it: it checks the
-  signature, fences duplicates and stale decisions, runs the hooks and reports. A hook runner
-  is not a router or a flag provider -- it sets no traffic share -- so it does not pretend to
-  be one.
+* :class:`HookActuator`, a :class:`~canarystream.actuators.handler.BaseHandler` like the
+  traffic :class:`~canarystream.actuators.executor.Actuator`, so that the shared
+  :class:`~canarystream.actuators.service.ActuatorService` loop drives it: the same signature
+  check, fence, metrics and reports, around running the hooks. A hook runner is not a
+  :class:`~canarystream.actuators.base.TrafficBackend` -- it sets no traffic share -- so it
+  does not pretend to be one.
 
 Hooks are not assumed idempotent, so nothing is retried: the first hook that fails (or is
 refused, or times out) stops the sequence -- a later step may depend on an earlier one -- and
@@ -49,17 +49,20 @@ import signal
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from canarystream.actuators.fencing import Fence, refusal
+from pydantic import AliasChoices, Field, field_validator
+
+from canarystream.actuators.base import describe_error
+from canarystream.actuators.config import BackendConfig, Strings
+from canarystream.actuators.fencing import FenceStore
+from canarystream.actuators.handler import BaseHandler
 from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.contracts.actuation import ActuationReport, ActuationStatus
 from canarystream.contracts.decision import Action, Decision
 from canarystream.contracts.events import CompensationHook
-from canarystream.contracts.signing import SIGNATURE_HEADER, Verifier, canonical_bytes
-from canarystream.errors import ConfigError
+from canarystream.contracts.signing import SIGNATURE_HEADER, Verifier
 
 __all__ = ["HookActuator", "HookOutcome", "HookRunner", "HookRunnerConfig"]
 
@@ -67,23 +70,58 @@ _ENV_PREFIX = "CANARYSTREAM_"
 _KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of a command past its timeout
 
 
-@dataclass(frozen=True, slots=True)
-class HookRunnerConfig:
-    """What hooks may run, and how much of their output a report keeps."""
+class HookRunnerConfig(BackendConfig):
+    """What hooks may run, how long they may take, and how much of their output is reported.
 
-    programs: tuple[str, ...] = ()  # allowed argv[0] of command hooks, as written
-    url_prefixes: tuple[str, ...] = ()  # allowed webhook URL prefixes
-    # Hooks come from deployment announcements, which are not signed: nothing runs unless
-    # allowed above, or unless every hook is allowed explicitly.
-    allow_any: bool = False
-    output_chars: int = 300  # tail of a command's output (or a webhook's answer) reported
+    Hooks come from deployment announcements, which are not signed: nothing runs unless
+    allowed by ``programs`` or ``url_prefixes``, or unless every hook is allowed explicitly.
+    """
 
-    def __post_init__(self) -> None:
-        if self.output_chars < 0:
-            raise ConfigError(f"output_chars: {self.output_chars} is negative")
-        for prefix in self.url_prefixes:
+    programs: Strings = Field(
+        default=(),
+        validation_alias=AliasChoices("programs", "allow_program"),
+        description="Commands whose argv[0] is exactly this may run (repeatable).",
+    )
+    url_prefixes: Strings = Field(
+        default=(),
+        validation_alias=AliasChoices("url_prefixes", "allow_url_prefix"),
+        description="Only webhooks under this URL prefix may be called (repeatable).",
+    )
+    allow_any: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("allow_any", "allow_any_hook"),
+        description="Run every hook, allowed or not (only if announcements are trusted).",
+    )
+    output_chars: int = Field(
+        default=300, description="Tail of a command's output (or a webhook's answer) reported."
+    )
+    max_seconds: float = Field(
+        default=3600.0,
+        description="Longest all hooks of one rollback may take together (each hook's own "
+        "timeout bounds it alone).",
+    )
+
+    @field_validator("url_prefixes")
+    @classmethod
+    def _prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for prefix in value:
             if not prefix.startswith(("http://", "https://")):
-                raise ConfigError(f"url_prefixes: {prefix!r} is not an http(s) URL prefix")
+                raise ValueError(f"{prefix!r} is not an http(s) URL prefix")
+        return value
+
+    @field_validator("output_chars")
+    @classmethod
+    def _output_chars(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"{value} is negative")
+        return value
+
+    @field_validator("max_seconds")
+    @classmethod
+    def _max_seconds(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(f"{value} is not positive")
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,11 +198,20 @@ class HookRunner:
                 else:
                     ok, detail = await self._webhook(hook, decision, payload, signature)
             except Exception as exc:  # a hook's failure is reported, never raised
-                ok, detail = False, _describe(exc)
+                ok, detail = False, describe_error(exc)
             outcomes.append(HookOutcome(index, hook.name, ok, detail, time.monotonic() - started))
             if not ok:
                 break
         return outcomes
+
+    def describe(self) -> str:
+        """What may run: the allowed programs and URL prefixes."""
+        config = self.config
+        if config.allow_any:
+            return "compensation hooks: any program or webhook"
+        programs = ", ".join(config.programs) or "none"
+        prefixes = ", ".join(config.url_prefixes) or "none"
+        return f"compensation hooks: programs {programs}; webhooks under {prefixes}"
 
     async def close(self) -> None:
         """Nothing to release: each hook runs in a process or request of its own."""
@@ -275,56 +322,47 @@ async def _kill_group(process: asyncio.subprocess.Process) -> None:
             return
 
 
-class HookActuator:
+class HookActuator(BaseHandler):
     """Carries out rollback decisions' compensation hooks and reports on every decision.
 
-    Driven by :class:`~canarystream.actuators.service.ActuatorService` like an
-    :class:`~canarystream.actuators.executor.Actuator`: the same signature check (over the
-    exact message bytes), the same :class:`~canarystream.actuators.fencing.Fence`, the same
-    reports and metrics. Unlike it, nothing is retried (hooks need not be idempotent).
+    The signature check (over the exact message bytes), the fence, the reports and the metrics
+    are :class:`~canarystream.actuators.handler.BaseHandler`'s, as for the traffic
+    :class:`~canarystream.actuators.executor.Actuator`. Unlike it, nothing is retried (hooks
+    need not be idempotent), and a decision is fenced once its hooks were attempted, whatever
+    their outcome.
 
     Parameters
     ----------
     runner:
-        Runs the hooks.
-    verifier:
-        Trusted keys; None turns signature checks off (local drills only).
-    fence:
-        Decisions already handled; a new empty one by default.
-    dry_run:
-        Report which hooks would run; run none.
-    metrics:
-        Where to count reports; none by default (the service gives it one).
-    max_seconds:
-        Longest one decision's hooks may take together, for the consumer's poll interval
-        (the hooks' own timeouts bound each of them).
-    clock, monotonic:
-        Wall clock for report times and monotonic clock for durations; injectable for tests.
+        Runs the hooks; its ``max_seconds`` bounds one decision's hooks together, for the
+        consumer's poll interval.
+    verifier, fence, dry_run, metrics, clock, monotonic:
+        As for :class:`~canarystream.actuators.handler.BaseHandler`; a dry run reports which
+        hooks would run and runs none.
     """
+
+    fenced_as = "handled"
 
     def __init__(
         self,
         runner: HookRunner,
         *,
         verifier: Verifier | None,
-        fence: Fence | None = None,
+        fence: FenceStore | None = None,
         dry_run: bool = False,
         metrics: ActuationMetrics | None = None,
-        max_seconds: float = 3600.0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_seconds <= 0:
-            raise ValueError(f"max_seconds must be positive, not {max_seconds}")
+        super().__init__(
+            verifier=verifier,
+            fence=fence,
+            dry_run=dry_run,
+            metrics=metrics,
+            clock=clock,
+            monotonic=monotonic,
+        )
         self.runner = runner
-        self.verifier = verifier
-        self.fence = Fence() if fence is None else fence
-        self.dry_run = dry_run
-        self.metrics = metrics
-        self.max_seconds = max_seconds
-        self._clock = clock
-        self._monotonic = monotonic
-        self._lock = asyncio.Lock()
 
     @property
     def kind(self) -> str:
@@ -334,7 +372,11 @@ class HookActuator:
     @property
     def longest_seconds(self) -> float:
         """An upper bound on the time one decision can take."""
-        return self.max_seconds
+        return self.runner.config.max_seconds
+
+    def describe(self) -> str:
+        """What the runner may run."""
+        return self.runner.describe()
 
     def hurry(self) -> None:
         """Nothing to hurry: hooks in progress finish, since a compensating step stopped
@@ -344,71 +386,29 @@ class HookActuator:
         """Close the runner."""
         await self.runner.close()
 
-    async def actuate(
-        self, decision: Decision, signature: str | bytes | None, payload: bytes | None = None
-    ) -> ActuationReport:
-        """Run ``decision``'s hooks if it is a rollback with any, and report the outcome.
-
-        ``signature`` signs ``payload``, the message bytes ``decision`` was decoded from;
-        without a payload it signs the decision's canonical bytes.
-        """
-        async with self._lock:
-            started = self._monotonic()
-            signed = canonical_bytes(decision) if payload is None else payload
-            report, reason = await self._actuate(decision, signature, signed)
-            if self.metrics is not None:
-                elapsed = self._monotonic() - started
-                self.metrics.observe(self.kind, report.status.value, elapsed, reason)
-            return report
-
-    async def _actuate(
+    async def _carry_out(
         self, decision: Decision, signature: str | bytes | None, signed: bytes
-    ) -> tuple[ActuationReport, str | None]:
-        refused = refusal(decision, signed, signature, self.verifier, self.fence, done="handled")
-        if refused is not None:
-            detail, reason = refused
-            return self._report(decision, ActuationStatus.REJECTED, detail), reason
+    ) -> ActuationReport:
         hooks = decision.compensation if decision.action is Action.ROLLBACK else []
         if not hooks:
             what = "a rollback without" if decision.action is Action.ROLLBACK else "no"
-            report = self._report(
+            return self._report(
                 decision, ActuationStatus.APPLIED, f"{decision.action.value}: {what} hooks to run"
             )
-        elif self.dry_run:
+        if self.dry_run:
             listed = ", ".join(_describe_hook(hook) for hook in hooks)
             refused = [why for hook in hooks if (why := self.runner.refusal(hook))]
             note = f" (would refuse all: {'; '.join(refused)})" if refused else ""
-            report = self._report(
+            return self._report(
                 decision, ActuationStatus.APPLIED, f"dry run: would run {listed}{note}"
             )
-        else:
-            outcomes = await self.runner.run(decision, signed, signature)
-            report = self._report(decision, *_summarise(hooks, outcomes))
-        # Attempted hooks are never run again for this decision, whatever their outcome.
-        self.fence.record(
-            decision.decision_id,
-            decision.deployment,
-            decision.seq,
-            final=decision.phase.is_terminal,
-        )
-        return report, None
+        outcomes = await self.runner.run(decision, signed, signature)
+        return self._report(decision, *_summarise(hooks, outcomes))
 
-    def _report(self, decision: Decision, status: ActuationStatus, detail: str) -> ActuationReport:
-        return ActuationReport(
-            actuation_id=str(uuid.uuid4()),
-            decision_id=decision.decision_id,
-            deployment=decision.deployment,
-            service=decision.service,
-            seq=decision.seq,
-            action=decision.action,
-            backend=self.kind,
-            status=status,
-            ts=self._clock(),
-            traffic_percent_requested=decision.traffic_percent,
-            attempts=1,
-            dry_run=self.dry_run,
-            detail=detail,
-        )
+    def _settles(self, report: ActuationReport) -> bool:
+        """Always: attempted hooks are never run again for this decision, whatever their
+        outcome."""
+        return True
 
 
 def _summarise(
@@ -430,9 +430,3 @@ def _describe_hook(hook: CompensationHook) -> str:
     if hook.command is not None:
         return f"{hook.name} (command {' '.join(hook.command)!r})"
     return f"{hook.name} (webhook {hook.url})"
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, TimeoutError) and not str(exc):
-        return "timed out"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,4 +1,8 @@
-"""The actuator service: a Kafka consumer loop that feeds decisions to one :class:`Actuator`.
+"""The actuator service: a Kafka consumer loop that feeds decisions to one handler.
+
+The handler is any :class:`~canarystream.actuators.base.Handler`: the traffic
+:class:`~canarystream.actuators.executor.Actuator` around a backend of the registry, or the
+:class:`~canarystream.actuators.hooks.HookActuator`; the loop knows nothing of which.
 
 Each backend instance reads ``canary.decisions.v1`` in a consumer group of its own
 (``canarystream-actuator-<backend>-<name>``, behind the topic prefix), so every router or
@@ -10,7 +14,7 @@ Per message, in partition order:
 1. decode it with :func:`~canarystream.contracts.codec.decode_decision`;
 2. skip it (counted) if its service is not one this instance handles;
 3. hand the decision, its signature header and the **exact message bytes** (what the worker
-   signed) to the actuator, which verifies, fences, applies and reads back;
+   signed) to the handler, which verifies, fences and carries it out;
 4. publish the :class:`~canarystream.contracts.actuation.ActuationReport` on
    ``canary.actuations.v1`` keyed by deployment, wait for the broker's ack, and only then
    commit the message's offset.
@@ -47,7 +51,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import CollectorRegistry, start_http_server
 
-from canarystream.actuators.executor import Actuator
+from canarystream.actuators.base import Handler
 from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.contracts.actuation import ActuationReport, DeadLetter
 from canarystream.contracts.codec import decode_decision
@@ -76,11 +80,11 @@ def group_id_for(connection: Connection, backend: str, name: str) -> str:
 
 
 class ActuatorService:
-    """Consumes decisions, carries them out with ``actuator`` and publishes the reports.
+    """Consumes decisions, carries them out with ``handler`` and publishes the reports.
 
     Parameters
     ----------
-    actuator:
+    handler:
         Carries out each decision; given an :class:`ActuationMetrics` on a fresh registry
         when it has none.
     connection:
@@ -100,7 +104,7 @@ class ActuatorService:
 
     def __init__(
         self,
-        actuator: Actuator,
+        handler: Handler,
         connection: Connection,
         *,
         name: str = "default",
@@ -110,13 +114,13 @@ class ActuatorService:
         start_from: Literal["latest", "earliest"] = "latest",
         poll_seconds: float = 0.5,
     ) -> None:
-        if actuator.metrics is None:
-            actuator.metrics = ActuationMetrics(CollectorRegistry())
-        self.actuator = actuator
-        self.metrics: ActuationMetrics = actuator.metrics
+        if handler.metrics is None:
+            handler.metrics = ActuationMetrics(CollectorRegistry())
+        self.handler = handler
+        self.metrics: ActuationMetrics = handler.metrics
         self.connection = connection
         self.name = name
-        self.group_id = group_id_for(connection, actuator.kind, name)
+        self.group_id = group_id_for(connection, handler.kind, name)
         self.services = frozenset(services)
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
@@ -150,7 +154,7 @@ class ActuatorService:
 
     def _request_stop(self) -> None:
         self._stopping = True
-        self.actuator.hurry()
+        self.handler.hurry()
         if self._wakeup is not None:
             self._wakeup.set()
 
@@ -168,7 +172,7 @@ class ActuatorService:
             isolation_level="read_committed",
             # A gradual rollback may hold one message for minutes: the group must not
             # think this consumer stuck and hand its partitions to another meanwhile.
-            max_poll_interval_ms=int(1000 * max(300.0, self.actuator.longest_seconds + 60.0)),
+            max_poll_interval_ms=int(1000 * max(300.0, self.handler.longest_seconds + 60.0)),
         )
         producer = AIOKafkaProducer(**kwargs, acks="all", enable_idempotence=True)
         server = None
@@ -181,9 +185,10 @@ class ActuatorService:
                 )
                 self.metrics_address = server.server_address[:2]
             log.info(
-                "actuator %s (%s) consuming %s as group %s, services: %s",
+                "actuator %s (%s: %s) consuming %s as group %s, services: %s",
                 self.name,
-                self.actuator.kind,
+                self.handler.kind,
+                self.handler.describe(),
                 self.decisions_topic,
                 self.group_id,
                 ", ".join(sorted(self.services)) or "all",
@@ -209,7 +214,7 @@ class ActuatorService:
                 try:
                     await producer.stop()
                 finally:
-                    await self.actuator.close()
+                    await self.handler.close()
                     log.info("actuator %s stopped", self.name)
 
     async def handle(
@@ -226,7 +231,7 @@ class ActuatorService:
         if self.services and decision.service not in self.services:
             self.metrics.skipped.inc()
             return None
-        report = await self.actuator.actuate(decision, signature, raw)
+        report = await self.handler.actuate(decision, signature, raw)
         value = orjson.dumps(report.model_dump(mode="json"))
         await producer.send_and_wait(
             self.actuations_topic, value, key=decision.deployment.encode("utf-8")
@@ -248,7 +253,7 @@ class ActuatorService:
         exc: ContractError,
         producer: AIOKafkaProducer,
     ) -> None:
-        verifier = self.actuator.verifier
+        verifier = self.handler.verifier
         reason = None if verifier is None else verifier.check(raw, signature)
         if reason is not None:
             self.metrics.reject(reason)

@@ -1,4 +1,5 @@
-"""Helpers for actuator tests: decisions, ports, processes and counting who served."""
+"""Helpers for actuator tests: decisions, ports, processes, counting who served, and a
+backend that follows the protocol and nothing else."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from canarystream.actuators.base import TrafficTarget
 from canarystream.contracts.decision import Action, Decision, Phase, decision_id_for
 
 DEPLOYMENT = "shop-2024-06"
@@ -163,3 +165,26 @@ def require_module(name: str) -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+class ProtocolOnly:
+    """A traffic backend that implements the protocol and nothing else: no base class, no
+    router or flag naming, no method but the five."""
+
+    kind = "protocol_only"
+
+    def __init__(self) -> None:
+        self.shares: dict[str, float] = {}
+        self.closed = False
+
+    async def set_share(self, target: TrafficTarget) -> None:
+        self.shares[target.deployment] = target.canary_percent
+
+    async def get_share(self, deployment: str) -> float | None:
+        return self.shares.get(deployment)
+
+    def describe(self) -> str:
+        return "canary shares in a dict"
+
+    async def close(self) -> None:
+        self.closed = True

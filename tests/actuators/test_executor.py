@@ -55,17 +55,17 @@ class FlakyRouter(MemoryRouter):
         self.skew = skew
         self.report = report
 
-    async def set_weight(self, target: TrafficTarget) -> None:
+    async def set_share(self, target: TrafficTarget) -> None:
         if self.failures > 0:
             self.failures -= 1
             self.calls += 1
             raise RouterError("backend unavailable")
-        await super().set_weight(target)
+        await super().set_share(target)
 
-    async def get_weight(self, deployment: str) -> float | None:
+    async def get_share(self, deployment: str) -> float | None:
         if not self.report:
             return None
-        weight = await super().get_weight(deployment)
+        weight = await super().get_share(deployment)
         return None if weight is None else weight + self.skew
 
 
@@ -77,11 +77,14 @@ class MemoryFlags:
     def __init__(self) -> None:
         self.rollouts: dict[str, float] = {}
 
-    async def set_rollout(self, target: TrafficTarget) -> None:
+    async def set_share(self, target: TrafficTarget) -> None:
         self.rollouts[target.deployment] = target.canary_percent
 
-    async def get_rollout(self, deployment: str) -> float | None:
+    async def get_share(self, deployment: str) -> float | None:
         return self.rollouts.get(deployment)
+
+    def describe(self) -> str:
+        return "rollouts in a dict"
 
     async def close(self) -> None:
         pass
@@ -156,7 +159,7 @@ def test_deadline_stops_retrying() -> None:
 
 def test_a_hung_backend_is_cut_off_at_the_deadline() -> None:
     class Hung(MemoryRouter):
-        async def set_weight(self, target: TrafficTarget) -> None:
+        async def set_share(self, target: TrafficTarget) -> None:
             await asyncio.Event().wait()
 
     policy = RetryPolicy(max_attempts=1, deadline=0.2)
@@ -199,7 +202,7 @@ def test_dry_run_changes_nothing() -> None:
 
 def test_dry_run_reports_an_unreachable_backend() -> None:
     class Down(MemoryRouter):
-        async def get_weight(self, deployment: str) -> float | None:
+        async def get_share(self, deployment: str) -> float | None:
             raise RouterError("connection refused")
 
     report = _act(_actuator(Down(), dry_run=True), make_decision(0))
@@ -322,10 +325,10 @@ def test_gradual_rollback_steps_down_then_verifies_zero() -> None:
 
 def test_a_failed_step_goes_straight_to_zero() -> None:
     class FailsAt15(MemoryRouter):
-        async def set_weight(self, target: TrafficTarget) -> None:
+        async def set_share(self, target: TrafficTarget) -> None:
             if target.canary_percent == 15.0:
                 raise RouterError("busy")
-            await super().set_weight(target)
+            await super().set_share(target)
 
     router, clock, report = _rolled_back_from_20(
         router=FailsAt15(), rollback_steps=4, rollback_step_seconds=10.0
@@ -369,7 +372,7 @@ def test_flag_provider_backend() -> None:
 
 
 def test_not_a_backend() -> None:
-    with pytest.raises(TypeError, match="neither a Router nor a FlagProvider"):
+    with pytest.raises(TypeError, match="not a TrafficBackend"):
         Actuator(object(), verifier=None)  # type: ignore[arg-type]
 
 

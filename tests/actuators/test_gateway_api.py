@@ -117,7 +117,7 @@ def test_router_applies_and_reads_back_through_callables() -> None:
         return store.get("route")
 
     router = GatewayApiRouter(CONFIG, apply, get)
-    assert asyncio.run(router.get_weight("d1")) is None
+    assert asyncio.run(router.get_share("d1")) is None
     actuator = Actuator(router, verifier=None)
     report = asyncio.run(actuator.actuate(make_decision(0, traffic_percent=25.0), None))
     assert report.status is ActuationStatus.APPLIED and report.backend == "gateway_api"
@@ -136,9 +136,9 @@ def test_router_errors_are_translated() -> None:
     router = GatewayApiRouter(CONFIG, refuse, broken)
     target = TrafficTarget("d1", "shop", "v1", "v2", 10.0)
     with pytest.raises(RouterError, match="apply failed: httproutes"):
-        asyncio.run(router.set_weight(target))
+        asyncio.run(router.set_share(target))
     with pytest.raises(RouterError, match="get failed: no route"):
-        asyncio.run(router.get_weight("d1"))
+        asyncio.run(router.get_share("d1"))
 
 
 def test_config_validation() -> None:

@@ -40,10 +40,10 @@ def test_set_and_read_back_weights(haproxy: HAProxy) -> None:
     router = _router(haproxy)
 
     async def scenario() -> tuple[tuple[int, int], float, tuple[int, int], float]:
-        await router.set_weight(_target(10.0))
-        first = await router.weights(), await router.get_weight("d1")
-        await router.set_weight(_target(100.0))
-        return (*first, await router.weights(), await router.get_weight("d1"))
+        await router.set_share(_target(10.0))
+        first = await router.weights(), await router.get_share("d1")
+        await router.set_share(_target(100.0))
+        return (*first, await router.weights(), await router.get_share("d1"))
 
     weights, percent, promoted, full = asyncio.run(scenario())
     assert weights == (90, 10) and percent == 10.0
@@ -54,8 +54,8 @@ def test_tcp_admin_socket_and_fine_weights(haproxy: HAProxy) -> None:
     router = _router(haproxy, address=haproxy.admin, total_weight=256)
 
     async def scenario() -> tuple[tuple[int, int], float]:
-        await router.set_weight(_target(2.5))
-        return await router.weights(), await router.get_weight("d1")
+        await router.set_share(_target(2.5))
+        return await router.weights(), await router.get_share("d1")
 
     weights, percent = asyncio.run(scenario())
     assert weights == (250, 6)
@@ -85,7 +85,7 @@ def test_actuator_walks_traffic_and_rolls_back(haproxy: HAProxy) -> None:
     # A forged promotion mid-rollout changes nothing.
     forged = act(1, Action.PROMOTE, 100.0, Phase.PROMOTED, "hmac-sha256:" + "00" * 32)
     assert forged.status is ActuationStatus.REJECTED
-    assert asyncio.run(actuator.backend.get_weight("d1")) == 10.0
+    assert asyncio.run(actuator.backend.get_share("d1")) == 10.0
 
     report = act(1, Action.ROLLBACK, 0.0, Phase.ROLLED_BACK)
     assert report.status is ActuationStatus.APPLIED and report.traffic_percent_observed == 0.0
@@ -119,7 +119,7 @@ def test_unknown_server_is_a_router_error_and_a_failed_actuation(haproxy: HAProx
         )
     )
     with pytest.raises(RouterError, match="No such server"):
-        asyncio.run(router.set_weight(_target(10.0)))
+        asyncio.run(router.set_share(_target(10.0)))
     policy = RetryPolicy(max_attempts=2, initial_delay=0.01)
     report = asyncio.run(
         Actuator(router, verifier=None, retry=policy).actuate(make_decision(0), None)
@@ -162,7 +162,7 @@ def test_drain_on_rollback_keeps_sticky_sessions_and_resists_weight_changes(
     # Drain is not undone by a weight change from elsewhere, and the read-back says so.
     assert (asyncio.run(router.command("set weight app/canary 50"))).strip() == ""
     assert asyncio.run(router.weights()) == (100, 50)
-    assert asyncio.run(router.get_weight("d1")) == 0.0
+    assert asyncio.run(router.get_share("d1")) == 0.0
     assert count_cohorts(haproxy.port, 60) == {"baseline": 60}
 
     # The next rollout's first stage makes the canary ready again.
@@ -200,7 +200,7 @@ def test_unreachable_socket(tmp_path: Path) -> None:
         address=f"{tmp_path}/missing.sock", backend="app", baseline_server="a", canary_server="b"
     )
     with pytest.raises(RouterError, match=r"missing\.sock"):
-        asyncio.run(HAProxyRouter(config).get_weight("d1"))
+        asyncio.run(HAProxyRouter(config).get_share("d1"))
 
 
 def test_config_validation() -> None:

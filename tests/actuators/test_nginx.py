@@ -62,10 +62,10 @@ def test_set_weight_writes_atomically_and_reloads(tmp_path: Path) -> None:
             reload_command=_recorder(reloads),
         )
     )
-    assert asyncio.run(router.get_weight("d1")) is None  # nothing written yet
-    asyncio.run(router.set_weight(_target(25.0)))
-    asyncio.run(router.set_weight(_target(25.0)))  # a retry reloads again, harmlessly
-    assert asyncio.run(router.get_weight("d1")) == 25.0
+    assert asyncio.run(router.get_share("d1")) is None  # nothing written yet
+    asyncio.run(router.set_share(_target(25.0)))
+    asyncio.run(router.set_share(_target(25.0)))  # a retry reloads again, harmlessly
+    assert asyncio.run(router.get_share("d1")) == 25.0
     assert reloads.read_text() == "ran\nran\n"
     assert [p.name for p in path.parent.iterdir()] == ["upstream.conf"]  # no temporary left
     assert oct(path.stat().st_mode & 0o777) == "0o644"
@@ -80,7 +80,7 @@ def test_failing_reload_is_a_router_error(tmp_path: Path) -> None:
         reload_command=_recorder(tmp_path / "log", exit_code=1),
     )
     with pytest.raises(RouterError, match="exited 1"):
-        asyncio.run(NginxRouter(config).set_weight(_target(5.0)))
+        asyncio.run(NginxRouter(config).set_share(_target(5.0)))
     missing = NginxConfig(
         path=tmp_path / "u.conf",
         upstream="app",
@@ -89,7 +89,7 @@ def test_failing_reload_is_a_router_error(tmp_path: Path) -> None:
         reload_command=("/nonexistent/nginx", "-s", "reload"),
     )
     with pytest.raises(RouterError, match="/nonexistent/nginx"):
-        asyncio.run(NginxRouter(missing).set_weight(_target(5.0)))
+        asyncio.run(NginxRouter(missing).set_share(_target(5.0)))
 
 
 def test_refused_check_puts_the_previous_file_back(tmp_path: Path) -> None:
@@ -107,8 +107,8 @@ def test_refused_check_puts_the_previous_file_back(tmp_path: Path) -> None:
         )
     )
     with pytest.raises(RouterError, match="exited 1"):
-        asyncio.run(router.set_weight(_target(50.0)))
-    assert asyncio.run(router.get_weight("d1")) == 5.0
+        asyncio.run(router.set_share(_target(50.0)))
+    assert asyncio.run(router.get_share("d1")) == 5.0
     assert not reloads.exists()
 
 
@@ -123,7 +123,7 @@ def test_a_hung_reload_is_killed(tmp_path: Path) -> None:
     )
     started = time.monotonic()
     with pytest.raises(RouterError, match=r"no exit in 0\.3 s"):
-        asyncio.run(NginxRouter(config).set_weight(_target(5.0)))
+        asyncio.run(NginxRouter(config).set_share(_target(5.0)))
     assert time.monotonic() - started < 5
 
 

@@ -20,16 +20,21 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from canarystream.actuators import (
     ActuationMetrics,
     Actuator,
+    HandlerOptions,
     HAProxyConfig,
     HAProxyRouter,
     MemoryRouter,
+    Plugin,
+    Registry,
+    traffic,
 )
-from canarystream.actuators.base import Router
+from canarystream.actuators.base import TrafficBackend
 from canarystream.actuators.service import ActuatorService, group_id_for
 from canarystream.cli import app
 from canarystream.contracts.actuation import ActuationReport, ActuationStatus
@@ -40,7 +45,14 @@ from canarystream.contracts.topics import ACTUATIONS_TOPIC, DEADLETTER_TOPIC, DE
 from canarystream.errors import ConfigError
 from canarystream.kafka.connection import Connection
 from canarystream.settings import load_settings
-from tests.actuators.helpers import DEPLOYMENT, HAProxy, count_cohorts, free_ports, make_decision
+from tests.actuators.helpers import (
+    DEPLOYMENT,
+    HAProxy,
+    ProtocolOnly,
+    count_cohorts,
+    free_ports,
+    make_decision,
+)
 from tests.streaming.harness import Stack
 
 KEY = "actuator service test key"
@@ -81,7 +93,12 @@ def wait_for_reports(stack: Stack, count: int, timeout: float = 15.0) -> list[Ac
 
 
 def build(
-    stack: Stack, router: Router, *, name: str = "t", services: tuple[str, ...] = (), **kw: Any
+    stack: Stack,
+    router: TrafficBackend,
+    *,
+    name: str = "t",
+    services: tuple[str, ...] = (),
+    **kw: Any,
 ) -> ActuatorService:
     actuator = Actuator(
         router, verifier=SIGNER.verifier(), metrics=ActuationMetrics(CollectorRegistry()), **kw
@@ -345,6 +362,92 @@ def test_cli_gateway_api_writes_the_route_serves_metrics_and_stops_on_sigterm(
             raise
     assert code == 0, log.read_text()
     assert "actuator cli stopped" in log.read_text()
+
+
+class _Nothing(BaseModel):
+    """A configuration without keys."""
+
+
+@pytest.mark.kafka
+def test_a_backend_known_only_by_its_protocol_runs_from_the_registry_to_the_reports(
+    stack: Stack,
+) -> None:
+    backend = ProtocolOnly()
+    registry = Registry([Plugin("fake", _Nothing, traffic(lambda _: backend), "a dict")])
+    options = HandlerOptions(verifier=SIGNER.verifier(), rollback_steps=2)
+    handler = registry.get("fake").build({}, options)
+    service = ActuatorService(
+        handler, stack.connection, name="fake", start_from="earliest", poll_seconds=0.2
+    )
+    assert service.group_id.endswith("canarystream-actuator-protocol_only-fake")
+    with running(service):
+        publish(stack, [signed(make_decision(0, traffic_percent=30.0))])
+        publish(stack, [signed(make_decision(0, traffic_percent=30.0))])  # redelivered
+        publish(stack, [signed(make_decision(1, **ROLLBACK))])
+        got = wait_for_reports(stack, 3)
+    assert [(r.backend, r.seq, r.status.value) for r in got] == [
+        ("protocol_only", 0, "applied"),
+        ("protocol_only", 0, "rejected"),
+        ("protocol_only", 1, "applied"),
+    ]
+    assert got[2].detail.endswith("stepped 30% -> 15% -> 0%")
+    assert backend.shares == {DEPLOYMENT: 0.0} and backend.closed
+
+
+class _EchoHandler:
+    """A handler that follows the Handler protocol and nothing else: reports every decision
+    applied, checking nothing."""
+
+    kind = "echo"
+    longest_seconds = 1.0
+
+    def __init__(self) -> None:
+        self.verifier = None
+        self.metrics: ActuationMetrics | None = None
+        self.seen: list[bytes | None] = []
+        self.hurried = self.closed = False
+
+    def describe(self) -> str:
+        return "nothing at all"
+
+    async def actuate(
+        self, decision: Decision, signature: str | bytes | None, payload: bytes | None = None
+    ) -> ActuationReport:
+        self.seen.append(payload)
+        return ActuationReport(
+            actuation_id=decision.decision_id,
+            decision_id=decision.decision_id,
+            deployment=decision.deployment,
+            service=decision.service,
+            seq=decision.seq,
+            action=decision.action,
+            backend=self.kind,
+            status=ActuationStatus.APPLIED,
+            ts=decision.ts,
+            traffic_percent_requested=decision.traffic_percent,
+            detail="echo",
+        )
+
+    def hurry(self) -> None:
+        self.hurried = True
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.kafka
+def test_the_service_drives_any_handler_that_follows_the_protocol(stack: Stack) -> None:
+    handler = _EchoHandler()
+    service = ActuatorService(
+        handler, stack.connection, name="echo", start_from="earliest", poll_seconds=0.2
+    )
+    message = signed(make_decision(0))
+    with running(service):
+        publish(stack, [message])
+        (report,) = wait_for_reports(stack, 1)
+    assert (report.backend, report.detail) == ("echo", "echo")
+    assert handler.seen == [message[1]] and handler.hurried and handler.closed
+    assert handler.metrics is service.metrics  # given one by the service
 
 
 def test_cli_refuses_unsigned_decisions_unless_allowed(tmp_path: Path) -> None:

@@ -441,15 +441,22 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
             nosig = 'canarystream_actuation_rejected_total{reason="unsigned"}'
             assert _sample(unleash_metrics, bad) == 2 and _sample(unleash_metrics, nosig) == 1
             router = HAProxyRouter(
-                HAProxyConfig(f"127.0.0.1:{admin}", "healthy", "baseline", "canary")
+                HAProxyConfig(
+                    address=f"127.0.0.1:{admin}",
+                    backend="healthy",
+                    baseline_server="baseline",
+                    canary_server="canary",
+                )
             )
-            provider = UnleashProvider(UnleashConfig(unleash.url, unleash.admin_token))
+            provider = UnleashProvider(
+                UnleashConfig(url=unleash.url, admin_token=unleash.admin_token)
+            )
 
             def unchanged() -> bool:
                 # The share in force is the one the last genuine decision applied (a genuine
                 # advance may land meanwhile), never the forged 0 % or 100 %.
-                share = asyncio.run(router.get_weight(healthy.deployment))
-                flag = asyncio.run(provider.get_rollout(healthy.deployment))
+                share = asyncio.run(router.get_share(healthy.deployment))
+                flag = asyncio.run(provider.get_share(healthy.deployment))
                 last = [
                     r
                     for r in _reports(stack)
@@ -490,12 +497,17 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
             reports = _reports(stack)
             final_healthy = asyncio.run(router.weights())
             regressed_router = HAProxyRouter(
-                HAProxyConfig(f"127.0.0.1:{admin}", "regressed", "baseline", "canary")
+                HAProxyConfig(
+                    address=f"127.0.0.1:{admin}",
+                    backend="regressed",
+                    baseline_server="baseline",
+                    canary_server="canary",
+                )
             )
             final_regressed = asyncio.run(regressed_router.weights())
             drained = asyncio.run(regressed_router.admin_states())["canary"]
-            flag_healthy = asyncio.run(provider.get_rollout(healthy.deployment))
-            flag_regressed = asyncio.run(provider.get_rollout(regressed.deployment))
+            flag_healthy = asyncio.run(provider.get_share(healthy.deployment))
+            flag_regressed = asyncio.run(provider.get_share(regressed.deployment))
     finally:
         processes.stop_all()
         stack.stop()

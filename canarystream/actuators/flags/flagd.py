@@ -26,19 +26,19 @@ False
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.client
 import json
-import os
-import tempfile
 import time
 import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, field_validator, model_validator
+
 from canarystream.actuators.base import TrafficTarget, split_weights
-from canarystream.errors import ConfigError, FlagError
+from canarystream.actuators.config import BackendConfig
+from canarystream.actuators.files import write_atomically
+from canarystream.errors import FlagError
 
 __all__ = ["FlagdConfig", "FlagdProvider", "render_flag"]
 
@@ -47,37 +47,87 @@ _MANAGED_BY = "canarystream"
 _READBACK_KEY = "canarystream-readback"  # the targeting key of read-back evaluations
 
 
-@dataclass(frozen=True, slots=True)
-class FlagdConfig:
+class FlagdConfig(BackendConfig):
     """Where the flag file and flagd's OFREP API are, and how the flag is shaped."""
 
-    path: str  # flag-definition JSON file that flagd watches (``--uri file:PATH``)
-    ofrep_url: str = "http://127.0.0.1:8016"  # flagd's OFREP service (``--ofrep-port``)
-    flag_key: str = "{service}-canary"  # flag key; ``{service}`` is the target's service
-    targeting_key: str = "targetingKey"  # evaluation-context property that buckets users
-    baseline_variant: str = "baseline"
-    canary_variant: str = "canary"
-    total_weight: int = 10_000  # fractional weights sum to this: steps of 0.01 %
-    timeout: float = 5.0  # seconds for one OFREP request
-    settle: float = 5.0  # seconds to wait for flagd to serve a new write on read-back
-    poll_interval: float = 0.05  # seconds between read-back tries while settling
+    path: str = Field(description="Flag-definition JSON file that flagd watches (--uri file:PATH).")
+    ofrep_url: str = Field(
+        default="http://127.0.0.1:8016", description="flagd's OFREP service (--ofrep-port)."
+    )
+    flag_key: str = Field(
+        default="{service}-canary", description="Flag key; '{service}' is the decision's service."
+    )
+    targeting_key: str = Field(
+        default="targetingKey", description="Evaluation-context property that buckets users."
+    )
+    baseline_variant: str = Field(default="baseline", description="Variant of the baseline.")
+    canary_variant: str = Field(default="canary", description="Variant of the canary.")
+    total_weight: int = Field(
+        default=10_000, description="Fractional weights sum to this: steps of 0.01 %."
+    )
+    timeout: float = Field(default=5.0, description="Seconds for one OFREP request.")
+    settle: float = Field(
+        default=5.0, description="Seconds to wait for flagd to serve a new write on read-back."
+    )
+    poll_interval: float = Field(
+        default=0.05, description="Seconds between read-back tries while settling."
+    )
 
-    def __post_init__(self) -> None:
-        if not self.path:
-            raise ConfigError("path: must name the flag file flagd watches")
-        if "{service}" not in self.flag_key:
-            raise ConfigError(f"flag_key: {self.flag_key!r} must contain '{{service}}'")
-        if not self.targeting_key:
-            raise ConfigError("targeting_key: must not be empty")
-        if not self.baseline_variant or self.baseline_variant == self.canary_variant:
-            raise ConfigError("canary_variant: must differ from baseline_variant")
-        if not 2 <= self.total_weight <= 1_000_000:
-            raise ConfigError(f"total_weight: {self.total_weight} is not within 2..1000000")
-        url = urllib.parse.urlsplit(self.ofrep_url)
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must name the flag file flagd watches")
+        return value
+
+    @field_validator("flag_key")
+    @classmethod
+    def _flag_key(cls, value: str) -> str:
+        if "{service}" not in value:
+            raise ValueError(f"{value!r} must contain '{{service}}'")
+        return value
+
+    @field_validator("targeting_key", "baseline_variant")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("total_weight")
+    @classmethod
+    def _total_weight(cls, value: int) -> int:
+        if not 2 <= value <= 1_000_000:
+            raise ValueError(f"{value} is not within 2..1000000")
+        return value
+
+    @field_validator("ofrep_url")
+    @classmethod
+    def _ofrep_url(cls, value: str) -> str:
+        url = urllib.parse.urlsplit(value)
         if url.scheme not in ("http", "https") or not url.hostname:
-            raise ConfigError(f"ofrep_url: {self.ofrep_url!r} is not an http(s) URL")
-        if self.timeout <= 0 or self.settle < 0 or self.poll_interval <= 0:
-            raise ConfigError("timeout and poll_interval must be positive, settle non-negative")
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("timeout", "poll_interval")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(f"{value} is not positive")
+        return value
+
+    @field_validator("settle")
+    @classmethod
+    def _non_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError(f"{value} is negative")
+        return value
+
+    @model_validator(mode="after")
+    def _two_variants(self) -> FlagdConfig:
+        if self.baseline_variant == self.canary_variant:
+            raise ValueError("canary_variant: must differ from baseline_variant")
+        return self
 
     def key_for(self, service: str) -> str:
         """The flag key of ``service``."""
@@ -134,7 +184,12 @@ class FlagdProvider:
         self._written: dict[str, int] = {}  # flag key -> revision this provider last wrote
         self._lock = asyncio.Lock()
 
-    async def set_rollout(self, target: TrafficTarget) -> None:
+    def describe(self) -> str:
+        """The flags, their file, and where flagd serves them."""
+        config = self.config
+        return f"flagd flag {config.flag_key} in {config.path}, served at {config.ofrep_url}"
+
+    async def set_share(self, target: TrafficTarget) -> None:
         """Write the flag of ``target.service`` so that ``target.canary_percent`` % get the
         canary variant; flagd picks the file up by itself."""
         key = self.config.key_for(target.service)
@@ -143,7 +198,7 @@ class FlagdProvider:
             self._keys[target.deployment] = key
             self._written[key] = revision
 
-    async def get_rollout(self, deployment: str) -> float | None:
+    async def get_share(self, deployment: str) -> float | None:
         """The canary share of ``deployment``'s flag as flagd serves it; None when flagd has no
         flag for it. Waits up to ``settle`` seconds for flagd to load this provider's last
         write, then reports what flagd serves, even if older."""
@@ -192,20 +247,9 @@ class FlagdProvider:
         revision = max(_int(old) or 0, self._written.get(key, 0)) + 1
         document["flags"][key] = render_flag(self.config, key, target, revision=revision)
         data = json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
-        folder = self._path.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{self._path.name}.", dir=folder)
         try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(temporary, 0o644)
-            # A rename within one folder is atomic: flagd sees the old file or the new one.
-            os.replace(temporary, self._path)
+            write_atomically(self._path, data)  # flagd sees the old file or the new one
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
             raise FlagError(f"cannot write flag file {self._path}: {exc}") from exc
         return revision
 

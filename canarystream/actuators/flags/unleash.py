@@ -32,11 +32,13 @@ import http.client
 import json
 import re
 import urllib.parse
-from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import Field, field_validator
+
 from canarystream.actuators.base import TrafficTarget, split_weights
-from canarystream.errors import ConfigError, FlagError
+from canarystream.actuators.config import BackendConfig
+from canarystream.errors import FlagError
 
 __all__ = ["UnleashConfig", "UnleashProvider", "render_strategy"]
 
@@ -44,32 +46,66 @@ _MANAGED_BY = "canarystream"
 _STRATEGY = "flexibleRollout"
 
 
-@dataclass(frozen=True, slots=True)
-class UnleashConfig:
+class UnleashConfig(BackendConfig):
     """Where Unleash's Admin API is, with which token, and which toggle to roll out where."""
 
-    url: str  # Unleash's base URL, e.g. http://127.0.0.1:4242 (a base path is kept)
-    admin_token: str = field(repr=False)  # an admin API token (``Authorization`` header)
-    project: str = "default"  # project that holds the toggles
-    environment: str = "development"  # environment whose strategy carries the canary share
-    feature: str = "{service}-canary"  # toggle name; ``{service}`` is the target's service
-    stickiness: str = "default"  # context field that buckets users (default: userId, ...)
-    timeout: float = 5.0  # seconds for one Admin API request
+    url: str = Field(
+        description="Unleash's base URL, e.g. http://127.0.0.1:4242 (a base path is kept)."
+    )
+    admin_token: str = Field(
+        repr=False,
+        description="An admin API token (prefer the environment variable: a command line is "
+        "visible to every user of the machine).",
+    )
+    project: str = Field(default="default", description="Project that holds the toggles.")
+    environment: str = Field(
+        default="development", description="Environment whose strategy carries the canary share."
+    )
+    feature: str = Field(
+        default="{service}-canary",
+        description="Toggle name; '{service}' stands for the decision's service.",
+    )
+    stickiness: str = Field(
+        default="default",
+        description="Context field that buckets users ('default': user id, then session id...).",
+    )
+    timeout: float = Field(default=5.0, description="Seconds for one Admin API request.")
 
-    def __post_init__(self) -> None:
-        url = urllib.parse.urlsplit(self.url)
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        url = urllib.parse.urlsplit(value)
         if url.scheme not in ("http", "https") or not url.hostname:
-            raise ConfigError(f"url: {self.url!r} is not an http(s) URL")
-        if not self.admin_token.strip():
-            raise ConfigError("admin_token: must be an Unleash admin API token")
-        if not self.project or not self.environment:
-            raise ConfigError("project and environment: must not be empty")
-        if "{service}" not in self.feature:
-            raise ConfigError(f"feature: {self.feature!r} must contain '{{service}}'")
-        if not self.stickiness:
-            raise ConfigError("stickiness: must not be empty")
-        if self.timeout <= 0:
-            raise ConfigError(f"timeout: {self.timeout} is not positive")
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be an Unleash admin API token")
+        return value
+
+    @field_validator("project", "environment", "stickiness")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("feature")
+    @classmethod
+    def _feature(cls, value: str) -> str:
+        if "{service}" not in value:
+            raise ValueError(f"{value!r} must contain '{{service}}'")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(f"{value} is not positive")
+        return value
 
     def feature_for(self, service: str) -> str:
         """The toggle name of ``service``."""
@@ -120,7 +156,15 @@ class UnleashProvider:
         self._features: dict[str, str] = {}  # deployment -> toggle name
         self._lock = asyncio.Lock()
 
-    async def set_rollout(self, target: TrafficTarget) -> None:
+    def describe(self) -> str:
+        """The toggles, their project and environment, and where Unleash is."""
+        config = self.config
+        return (
+            f"Unleash toggle {config.feature} in project {config.project}, environment "
+            f"{config.environment}, at {config.url}"
+        )
+
+    async def set_share(self, target: TrafficTarget) -> None:
         """Make the toggle of ``target.service`` serve the canary to ``target.canary_percent``
         % of users in the configured environment, creating (or reviving) the toggle first."""
         feature = self.config.feature_for(target.service)
@@ -128,7 +172,7 @@ class UnleashProvider:
             await asyncio.to_thread(self._apply, feature, target)
             self._features[target.deployment] = feature
 
-    async def get_rollout(self, deployment: str) -> float | None:
+    async def get_share(self, deployment: str) -> float | None:
         """The canary share Unleash holds for ``deployment``'s toggle: the rollout of its
         strategy, 0 when the toggle is off in the environment, and None when no toggle carries
         a strategy written for this deployment."""

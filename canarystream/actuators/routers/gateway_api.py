@@ -20,18 +20,23 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from canarystream.actuators.base import TrafficTarget, split_weights
-from canarystream.errors import ConfigError, RouterError
+from canarystream.actuators.config import BackendConfig, Strings
+from canarystream.actuators.files import write_atomically
+from canarystream.errors import RouterError
 
 __all__ = [
     "API_VERSION",
     "GatewayApiConfig",
+    "GatewayApiFileConfig",
     "GatewayApiRouter",
+    "file_router",
     "merge_patch",
     "read_canary_percent",
     "render_http_route",
@@ -46,34 +51,67 @@ _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 KubeObject = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class GatewayApiConfig:
+class GatewayApiConfig(BackendConfig):
     """The HTTPRoute to own, the Gateway it attaches to, and the two Services."""
 
-    route: str  # HTTPRoute name
-    gateway: str  # parent Gateway name
-    baseline_service: str
-    canary_service: str
-    port: int  # Service port both cohorts serve on
-    namespace: str = "default"
-    gateway_namespace: str | None = None  # the Gateway's, when not the route's
-    hostnames: tuple[str, ...] = ()
-    total_weight: int = 100
+    route: str = Field(description="HTTPRoute name.")
+    gateway: str = Field(description="Parent Gateway name.")
+    baseline_service: str = Field(description="Kubernetes Service of the baseline.")
+    canary_service: str = Field(description="Kubernetes Service of the canary.")
+    port: int = Field(
+        validation_alias=AliasChoices("port", "service_port"),
+        description="Port both Services serve on.",
+    )
+    namespace: str = Field(default="default", description="Namespace of the route.")
+    gateway_namespace: str | None = Field(
+        default=None, description="Namespace of the Gateway, if not the route's."
+    )
+    hostnames: Strings = Field(
+        default=(),
+        validation_alias=AliasChoices("hostnames", "hostname"),
+        description="Hostnames the route matches (repeatable).",
+    )
+    total_weight: int = Field(default=100, description="The two weights sum to this.")
 
-    def __post_init__(self) -> None:
-        for name in ("route", "gateway", "baseline_service", "canary_service"):
-            if not _DNS_NAME.match(getattr(self, name)):
-                raise ConfigError(f"{name}: {getattr(self, name)!r} is not a Kubernetes name")
-        for name in ("namespace", "gateway_namespace"):
-            value = getattr(self, name)
-            if value is not None and not _DNS_LABEL.match(value):
-                raise ConfigError(f"{name}: {value!r} is not a Kubernetes namespace")
+    @field_validator("route", "gateway", "baseline_service", "canary_service")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _DNS_NAME.match(value):
+            raise ValueError(f"{value!r} is not a Kubernetes name")
+        return value
+
+    @field_validator("namespace", "gateway_namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        if value is not None and not _DNS_LABEL.match(value):
+            raise ValueError(f"{value!r} is not a Kubernetes namespace")
+        return value
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError(f"{value} is not within 1..65535")
+        return value
+
+    @field_validator("total_weight")
+    @classmethod
+    def _total_weight(cls, value: int) -> int:
+        if not 2 <= value <= 1_000_000:
+            raise ValueError(f"{value} is not within 2..1000000")
+        return value
+
+    @model_validator(mode="after")
+    def _two_services(self) -> GatewayApiConfig:
         if self.baseline_service == self.canary_service:
-            raise ConfigError("canary_service: must differ from baseline_service")
-        if not 1 <= self.port <= 65535:
-            raise ConfigError(f"port: {self.port} is not within 1..65535")
-        if not 2 <= self.total_weight <= 1_000_000:
-            raise ConfigError(f"total_weight: {self.total_weight} is not within 2..1000000")
+            raise ValueError("canary_service: must differ from baseline_service")
+        return self
+
+
+class GatewayApiFileConfig(GatewayApiConfig):
+    """An HTTPRoute rendered to a file, for ``kubectl apply -f`` or a GitOps commit."""
+
+    out: Path = Field(description="Write the rendered HTTPRoute here (YAML); read back from it.")
 
 
 def _rules(config: GatewayApiConfig, canary_percent: float) -> list[KubeObject]:
@@ -150,6 +188,7 @@ class GatewayApiRouter:
 
     ``apply(obj)`` writes the object and ``get()`` returns the live one (or None); either may
     be a plain function or a coroutine function. Their exceptions become ``RouterError``.
+    ``destination`` says where ``apply`` puts the route, for :meth:`describe`.
     """
 
     kind = "gateway_api"
@@ -159,12 +198,23 @@ class GatewayApiRouter:
         config: GatewayApiConfig,
         apply: Callable[[KubeObject], Awaitable[object] | object],
         get: Callable[[], Awaitable[KubeObject | None] | KubeObject | None],
+        *,
+        destination: str = "applied by a callable",
     ) -> None:
         self.config = config
         self._apply = apply
         self._get = get
+        self.destination = destination
 
-    async def set_weight(self, target: TrafficTarget) -> None:
+    def describe(self) -> str:
+        """The route, its two Services, and where it goes."""
+        config = self.config
+        return (
+            f"HTTPRoute {config.namespace}/{config.route} (baseline {config.baseline_service}, "
+            f"canary {config.canary_service}) {self.destination}"
+        )
+
+    async def set_share(self, target: TrafficTarget) -> None:
         """Apply the route for ``target.canary_percent``."""
         route = render_http_route(self.config, target.canary_percent)
         try:
@@ -172,7 +222,7 @@ class GatewayApiRouter:
         except Exception as exc:
             raise RouterError(f"HTTPRoute {self.config.route}: apply failed: {exc}") from exc
 
-    async def get_weight(self, deployment: str) -> float | None:
+    async def get_share(self, deployment: str) -> float | None:
         """The canary's share in the live route, %; None if the route is missing."""
         try:
             live = await _resolve(self._get())
@@ -182,3 +232,20 @@ class GatewayApiRouter:
 
     async def close(self) -> None:
         """Nothing to release: the callables own their clients."""
+
+
+def file_router(config: GatewayApiFileConfig) -> GatewayApiRouter:
+    """A router that writes the rendered route to ``config.out`` (atomically: a reader never
+    sees half a route) and reads the share back from that file."""
+    path = config.out
+
+    def write(obj: KubeObject) -> None:
+        write_atomically(path, to_yaml(obj).encode())
+
+    def read() -> KubeObject | None:
+        if not path.exists():
+            return None
+        loaded = yaml.safe_load(path.read_text("utf-8"))
+        return loaded if isinstance(loaded, dict) else None
+
+    return GatewayApiRouter(config, apply=write, get=read, destination=f"written to {path}")

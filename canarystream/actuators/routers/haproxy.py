@@ -25,9 +25,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from dataclasses import dataclass
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from canarystream.actuators.base import TrafficTarget, split_weights
+from canarystream.actuators.config import BackendConfig
 from canarystream.errors import ConfigError, RouterError
 
 __all__ = ["HAProxyConfig", "HAProxyRouter", "parse_address"]
@@ -49,31 +51,58 @@ def parse_address(address: str) -> tuple[str, int] | str:
         return address
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or not host:
-        raise ConfigError(f"address: {address!r} is neither host:port nor a socket path")
+        raise ConfigError(f"{address!r} is neither host:port nor a socket path")
     return host.strip("[]"), int(port)
 
 
-@dataclass(frozen=True, slots=True)
-class HAProxyConfig:
+class HAProxyConfig(BackendConfig):
     """Where the Runtime API listens and which servers carry the two cohorts."""
 
-    address: str  # admin socket: a unix socket path, or host:port
-    backend: str  # the HAProxy backend holding both servers
-    baseline_server: str
-    canary_server: str
-    total_weight: int = 100  # weights sum to this; up to 256 for finer steps
-    timeout: float = 5.0  # seconds for one Runtime API command
-    drain: bool = False  # at a share of 0, also set the canary server to drain state
+    address: str = Field(
+        validation_alias=AliasChoices("address", "socket"),
+        description="Runtime API (level admin): a unix socket path or host:port.",
+    )
+    backend: str = Field(description="The HAProxy backend holding both servers.")
+    baseline_server: str = Field(description="Server of the baseline.")
+    canary_server: str = Field(description="Server of the canary.")
+    total_weight: int = Field(
+        default=100, description="The two weights sum to this; up to 256 for finer steps."
+    )
+    timeout: float = Field(default=5.0, gt=0, description="Seconds for one Runtime API command.")
+    drain: bool = Field(
+        default=False,
+        description="On rollback also put the canary server in drain state: sticky sessions "
+        "finish, no new ones start.",
+    )
 
-    def __post_init__(self) -> None:
-        for field in ("backend", "baseline_server", "canary_server"):
-            if not _NAME.match(getattr(self, field)):
-                raise ConfigError(f"{field}: {getattr(self, field)!r} is not a valid name")
+    @field_validator("backend", "baseline_server", "canary_server")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} is not a valid name")
+        return value
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            parse_address(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("total_weight")
+    @classmethod
+    def _total_weight(cls, value: int) -> int:
+        if not 2 <= value <= 256:
+            raise ValueError(f"{value} is not within 2..256")
+        return value
+
+    @model_validator(mode="after")
+    def _two_servers(self) -> HAProxyConfig:
         if self.baseline_server == self.canary_server:
-            raise ConfigError("canary_server: must differ from baseline_server")
-        if not 2 <= self.total_weight <= 256:
-            raise ConfigError(f"total_weight: {self.total_weight} is not within 2..256")
-        parse_address(self.address)
+            raise ValueError("canary_server: must differ from baseline_server")
+        return self
 
 
 class HAProxyRouter:
@@ -108,7 +137,15 @@ class HAProxyRouter:
             raise RouterError(f"haproxy {self.config.address}: {exc}") from exc
         return answer.decode("utf-8", "replace")
 
-    async def set_weight(self, target: TrafficTarget) -> None:
+    def describe(self) -> str:
+        """The backend and its two servers, and where the Runtime API is."""
+        config = self.config
+        return (
+            f"haproxy backend {config.backend} (baseline {config.baseline_server}, canary "
+            f"{config.canary_server}) through {config.address}"
+        )
+
+    async def set_share(self, target: TrafficTarget) -> None:
         """Set the baseline and canary weights for ``target.canary_percent`` (and, with
         ``drain``, the canary server's drain state)."""
         config = self.config
@@ -157,7 +194,7 @@ class HAProxyRouter:
             await self._get(self.config.canary_server),
         )
 
-    async def get_weight(self, deployment: str) -> float:
+    async def get_share(self, deployment: str) -> float:
         """The canary's share of the two servers' effective weights, %."""
         baseline, canary = await self.weights()
         states = await self.admin_states()

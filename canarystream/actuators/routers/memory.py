@@ -3,16 +3,21 @@
 >>> import asyncio
 >>> from canarystream.actuators.base import TrafficTarget
 >>> router = MemoryRouter()
->>> asyncio.run(router.set_weight(TrafficTarget("d1", "shop", "v1", "v2", 10.0)))
->>> asyncio.run(router.get_weight("d1")), router.calls, router.history
+>>> asyncio.run(router.set_share(TrafficTarget("d1", "shop", "v1", "v2", 10.0)))
+>>> asyncio.run(router.get_share("d1")), router.calls, router.history
 (10.0, 1, [('d1', 10.0)])
 """
 
 from __future__ import annotations
 
 from canarystream.actuators.base import TrafficTarget
+from canarystream.actuators.config import BackendConfig
 
-__all__ = ["MemoryRouter"]
+__all__ = ["MemoryConfig", "MemoryRouter"]
+
+
+class MemoryConfig(BackendConfig):
+    """Nothing to configure: the shares live in the process."""
 
 
 class MemoryRouter:
@@ -20,18 +25,23 @@ class MemoryRouter:
 
     kind = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, config: MemoryConfig | None = None) -> None:
+        self.config = MemoryConfig() if config is None else config
         self.weights: dict[str, float] = {}
         self.calls = 0
         self.history: list[tuple[str, float]] = []  # (deployment, canary share) per change
 
-    async def set_weight(self, target: TrafficTarget) -> None:
+    def describe(self) -> str:
+        """Where the shares are: nowhere but this process."""
+        return "canary shares in this process's memory (no traffic moves)"
+
+    async def set_share(self, target: TrafficTarget) -> None:
         """Remember ``target.canary_percent`` for the deployment."""
         self.calls += 1
         self.history.append((target.deployment, target.canary_percent))
         self.weights[target.deployment] = target.canary_percent
 
-    async def get_weight(self, deployment: str) -> float | None:
+    async def get_share(self, deployment: str) -> float | None:
         """The share last set for the deployment, or None."""
         return self.weights.get(deployment)
 

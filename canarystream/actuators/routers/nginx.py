@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import AliasChoices, Field, field_validator, model_validator
+
 from canarystream.actuators.base import TrafficTarget, split_weights
-from canarystream.errors import ConfigError, RouterError
+from canarystream.actuators.config import BackendConfig, Command
+from canarystream.actuators.files import write_atomically
+from canarystream.errors import RouterError
 
 __all__ = ["NginxConfig", "NginxRouter", "read_canary_percent", "render_upstream"]
 
@@ -81,31 +82,59 @@ def read_canary_percent(text: str, baseline_server: str, canary_server: str) -> 
     return 100.0 * canary / (baseline + canary)
 
 
-@dataclass(frozen=True, slots=True)
-class NginxConfig:
+class NginxConfig(BackendConfig):
     """Which upstream file to write and how to make NGINX load it."""
 
-    path: Path  # the upstream file, included by the main configuration
-    upstream: str  # name of the upstream block
-    baseline_server: str  # address as NGINX takes it: host:port or unix:/path
-    canary_server: str
-    reload_command: Sequence[str] = ("nginx", "-s", "reload")
-    check_command: Sequence[str] | None = field(default=None)  # e.g. ("nginx", "-t")
-    total_weight: int = 100
-    timeout: float = 10.0  # seconds for each command
+    path: Path = Field(
+        validation_alias=AliasChoices("path", "upstream_file"),
+        description="The upstream file, included by the main NGINX configuration.",
+    )
+    upstream: str = Field(description="Name of the upstream block.")
+    baseline_server: str = Field(description="Baseline address (host:port or unix:/path).")
+    canary_server: str = Field(description="Canary address (host:port or unix:/path).")
+    reload_command: Command = Field(
+        default=("nginx", "-s", "reload"),
+        description="Makes NGINX load the file (one string is split like a shell would).",
+    )
+    check_command: Command | None = Field(
+        default=None, description="Checks the configuration first, e.g. 'nginx -t'."
+    )
+    total_weight: int = Field(default=100, description="The two weights sum to this.")
+    timeout: float = Field(default=10.0, gt=0, description="Seconds for each command.")
 
-    def __post_init__(self) -> None:
-        if not _NAME.match(self.upstream):
-            raise ConfigError(f"upstream: {self.upstream!r} is not a valid name")
-        for name in ("baseline_server", "canary_server"):
-            if not _ADDRESS.match(getattr(self, name)):
-                raise ConfigError(f"{name}: {getattr(self, name)!r} is not a valid address")
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} is not a valid name")
+        return value
+
+    @field_validator("baseline_server", "canary_server")
+    @classmethod
+    def _server(cls, value: str) -> str:
+        if not _ADDRESS.match(value):
+            raise ValueError(f"{value!r} is not a valid address")
+        return value
+
+    @field_validator("reload_command")
+    @classmethod
+    def _reload(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("total_weight")
+    @classmethod
+    def _total_weight(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError(f"{value} is less than 2")
+        return value
+
+    @model_validator(mode="after")
+    def _two_servers(self) -> NginxConfig:
         if self.baseline_server == self.canary_server:
-            raise ConfigError("canary_server: must differ from baseline_server")
-        if not self.reload_command:
-            raise ConfigError("reload_command: must not be empty")
-        if self.total_weight < 2:
-            raise ConfigError(f"total_weight: {self.total_weight} is less than 2")
+            raise ValueError("canary_server: must differ from baseline_server")
+        return self
 
 
 class NginxRouter:
@@ -116,7 +145,15 @@ class NginxRouter:
     def __init__(self, config: NginxConfig) -> None:
         self.config = config
 
-    async def set_weight(self, target: TrafficTarget) -> None:
+    def describe(self) -> str:
+        """The upstream, its file and its two servers."""
+        config = self.config
+        return (
+            f"nginx upstream {config.upstream} in {config.path} (baseline "
+            f"{config.baseline_server}, canary {config.canary_server})"
+        )
+
+    async def set_share(self, target: TrafficTarget) -> None:
         """Write the upstream for ``target.canary_percent`` and reload NGINX."""
         config = self.config
         text = render_upstream(
@@ -127,7 +164,7 @@ class NginxRouter:
             config.total_weight,
         )
         previous = config.path.read_text("utf-8") if config.path.exists() else None
-        _write_atomically(config.path, text)
+        write_atomically(config.path, text.encode())
         if config.check_command:
             try:
                 await self._run(config.check_command)
@@ -135,11 +172,11 @@ class NginxRouter:
                 if previous is None:
                     config.path.unlink(missing_ok=True)
                 else:
-                    _write_atomically(config.path, previous)
+                    write_atomically(config.path, previous.encode())
                 raise
         await self._run(config.reload_command)
 
-    async def get_weight(self, deployment: str) -> float | None:
+    async def get_share(self, deployment: str) -> float | None:
         """The canary's share in the upstream file, %; None if there is no such file."""
         try:
             text = self.config.path.read_text("utf-8")
@@ -172,19 +209,3 @@ class NginxRouter:
         if process.returncode != 0:
             said = " ".join(output.decode("utf-8", "replace").split())
             raise RouterError(f"{' '.join(command)} exited {process.returncode}: {said}")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise

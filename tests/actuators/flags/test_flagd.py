@@ -16,7 +16,7 @@ import pytest
 from scipy.stats import binom
 
 from canarystream.actuators import Actuator, FlagdConfig, FlagdProvider, RetryPolicy
-from canarystream.actuators.base import FlagProvider, TrafficTarget
+from canarystream.actuators.base import TrafficBackend, TrafficTarget
 from canarystream.actuators.flags.flagd import render_flag
 from canarystream.contracts.actuation import ActuationStatus
 from canarystream.contracts.decision import Action, Phase
@@ -147,11 +147,11 @@ def test_writes_atomically_and_keeps_other_flags(tmp_path: Path) -> None:
     other = {"state": "ENABLED", "variants": {"on": True}, "defaultVariant": "on"}
     path.write_text(json.dumps({"flags": {"dark-mode": other}}))
     provider = _provider(path)
-    assert isinstance(provider, FlagProvider) and provider.kind == "flagd"
+    assert isinstance(provider, TrafficBackend) and provider.kind == "flagd"
 
     async def scenario() -> None:
-        await provider.set_rollout(_target(10.0))
-        await provider.set_rollout(_target(25.0))
+        await provider.set_share(_target(10.0))
+        await provider.set_share(_target(25.0))
 
     asyncio.run(scenario())
     flags = json.loads(path.read_text())["flags"]
@@ -165,15 +165,15 @@ def test_broken_flag_file_is_a_flag_error(tmp_path: Path) -> None:
     path = tmp_path / "flags.json"
     path.write_text("{not json")
     with pytest.raises(FlagError, match="cannot read flag file"):
-        asyncio.run(_provider(path).set_rollout(_target(10.0)))
+        asyncio.run(_provider(path).set_share(_target(10.0)))
 
 
 def test_unreachable_flagd_is_a_flag_error(tmp_path: Path) -> None:
     provider = _provider(tmp_path / "flags.json")
 
     async def scenario() -> float | None:
-        await provider.set_rollout(_target(10.0))
-        return await provider.get_rollout(DEPLOYMENT)
+        await provider.set_share(_target(10.0))
+        return await provider.get_share(DEPLOYMENT)
 
     with pytest.raises(FlagError, match="flagd OFREP"):
         asyncio.run(scenario())
@@ -183,17 +183,17 @@ def test_openfeature_file_resolver_splits_as_written(tmp_path: Path) -> None:
     """OpenFeature's own flagd evaluator reads the file and splits users by p."""
     path = tmp_path / "flags.json"
     provider = _provider(path)
-    asyncio.run(provider.set_rollout(_target(10.0)))
+    asyncio.run(provider.set_share(_target(10.0)))
     at_ten = _from_file(path)
     _assert_share(at_ten, 10.0)
-    asyncio.run(provider.set_rollout(_target(25.0)))
+    asyncio.run(provider.set_share(_target(25.0)))
     at_25 = _from_file(path)
     _assert_share(at_25, 25.0)
     # Sticky: growing the share only moves baseline users over, never back.
     assert all(b == "canary" for a, b in zip(at_ten, at_25, strict=True) if a == "canary")
-    asyncio.run(provider.set_rollout(_target(0.0)))
+    asyncio.run(provider.set_share(_target(0.0)))
     assert set(_from_file(path)) == {"baseline"}
-    asyncio.run(provider.set_rollout(_target(100.0)))
+    asyncio.run(provider.set_share(_target(100.0)))
     assert set(_from_file(path)) == {"canary"}
 
 
@@ -204,13 +204,13 @@ def test_read_back_follows_each_write(flag_service: FlagService) -> None:
     provider = _provider(flag_service)
 
     async def scenario() -> list[float | None]:
-        seen = [await provider.get_rollout(DEPLOYMENT)]  # no flag yet
+        seen = [await provider.get_share(DEPLOYMENT)]  # no flag yet
         for percent in (1.0, 10.0, 0.0, 100.0):
-            await provider.set_rollout(_target(percent))
-            seen.append(await provider.get_rollout(DEPLOYMENT))
-        seen.append(await provider.get_rollout("another-deployment"))
+            await provider.set_share(_target(percent))
+            seen.append(await provider.get_share(DEPLOYMENT))
+        seen.append(await provider.get_share("another-deployment"))
         # A new provider (an actuator restarted) finds the deployment's flag in the file.
-        seen.append(await _provider(flag_service).get_rollout(DEPLOYMENT))
+        seen.append(await _provider(flag_service).get_share(DEPLOYMENT))
         return seen
 
     assert asyncio.run(scenario()) == [None, 1.0, 10.0, 0.0, 100.0, None, 100.0]
@@ -222,9 +222,9 @@ def test_flag_of_a_newer_deployment_is_not_read_back_as_the_old_one(
     provider = _provider(flag_service)
 
     async def scenario() -> tuple[float | None, float | None]:
-        await provider.set_rollout(_target(10.0, deployment="shop-old"))
-        await provider.set_rollout(_target(50.0, deployment="shop-new"))
-        return await provider.get_rollout("shop-old"), await provider.get_rollout("shop-new")
+        await provider.set_share(_target(10.0, deployment="shop-old"))
+        await provider.set_share(_target(50.0, deployment="shop-new"))
+        return await provider.get_share("shop-old"), await provider.get_share("shop-new")
 
     assert asyncio.run(scenario()) == (None, 50.0)
 
@@ -244,7 +244,7 @@ def test_actuator_applies_signed_decisions(flag_service: FlagService) -> None:
         reports = [await actuator.actuate(advance, SIGNER.sign_decision(advance))]
         reports.append(await actuator.actuate(hold, SIGNER.sign_decision(hold)))
         reports.append(await actuator.actuate(forged, Signer.hmac(b"x").sign_decision(forged)))
-        reports.append(await actuator.backend.get_rollout(DEPLOYMENT))  # type: ignore[union-attr]
+        reports.append(await actuator.backend.get_share(DEPLOYMENT))  # type: ignore[union-attr]
         reports.append(await actuator.actuate(rollback, SIGNER.sign_decision(rollback)))
         await actuator.close()
         return reports
@@ -274,15 +274,15 @@ def test_flagd_serves_the_rollout_to_openfeature(flagd: FlagService) -> None:
 
     provider = _provider(flagd)
     with _openfeature(resolver_type=ResolverType.RPC, host="127.0.0.1", port=flagd.grpc_port) as c:
-        asyncio.run(provider.set_rollout(_target(10.0)))
-        assert asyncio.run(provider.get_rollout(DEPLOYMENT)) == 10.0  # flagd has loaded it
+        asyncio.run(provider.set_share(_target(10.0)))
+        assert asyncio.run(provider.get_share(DEPLOYMENT)) == 10.0  # flagd has loaded it
         served = _variants(c)
         _assert_share(served, 10.0)
 
-        asyncio.run(provider.set_rollout(_target(0.0)))  # rollback
-        assert asyncio.run(provider.get_rollout(DEPLOYMENT)) == 0.0
+        asyncio.run(provider.set_share(_target(0.0)))  # rollback
+        assert asyncio.run(provider.get_share(DEPLOYMENT)) == 0.0
         assert set(_variants(c)) == {"baseline"}
 
-        asyncio.run(provider.set_rollout(_target(100.0)))  # promote
-        assert asyncio.run(provider.get_rollout(DEPLOYMENT)) == 100.0
+        asyncio.run(provider.set_share(_target(100.0)))  # promote
+        assert asyncio.run(provider.get_share(DEPLOYMENT)) == 100.0
         assert set(_variants(c)) == {"canary"}

@@ -18,7 +18,7 @@ import pytest
 from scipy.stats import binom
 
 from canarystream.actuators import Actuator, RetryPolicy, UnleashConfig, UnleashProvider
-from canarystream.actuators.base import FlagProvider, TrafficTarget
+from canarystream.actuators.base import TrafficBackend, TrafficTarget
 from canarystream.actuators.flags.unleash import render_strategy
 from canarystream.contracts.actuation import ActuationStatus
 from canarystream.contracts.decision import Action, Phase
@@ -181,9 +181,9 @@ def test_config_hides_the_token_and_names_toggles() -> None:
 def test_unreachable_unleash_is_a_flag_error() -> None:
     (port,) = free_ports(1)  # nothing listens there
     provider = UnleashProvider(UnleashConfig(url=f"http://127.0.0.1:{port}", admin_token="a"))
-    assert isinstance(provider, FlagProvider) and provider.kind == "unleash"
+    assert isinstance(provider, TrafficBackend) and provider.kind == "unleash"
     with pytest.raises(FlagError, match=f"Unleash at http://127.0.0.1:{port}"):
-        asyncio.run(provider.set_rollout(_target("shop", 10.0)))
+        asyncio.run(provider.set_share(_target("shop", 10.0)))
 
 
 # -- the real Unleash ------------------------------------------------------------------------
@@ -194,13 +194,13 @@ def test_read_back_follows_each_write(unleash: UnleashService, service_name: str
     deployment = f"{service_name}-2024-06"
 
     async def scenario() -> list[float | None]:
-        seen = [await provider.get_rollout(deployment)]  # no toggle yet
+        seen = [await provider.get_share(deployment)]  # no toggle yet
         for percent in (10.0, 1.0, 0.0, 100.0, 25.0):
-            await provider.set_rollout(_target(service_name, percent))
-            seen.append(await provider.get_rollout(deployment))
-        seen.append(await provider.get_rollout("another-deployment"))
+            await provider.set_share(_target(service_name, percent))
+            seen.append(await provider.get_share(deployment))
+        seen.append(await provider.get_share("another-deployment"))
         # A new provider (an actuator restarted) finds the deployment's toggle in Unleash.
-        seen.append(await _provider(unleash).get_rollout(deployment))
+        seen.append(await _provider(unleash).get_share(deployment))
         return seen
 
     assert asyncio.run(scenario()) == [None, 10.0, 1.0, 0.0, 100.0, 25.0, None, 25.0]
@@ -226,9 +226,9 @@ def test_applying_the_same_share_twice_changes_nothing(
         answer = _admin(unleash, "GET", f"/api/admin/events?feature={feature}")
         return [event["type"] for event in answer["events"]]
 
-    asyncio.run(provider.set_rollout(_target(service_name, 10.0)))
+    asyncio.run(provider.set_share(_target(service_name, 10.0)))
     before, strategy = events(), _environment(unleash, feature)["strategies"]
-    asyncio.run(provider.set_rollout(_target(service_name, 10.0)))
+    asyncio.run(provider.set_share(_target(service_name, 10.0)))
     assert events() == before  # no write at all: Unleash records every change as an event
     assert _environment(unleash, feature)["strategies"] == strategy
     assert "feature-created" in before and "feature-environment-enabled" in before
@@ -242,20 +242,20 @@ def test_the_official_sdk_gets_the_rollout(
     provider = _provider(unleash)
     feature = f"{service_name}-canary"
 
-    asyncio.run(provider.set_rollout(_target(service_name, 10.0)))
+    asyncio.run(provider.set_share(_target(service_name, 10.0)))
     at_ten = _enabled(unleash, feature, "10", tmp_path)
     _assert_share(at_ten, 10.0)
     assert at_ten == _expected(feature, 10)
 
-    asyncio.run(provider.set_rollout(_target(service_name, 25.0)))
+    asyncio.run(provider.set_share(_target(service_name, 25.0)))
     at_25 = _enabled(unleash, feature, "25", tmp_path)
     _assert_share(at_25, 25.0)
     assert at_25 == _expected(feature, 25)
     assert all(b for a, b in zip(at_ten, at_25, strict=True) if a)  # sticky: nobody moves back
 
-    asyncio.run(provider.set_rollout(_target(service_name, 0.0)))  # rollback
+    asyncio.run(provider.set_share(_target(service_name, 0.0)))  # rollback
     assert not any(_enabled(unleash, feature, "0", tmp_path))
-    asyncio.run(provider.set_rollout(_target(service_name, 100.0)))  # promote
+    asyncio.run(provider.set_share(_target(service_name, 100.0)))  # promote
     assert all(_enabled(unleash, feature, "100", tmp_path))
 
 
@@ -266,27 +266,27 @@ def test_takes_over_strategies_and_state_changed_by_hand(
     deployment = f"{service_name}-2024-06"
     feature = f"{service_name}-canary"
     base = f"/api/admin/projects/default/features/{feature}"
-    asyncio.run(provider.set_rollout(_target(service_name, 10.0)))
+    asyncio.run(provider.set_share(_target(service_name, 10.0)))
 
     # Someone adds a strategy that turns the toggle on for everyone: the share is not ours.
     _admin(unleash, "POST", f"{base}/environments/development/strategies", {"name": "default"})
     with pytest.raises(FlagError, match="other active strategies"):
-        asyncio.run(provider.get_rollout(deployment))
-    asyncio.run(provider.set_rollout(_target(service_name, 10.0)))
+        asyncio.run(provider.get_share(deployment))
+    asyncio.run(provider.set_share(_target(service_name, 10.0)))
     assert [s["name"] for s in _environment(unleash, feature)["strategies"]] == ["flexibleRollout"]
-    assert asyncio.run(provider.get_rollout(deployment)) == 10.0
+    assert asyncio.run(provider.get_share(deployment)) == 10.0
 
     # Switched off by hand: nobody gets the canary; the next decision switches it back on.
     _admin(unleash, "POST", f"{base}/environments/development/off")
-    assert asyncio.run(provider.get_rollout(deployment)) == 0.0
-    asyncio.run(provider.set_rollout(_target(service_name, 5.0)))
-    assert asyncio.run(provider.get_rollout(deployment)) == 5.0
+    assert asyncio.run(provider.get_share(deployment)) == 0.0
+    asyncio.run(provider.set_share(_target(service_name, 5.0)))
+    assert asyncio.run(provider.get_share(deployment)) == 5.0
 
     # Archived by hand: the next decision revives it.
     _admin(unleash, "DELETE", base)
-    assert asyncio.run(provider.get_rollout(deployment)) is None
-    asyncio.run(provider.set_rollout(_target(service_name, 5.0)))
-    assert asyncio.run(provider.get_rollout(deployment)) == 5.0
+    assert asyncio.run(provider.get_share(deployment)) is None
+    asyncio.run(provider.set_share(_target(service_name, 5.0)))
+    assert asyncio.run(provider.get_share(deployment)) == 5.0
     assert _environment(unleash, feature)["enabled"] is True
 
 
@@ -296,14 +296,14 @@ def test_toggle_of_a_newer_deployment_is_not_read_back_as_the_old_one(
     provider = _provider(unleash)
 
     async def scenario() -> tuple[float | None, ...]:
-        await provider.set_rollout(_target(service_name, 10.0, deployment=f"{service_name}-old"))
-        await provider.set_rollout(_target(service_name, 50.0, deployment=f"{service_name}-new"))
+        await provider.set_share(_target(service_name, 10.0, deployment=f"{service_name}-old"))
+        await provider.set_share(_target(service_name, 50.0, deployment=f"{service_name}-new"))
         restarted = _provider(unleash)
         return (
-            await provider.get_rollout(f"{service_name}-old"),
-            await provider.get_rollout(f"{service_name}-new"),
-            await restarted.get_rollout(f"{service_name}-old"),
-            await restarted.get_rollout(f"{service_name}-new"),
+            await provider.get_share(f"{service_name}-old"),
+            await provider.get_share(f"{service_name}-new"),
+            await restarted.get_share(f"{service_name}-old"),
+            await restarted.get_share(f"{service_name}-new"),
         )
 
     assert asyncio.run(scenario()) == (None, 50.0, None, 50.0)
@@ -313,11 +313,11 @@ def test_errors_name_what_is_wrong(unleash: UnleashService, service_name: str) -
     target = _target(service_name, 10.0)
     wrong = UnleashProvider(UnleashConfig(url=unleash.url, admin_token="*:*.not-the-token"))
     with pytest.raises(FlagError, match="refused the admin token"):
-        asyncio.run(wrong.set_rollout(target))
+        asyncio.run(wrong.set_share(target))
     with pytest.raises(FlagError, match="project"):
-        asyncio.run(_provider(unleash, project="no-such-project").set_rollout(target))
+        asyncio.run(_provider(unleash, project="no-such-project").set_share(target))
     with pytest.raises(FlagError, match="no environment 'staging'"):
-        asyncio.run(_provider(unleash, environment="staging").set_rollout(target))
+        asyncio.run(_provider(unleash, environment="staging").set_share(target))
 
 
 def test_actuator_applies_signed_decisions(unleash: UnleashService, service_name: str) -> None:
@@ -342,7 +342,7 @@ def test_actuator_applies_signed_decisions(unleash: UnleashService, service_name
         reports.append(await actuator.actuate(hold, SIGNER.sign_decision(hold)))
         reports.append(await actuator.actuate(forged, Signer.hmac(b"x").sign_decision(forged)))
         reports.append(await actuator.actuate(forged, None))  # unsigned
-        reports.append(await actuator.backend.get_rollout(deployment))  # type: ignore[union-attr]
+        reports.append(await actuator.backend.get_share(deployment))  # type: ignore[union-attr]
         reports.append(await actuator.actuate(rollback, SIGNER.sign_decision(rollback)))
         await actuator.close()
         return reports

@@ -2,7 +2,8 @@
 
 A worker whose decisions the broker refuses stores and acknowledges nothing past them and
 exits; a broker that goes away mid-rollout and comes back changes nothing. Either way the
-decisions topic ends up equal to a replay of the input, without a gap or a duplicate.
+decisions topic ends up equal to a replay of the input, without a gap or a duplicate. One
+service each: the restart and the catch-up are then the only difference from a replay.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ def _assert_no_gap_no_duplicate(stack: Stack, expected: list) -> None:
 
 
 def test_refused_decisions_stop_the_worker_and_a_restart_publishes_them(stack: Stack) -> None:
-    events = rollout_events("healthy", "errors-x3", rps=40, duration="33m", seed=5)
-    expected = replayed(events)  # 10 decisions, 5 of them in the first half
+    events = rollout_events("errors-x3", rps=40, duration="33m", seed=5)
+    expected = replayed(events)  # 5 decisions, 3 in the first half, then rollback and verified
     starts = [e for e in events if e["type"] == "deployment_started"]
     telemetry = [e for e in events if e["type"] != "deployment_started"]
     half = len(telemetry) // 2
@@ -38,7 +39,7 @@ def test_refused_decisions_stop_the_worker_and_a_restart_publishes_them(stack: S
     first = stack.start_worker("w1")
     announce_then_send(stack, starts)
     stack.produce(telemetry[:half])
-    stack.wait_for(lambda: len(stack.decisions()) >= 5, what="the first half's decisions")
+    stack.wait_for(lambda: len(stack.decisions()) >= 3, what="the first half's decisions")
 
     # The broker now refuses every decision (each is larger than this limit).
     stack.set_topic_config(DECISIONS_TOPIC, {"max.message.bytes": "64"})
@@ -63,18 +64,18 @@ def test_a_broker_stopped_mid_rollout_and_restarted_loses_nothing(
 ) -> None:
     stack = Stack(private_broker.bootstrap, tmp_path)
     try:
-        events = rollout_events("healthy", "errors-x3", rps=60, duration="33m", seed=9)
-        expected = replayed(events)
+        events = rollout_events("healthy", rps=60, duration="33m", seed=9)
+        expected = replayed(events)  # 6 decisions, 2 in the first third; the last a promotion
         starts = [e for e in events if e["type"] == "deployment_started"]
         telemetry = [e for e in events if e["type"] != "deployment_started"]
-        half = len(telemetry) // 2
+        third = len(telemetry) // 3
         worker = stack.start_worker("w1")
         announce_then_send(stack, starts)
-        stack.produce(telemetry[:half])
-        stack.wait_for(lambda: len(stack.decisions()) >= 3, what="the first decisions")
+        stack.produce(telemetry[:third])
+        stack.wait_for(lambda: len(stack.decisions()) >= 2, what="the first decisions")
 
         # The broker stops as soon as the rest is out, while the worker is still busy with it.
-        stack.produce(telemetry[half:])
+        stack.produce(telemetry[third:])
         before = len(stack.decisions())
         private_broker.stop()
         time.sleep(8)

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 WITH_BROKER := deploy/kafka/with-broker.sh $(PY)
 
-.PHONY: demo test e2e lint services bench bench-detection bench-speed bench-stream schemas clean
+.PHONY: demo test e2e lint services bench bench-detection bench-speed bench-stream schemas fuzz clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ test: $(STAMP) services
 # Unleash and every actuator under load; a healthy canary promoted, a regressed one rolled back.
 e2e: $(STAMP) services
 	$(WITH_BROKER) $(PY) -m pytest -m e2e tests/e2e
+
+# The bounded fuzzer (tests/fuzz): mutated and generated messages through the worker's processor
+# and through replay, each under a time limit. Fails on any crash, hang or silent decision
+# change, and leaves a reproducer of each in out/fuzz/ (`make test` runs 2,000 of them).
+fuzz: $(STAMP)
+	$(PY) -m tests.fuzz --inputs 100000 --seed 1
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check canarystream tests benchmarks

@@ -1,0 +1,42 @@
+"""A short run of the bounded fuzzer inside the test suite (``make fuzz`` runs 100,000 inputs)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fuzz.fuzzer import Fuzzer, Outcome
+from tests.fuzz.mutators import MUTATORS, Fuzzed
+
+INPUTS = 2_000
+SEED = 7  # not make fuzz's seed: the suite adds inputs of its own
+LIMIT = 5.0  # seconds per input and driver: generous, the suite shares the machine
+
+KNOWN = pytest.mark.xfail(
+    strict=False,
+    reason="input-safety bugs still open on main (issue 8), found by this test: a non-string "
+    '"type" (["request"], {}) raises TypeError inside the engine (contained as internal_error); '
+    "one producer's burst of far-future events (>= admission.gap_witnesses) moves a rollout's "
+    "clock as a 'real gap'; a finished deployment id announced again under another service "
+    "starts again in the worker. Remove this mark once they are fixed.",
+)
+
+
+@KNOWN
+def test_two_thousand_fuzzed_inputs_neither_crash_nor_hang_nor_change_a_decision() -> None:
+    fuzzer = Fuzzer(SEED, limit=LIMIT)
+    failures: list[str] = []
+
+    def keep(fuzzed: Fuzzed, outcome: Outcome) -> None:
+        failures.append(f"{outcome.signature}\n    {fuzzed.describe(200)}\n    {outcome.detail}")
+
+    tally = fuzzer.run(range(INPUTS), on_failure=keep)
+
+    assert tally.inputs == INPUTS
+    assert set(tally.by_mutator) == set(MUTATORS)  # every mutator had its turn
+    for driver in ("processor", "replay"):
+        counts = tally.by_driver[driver]
+        assert counts["inputs"] == INPUTS
+        assert counts["rejected"] > INPUTS // 2  # most inputs are bad: the oracle is exercised
+        assert counts["accepted and changed"] > 0  # and some good ones do change decisions
+    summary = {what: tally.count(what) for what in ("crashes", "hangs", "silent changes")}
+    assert summary == {"crashes": 0, "hangs": 0, "silent changes": 0}, "\n".join(failures)

@@ -285,6 +285,7 @@ class Tally:
 
     inputs: int = 0
     elapsed: float = 0.0
+    cpu: float = 0.0  # processor seconds of the run (all workers)
     by_driver: dict[str, Counter[str]] = field(default_factory=dict)
     by_mutator: dict[str, Counter[str]] = field(default_factory=dict)
     failures: dict[str, Example] = field(default_factory=dict)

@@ -159,10 +159,12 @@ def run(
             shown[0] = time.monotonic()
             _progress(total, len(indices), started)
 
+    cpu = _cpu()
     if jobs <= 1:
         for offset in range(0, len(indices), CHUNK):
             absorb(fuzzer.run(indices[offset : offset + CHUNK]))
         total.elapsed = time.monotonic() - started
+        total.cpu = _cpu() - cpu
         return total
 
     _SHARED["fuzzer"] = fuzzer
@@ -233,7 +235,15 @@ def run(
                 process.kill()
         _SHARED.clear()
     total.elapsed = time.monotonic() - started
+    total.cpu = _cpu() - cpu
     return total
+
+
+def _cpu() -> float:
+    """Processor seconds of this process and of its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _progress(tally: Tally, total: int, started: float) -> None:
@@ -327,6 +337,11 @@ def report(tally: Tally, fuzzer: Fuzzer, *, jobs: int, out: Path) -> str:
     lines.append(
         f"elapsed {tally.elapsed:,.1f} s, {tally.inputs / max(tally.elapsed, 1e-9):,.0f} "
         f"inputs/s with {jobs} worker(s), on {machine()}"
+    )
+    lines.append(
+        f"processor time {tally.cpu:,.0f} s ({1000 * tally.cpu / max(tally.inputs, 1):.1f} ms "
+        f"per input): {tally.cpu / jobs:,.0f} s of elapsed time on {jobs} idle core(s); "
+        f"more when the machine is shared"
     )
     lines.append(
         "result: " + ("FAILED" if tally.failed else "0 crashes, 0 hangs, 0 silent decision changes")

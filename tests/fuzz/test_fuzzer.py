@@ -28,7 +28,7 @@ from tests.fuzz.runner import load_input, main, run, save_failure
 
 @pytest.fixture(scope="module")
 def fuzzer() -> Fuzzer:
-    return Fuzzer(seed=3, limit=1.0)
+    return Fuzzer(seed=3, limit=2.0)
 
 
 @pytest.fixture
@@ -205,7 +205,7 @@ class _Planted:
         self.inner = inner
         self.plant = plant
         self.burst = _burst(base, position)
-        self.late = base.sites[position].now + 3 * 86_400.0
+        self.late = base.sites[position].now + 3600.0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

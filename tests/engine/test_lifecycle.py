@@ -15,6 +15,7 @@ from canarystream.contracts.decision import (
     decision_id_for,
 )
 from canarystream.engine import Engine
+from canarystream.policy.model import Policy
 from tests.engine.builder import (
     BASELINE,
     CANARY,
@@ -137,6 +138,7 @@ def test_stage_is_not_left_before_min_duration_or_min_samples() -> None:
 # ------------------------------------------------------------------------------ regressions
 
 ERRORS_X10 = Cohort(error_rate=0.10)
+FAST_THRESHOLD = len(fast_policy()["checks"]) / Policy().alpha
 LATENCY_X1_5 = Cohort(median_ms=60.0)
 
 
@@ -165,8 +167,10 @@ def test_critical_regression_rolls_back(
     bad = reason(rollback, failing)
     assert bad.verdict is Verdict.FAIL
     assert bad.critical
-    assert bad.e_value is not None and bad.threshold is not None
-    assert bad.e_value >= bad.threshold
+    # From the policy, not the code under test: alpha 0.05 shared by two checks of equal weight.
+    assert bad.threshold == pytest.approx(FAST_THRESHOLD) == 40.0
+    assert reason(rollback, other).threshold == pytest.approx(FAST_THRESHOLD)
+    assert bad.e_value is not None and bad.e_value >= FAST_THRESHOLD
     assert reason(rollback, other).verdict is not Verdict.FAIL
 
 

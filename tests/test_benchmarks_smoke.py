@@ -18,20 +18,47 @@ from benchmarks.detection import (
 )
 from benchmarks.gen import Cell
 
+# Seeded draws give one outcome per judge: (outcome, seconds to it) over six minutes.
+EXPECTED = {
+    "smoke-null": {
+        "engine": ("held", None),  # no false rollback, and too early to promote
+        "kayenta-5m": ("held", None),
+        "kayenta-5m-critical": ("held", None),
+        "kayenta-30m": ("held", None),
+        "threshold-1m": ("rollback", 300),  # the fixed threshold's false alarm
+    },
+    "smoke-errors-x5": {
+        "engine": ("rollback", 80.0),
+        "kayenta-5m": ("held", None),
+        "kayenta-5m-critical": ("rollback", 300),
+        "kayenta-30m": ("held", None),
+        "threshold-1m": ("rollback", 120),
+    },
+}
+
 
 def test_two_short_rollouts_through_engine_and_peers() -> None:
     null = Cell("smoke-null", rate=8.0)
     regressed = Cell("smoke-errors-x5", rate=8.0, error_mult=5.0, null=False)
     rows = [run_rollout(null, seed=1, horizon_min=6), run_rollout(regressed, seed=2, horizon_min=6)]
-    for row in rows:
-        for judge in JUDGES:
-            assert row[judge]["outcome"] in ("rollback", "promote", "held")
-    # At 5 x the error rate the engine rolls back within six minutes.
-    assert rows[1]["engine"]["outcome"] == "rollback"
-    assert 0 < rows[1]["engine"]["seconds"] <= 360
+    outcomes = {
+        row["cell"]: {judge: (row[judge]["outcome"], row[judge]["seconds"]) for judge in JUDGES}
+        for row in rows
+    }
+    assert outcomes == EXPECTED
+    engine = rows[1]["engine"]
+    assert engine["last"] == "critical regression: error_rate"
+    assert 0 < engine["exposed"] < rows[1]["threshold-1m"]["exposed"]
+    assert rows[0]["engine"]["exposed"] is None  # counted for rollbacks only
     summary = summarise(rows, [null, regressed])
     assert summary["smoke-errors-x5"]["engine"]["rollback"] == 1.0
-    assert "smoke-null" in markdown(summary)
+    assert summary["smoke-errors-x5"]["engine"]["ttd_median_s"] == 80.0
+    assert summary["smoke-null"]["engine"]["rollback"] == 0.0
+    assert summary["smoke-null"]["engine"]["held"] == 1.0
+    assert summary["smoke-null"]["threshold-1m"]["rollback"] == 1.0
+    table = markdown(summary)
+    assert "| smoke-null | 1 | 0.0 | 97.5 | 100.0 | 0.0 |" in table
+    assert "| smoke-errors-x5 | 1 | 100.0 | 0.0 | 0.0 | 80 | 80 |" in table
 
 
 def test_clopper_pearson_upper_matches_the_rule_of_three() -> None:

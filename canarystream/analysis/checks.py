@@ -690,8 +690,12 @@ class GaugeUnit(MeanDifferenceUnit):
             if c_n and b_n:
                 self.diffs.update(self.sign * (c_sum / c_n - b_sum / b_n))
             self.window = [0.0, 0.0, 0.0, 0.0]
+            window = self.check.window
+            if now - self.window_end > window * 1_000:
+                # A long gap in event time: step over it at once, not window by window.
+                self.window_end += window * math.floor((now - self.window_end) / window)
             while self.window_end <= now:
-                self.window_end += self.check.window
+                self.window_end += window
 
     def fold(self, canary: CohortBucket, baseline: CohortBucket, trackers: Trackers) -> None:
         raise NotImplementedError("gauges fold through CheckGroup.fold with the tick's end")

@@ -28,7 +28,12 @@ def policy_from_mapping(data: Any, *, source: str = "policy") -> Policy:
 
 def load_policy(path: str | Path) -> Policy:
     """Load and validate a policy file (``.yaml``, ``.yml`` or ``.json``)."""
-    data = read_document(path, "policy", PolicyError)
+    try:
+        data = read_document(path, "policy", PolicyError)
+    except RecursionError:
+        raise PolicyError(f"{path}: not a policy: nested too deeply") from None
+    except ValueError as exc:  # the YAML reader's own limits, e.g. an int of 5,000 digits
+        raise PolicyError(f"{path}: not a policy: {exc}") from exc
     return policy_from_mapping(data, source=str(path))
 
 

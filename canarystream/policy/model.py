@@ -20,6 +20,14 @@ from pydantic import (
 )
 
 __all__ = [
+    "MAX_CHECKS",
+    "MAX_DURATION",
+    "MAX_STAGES",
+    "MAX_TICK",
+    "MAX_TICKS_PER_WINDOW",
+    "MAX_UNITS_PER_CHECK",
+    "MAX_UNITS_PER_SECOND",
+    "MIN_TICK",
     "Admission",
     "Breakdown",
     "Check",
@@ -44,6 +52,31 @@ __all__ = [
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
+# Bounds that keep every rollout's work and memory finite whatever a policy says: the engine
+# closes ticks one by one, so the tick and the ticks per window bound the work per second of
+# event time; the numbers of stages and checks bound the units evaluated at each tick.
+MIN_TICK = 0.1
+"""Shortest tick (s)."""
+MAX_TICK = 300.0
+"""Longest tick (s)."""
+MAX_DURATION = 30 * 86_400.0
+"""Longest duration a policy may give (30 days, in s)."""
+MAX_TICKS_PER_WINDOW = 10_000
+"""Most ticks in one window (a gauge window, the rollback verification window)."""
+MAX_STAGES = 100
+"""Most stages in a policy."""
+MAX_CHECKS = 32
+"""Most checks in a policy."""
+MAX_UNITS_PER_CHECK = 16
+"""Units (statistical tests) a check with a breakdown or ``metric: '*'`` may grow to."""
+MAX_UNITS_PER_SECOND = 250
+"""Most check units evaluated per second of event time (units that may exist / tick)."""
+_MAX_STATUS_PARTS = 100
+_MAX_RATIO = 50.0  # rate-ratio tolerances: the tests' grid spans ratios up to e^4 = 54.6
+_MAX_SAMPLES = 10**9
+_MIN_ALPHA = 1e-6
+_MAX_CONFIDENCE = 0.9999
+
 
 def parse_duration(value: Any) -> float:
     """Seconds from a number or a string such as ``"6m"``.
@@ -54,7 +87,10 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like '6m'")
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError("the duration is too long") from None
     elif isinstance(value, str) and (match := _DURATION.match(value)):
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
@@ -62,6 +98,13 @@ def parse_duration(value: Any) -> float:
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds
+
+
+def _status(bound: Any, part: Any) -> int:
+    """One end of a ``[low, high]`` status range: an int or a string of three digits."""
+    if type(bound) is int or (isinstance(bound, str) and re.fullmatch(r"\s*\d{3}\s*", bound)):
+        return int(bound)
+    raise ValueError(f"invalid status range {part!r}")
 
 
 def parse_status_set(value: Any) -> tuple[tuple[int, int], ...]:
@@ -76,10 +119,12 @@ def parse_status_set(value: Any) -> tuple[tuple[int, int], ...]:
         parts = list(value)
     else:
         raise ValueError("error_statuses is a string like '500-599' or a list")
+    if len(parts) > _MAX_STATUS_PARTS:
+        raise ValueError(f"at most {_MAX_STATUS_PARTS} statuses or ranges, got {len(parts)}")
     ranges: list[tuple[int, int]] = []
     for part in parts:
         if isinstance(part, (list, tuple)) and len(part) == 2:
-            low, high = int(part[0]), int(part[1])
+            low, high = _status(part[0], part), _status(part[1], part)
         elif isinstance(part, int) and not isinstance(part, bool):
             low = high = part
         elif isinstance(part, str) and re.fullmatch(r"\d{3}(-\d{3})?", part):
@@ -99,7 +144,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Stage(_Strict):
@@ -107,15 +152,21 @@ class Stage(_Strict):
 
     traffic_percent: float = Field(gt=0, le=100, description="Canary share of traffic, %.")
     min_duration: Duration = Field(
-        default=360.0, description="Least event time spent at this stage (s)."
+        default=360.0,
+        le=MAX_DURATION,
+        description="Least event time spent at this stage (s); at least one tick.",
     )
     max_duration: Duration | None = Field(
         default=None,
+        le=MAX_DURATION,
         description="Stage deadline (s); absent means 3 x min_duration. A failing "
         "non-critical check rolls back here; inconclusive evidence holds for a human.",
     )
     min_samples: int = Field(
-        default=100, ge=0, description="Least requests per cohort in this stage before advancing."
+        default=100,
+        ge=0,
+        le=_MAX_SAMPLES,
+        description="Least requests per cohort in this stage before advancing.",
     )
     approval: bool = Field(
         default=False, description="Wait for a deployment_approved event before leaving."
@@ -178,7 +229,10 @@ class _Check(_Strict):
         "rolls back at the stage deadline.",
     )
     weight: float = Field(
-        default=1.0, gt=0, description="Share of the rollout's alpha given to this check."
+        default=1.0,
+        ge=0.001,
+        le=1000,
+        description="Share of the rollout's alpha given to this check (relative weight).",
     )
 
 
@@ -187,10 +241,13 @@ class ErrorRateCheck(_Check):
 
     kind: Literal[CheckKind.ERROR_RATE] = CheckKind.ERROR_RATE
     tolerance: float = Field(
-        default=1.1, ge=1.0, description="Largest acceptable error-rate ratio."
+        default=1.1, ge=1.0, le=_MAX_RATIO, description="Largest acceptable error-rate ratio."
     )
     advance_tolerance: float = Field(
-        default=1.5, ge=1.0, description="Upper confidence bound on the ratio needed to advance."
+        default=1.5,
+        ge=1.0,
+        le=_MAX_RATIO,
+        description="Upper confidence bound on the ratio needed to advance.",
     )
     advance_abs_margin: float = Field(
         default=0.002,
@@ -202,6 +259,7 @@ class ErrorRateCheck(_Check):
     promote_tolerance: float | None = Field(
         default=None,
         ge=1.0,
+        le=_MAX_RATIO,
         description="Upper confidence bound on the ratio needed to promote; absent means 1.35 "
         "kept within [tolerance, advance_tolerance] (errors are rare: a bound at tolerance "
         "itself would need hours of traffic).",
@@ -227,7 +285,7 @@ class LatencyCheck(_Check):
     """Canary vs baseline latency quantile, with a relative tolerance."""
 
     kind: Literal[CheckKind.LATENCY] = CheckKind.LATENCY
-    quantile: float = Field(default=0.99, gt=0, lt=1, description="Quantile, e.g. 0.99.")
+    quantile: float = Field(default=0.99, ge=0.001, le=0.9999, description="Quantile, e.g. 0.99.")
     tolerance: float = Field(
         default=0.05, ge=0, le=10, description="Acceptable relative increase (0.05 = +5 %)."
     )
@@ -282,7 +340,7 @@ class LatencyShiftCheck(_Check):
         "+7.5 % kept within [tolerance, advance_tolerance].",
     )
     min_ticks: int = Field(
-        default=6, ge=3, description="Ticks with both cohorts needed before any verdict."
+        default=6, ge=3, le=10_000, description="Ticks with both cohorts needed before any verdict."
     )
 
     @model_validator(mode="after")
@@ -300,17 +358,28 @@ class GaugeCheck(_Check):
 
     kind: Literal[CheckKind.GAUGE] = CheckKind.GAUGE
     metric: str = Field(
-        default="*", min_length=1, description="Metric name; '*' checks every gauge seen."
+        default="*",
+        min_length=1,
+        max_length=256,
+        description="Metric name; '*' checks every gauge seen.",
     )
-    tolerance: float = Field(default=0.05, ge=0, description="Acceptable absolute difference.")
+    tolerance: float = Field(
+        default=0.05, ge=0, le=1e12, description="Acceptable absolute difference."
+    )
     advance_tolerance: float = Field(
-        default=0.10, ge=0, description="Absolute difference ruled out before advancing."
+        default=0.10, ge=0, le=1e12, description="Absolute difference ruled out before advancing."
     )
     direction: Direction = Field(default=Direction.INCREASE, description="What is worse.")
     window: Duration = Field(
-        default=30.0, gt=0, description="Window (s) over which each cohort's mean is taken."
+        default=30.0,
+        gt=0,
+        le=MAX_DURATION,
+        description="Window (s) over which each cohort's mean is taken; from one tick to "
+        "10,000 ticks.",
     )
-    min_windows: int = Field(default=6, ge=3, description="Windows needed before any verdict.")
+    min_windows: int = Field(
+        default=6, ge=3, le=10_000, description="Windows needed before any verdict."
+    )
     critical: bool = False
 
     @model_validator(mode="after")
@@ -324,11 +393,13 @@ class ProbeCheck(_Check):
     """Canary vs baseline synthetic-probe failure rate, as a ratio."""
 
     kind: Literal[CheckKind.PROBE] = CheckKind.PROBE
-    probe: str = Field(default="*", min_length=1, description="Probe name; '*' pools all.")
-    tolerance: float = Field(default=1.5, ge=1.0)
-    advance_tolerance: float = Field(default=3.0, ge=1.0)
+    probe: str = Field(
+        default="*", min_length=1, max_length=256, description="Probe name; '*' pools all."
+    )
+    tolerance: float = Field(default=1.5, ge=1.0, le=_MAX_RATIO)
+    advance_tolerance: float = Field(default=3.0, ge=1.0, le=_MAX_RATIO)
     advance_abs_margin: float = Field(default=0.01, ge=0, le=1)
-    promote_tolerance: float | None = Field(default=None, ge=1.0)
+    promote_tolerance: float | None = Field(default=None, ge=1.0, le=_MAX_RATIO)
 
     @model_validator(mode="after")
     def _ordered(self) -> ProbeCheck:
@@ -354,8 +425,8 @@ class SloLatencyCheck(_Check):
     """Absolute budget: the canary's latency quantile must stay at or under ``max_ms``."""
 
     kind: Literal[CheckKind.SLO_LATENCY] = CheckKind.SLO_LATENCY
-    quantile: float = Field(default=0.99, gt=0, lt=1)
-    max_ms: float = Field(gt=0, description="Latency budget in milliseconds.")
+    quantile: float = Field(default=0.99, ge=0.001, le=0.9999)
+    max_ms: float = Field(gt=0, le=3_600_000, description="Latency budget in milliseconds.")
 
 
 Check = Annotated[
@@ -377,13 +448,16 @@ class DriftGuard(_Strict):
     threshold: float = Field(
         default=20.0,
         gt=0,
+        le=1e6,
         description="Page-Hinkley threshold on the cumulative standardised excess; lower is "
         "more sensitive (20: no false alarm in 30 min of simulated steady traffic).",
     )
     allowance: float = Field(
-        default=1.0, ge=0, description="Shift (in standard errors) tolerated per tick."
+        default=1.0, ge=0, le=1000, description="Shift (in standard errors) tolerated per tick."
     )
-    cooldown: Duration = Field(default=120.0, description="Hold this long after a shift (s).")
+    cooldown: Duration = Field(
+        default=120.0, le=MAX_DURATION, description="Hold this long after a shift (s)."
+    )
 
 
 class SampleRatioGuard(_Strict):
@@ -393,15 +467,21 @@ class SampleRatioGuard(_Strict):
     tolerance: float = Field(
         default=0.25, gt=0, lt=1, description="Relative deviation of the share that is tolerated."
     )
-    alpha: float = Field(default=0.001, gt=0, lt=0.5)
-    settle: Duration = Field(default=30.0, description="Ignore this long after a traffic change.")
+    alpha: float = Field(default=0.001, ge=_MIN_ALPHA, lt=0.5)
+    settle: Duration = Field(
+        default=30.0, le=MAX_DURATION, description="Ignore this long after a traffic change."
+    )
 
 
 class NoDataGuard(_Strict):
     """What to do when the canary sends no telemetry."""
 
-    hold_after: Duration = Field(default=120.0, description="Hold after this long silent (s).")
-    rollback_after: Duration = Field(default=600.0, description="Roll back after this long (s).")
+    hold_after: Duration = Field(
+        default=120.0, le=MAX_DURATION, description="Hold after this long silent (s)."
+    )
+    rollback_after: Duration = Field(
+        default=600.0, le=MAX_DURATION, description="Roll back after this long (s)."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> NoDataGuard:
@@ -480,19 +560,27 @@ class RollbackVerification(_Strict):
     ``latency_tolerance`` with the same confidence.
     """
 
-    window: Duration = Field(default=300.0, gt=0, description="How long to watch (s).")
+    window: Duration = Field(
+        default=300.0,
+        gt=0,
+        le=MAX_DURATION,
+        description="How long to watch (s); from one tick to 10,000 ticks.",
+    )
     error_ratio_tolerance: float = Field(
-        default=1.5, ge=1.0, description="Allowed error-rate ratio to the reference."
+        default=1.5, ge=1.0, le=_MAX_RATIO, description="Allowed error-rate ratio to the reference."
     )
     error_abs_margin: float = Field(
         default=0.001, ge=0.0, le=1.0, description="Plus this absolute error rate."
     )
     latency_tolerance: float = Field(
-        default=0.1, ge=0.0, description="Allowed relative rise of typical latency."
+        default=0.1, ge=0.0, le=10, description="Allowed relative rise of typical latency."
     )
-    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    confidence: float = Field(default=0.95, gt=0.5, le=_MAX_CONFIDENCE)
     min_requests: int = Field(
-        default=100, ge=1, description="Fewer requests in the window: not shown to recover."
+        default=100,
+        ge=1,
+        le=_MAX_SAMPLES,
+        description="Fewer requests in the window: not shown to recover.",
     )
 
 
@@ -515,28 +603,32 @@ class Policy(_Strict):
     """How a rollout proceeds and how the canary is judged."""
 
     name: str = Field(default="default", min_length=1, max_length=128)
-    description: str = ""
+    description: str = Field(default="", max_length=4096)
     alpha: float = Field(
         default=0.05,
-        gt=0,
+        ge=_MIN_ALPHA,
         lt=0.5,
         description="False-rollback budget for the whole rollout, shared by all checks.",
     )
     advance_confidence: float = Field(
         default=0.9,
         gt=0.5,
-        lt=1,
+        le=_MAX_CONFIDENCE,
         description="Confidence of the upper bounds that must show no harm before advancing.",
     )
     promote_confidence: float = Field(
         default=0.95,
         gt=0.5,
-        lt=1,
+        le=_MAX_CONFIDENCE,
         description="Confidence of the upper bounds that must lie within promote_tolerance "
         "before promoting: the one step that is not followed by more checking.",
     )
     tick: Duration = Field(
-        default=5.0, gt=0, le=300, description="Event-time step at which checks are evaluated."
+        default=5.0,
+        ge=MIN_TICK,
+        le=MAX_TICK,
+        description="Event-time step at which checks are evaluated (s); every window and "
+        "duration of the policy is at least one tick.",
     )
     baseline_mode: Literal["stable", "paired"] = Field(
         default="stable",
@@ -544,11 +636,17 @@ class Policy(_Strict):
         "share of cohort requests is the stage's traffic %; paired: a baseline of the same size "
         "as the canary, so the expected share is 50 %.",
     )
-    stages: list[Stage] = Field(default_factory=_default_stages, min_length=1)
-    checks: list[Check] = Field(default_factory=_default_checks, min_length=1)
+    stages: list[Stage] = Field(
+        default_factory=_default_stages, min_length=1, max_length=MAX_STAGES
+    )
+    checks: list[Check] = Field(
+        default_factory=_default_checks, min_length=1, max_length=MAX_CHECKS
+    )
     guards: Guards = Guards()
     deadline: Duration | None = Field(
-        default=None, description="Overall rollout deadline (s); absent means none."
+        default=None,
+        le=MAX_DURATION,
+        description="Overall rollout deadline (s); absent means none.",
     )
     rollback_verification: RollbackVerification = RollbackVerification()
     admission: Admission = Admission()
@@ -574,6 +672,60 @@ class Policy(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _windows_fit_the_tick(self) -> Policy:
+        # Each window and duration is at least one tick (a shorter one cannot be honoured by
+        # decisions taken once a tick, and a window far below the tick would be stepped
+        # through without end), and a window holds at most MAX_TICKS_PER_WINDOW ticks.
+        tick = self.tick
+        spans: list[tuple[str, float | None, bool]] = []
+        for index, stage in enumerate(self.stages):
+            spans.append((f"stages.{index}.min_duration", stage.min_duration, False))
+            spans.append((f"stages.{index}.max_duration", stage.max_duration, False))
+        for index, check in enumerate(self.checks):
+            if isinstance(check, GaugeCheck):
+                spans.append((f"checks.{index}.window", check.window, True))
+        no_data = self.guards.no_data
+        spans += [
+            ("deadline", self.deadline, False),
+            ("guards.no_data.hold_after", no_data.hold_after, False),
+            ("guards.no_data.rollback_after", no_data.rollback_after, False),
+            ("rollback_verification.window", self.rollback_verification.window, True),
+            ("admission.idle_after", self.admission.idle_after, False),
+        ]
+        problems = []
+        for where, seconds, is_window in spans:
+            if seconds is None:
+                continue
+            if seconds < tick:
+                problems.append(f"{where}: {seconds:g} s is shorter than tick ({tick:g} s)")
+            elif is_window and seconds > tick * MAX_TICKS_PER_WINDOW:
+                problems.append(
+                    f"{where}: {seconds:g} s is more than {MAX_TICKS_PER_WINDOW:,} ticks "
+                    f"of {tick:g} s"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _work_per_second(self) -> Policy:
+        # Every unit is evaluated at every tick (up to ~0.4 ms when a stage is ready): the
+        # units per second of event time bound a rollout's CPU per second of its telemetry.
+        units = self.max_units()
+        if units > MAX_UNITS_PER_SECOND * self.tick:
+            raise ValueError(
+                f"checks: up to {units} check units (a breakdown or metric '*' counts "
+                f"{MAX_UNITS_PER_CHECK}) evaluated every {self.tick:g} s tick is more than "
+                f"{MAX_UNITS_PER_SECOND} per second of event time; use fewer checks or a "
+                "longer tick"
+            )
+        return self
+
+    def max_units(self) -> int:
+        """The most statistical units the checks may grow to (see ``MAX_UNITS_PER_CHECK``)."""
+        return sum(MAX_UNITS_PER_CHECK if _is_dynamic(check) else 1 for check in self.checks)
+
+    @model_validator(mode="after")
     def _promotion_not_laxer(self) -> Policy:
         if self.promote_confidence < self.advance_confidence:
             raise ValueError("promote_confidence must be at least advance_confidence")
@@ -588,6 +740,13 @@ class Policy(_Strict):
                 raise ValueError(f"checks.{index}: duplicate check name {name!r}; set 'name'")
             seen.add(name)
         return self
+
+
+def _is_dynamic(check: Any) -> bool:
+    """Whether a check grows one unit per breakdown key or per gauge seen."""
+    if isinstance(check, GaugeCheck):
+        return check.metric == "*"
+    return isinstance(check, (ErrorRateCheck, LatencyCheck)) and check.breakdown is not None
 
 
 def check_name(check: Any) -> str:

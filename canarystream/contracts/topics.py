@@ -18,6 +18,7 @@ __all__ = [
     "TELEMETRY_TOPIC",
     "TOPICS",
     "TopicSpec",
+    "service_partition",
     "topic_spec",
 ]
 
@@ -34,6 +35,45 @@ _DAY_MS = 24 * _HOUR_MS
 # and its telemetry then land on partitions of the same number, which one worker owns.
 _SERVICE_PARTITIONS = 12
 _REPLICATION = 3
+_M32 = 0xFFFFFFFF
+
+
+def _murmur2(data: bytes) -> int:
+    """The 32-bit murmur2 hash of the Java Kafka client (``Utils.murmur2``)."""
+    m = 0x5BD1E995
+    length = len(data)
+    h = (0x9747B28C ^ length) & _M32
+    tail = length & ~3
+    for i in range(0, tail, 4):
+        k = int.from_bytes(data[i : i + 4], "little")
+        k = (k * m) & _M32
+        k ^= k >> 24
+        k = (k * m) & _M32
+        h = ((h * m) & _M32) ^ k
+    rest = length & 3
+    if rest == 3:
+        h ^= data[tail + 2] << 16
+    if rest >= 2:
+        h ^= data[tail + 1] << 8
+    if rest >= 1:
+        h ^= data[tail]
+        h = (h * m) & _M32
+    h ^= h >> 13
+    h = (h * m) & _M32
+    h ^= h >> 15
+    return h
+
+
+def service_partition(service: str, partitions: int = _SERVICE_PARTITIONS) -> int:
+    """The partition of the telemetry and deployments topics that holds ``service``.
+
+    Producers key both topics by service with the Java client's murmur2 partitioner, so a
+    service's messages land on this partition (``toPositive(murmur2(key)) % partitions``).
+
+    >>> service_partition("checkout")
+    10
+    """
+    return (_murmur2(service.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
 class TopicSpec(BaseModel):

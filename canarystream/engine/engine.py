@@ -26,6 +26,7 @@ from canarystream.contracts.events import (
     DeploymentStarted,
     Heartbeat,
 )
+from canarystream.contracts.topics import service_partition
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, out_of_range
 from canarystream.engine.rollout import Rollout
 from canarystream.errors import ContractError, PolicyError
@@ -34,6 +35,7 @@ from canarystream.policy.loading import PolicyRegistry
 __all__ = ["DEFAULT_TOMBSTONE_TTL", "Engine"]
 
 DEFAULT_TOMBSTONE_TTL = 7 * 86_400.0  # how long a finished deployment id stays known (s)
+NEVER = float("-inf")
 _IDLE_SWEEP_STEP = 5.0  # input time between two looks for idle rollouts (s)
 _DETAIL_MAX = 300
 _METRIC_OR_PROBE = frozenset({"metric", "probe"})
@@ -89,7 +91,10 @@ class Engine:
     Event time also passes for rollouts whose telemetry stopped: each rollout's clock is moved
     on to the input's time (the furthest clock that telemetry itself moved, less the policy's
     ``admission.idle_after``) when it received nothing since the previous look, and by
-    ``heartbeat`` events; so no-data deadlines are reached, in replay as live.
+    ``heartbeat`` events; so no-data deadlines are reached, in replay as live. The input's time
+    is kept per partition of the service topics (:func:`service_partition`): the live worker
+    reads each partition in order but interleaves partitions as the broker delivers them, so
+    only a partition's own time decides the same in replay as live.
     """
 
     def __init__(
@@ -105,8 +110,10 @@ class Engine:
         self.deployments_of: dict[str, list[str]] = {}  # service -> deployments, start order
         self.tombstones: dict[str, dict[str, float]] = {}  # service -> {deployment: ended at}
         self.counters: Counter[str] = Counter()
-        self.input_time = float("-inf")  # furthest clock moved by telemetry
-        self._next_sweep = float("-inf")
+        # Per partition of the service topics: the furthest clock telemetry moved, and when
+        # to look for idle rollouts next.
+        self.input_time: dict[int, float] = {}
+        self._next_sweep: dict[int, float] = {}
 
     # Used by drivers that keep each service's state apart (the streaming worker).
     def rollouts_of(self, service: str) -> list[Rollout]:
@@ -116,7 +123,8 @@ class Engine:
     def adopt(self, rollouts: Iterable[Rollout]) -> None:
         """Take over rollouts restored from elsewhere (a snapshot), oldest first."""
         for rollout in rollouts:
-            self.input_time = max(self.input_time, rollout.corroborated)
+            scope = rollout.partition
+            self.input_time[scope] = max(self.input_time.get(scope, NEVER), rollout.corroborated)
             self.rollouts[rollout.deployment] = rollout
             known = self.deployments_of.setdefault(rollout.service, [])
             if rollout.deployment not in known:
@@ -153,7 +161,10 @@ class Engine:
         for rollout in dropped:
             if rollout.finished_at is not None:
                 ended[rollout.deployment] = rollout.finished_at
-        now = max((r.clock for r in self.rollouts_of(service)), default=self.input_time)
+        now = max(
+            (r.clock for r in self.rollouts_of(service)),
+            default=self.input_time.get(service_partition(service), NEVER),
+        )
         for deployment in [d for d, at in ended.items() if at + self.tombstone_ttl < now]:
             del ended[deployment]
         if not ended:
@@ -199,6 +210,8 @@ class Engine:
             return self._moved(
                 rollout, rollout.offer(REQUEST, cohort, ts, (latency, status, event))
             )
+        if type(kind) is not str:
+            raise explain_invalid(event)
         if kind in _METRIC_OR_PROBE:
             if not is_valid_telemetry(event):
                 raise explain_invalid(event)
@@ -278,20 +291,22 @@ class Engine:
         """After telemetry moved a rollout's clock: retire it if done, move idle ones on."""
         if decisions:
             self._retire_finished(rollout)
-        if rollout.corroborated > self.input_time:
-            self.input_time = rollout.corroborated
-            if self.input_time >= self._next_sweep:
-                self._next_sweep = self.input_time + _IDLE_SWEEP_STEP
-                swept = self._sweep_idle()
+        scope = rollout.partition
+        if rollout.corroborated > self.input_time.get(scope, NEVER):
+            now = self.input_time[scope] = rollout.corroborated
+            if now >= self._next_sweep.get(scope, NEVER):
+                self._next_sweep[scope] = now + _IDLE_SWEEP_STEP
+                swept = self._sweep_idle(scope, now)
                 if swept:
                     return decisions + swept
         return decisions
 
-    def _sweep_idle(self) -> list[Decision]:
-        """Move on the clocks of rollouts that received nothing since the previous sweep."""
+    def _sweep_idle(self, scope: int, now: float) -> list[Decision]:
+        """Move on the clocks of a partition's rollouts that received nothing since the
+        previous sweep."""
         out: list[Decision] = []
-        now = self.input_time
-        for rollout in sorted(self.active_by_service.values(), key=lambda r: r.deployment):
+        active = [r for r in self.active_by_service.values() if r.partition == scope]
+        for rollout in sorted(active, key=lambda r: r.deployment):
             arrived = rollout.arrived
             target = now - rollout.policy.admission.idle_after
             if rollout.idle_mark == arrived and rollout.clock < target:
@@ -359,7 +374,14 @@ class Engine:
         ended = self.finished_at(event.service, event.deployment)
         if ended is not None and event.ts >= ended + self.tombstone_ttl:
             self._drop(event.service, event.deployment)  # an id that ended long ago
-        elif known is not None or ended is not None:
+        elif ended is not None:
+            self.counters["finished_deployment_started"] += 1
+            raise ContractError(
+                f"deployment {event.deployment!r} has finished; a deployment id is never "
+                "started again (announce a new id)",
+                reason="duplicate_deployment",
+            )
+        elif known is not None:
             self.counters["duplicate_deployment_started"] += 1
             return []
         try:

@@ -36,6 +36,7 @@ from canarystream.contracts.decision import (
     decision_id_for,
 )
 from canarystream.contracts.events import CompensationHook, DeploymentStarted
+from canarystream.contracts.topics import service_partition
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, EventClock, out_of_range
 from canarystream.policy.model import ErrorRateCheck, LatencyCheck, Policy
 
@@ -70,6 +71,7 @@ class Rollout:
         self.admission = EventClock(policy.admission)
         self.arrived_before_tick = 0  # events admitted before the open tick (or pending)
         self.corroborated = started.ts  # clock as last moved by telemetry itself
+        self.partition = service_partition(started.service)  # of the service topics
         self.idle_mark = -1  # events admitted as of the engine's last look for idle rollouts
         self.buckets = (CohortBucket(), CohortBucket())
         self.breakdowns = tuple(
@@ -567,6 +569,7 @@ class Rollout:
             "arrived_before_tick": self.arrived_before_tick,
             "corroborated": self.corroborated,
             "idle_mark": self.idle_mark,
+            "partition": self.partition,
             "buckets": [bucket.to_state() for bucket in self.buckets],
             "breakdowns": list(self.breakdowns),
             "trackers": [
@@ -617,6 +620,7 @@ class Rollout:
         rollout.admission = EventClock.from_state(r.child("admission"), policy.admission)
         rollout.arrived_before_tick = r.integer("arrived_before_tick")
         rollout.corroborated, rollout.idle_mark = r.real("corroborated"), r.integer("idle_mark")
+        rollout.partition = r.integer("partition")
         baseline, canary = (CohortBucket.from_state(item) for item in r.children("buckets", 2))
         rollout.buckets = (baseline, canary)
         rollout.breakdowns = tuple(r.texts("breakdowns"))

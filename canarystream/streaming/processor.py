@@ -53,6 +53,7 @@ from canarystream.analysis.state import Reader
 from canarystream.contracts.actuation import MAX_DETAIL_CHARS, DeadLetter, clip
 from canarystream.contracts.codec import TELEMETRY_TYPES
 from canarystream.contracts.decision import Decision
+from canarystream.contracts.topics import service_partition
 from canarystream.engine import Engine
 from canarystream.engine.rollout import Rollout
 from canarystream.errors import CanarystreamError, ContractError, StateFormatError
@@ -77,8 +78,20 @@ writes or a ``from_state`` expects bumps it and adds a migration from the previo
 
 
 def _v1_to_v2(state: dict[str, Any]) -> dict[str, Any]:
-    """Version 2 adds the finished deployment ids of the service (none known in version 1)."""
-    return {**state, "version": 2, "tombstones": {}}
+    """Version 2 adds the finished deployment ids of the service (none known in version 1)
+    and each rollout's partition of the service topics (from its service's name)."""
+    rollouts = state.get("rollouts")
+    if type(rollouts) is list:
+        rollouts = [
+            {**item, "partition": service_partition(str(item.get("service")))}
+            if type(item) is dict
+            else item
+            for item in rollouts
+        ]
+    upgraded = {**state, "version": 2, "tombstones": {}}
+    if rollouts is not None:
+        upgraded["rollouts"] = rollouts
+    return upgraded
 
 
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}

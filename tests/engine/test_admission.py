@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from canarystream.contracts.decision import Action, Decision
+from canarystream.contracts.topics import service_partition
 from canarystream.engine import Engine
 from canarystream.errors import ContractError
 from tests.engine.builder import CANARY, SERVICE, T0, Cohort, Stream, fast_policy, merge
@@ -167,16 +168,22 @@ def test_a_real_gap_of_every_producer_still_works() -> None:
     assert decisions[-1].ts > after[0]["ts"]
 
 
-def test_a_service_whose_telemetry_stops_reaches_its_no_data_deadline_by_input_time() -> None:
-    """Replay: another service's telemetry carries the input's time on."""
+def two_services(busy_service: str) -> list[dict[str, Any]]:
+    """checkout's telemetry stops at 20 s; ``busy_service``'s flows on for 15 minutes."""
     quiet = Stream(0)
     busy = Stream(1, deployment="search-7")
     quiet_started = quiet.started(policy=fast_policy())
     slow = fast_policy(stages=[{"traffic_percent": 10, "min_duration": 3600}])
-    busy_started = busy.started(policy=slow) | {"service": "search"}
-    busy_events = [e | {"service": "search"} for e in busy.requests(0, 900, rate=5)]
-    events = merge([quiet_started, busy_started], quiet.requests(0, 20, rate=40), busy_events)
-    decisions, rejected, engine = lenient(events)
+    busy_started = busy.started(policy=slow) | {"service": busy_service}
+    busy_events = [e | {"service": busy_service} for e in busy.requests(0, 900, rate=5)]
+    return merge([quiet_started, busy_started], quiet.requests(0, 20, rate=40), busy_events)
+
+
+def test_a_service_whose_telemetry_stops_reaches_its_no_data_deadline_by_input_time() -> None:
+    """Replay: the telemetry of another service of the same partition carries time on."""
+    assert service_partition("search12") == service_partition(SERVICE)
+    quiet_started = two_services("search12")[0]
+    decisions, rejected, engine = lenient(two_services("search12"))
     assert not rejected
     mine = [d for d in decisions if d.deployment == quiet_started["deployment"]]
     assert mine[-1].action is Action.ROLLBACK
@@ -254,8 +261,9 @@ def test_a_finished_deployment_id_is_never_started_again() -> None:
     engine.forget(SERVICE, keep=1)  # as the worker does: drop all but the newest
     assert "checkout-42" not in engine.rollouts
     resent = first.started(2000, policy=fast_policy())
-    assert engine.process(resent) == []
-    assert engine.counters["duplicate_deployment_started"] == 1
+    with pytest.raises(ContractError) as rejected:
+        engine.process(resent)
+    assert rejected.value.reason == "duplicate_deployment"
     assert "checkout-42" not in engine.rollouts
     # After the time-to-live the id may be announced again.
     engine2 = Engine(tombstone_ttl=3600)
@@ -278,3 +286,23 @@ def test_admission_keeps_decisions_of_an_ordered_stream() -> None:
     for start in range(0, len(events), 333):
         batched += engine.process_batch(events[start : start + 333], lambda i, e: None)
     assert signature(batched) == signature(one_by_one)
+
+
+def test_only_a_partitions_own_time_moves_its_idle_rollouts() -> None:
+    """The worker interleaves partitions as the broker delivers them: the decisions of a
+    service must not depend on how far another partition's telemetry has got."""
+    assert service_partition("search") != service_partition(SERVICE)
+    events = two_services("search")
+    decisions, _, _ = lenient(events)
+    mine = [d for d in decisions if d.deployment == "checkout-42"]
+    assert all(d.action is not Action.ROLLBACK for d in mine)
+    # Every order of the two partitions (each kept in order) gives the same decisions.
+    checkout = [e for e in events if e["service"] == SERVICE]
+    search = [e for e in events if e["service"] != SERVICE]
+    one_then_other, _, _ = lenient(search + checkout)
+    other_then_one, _, _ = lenient(checkout + search)
+    key = sorted((d.deployment, d.seq, d.action, d.ts, d.traffic_percent) for d in decisions)
+    for order in (one_then_other, other_then_one):
+        assert (
+            sorted((d.deployment, d.seq, d.action, d.ts, d.traffic_percent) for d in order) == key
+        )

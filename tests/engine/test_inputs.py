@@ -142,7 +142,6 @@ def test_duplicate_deployment_started_is_idempotent() -> None:
         started,
         started | {"ts": T0 + 30.5},
         started | {"ts": T0 + 70.5, "policy": fast_policy(name="other", tick=1)},
-        started | {"ts": T0 + 200.5},  # after the promotion
     ]
     engine = Engine()
 
@@ -151,6 +150,12 @@ def test_duplicate_deployment_started_is_idempotent() -> None:
     assert decisions == run([started, *traffic])
     assert engine.counters["duplicate_deployment_started"] == len(retries)
     assert [d.action for d in decisions] == [Action.ADVANCE, Action.ADVANCE, Action.PROMOTE]
+    # Once it has finished, the id is never started again: the re-sent announcement is
+    # rejected (dead-lettered by the drivers), and nothing changes.
+    with pytest.raises(ContractError) as rejected:
+        engine.process(started | {"ts": T0 + 200.5})
+    assert rejected.value.reason == "duplicate_deployment"
+    assert engine.rollouts[started["deployment"]].phase is Phase.PROMOTED
 
 
 def test_new_deployment_of_the_same_service_supersedes_the_old_one() -> None:

@@ -1,9 +1,10 @@
 """The embedded default broker: one Apache Kafka node in KRaft mode on 127.0.0.1.
 
-``canarystream kafka up`` resolves the broker's jars from Maven Central once (the pom in
-``deploy/kafka/``), formats a storage directory, starts ``kafka.Kafka`` with Java 17 in its own
-process group, and waits until it answers metadata requests. ``down`` stops it with SIGTERM
-(SIGKILL after a grace period). Everything lives under one home directory.
+``canarystream kafka up`` resolves the broker's jars from Maven Central once (``pom.xml``,
+shipped in this package with ``log4j.properties``, so an installed wheel needs no checkout),
+formats a storage directory, starts ``kafka.Kafka`` with Java 17 in its own process group, and
+waits until it answers metadata requests. ``down`` stops it with SIGTERM (SIGKILL after a grace
+period). Everything lives under one home directory.
 
 The pinned version is :data:`KAFKA_VERSION`; ``CANARYSTREAM_KAFKA_VERSION`` picks another
 one, with its own jars and storage (4.0.2 passes the test suite but for a rare failure of
@@ -23,15 +24,39 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from canarystream.errors import BrokerError
 
-__all__ = ["KAFKA_VERSION", "LocalKafka", "default_home", "default_version", "new_cluster_id"]
+__all__ = [
+    "KAFKA_VERSION",
+    "LocalKafka",
+    "broker_resource",
+    "default_home",
+    "default_version",
+    "new_cluster_id",
+]
 
-KAFKA_VERSION = "3.9.1"  # must match deploy/kafka/pom.xml
-_DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
+KAFKA_VERSION = "3.9.1"  # must match the packaged pom.xml
 _MIN_JAVA = 17
+
+
+def broker_resource(name: str) -> Path:
+    """A file shipped with this package for the broker (``pom.xml``, ``log4j.properties``).
+
+    Maven and the JVM need a path: a package installed as files (a wheel, an editable
+    checkout) has one. From a zip import the file is copied under the user's cache once.
+    """
+    packaged = resources.files(__package__ or "canarystream.kafka") / name
+    if not packaged.is_file():
+        raise FileNotFoundError(f"no broker resource {name!r} in canarystream.kafka")
+    if isinstance(packaged, Path):
+        return packaged
+    copy = default_home() / "resources" / name
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_bytes(packaged.read_bytes())
+    return copy
 
 
 def default_version() -> str:
@@ -156,7 +181,7 @@ class LocalKafka:
             "-B",
             "-q",
             "-f",
-            str(_DEPLOY_DIR / "pom.xml"),
+            str(broker_resource("pom.xml")),
             "dependency:copy-dependencies",
             "-DincludeScope=runtime",
             f"-DoutputDirectory={staging}",
@@ -253,7 +278,7 @@ class LocalKafka:
             f"-Xms{self.heap}",
             "-XX:+UseG1GC",
             "-Djava.awt.headless=true",
-            f"-Dlog4j.configuration=file:{_DEPLOY_DIR / 'log4j.properties'}",
+            f"-Dlog4j.configuration=file:{broker_resource('log4j.properties')}",
             f"-Dkafka.logs.dir={self.log_file.parent}",
             "-cp",
             classpath,

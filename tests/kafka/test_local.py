@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from canarystream.errors import BrokerError
-from canarystream.kafka.local import KAFKA_VERSION, LocalKafka, new_cluster_id
+from canarystream.kafka.local import KAFKA_VERSION, LocalKafka, broker_resource, new_cluster_id
 
-POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
+POM = broker_resource("pom.xml")
 
 
 def test_the_pom_pins_the_version_the_code_names() -> None:

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import beta
 
-from benchmarks.gen import CHUNK, T0, Cell, Rollout
 from benchmarks.peers import IntervalMannWhitneyJudge, ThresholdJudge
 from canarystream.engine import Engine
+from canarystream.simulate.paired import CHUNK, T0, Cell, PairedRollout
 
 __all__ = ["CELLS", "clopper_pearson_upper", "main", "run_rollout", "summarise"]
 
@@ -68,7 +68,7 @@ CELLS = _cells()
 
 def run_rollout(cell: Cell, seed: int, horizon_min: int = HORIZON_MIN) -> dict[str, Any]:
     """One rollout of ``cell``: the engine's and the peers' outcomes on the same draws."""
-    gen = Rollout(cell, seed)
+    gen = PairedRollout(cell, seed)
     engine = Engine()
     engine.process(gen.deployment_event())
     peers = {

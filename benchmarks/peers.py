@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import mannwhitneyu, norm
 
-from benchmarks.gen import ChunkStats
+from canarystream.simulate.paired import ChunkStats
 
 __all__ = ["IntervalMannWhitneyJudge", "JudgeResult", "ThresholdJudge", "hodges_lehmann"]
 

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from benchmarks.gen import CHUNK, Cell, Rollout
 from canarystream.engine import Engine
+from canarystream.simulate.paired import CHUNK, Cell, PairedRollout
 
 try:
     from canarystream.replay import replay_files
@@ -48,7 +48,7 @@ def _ts(event: dict[str, Any]) -> float:
 def write_jsonl(path: Path, rollouts: int, rate_total: float, minutes: int, seed: int = 7) -> int:
     """Write ``rollouts`` interleaved paired rollouts at ``rate_total`` req/s each; events."""
     gens = [
-        Rollout(Cell("speed", rate=rate_total / 2), seed + i, service=f"svc-{i}")
+        PairedRollout(Cell("speed", rate=rate_total / 2), seed + i, service=f"svc-{i}")
         for i in range(rollouts)
     ]
     count = 0
@@ -131,7 +131,8 @@ def _rss_mb() -> float:
 def memory(rollouts: int, minutes: int, rate: float, traced: bool) -> dict[str, Any]:
     """Engine memory with ``rollouts`` concurrent rollouts fed ``minutes`` of telemetry."""
     gens = [
-        Rollout(Cell("memory", rate=rate), 10_000 + i, service=f"mem-{i}") for i in range(rollouts)
+        PairedRollout(Cell("memory", rate=rate), 10_000 + i, service=f"mem-{i}")
+        for i in range(rollouts)
     ]
     gc.collect()
     rss_before = _rss_mb()

@@ -16,7 +16,7 @@ from benchmarks.detection import (
     run_rollout,
     summarise,
 )
-from benchmarks.gen import Cell
+from canarystream.simulate.paired import Cell
 
 # Seeded draws give one outcome per judge: (outcome, seconds to it) over six minutes.
 EXPECTED = {

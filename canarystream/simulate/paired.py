@@ -1,4 +1,9 @@
-"""Compact vectorised telemetry generator for the benchmarks (paired cohorts).
+"""Paired cohorts a minute at a time, vectorised: the simulator's API for the benchmarks.
+
+:class:`~canarystream.simulate.fleet.Fleet` follows a :class:`Scenario` (routes, status mixes,
+effect windows, closed-loop shares); this generator draws a fixed 50/50 pair of cohorts per
+:class:`Cell` of a benchmark matrix, with the aggregates that peer judges read, as fast as
+numpy allows. Its draws are fixed by seed (the detection benchmark's figures depend on them).
 
 Each cohort receives ``rate`` requests per second (times the shared load shape); a request
 lands on one of a few instances, its latency is lognormal (median 80 ms, sigma 0.5) times
@@ -16,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CHUNK", "T0", "Cell", "ChunkStats", "Rollout"]
+from canarystream.contracts.events import MAX_LATENCY_MS
+
+__all__ = ["CHUNK", "T0", "Cell", "ChunkStats", "PairedRollout"]
 
 T0 = 1_790_000_000.0  # event-time origin of every generated rollout
 CHUNK = 60  # seconds generated at a time (one peer measurement interval)
@@ -55,7 +62,7 @@ class ChunkStats:
     inst_mean_latency: list[np.ndarray]
 
 
-class Rollout:
+class PairedRollout:
     """The telemetry of one rollout of ``cell`` drawn with ``seed``."""
 
     def __init__(self, cell: Cell, seed: int, service: str = "svc") -> None:
@@ -141,22 +148,19 @@ class Rollout:
         stats = ChunkStats(requests, errors, p99, inst_err, inst_lat)
         if not build:
             return [], stats
-        return self._events(
-            start, load, ts_parts, lat_parts, err_parts, coh_parts, inst_parts
-        ), stats
+        parts = (ts_parts, lat_parts, err_parts, coh_parts, inst_parts)
+        return self._events(start, load, parts), stats
 
     def _events(
         self,
         start: float,
         load: np.ndarray,
-        ts_parts: list[np.ndarray],
-        lat_parts: list[np.ndarray],
-        err_parts: list[np.ndarray],
-        coh_parts: list[np.ndarray],
-        inst_parts: list[np.ndarray],
+        parts: tuple[list[np.ndarray], ...],
     ) -> list[dict[str, Any]]:
+        """The chunk's events; ``parts``: times, latencies, errors, cohorts, instances."""
+        ts_parts, lat_parts, err_parts, coh_parts, inst_parts = parts
         ts = np.floor((T0 + np.concatenate(ts_parts)) * 1000.0) / 1000.0
-        lat = np.round(np.minimum(np.concatenate(lat_parts), 3_600_000.0), 2)
+        lat = np.round(np.minimum(np.concatenate(lat_parts), MAX_LATENCY_MS), 2)
         status = np.where(np.concatenate(err_parts), 500, 200)
         cohort = np.concatenate(coh_parts)
         inst = np.concatenate(inst_parts)

@@ -1,16 +1,30 @@
 """Offline replay: JSON Lines files → the engine → decisions, exactly as the live worker.
 
 Each file must be sorted by ``ts``; several files are merged into one stream in ``ts`` order
-(ties keep file order). A line holds one event or a JSON array of events. A line that breaks
-the contract is reported with ``file:line`` and its reason, counted and skipped; with
-``strict`` the replay stops at the first one instead.
+(ties keep file order). ``-`` names standard input. An input compressed with gzip (known by
+its first bytes, whatever its name) is read as the lines it holds. A line holds one event or
+a JSON array of events.
+
+A line with rejected events is reported once, as ``file:line``: its reason (``mixed`` when its
+events' reasons differ), how many of its events were rejected, and the first few of them; a
+line holding a huge array costs one report, never one per element. The rest of the line and
+of the input is applied. With ``strict`` the replay stops at the first rejected event instead,
+and also where time goes backwards within a file (``ts_backwards``). An input that cannot be
+read (a truncated gzip stream, an I/O error) stops the replay with :class:`ReplayInputError`.
 """
 
 from __future__ import annotations
 
+import gzip
 import heapq
+import io
+import math
+import sys
+import zlib
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -20,30 +34,54 @@ import orjson
 
 from canarystream.contracts.decision import Decision
 from canarystream.engine import Engine
-from canarystream.errors import ContractError
+from canarystream.errors import CanarystreamError, ContractError
 
-__all__ = ["Rejection", "ReplayResult", "replay_files", "replay_lines"]
+__all__ = [
+    "LISTED",
+    "STDIN",
+    "Rejection",
+    "ReplayInputError",
+    "ReplayResult",
+    "StrictReplayError",
+    "open_input",
+    "replay_files",
+    "replay_lines",
+]
+
+STDIN = "-"
+"""The input name that reads standard input."""
+LISTED = 5
+"""Rejected events of one line that its report describes; the others are counted."""
+_MAX_MESSAGE = 2_000  # characters of one rejected event's message kept in a report
+_MAX_LISTED_MESSAGE = 150  # and of each one listed in a report on a JSON array
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
 class Rejection:
-    """One input line (or event in it) that was skipped, and why."""
+    """One input line with rejected events, and why (one per line, never one per event)."""
 
     source: str
     line: int
     reason: str
     message: str
+    events: int = 1  # events on the line (a JSON array's length)
+    rejected: int = 1  # of them rejected
 
     def __str__(self) -> str:
         return f"{self.source}:{self.line}: {self.reason}: {self.message}"
 
 
 class StrictReplayError(ContractError):
-    """Raised in strict mode at the first rejected line."""
+    """Raised in strict mode at the first rejected event, or time going backwards."""
 
     def __init__(self, rejection: Rejection) -> None:
         super().__init__(str(rejection), reason=rejection.reason)
         self.rejection = rejection
+
+
+class ReplayInputError(CanarystreamError):
+    """An input could not be read to its end (a corrupt gzip stream, an I/O error)."""
 
 
 @dataclass
@@ -54,13 +92,150 @@ class ReplayResult:
     lines: int = 0
     events: int = 0
     decisions: Counter[str] = field(default_factory=Counter)
-    rejected: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)  # rejected events, by reason
+    rejected_lines: int = 0  # lines reported (each with one or more rejected events)
+    first_rejection: Rejection | None = None
+
+    @property
+    def judged(self) -> bool:
+        """Whether any rollout was judged: one was started (so not every line was rejected)."""
+        return bool(self.engine.rollouts)
+
+
+Where = tuple[int, int, int, bool]
+"""Where an event was: (line number, position on the line, events on it, line is an array)."""
+
+
+def _time_of(value: Any) -> float | None:
+    """An event's ``ts`` when it is a finite number (else the engine judges the event)."""
+    ts = value.get("ts") if type(value) is dict else None
+    return ts if type(ts) in (int, float) and math.isfinite(ts) else None
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class _LineReport:
+    """The rejected events of one line: counted by reason, the first :data:`LISTED` kept."""
+
+    __slots__ = ("batched", "count", "events", "index", "listed", "number", "reasons")
+
+    def __init__(self, index: int, number: int, events: int, batched: bool) -> None:
+        self.index = index
+        self.number = number
+        self.events = events
+        self.batched = batched
+        self.count = 0
+        self.reasons: Counter[str] = Counter()
+        self.listed: list[tuple[int, str, str]] = []
+
+    def add(self, position: int, exc: ContractError) -> None:
+        self.count += 1
+        self.reasons[exc.reason] += 1
+        if len(self.listed) < LISTED:
+            self.listed.append((position, exc.reason, _clip(str(exc), _MAX_MESSAGE)))
+
+    def rejection(self, source: str) -> Rejection:
+        reasons = list(self.reasons)
+        reason = reasons[0] if len(reasons) == 1 else "mixed"
+        if self.batched:
+            counts = ", ".join(f"{r} {n}" for r, n in sorted(self.reasons.items()))
+            named = "; ".join(
+                f"[{i}] {r}: {_clip(m, _MAX_LISTED_MESSAGE)}" for i, r, m in self.listed
+            )
+            more = f"; {self.count - len(self.listed)} more" if self.count > LISTED else ""
+            message = f"{self.count} of {self.events} events rejected ({counts}): {named}{more}"
+        else:
+            message = self.listed[0][2]
+        return Rejection(source, self.number, reason, message, self.events, self.count)
+
+
+class _Reporter:
+    """Turns rejected events into one :class:`Rejection` per line (or raises, if strict)."""
+
+    def __init__(
+        self,
+        names: list[str],
+        result: ReplayResult,
+        strict: bool,
+        on_reject: Callable[[Rejection], None] | None,
+    ) -> None:
+        self.names = names
+        self.result = result
+        self.strict = strict
+        self.on_reject = on_reject
+        self.pending: _LineReport | None = None
+        # Per input: the latest ts seen and its line, for strict's time order.
+        self.latest: list[tuple[float, int]] = [(float("-inf"), 0) for _ in names]
+
+    def event(self, index: int, where: Where, exc: Exception) -> None:
+        """An event of input ``index`` was rejected; ``where`` it was (see :data:`Where`)."""
+        number, position, events, batched = where
+        if not isinstance(exc, ContractError):  # the engine contains its own failures
+            exc = ContractError(f"{type(exc).__name__}: {exc}", reason="internal_error")
+        self.result.rejected[exc.reason] += 1
+        if self.strict:
+            rejection = Rejection(
+                self.names[index], number, exc.reason, _clip(str(exc), _MAX_MESSAGE), events
+            )
+            raise StrictReplayError(rejection) from exc
+        pending = self.pending
+        if pending is None or pending.number != number or pending.index != index:
+            self.flush()
+            pending = self.pending = _LineReport(index, number, events, batched)
+        pending.add(position, exc)
+
+    def flush(self) -> None:
+        """Report the line whose rejections were being collected."""
+        pending = self.pending
+        if pending is None:
+            return
+        self.pending = None
+        rejection = pending.rejection(self.names[pending.index])
+        self.result.rejected_lines += 1
+        if self.result.first_rejection is None:
+            self.result.first_rejection = rejection
+        if self.on_reject is not None:
+            self.on_reject(rejection)
+
+    def first_backwards(
+        self, index: int, values: list[Any], where: Callable[[int], Where]
+    ) -> int | None:
+        """The first of ``values`` stamped before an earlier event of input ``index``."""
+        latest, line = self.latest[index]
+        for i, value in enumerate(values):
+            ts = _time_of(value)
+            if ts is None:
+                continue
+            if ts < latest:
+                self.latest[index] = (latest, line)
+                return i
+            latest, line = ts, where(i)[0]
+        self.latest[index] = (latest, line)
+        return None
+
+    def backwards(self, index: int, number: int, value: Any) -> bool:
+        """Strict only: raise if ``value`` is stamped before an earlier event of its input."""
+        ts = _time_of(value)
+        if ts is None:
+            return False
+        latest, line = self.latest[index]
+        if ts >= latest:
+            self.latest[index] = (ts, number)
+            return False
+        exc = ContractError(
+            f"ts {ts:.3f} is before {latest:.3f} of line {line}: time went backwards",
+            reason="ts_backwards",
+        )
+        self.event(index, (number, 0, 1, False), exc)
+        return True
 
 
 Line = tuple[float, int, int, bytes]  # (sort ts, file index, line number, raw) when merging
 
 
-def _lines(index: int, handle: BinaryIO) -> Iterator[Line]:
+def _lines(index: int, handle: Iterable[bytes]) -> Iterator[Line]:
     last_ts = float("-inf")
     for number, raw in enumerate(handle, start=1):
         # Only the merge needs the ts before decoding; a cheap scan avoids parsing twice.
@@ -88,22 +263,22 @@ def _peek_ts(raw: bytes) -> float | None:
 _CHUNK = 4096  # lines decoded and applied together on the single-file path
 
 
-def _decode(raw: bytes, index: int, number: int, reject: Any) -> list[Any]:
-    """The events of one line (none for a blank or rejected line)."""
+def _decode(raw: bytes) -> tuple[list[Any], bool] | ContractError | None:
+    """A line's events and whether it was a JSON array; an error; None for a blank line."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         if raw.strip():
-            reject(index, number, ContractError(f"malformed JSON: {exc}", reason="malformed_json"))
-        return []
-    return value if type(value) is list else [value]
+            return ContractError(f"malformed JSON: {exc}", reason="malformed_json")
+        return None
+    return (value, True) if type(value) is list else ([value], False)
 
 
 def _replay_single(
     handle: Iterable[bytes],
     engine: Engine,
     emit: Callable[[list[Decision]], None],
-    reject: Callable[[int, int, ContractError], None],
+    report: _Reporter,
     on_progress: Callable[[int], None] | None,
 ) -> tuple[int, int]:
     """One file: decode a chunk of lines at once, then apply it as one batch."""
@@ -112,26 +287,50 @@ def _replay_single(
     chunk = list(islice(handle, _CHUNK))
     while chunk:
         first = lines + 1
+        # Where each value came from on the general path: the lines' first value indexes
+        # (searched only on an error) and each line's (number, events, is an array).
+        starts: list[int] | None = None
+        owners: list[tuple[int, int, bool]] = []
         try:
             values = [loads(raw) for raw in chunk]
-            numbers: list[int] | None = None
             if any(type(value) is not dict for value in values):
                 raise ValueError  # arrays (batches) or scalars: take the general path
         except (orjson.JSONDecodeError, ValueError):
-            values, numbers = [], []
+            values, starts = [], []
             for offset, raw in enumerate(chunk):
-                for event in _decode(raw, 0, first + offset, reject):
-                    values.append(event)
-                    numbers.append(first + offset)
+                decoded = _decode(raw)
+                if decoded is None:
+                    continue
+                if isinstance(decoded, ContractError):
+                    report.event(0, (first + offset, 0, 1, False), decoded)
+                    continue
+                line_values, batched = decoded
+                if line_values:
+                    starts.append(len(values))
+                    owners.append((first + offset, len(line_values), batched))
+                    values.extend(line_values)
         lines += len(chunk)
         events += len(values)
 
-        def on_error(i: int, exc: ContractError, first: int = first, numbers=numbers) -> None:
-            reject(0, numbers[i] if numbers is not None else first + i, exc)
+        def where(i: int, first: int = first, starts=starts, owners=owners) -> Where:
+            """Where value ``i`` of the chunk came from."""
+            if starts is None:
+                return first + i, 0, 1, False
+            line = bisect_right(starts, i) - 1
+            number, size, batched = owners[line]
+            return number, i - starts[line], size, batched
 
-        out = engine.process_batch(values, on_error)
+        def on_error(i: int, exc: ContractError, where=where) -> None:
+            report.event(0, where(i), exc)
+
+        # Strict: apply up to the first event stamped before an earlier one, then stop there.
+        stop = report.first_backwards(0, values, where) if report.strict else None
+        out = engine.process_batch(values if stop is None else values[:stop], on_error)
         if out:
             emit(out)
+        if stop is not None:
+            report.backwards(0, where(stop)[0], values[stop])  # raises
+        report.flush()
         if on_progress is not None:
             on_progress(lines)
         chunk = list(islice(handle, _CHUNK))
@@ -152,6 +351,7 @@ def replay_lines(
     result = ReplayResult(engine=engine)
     named = list(sources)
     names = [name for name, _ in named]
+    report = _Reporter(names, result, strict, on_reject)
     process = engine.process
     decisions = result.decisions
     events = 0
@@ -163,34 +363,62 @@ def replay_lines(
             if on_decision is not None:
                 on_decision(decision)
 
-    def reject(index: int, number: int, exc: ContractError) -> None:
-        rejection = Rejection(names[index], number, exc.reason, str(exc))
-        result.rejected[exc.reason] += 1
-        if strict:
-            raise StrictReplayError(rejection) from exc
-        if on_reject is not None:
-            on_reject(rejection)
-
-    if len(named) == 1:
-        lines, events = _replay_single(iter(named[0][1]), engine, emit, reject, on_progress)
-    else:
-        merged = heapq.merge(*(_lines(i, iter(src)) for i, (_, src) in enumerate(named)))
-        for _, index, number, raw in merged:
-            lines += 1
-            if on_progress is not None and not lines & 0x3FFF:
-                on_progress(lines)
-            for event in _decode(raw, index, number, reject):
-                events += 1
-                try:
-                    out = process(event)
-                except ContractError as exc:
-                    reject(index, number, exc)
+    try:
+        if len(named) == 1:
+            lines, events = _replay_single(iter(named[0][1]), engine, emit, report, on_progress)
+        else:
+            merged = heapq.merge(*(_lines(i, iter(src)) for i, (_, src) in enumerate(named)))
+            for _, index, number, raw in merged:
+                lines += 1
+                if on_progress is not None and not lines & 0x3FFF:
+                    on_progress(lines)
+                decoded = _decode(raw)
+                if decoded is None:
                     continue
-                if out:
-                    emit(out)
-    result.lines = lines
-    result.events = events
+                if isinstance(decoded, ContractError):
+                    report.event(index, (number, 0, 1, False), decoded)
+                    report.flush()
+                    continue
+                line_events, batched = decoded
+                for position, event in enumerate(line_events):
+                    events += 1
+                    if strict and report.backwards(index, number, event):
+                        continue
+                    try:
+                        out = process(event)
+                    except ContractError as exc:
+                        where = (number, position, len(line_events), batched)
+                        report.event(index, where, exc)
+                        continue
+                    if out:
+                        emit(out)
+                report.flush()
+    finally:
+        result.lines = lines
+        result.events = events
     return result
+
+
+def open_input(path: str | Path, stack: ExitStack) -> tuple[str, Iterable[bytes]]:
+    """``(name, lines)`` of one input: a file, or standard input for ``-``; gzip unpacked.
+
+    Errors while reading raise :class:`ReplayInputError` naming the input.
+    """
+    if str(path) == STDIN:
+        name, raw = "<stdin>", sys.stdin.buffer
+    else:
+        name, raw = str(path), stack.enter_context(open(path, "rb"))  # noqa: SIM115
+    reader: Any = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
+    if reader.peek(2)[:2] == _GZIP_MAGIC:
+        reader = io.BufferedReader(gzip.GzipFile(fileobj=reader, mode="rb"))  # type: ignore[arg-type]
+    return name, _guarded(name, reader)
+
+
+def _guarded(name: str, handle: BinaryIO) -> Iterator[bytes]:
+    try:
+        yield from handle
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise ReplayInputError(f"{name}: cannot read: {exc}") from exc
 
 
 def replay_files(
@@ -202,18 +430,14 @@ def replay_files(
     strict: bool = False,
     on_progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
-    """Replay JSON Lines files, merged by ``ts``, through ``engine``."""
-    paths = list(paths)
-    handles = [open(path, "rb") for path in paths]  # noqa: SIM115  (closed below)
-    try:
+    """Replay JSON Lines files (``-`` for standard input), merged by ``ts``, through ``engine``."""
+    with ExitStack() as stack:
+        sources = [open_input(path, stack) for path in paths]
         return replay_lines(
-            [(str(path), handle) for path, handle in zip(paths, handles, strict=True)],
+            sources,
             engine=engine,
             on_decision=on_decision,
             on_reject=on_reject,
             strict=strict,
             on_progress=on_progress,
         )
-    finally:
-        for handle in handles:
-            handle.close()

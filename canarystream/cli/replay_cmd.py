@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from canarystream.atomicfile import AtomicFile
 from canarystream.cli.app import app
 from canarystream.contracts.codec import encode_decision
 from canarystream.contracts.decision import Decision
@@ -19,10 +21,24 @@ from canarystream.engine import Engine
 from canarystream.engine.engine import DEFAULT_TOMBSTONE_TTL
 from canarystream.errors import ConfigError, PolicyError
 from canarystream.policy.loading import PolicyRegistry, load_policy
-from canarystream.replay import Rejection, ReplayResult, StrictReplayError, replay_files
+from canarystream.replay import (
+    STDIN,
+    Rejection,
+    ReplayInputError,
+    ReplayResult,
+    StrictReplayError,
+    replay_files,
+)
 from canarystream.settings import load_settings
 
-__all__ = ["build_engine", "summary_table"]
+__all__ = [
+    "EXIT_NOTHING_JUDGED",
+    "EXIT_OK",
+    "EXIT_STRICT",
+    "EXIT_USAGE",
+    "build_engine",
+    "summary_table",
+]
 
 _PROGRESS_MIN_BYTES = 20_000_000
 _MAX_REPORTED = 50  # rejected lines printed one by one; the rest are counted
@@ -60,9 +76,50 @@ def summary_table(result: ReplayResult) -> Table:
     return table
 
 
+EXIT_OK = 0
+EXIT_STRICT = 1
+EXIT_USAGE = 2
+EXIT_NOTHING_JUDGED = 3
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same resolved path, or the same inode."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return os.path.samefile(a, b)
+    except (OSError, RuntimeError):  # a missing file, a symlink loop
+        return False
+
+
+def _usage_problem(files: list[Path], out: Path | None) -> str | None:
+    """What is wrong with the inputs and ``--out``, checked before anything is opened."""
+    if sum(str(path) == STDIN for path in files) > 1:
+        return "standard input ('-') can be read only once"
+    for path in files:
+        if str(path) != STDIN and not path.is_file():
+            return f"{path}: no such file" if not path.exists() else f"{path}: not a file"
+    if out is None or str(out) == STDIN:
+        return None
+    if out.is_dir():
+        return f"--out {out}: is a directory"
+    if not out.resolve().parent.is_dir():
+        return f"--out {out}: no such directory {out.resolve().parent}"
+    for path in files:
+        if str(path) != STDIN and _same_file(out, path):
+            return f"--out {out} is one of the inputs ({path}); it would be overwritten"
+    return None
+
+
 @app.command()
 def replay(
-    files: Annotated[list[Path], typer.Argument(help="JSON Lines files, each sorted by ts.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="JSON Lines files, each sorted by ts ('-' reads standard input; gzip is read "
+            "as the lines it holds)."
+        ),
+    ],
     policy: Annotated[
         list[Path] | None,
         typer.Option(
@@ -71,19 +128,32 @@ def replay(
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Write decisions here (JSON Lines); default stdout.")
+        Path | None,
+        typer.Option(
+            help="Write decisions here (JSON Lines; default stdout), through a temporary file "
+            "renamed over it only when the replay succeeds. Never one of the inputs."
+        ),
     ] = None,
     strict: Annotated[
-        bool, typer.Option(help="Stop with exit code 1 at the first invalid line.")
+        bool,
+        typer.Option(
+            help="Stop with exit code 1 at the first invalid line, or where time goes "
+            "backwards within a file."
+        ),
     ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar or summary on stderr.")] = False,
 ) -> None:
-    """Replay recorded events through the engine and write its decisions."""
+    """Replay recorded events through the engine and write its decisions.
+
+    Exit codes: 0 decisions written; 1 --strict stopped at a bad line; 2 usage error or
+    unreadable input (nothing written); 3 nothing judged: no rollout could be started (every
+    line rejected, an unknown policy, no announcement), and --out is left as it was.
+    """
     err = Console(stderr=True, soft_wrap=True)
-    for path in files:
-        if not path.is_file():
-            err.print(f"[red]error:[/] {path}: no such file")
-            raise typer.Exit(2)
+    problem = _usage_problem(files, out)
+    if problem is not None:
+        err.print(f"[red]error:[/] {escape(problem)}", highlight=False)
+        raise typer.Exit(EXIT_USAGE)
     try:
         settings = load_settings()
         engine = build_engine(
@@ -91,9 +161,10 @@ def replay(
         )
     except (PolicyError, ConfigError) as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
+        raise typer.Exit(EXIT_USAGE) from exc
 
-    sink = open(out, "wb") if out else sys.stdout.buffer  # noqa: SIM115  (closed below)
+    writer = AtomicFile(out) if out is not None and str(out) != STDIN else None
+    sink = writer.handle if writer is not None else sys.stdout.buffer
     reported = 0
 
     def on_decision(decision: Decision) -> None:
@@ -107,7 +178,7 @@ def replay(
                 f"[yellow]skipped[/] {escape(str(rejection))}", highlight=False, soft_wrap=True
             )
 
-    total = sum(path.stat().st_size for path in files)
+    total = sum(path.stat().st_size for path in files if str(path) != STDIN)
     progress = Progress(
         TextColumn("replay"),
         BarColumn(),
@@ -117,6 +188,8 @@ def replay(
         transient=True,
         disable=quiet or total < _PROGRESS_MIN_BYTES,
     )
+    result: ReplayResult | None = None
+    code = EXIT_OK
     try:
         with progress:
             task = progress.add_task("replay", total=None)
@@ -130,22 +203,47 @@ def replay(
             )
     except StrictReplayError as exc:
         err.print(f"[red]error:[/] {escape(str(exc.rejection))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from exc
+        code = EXIT_STRICT
+    except ReplayInputError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        code = EXIT_USAGE
+    except BaseException:
+        if writer is not None:
+            writer.discard()  # interrupted: the old file stays as it was
+        raise
     finally:
-        sink.flush()
-        if out:
-            sink.close()
+        if writer is None:
+            sink.flush()
 
-    if not quiet:
+    if result is not None and not result.judged:
+        code = EXIT_NOTHING_JUDGED
+        first = result.first_rejection
+        err.print(
+            f"[red]error:[/] nothing judged: no rollout was started ({result.lines:,} lines, "
+            f"{result.rejected_lines:,} rejected"
+            + (f"; first: {escape(str(first))}" if first is not None else "")
+            + ")"
+            + (f"; {escape(str(out))} left as it was" if writer is not None else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+    if writer is not None:
+        if code == EXIT_OK:
+            writer.commit()
+        else:
+            writer.discard()
+
+    if result is not None and not quiet:
         err.print(summary_table(result))
-        rejected = sum(result.rejected.values())
         by_reason = ", ".join(f"{k}={v}" for k, v in sorted(result.rejected.items()))
         actions = ", ".join(f"{k}={v}" for k, v in sorted(result.decisions.items()))
+        lines = result.rejected_lines
         err.print(
             f"{result.lines:,} lines, {result.events:,} events, "
-            f"{rejected:,} skipped{f' ({by_reason})' if rejected else ''}; "
-            f"decisions: {actions or 'none'}",
+            f"{lines:,} line{'' if lines == 1 else 's'} rejected"
+            f"{f' ({by_reason})' if lines else ''}; decisions: {actions or 'none'}",
             highlight=False,
         )
         if reported > _MAX_REPORTED:
-            err.print(f"({reported - _MAX_REPORTED:,} more skipped lines not listed)")
+            err.print(f"({reported - _MAX_REPORTED:,} more rejected lines not listed)")
+    raise typer.Exit(code)

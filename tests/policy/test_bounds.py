@@ -449,6 +449,10 @@ def test_replay_rejects_the_announcement_naming_the_field(
     assert said in rejected[0].message
     assert not result.engine.rollouts
 
+    cli = CliRunner().invoke(app, ["replay", str(path), "--quiet"])
+    assert cli.exit_code == 3, cli.output
+    assert said in cli.stderr.replace("\n", "")
+
 
 def test_policy_validate_names_the_out_of_bounds_field(tmp_path: Path) -> None:
     path = tmp_path / "tiny-window.yaml"

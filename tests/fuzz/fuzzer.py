@@ -410,7 +410,7 @@ class Fuzzer:
                     outcome = Outcome(
                         cursor.driver.name,
                         failure=UNCONFIRMED,
-                        signature=f"{cursor.driver.name}: {outcome.signature} (not reproduced)",
+                        signature=f"{outcome.signature} (not reproduced)",
                         detail=outcome.detail,
                     )
             outcomes.append(outcome)

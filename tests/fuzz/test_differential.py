@@ -18,7 +18,6 @@ from functools import cache
 from typing import Any
 
 import orjson
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -227,11 +226,6 @@ def insertions(draw: st.DrawFn) -> tuple[int, Event, str]:
     return position, event, how
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason='open on main (issue 8): a non-string "type" raises TypeError inside the engine '
-    "(contained as internal_error). Remove this mark once fixed.",
-)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(insertion=insertions())
 def test_an_invalid_or_out_of_range_event_changes_no_decision(

@@ -13,11 +13,11 @@ LIMIT = 5.0  # seconds per input and driver: generous, the suite shares the mach
 
 KNOWN = pytest.mark.xfail(
     strict=False,
-    reason="input-safety bugs still open on main (issue 8), found by this test: a non-string "
-    '"type" (["request"], {}) raises TypeError inside the engine (contained as internal_error); '
-    "one producer's burst of far-future events (>= admission.gap_witnesses) moves a rollout's "
-    "clock as a 'real gap'; a finished deployment id announced again under another service "
-    "starts again in the worker. Remove this mark once they are fixed.",
+    reason="input-safety bugs still open on main (issue 8), found by this test: one producer's "
+    "burst of far-future events (>= admission.gap_witnesses, from one instance, in one message) "
+    "moves a rollout's clock as a real gap (decisions stamped minutes to years ahead); a "
+    "finished deployment id announced again under another service starts again in the worker "
+    "(replay rejects it). Remove this mark once they are fixed.",
 )
 
 

@@ -1,7 +1,13 @@
 """Service configuration from environment variables (``CANARYSTREAM_*``) and a YAML file.
 
-The file is named by ``CANARYSTREAM_CONFIG``; environment variables override it. Errors say
-which variable or file key is wrong and why.
+Every tunable is one flat field of :class:`Settings`: its environment variable is
+``CANARYSTREAM_`` plus the field's name in capitals, its key in the YAML file named by
+``CANARYSTREAM_CONFIG`` the field's name. Related tunables share a prefix: ``batch_`` and
+``checkpoint_`` (the worker's batches), ``web_`` (the worker's web server), ``faust_`` (Faust's
+own setting of the same name, e.g. ``faust_broker_max_poll_records``), ``actuator_retry_`` and
+``actuator_metrics_`` (``canarystream actuate``). Precedence: a command-line option, then the
+environment, then the file, then the default. Errors name the variable, the field and where
+the wrong value came from.
 """
 
 from __future__ import annotations
@@ -21,9 +27,28 @@ from pydantic_settings import (
 
 from canarystream.errors import ConfigError, field_errors
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+__all__ = ["ENV_PREFIX", "FAUST_PREFIX", "Settings", "load_settings"]
 
 ENV_PREFIX = "CANARYSTREAM_"
+FAUST_PREFIX = "faust_"  # faust_X is passed to faust.App as its setting X
+
+_HOST = r"^[^\s/]+$"  # a name or an address to bind to (IPv6 without brackets)
+
+
+def _config_file() -> dict[str, Any]:
+    """The mapping in the file named by ``CANARYSTREAM_CONFIG`` (empty without one)."""
+    path = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if not path:
+        return {}
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{ENV_PREFIX}CONFIG={path}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{ENV_PREFIX}CONFIG={path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{ENV_PREFIX}CONFIG={path}: expected a mapping of settings")
+    return data
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):
@@ -33,18 +58,7 @@ class _YamlFileSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        path = os.environ.get(f"{ENV_PREFIX}CONFIG")
-        if not path:
-            return {}
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"{ENV_PREFIX}CONFIG={path}: cannot read: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{ENV_PREFIX}CONFIG={path}: not valid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{ENV_PREFIX}CONFIG={path}: expected a mapping of settings")
-        return data
+        return _config_file()
 
 
 class Settings(BaseSettings):
@@ -86,7 +100,27 @@ class Settings(BaseSettings):
         pattern=r"^[a-z][a-z0-9._-]*$",
         description="Consumer group and prefix of the worker's changelog topics.",
     )
+    web_bind: str = Field(
+        default="127.0.0.1",
+        pattern=_HOST,
+        description="Address the worker's web server (metrics and status) listens on.",
+    )
     web_port: int = Field(default=6066, ge=0, le=65535, description="Metrics and status port.")
+    batch_max_messages: int = Field(
+        default=2000, ge=1, le=100_000, description="Most messages the worker takes at once."
+    )
+    batch_within_seconds: float = Field(
+        default=0.02,
+        gt=0,
+        le=60,
+        description="Longest wait, in seconds, to fill a batch before taking what has come.",
+    )
+    checkpoint_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=600,
+        description="Seconds between checkpoints (state stored, then offsets acknowledged).",
+    )
     data_dir: Path = Field(
         default=Path(".canarystream"), description="Worker's local state (table stores)."
     )
@@ -117,6 +151,83 @@ class Settings(BaseSettings):
         "so a re-sent announcement of it is not started again (replay uses the same).",
     )
 
+    # Faust's own settings (faust_X is faust.App's X); the defaults suit batched telemetry.
+    faust_producer_linger_ms: int = Field(
+        default=1, ge=0, le=10_000, description="Producer's wait, in ms, to fill a request."
+    )
+    faust_broker_session_timeout: float = Field(
+        default=10.0,
+        ge=1,
+        le=3600,
+        description="Seconds without heartbeats after which a worker's partitions move to "
+        "the others (Faust's default is 60 s).",
+    )
+    faust_broker_heartbeat_interval: float = Field(
+        default=1.0,
+        gt=0,
+        le=600,
+        description="Seconds between consumer heartbeats; below the session timeout.",
+    )
+    faust_broker_commit_every: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Commit acknowledged offsets after this many messages.",
+    )
+    faust_broker_commit_interval: float = Field(
+        default=1.0, gt=0, le=3600, description="Seconds between offset commits."
+    )
+    faust_stream_buffer_maxsize: int = Field(
+        default=16_384,
+        ge=1,
+        le=10_000_000,
+        description="Messages buffered for the agent before the consumer pauses.",
+    )
+    faust_consumer_max_fetch_size: int = Field(
+        default=8 * 1024**2,
+        ge=64 * 1024,
+        le=1024**3,
+        description="Bytes per partition fetch (telemetry arrives in messages of several kB).",
+    )
+    faust_broker_max_poll_records: int = Field(
+        default=5000, ge=1, le=1_000_000, description="Most records one poll returns."
+    )
+
+    # Actuators (canarystream actuate): retries of a failed actuation, and /metrics.
+    actuator_retry_max_attempts: int = Field(
+        default=5, ge=1, le=1000, description="Tries per decision, the first included."
+    )
+    actuator_retry_initial_delay: float = Field(
+        default=0.2, ge=0, le=3600, description="Seconds to wait after the first failed try."
+    )
+    actuator_retry_max_delay: float = Field(
+        default=5.0, ge=0, le=3600, description="Longest wait between tries, in seconds."
+    )
+    actuator_retry_multiplier: float = Field(
+        default=2.0, ge=1, le=100, description="Growth of the wait from one try to the next."
+    )
+    actuator_retry_jitter: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Largest random fraction taken off each wait, so actuators retrying "
+        "one backend after an outage do not retry in step.",
+    )
+    actuator_retry_deadline: float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="Seconds after which no further try of a decision starts.",
+    )
+    actuator_metrics_bind: str = Field(
+        default="127.0.0.1",
+        pattern=_HOST,
+        description="Address an actuator's /metrics listens on (0.0.0.0: every interface).",
+    )
+    actuator_metrics_port: int = Field(
+        default=6067, ge=0, le=65535, description="Port of an actuator's /metrics; 0: none."
+    )
+
     # Decision signatures (HMAC-SHA256 with a shared key, or Ed25519).
     signing_scheme: Literal["none", "hmac-sha256", "ed25519"] = Field(
         default="none",
@@ -139,12 +250,25 @@ class Settings(BaseSettings):
                 f"kafka_security_protocol={self.kafka_security_protocol} needs "
                 "kafka_sasl_mechanism and kafka_sasl_username (and kafka_sasl_password)"
             )
+        if self.faust_broker_heartbeat_interval >= self.faust_broker_session_timeout:
+            raise ValueError(
+                f"faust_broker_heartbeat_interval={self.faust_broker_heartbeat_interval:g} must "
+                f"be below faust_broker_session_timeout={self.faust_broker_session_timeout:g}"
+            )
         if self.signing_scheme != "none" and self.signing_key is None and not self.verify_keys:
             raise ValueError(
                 f"signing_scheme={self.signing_scheme} needs signing_key (worker) or "
                 "verify_keys (actuators)"
             )
         return self
+
+    def faust_options(self) -> dict[str, Any]:
+        """The ``faust_*`` fields as :class:`faust.App` settings (prefix removed)."""
+        return {
+            name.removeprefix(FAUST_PREFIX): getattr(self, name)
+            for name in type(self).model_fields
+            if name.startswith(FAUST_PREFIX)
+        }
 
     @classmethod
     def settings_customise_sources(
@@ -158,8 +282,34 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _YamlFileSource(settings_cls))
 
 
+def _source(field: str, overrides: dict[str, Any]) -> str:
+    """Where the value of ``field`` came from, in the order of precedence."""
+    if field in overrides:
+        return "from an option"
+    if f"{ENV_PREFIX}{field.upper()}" in os.environ or (
+        field == "kafka_bootstrap" and "KAFKA_BOOTSTRAP" in os.environ
+    ):
+        return "from the environment"
+    try:
+        in_file = field in _config_file()
+    except ConfigError:
+        in_file = False
+    if in_file:
+        return f"from {os.environ[f'{ENV_PREFIX}CONFIG']}"
+    return "by default"
+
+
+def _where(field: str, overrides: dict[str, Any]) -> str:
+    """``CANARYSTREAM_FIELD (field, from ...)`` for a field, or the check's name."""
+    top = field.partition(".")[0]
+    if not top:
+        return "settings"
+    return f"{ENV_PREFIX}{top.upper()} ({field}, {_source(top, overrides)})"
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build :class:`Settings`, translating validation errors into :class:`ConfigError`."""
+    """Build :class:`Settings` (``overrides``, e.g. command-line options, first), translating
+    validation errors into :class:`ConfigError` that name the field and its source."""
     try:
         return Settings(**overrides)
     except SettingsError as exc:
@@ -170,7 +320,5 @@ def load_settings(**overrides: Any) -> Settings:
             f"({exc.__cause__ or exc})"
         ) from exc
     except ValidationError as exc:
-        lines = [
-            f"  {ENV_PREFIX}{field.upper()} ({field}): {msg}" for field, msg in field_errors(exc)
-        ]
+        lines = [f"  {_where(field, overrides)}: {msg}" for field, msg in field_errors(exc)]
         raise ConfigError("invalid settings\n" + "\n".join(lines)) from exc

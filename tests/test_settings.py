@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from canarystream.errors import ConfigError
-from canarystream.settings import load_settings
+from canarystream.settings import Settings, load_settings
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,3 +60,111 @@ def test_unreadable_or_invalid_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("CANARYSTREAM_CONFIG", str(unknown))
     with pytest.raises(ConfigError, match="polices"):
         load_settings()
+
+
+# Every tunable of the worker, of Faust and of the actuators: (field, default, a valid other
+# value as env text, the value it parses to, an invalid value).
+TUNABLES = [
+    ("batch_max_messages", 2000, "500", 500, "0"),
+    ("batch_within_seconds", 0.02, "0.5", 0.5, "-1"),
+    ("checkpoint_seconds", 1.0, "2.5", 2.5, "0"),
+    ("web_bind", "127.0.0.1", "0.0.0.0", "0.0.0.0", "local host"),
+    ("web_port", 6066, "7000", 7000, "70000"),
+    ("faust_producer_linger_ms", 1, "5", 5, "-1"),
+    ("faust_broker_session_timeout", 10.0, "30", 30.0, "0"),
+    ("faust_broker_heartbeat_interval", 1.0, "3", 3.0, "0"),
+    ("faust_broker_commit_every", 10_000, "100", 100, "0"),
+    ("faust_broker_commit_interval", 1.0, "2", 2.0, "0"),
+    ("faust_stream_buffer_maxsize", 16_384, "1024", 1024, "0"),
+    ("faust_consumer_max_fetch_size", 8 * 1024**2, "1048576", 1024**2, "10"),
+    ("faust_broker_max_poll_records", 5000, "100", 100, "0"),
+    ("actuator_retry_max_attempts", 5, "3", 3, "0"),
+    ("actuator_retry_initial_delay", 0.2, "0.5", 0.5, "-0.1"),
+    ("actuator_retry_max_delay", 5.0, "10", 10.0, "-1"),
+    ("actuator_retry_multiplier", 2.0, "1.5", 1.5, "0.5"),
+    ("actuator_retry_jitter", 0.5, "0", 0.0, "1.5"),
+    ("actuator_retry_deadline", 30.0, "60", 60.0, "0"),
+    ("actuator_metrics_bind", "127.0.0.1", "::1", "::1", ""),
+    ("actuator_metrics_port", 6067, "0", 0, "-1"),
+]
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for key in list(os.environ):
+        if key.startswith("CANARYSTREAM_") or key == "KAFKA_BOOTSTRAP":
+            monkeypatch.delenv(key)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(("field", "default", "text", "value", "bad"), TUNABLES)
+def test_each_tunable_has_its_default(
+    field: str, default: object, text: str, value: object, bad: str, clean_env
+) -> None:
+    assert getattr(load_settings(), field) == default
+
+
+@pytest.mark.parametrize(("field", "default", "text", "value", "bad"), TUNABLES)
+def test_each_tunable_from_the_environment(
+    field: str, default: object, text: str, value: object, bad: str, clean_env
+) -> None:
+    clean_env.setenv(f"CANARYSTREAM_{field.upper()}", text)
+    assert getattr(load_settings(), field) == value
+
+
+@pytest.mark.parametrize(("field", "default", "text", "value", "bad"), TUNABLES)
+def test_each_tunable_from_the_file(
+    field: str, default: object, text: str, value: object, bad: str, clean_env, tmp_path: Path
+) -> None:
+    config = tmp_path / "canarystream.yaml"
+    config.write_text(yaml.safe_dump({field: value}))
+    clean_env.setenv("CANARYSTREAM_CONFIG", str(config))
+    assert getattr(load_settings(), field) == value
+
+
+@pytest.mark.parametrize(("field", "default", "text", "value", "bad"), TUNABLES)
+def test_a_wrong_value_names_the_field_and_where_it_came_from(
+    field: str, default: object, text: str, value: object, bad: str, clean_env, tmp_path: Path
+) -> None:
+    variable = f"CANARYSTREAM_{field.upper()}"
+    clean_env.setenv(variable, bad)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert f"{variable} ({field}, from the environment)" in str(raised.value)
+
+    clean_env.delenv(variable)
+    config = tmp_path / "canarystream.yaml"
+    config.write_text(f"{field}: {bad!r}\n")
+    clean_env.setenv("CANARYSTREAM_CONFIG", str(config))
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert f"{variable} ({field}, from {config})" in str(raised.value)
+
+
+def test_the_heartbeat_interval_must_be_shorter_than_the_session_timeout(clean_env) -> None:
+    clean_env.setenv("CANARYSTREAM_FAUST_BROKER_HEARTBEAT_INTERVAL", "10")
+    with pytest.raises(ConfigError, match="faust_broker_heartbeat_interval"):
+        load_settings()
+
+
+def test_precedence_is_argument_over_environment_over_file_over_default(
+    clean_env, tmp_path: Path
+) -> None:
+    config = tmp_path / "canarystream.yaml"
+    config.write_text("web_port: 7001\nbatch_max_messages: 11\ncheckpoint_seconds: 3\n")
+    clean_env.setenv("CANARYSTREAM_CONFIG", str(config))
+    clean_env.setenv("CANARYSTREAM_WEB_PORT", "7002")
+    clean_env.setenv("CANARYSTREAM_BATCH_MAX_MESSAGES", "22")
+    settings = load_settings(web_port=7003)
+    assert settings.web_port == 7003  # the argument (a command-line flag)
+    assert settings.batch_max_messages == 22  # the environment over the file
+    assert settings.checkpoint_seconds == 3.0  # the file over the default
+    assert settings.batch_within_seconds == 0.02  # the default
+
+
+def test_faust_options_are_the_faust_settings(clean_env) -> None:
+    clean_env.setenv("CANARYSTREAM_FAUST_BROKER_MAX_POLL_RECORDS", "77")
+    options = load_settings().faust_options()
+    assert options["broker_max_poll_records"] == 77
+    assert options["consumer_max_fetch_size"] == 8 * 1024**2
+    assert len(options) == len([f for f in Settings.model_fields if f.startswith("faust_")]) == 8

@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import AliasChoices, BaseModel, ValidationError
 
 from canarystream.actuators.base import Handler, TrafficBackend
-from canarystream.actuators.executor import Actuator
+from canarystream.actuators.executor import Actuator, RetryPolicy
 from canarystream.actuators.flags.flagd import FlagdConfig, FlagdProvider
 from canarystream.actuators.flags.unleash import UnleashConfig, UnleashProvider
 from canarystream.actuators.hooks import HookActuator, HookRunner, HookRunnerConfig
@@ -49,6 +49,7 @@ class HandlerOptions:
     rollback_steps: int = 1
     rollback_step_seconds: float = 0.0
     metrics: ActuationMetrics | None = None
+    retry: RetryPolicy | None = None  # traffic backends; None: RetryPolicy's defaults
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +178,7 @@ def traffic(backend: Callable[[C], TrafficBackend]) -> Callable[[C, HandlerOptio
             metrics=options.metrics,
             rollback_steps=options.rollback_steps,
             rollback_step_seconds=options.rollback_step_seconds,
+            retry=options.retry,
         )
 
     return build

@@ -27,17 +27,19 @@ from rich.console import Console
 from rich.markup import escape
 
 from canarystream.actuators.base import Handler
+from canarystream.actuators.executor import RetryPolicy
 from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.actuators.registry import REGISTRY, HandlerOptions, Plugin
 from canarystream.cli.app import app
+from canarystream.cli.options import settings_with
 from canarystream.contracts.signing import verifier_from
 from canarystream.documents import read_document
 from canarystream.errors import BrokerError, ConfigError
 from canarystream.kafka.admin import create_topics
 from canarystream.kafka.connection import Connection
-from canarystream.settings import load_settings
+from canarystream.settings import Settings
 
-__all__ = ["COMMON_OPTIONS", "section_from_args"]
+__all__ = ["COMMON_OPTIONS", "retry_policy", "section_from_args"]
 
 _err = Console(stderr=True, soft_wrap=True)
 
@@ -48,7 +50,10 @@ COMMON_OPTIONS = frozenset(
         "name",
         "service",
         "dry_run",
+        "metrics_bind",
         "metrics_port",
+        "retry_max_attempts",
+        "retry_deadline",
         "rollback_steps",
         "rollback_step_seconds",
         "start_from",
@@ -135,9 +140,37 @@ def actuate(
     dry_run: Annotated[
         bool, typer.Option(help="Report what would be done; change nothing.")
     ] = False,
+    metrics_bind: Annotated[
+        str | None,
+        typer.Option(
+            help="Address of /metrics. Default: CANARYSTREAM_ACTUATOR_METRICS_BIND (127.0.0.1).",
+            show_default=False,
+        ),
+    ] = None,
     metrics_port: Annotated[
-        int, typer.Option(help="Port of /metrics (Prometheus); 0: none.")
-    ] = 6067,
+        int | None,
+        typer.Option(
+            help="Port of /metrics (Prometheus); 0: none. Default: "
+            "CANARYSTREAM_ACTUATOR_METRICS_PORT (6067).",
+            show_default=False,
+        ),
+    ] = None,
+    retry_max_attempts: Annotated[
+        int | None,
+        typer.Option(
+            help="Tries per decision. Default: CANARYSTREAM_ACTUATOR_RETRY_MAX_ATTEMPTS (5); "
+            "the backoff: CANARYSTREAM_ACTUATOR_RETRY_* settings.",
+            show_default=False,
+        ),
+    ] = None,
+    retry_deadline: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds after which no further try of a decision starts. Default: "
+            "CANARYSTREAM_ACTUATOR_RETRY_DEADLINE (30).",
+            show_default=False,
+        ),
+    ] = None,
     rollback_steps: Annotated[
         int,
         typer.Option(min=1, help="Step a rollback down to 0 in this many steps; 1: at once."),
@@ -168,7 +201,12 @@ def actuate(
         parsed = plugin.parse(
             _merge(plugin, _file_section(config, plugin.kind), section_from_args(plugin, ctx.args))
         )
-        settings = load_settings()
+        settings = settings_with(
+            actuator_metrics_bind=metrics_bind,
+            actuator_metrics_port=metrics_port,
+            actuator_retry_max_attempts=retry_max_attempts,
+            actuator_retry_deadline=retry_deadline,
+        )
         verifier = verifier_from(settings)
         if verifier is None and not allow_unsigned:
             raise ConfigError(
@@ -182,6 +220,7 @@ def actuate(
             rollback_steps=rollback_steps,
             rollback_step_seconds=rollback_step_seconds,
             metrics=ActuationMetrics(CollectorRegistry()),
+            retry=retry_policy(settings),
         )
         handler: Handler = plugin.handler(parsed, options)
         connection = Connection(settings)
@@ -191,7 +230,8 @@ def actuate(
             connection,
             name=name,
             services=service or [],
-            metrics_port=metrics_port or None,
+            metrics_port=settings.actuator_metrics_port or None,
+            metrics_host=settings.actuator_metrics_bind,
             start_from="earliest" if start_from is StartFrom.earliest else "latest",
         )
     except (ConfigError, BrokerError) as exc:
@@ -205,6 +245,18 @@ def actuate(
     except KafkaError as exc:
         _err.print(f"[red]error:[/] kafka: {escape(str(exc))}")
         raise typer.Exit(1) from exc
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    """The actuators' retries from the ``actuator_retry_*`` settings."""
+    return RetryPolicy(
+        max_attempts=settings.actuator_retry_max_attempts,
+        initial_delay=settings.actuator_retry_initial_delay,
+        max_delay=settings.actuator_retry_max_delay,
+        multiplier=settings.actuator_retry_multiplier,
+        jitter=settings.actuator_retry_jitter,
+        deadline=settings.actuator_retry_deadline,
+    )
 
 
 def section_from_args(plugin: Plugin[Any], args: Sequence[str]) -> dict[str, Any]:

@@ -12,11 +12,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from canarystream.cli.app import app
+from canarystream.cli.options import settings_with
 from canarystream.cli.replay_cmd import build_engine
 from canarystream.errors import BrokerError, ConfigError, PolicyError
 from canarystream.kafka.admin import create_topics
 from canarystream.kafka.connection import Connection
-from canarystream.settings import load_settings
 
 __all__: list[str] = []
 
@@ -27,15 +27,27 @@ def worker(
         list[Path] | None,
         typer.Option(help="Policy file or directory (repeatable). Default: CANARYSTREAM_POLICIES."),
     ] = None,
+    web_bind: Annotated[
+        str | None,
+        typer.Option(
+            help="Address of /metrics and /rollouts/. Default: CANARYSTREAM_WEB_BIND (127.0.0.1)."
+        ),
+    ] = None,
     web_port: Annotated[
-        int | None, typer.Option(help="Port of /metrics and /rollouts/. Default: settings.")
+        int | None,
+        typer.Option(
+            help="Port of /metrics and /rollouts/. Default: CANARYSTREAM_WEB_PORT (6066)."
+        ),
     ] = None,
 ) -> None:
-    """Consume telemetry and deployments, decide, and publish decisions (blocks)."""
+    """Consume telemetry and deployments, decide, and publish decisions (blocks).
+
+    Batching, Faust's tuning and the rest come from settings (CANARYSTREAM_* or the file
+    named by CANARYSTREAM_CONFIG); the options above override them.
+    """
     err = Console(stderr=True, soft_wrap=True)
     try:
-        overrides = {"web_port": web_port} if web_port is not None else {}
-        settings = load_settings(**overrides)
+        settings = settings_with(web_bind=web_bind, web_port=web_port)
         policies = build_engine(policy or settings.policies).policies
         results = asyncio.run(create_topics(Connection(settings)))
     except (ConfigError, PolicyError, BrokerError) as exc:

@@ -14,6 +14,9 @@ __all__ = ["create_app"]
 def create_app(settings: Settings, *, replication_factor: int) -> faust.App:
     """The Faust app of the worker.
 
+    What may be tuned comes from the ``faust_*`` settings; what the worker's guarantees rest
+    on (acks from every replica, at least once, offsets acknowledged by the checkpoint) is
+    fixed here.
     At-least-once processing: Faust's exactly-once mode is not used (see
     :mod:`canarystream.streaming.worker` for how duplicates are prevented instead).
     """
@@ -32,21 +35,13 @@ def create_app(settings: Settings, *, replication_factor: int) -> faust.App:
         topic_replication_factor=replication_factor,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        producer_linger_ms=1,
-        # A dead worker's partitions move after 10 s without heartbeats, not Faust's 60 s.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=1.0,
-        broker_commit_every=10_000,
-        broker_commit_interval=1.0,
-        stream_buffer_maxsize=16_384,
-        # Larger fetches: telemetry arrives in batched messages of several kB each.
-        consumer_max_fetch_size=8 * 1024**2,
-        broker_max_poll_records=5000,
+        producer_acks=-1,  # decisions count as published once every replica has them
         table_standby_replicas=0,
         stream_wait_empty=False,  # unacknowledged messages wait for the next checkpoint
+        # Tuning (session timeout, commits, fetch and poll sizes...): the faust_* settings.
+        **settings.faust_options(),
         web_enabled=True,
-        web_bind="127.0.0.1",
+        web_bind=settings.web_bind,
         web_port=settings.web_port,
         web_in_thread=False,
         logging_config=None,

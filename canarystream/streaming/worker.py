@@ -95,9 +95,18 @@ def _checkpoint_key(topic: str, partition: int) -> bytes:
 class Batching:
     """How many messages the agent takes at once, and how long it waits to fill a batch."""
 
-    max_messages: int = 2000
-    within_seconds: float = 0.02
-    checkpoint_seconds: float = 1.0  # how often state is stored and offsets acknowledged
+    max_messages: int
+    within_seconds: float
+    checkpoint_seconds: float  # how often state is stored and offsets acknowledged
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Batching:
+        """``batch_max_messages``, ``batch_within_seconds`` and ``checkpoint_seconds``."""
+        return cls(
+            settings.batch_max_messages,
+            settings.batch_within_seconds,
+            settings.checkpoint_seconds,
+        )
 
 
 class StreamWorker:
@@ -113,7 +122,7 @@ class StreamWorker:
     ) -> None:
         self.settings = settings
         self.connection = Connection(settings)
-        self.batching = batching or Batching()
+        self.batching = batching or Batching.from_settings(settings)
         self.app = app = create_app(settings, replication_factor=replication_factor)
         topic = self.connection.topic
         self.source = app.topic(topic(TELEMETRY_TOPIC), topic(DEPLOYMENTS_TOPIC), **_RAW)

@@ -1,0 +1,158 @@
+"""Command-line options over settings: option > environment > file > default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from typer.testing import CliRunner
+
+import canarystream.actuators.service as service_module
+import canarystream.cli.actuate_cmd as actuate_cmd
+import canarystream.cli.worker_cmd as worker_cmd
+import canarystream.streaming.worker as worker_module
+from canarystream.actuators.executor import Actuator
+from canarystream.cli import app
+from canarystream.kafka.admin import TopicResult
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for key in list(os.environ):
+        if key.startswith("CANARYSTREAM_") or key == "KAFKA_BOOTSTRAP":
+            monkeypatch.delenv(key)
+
+    async def no_topics(connection: Any) -> list[TopicResult]:
+        return [TopicResult("t", created=False, partitions=12, replication_factor=1)]
+
+    monkeypatch.setattr(worker_cmd, "create_topics", no_topics)
+    monkeypatch.setattr(actuate_cmd, "create_topics", no_topics)
+    return monkeypatch
+
+
+class FakeWorker:
+    """Stands for StreamWorker: records the settings it was given; runs nothing."""
+
+    built: ClassVar[list[FakeWorker]] = []
+
+    def __init__(self, settings: Any, **_: Any) -> None:
+        self.settings = settings
+        FakeWorker.built.append(self)
+
+    def run(self, **_: Any) -> None:
+        pass
+
+
+class FakeService:
+    """Stands for ActuatorService: records how it was built; consumes nothing."""
+
+    built: ClassVar[list[FakeService]] = []
+
+    def __init__(self, handler: Any, connection: Any, **kwargs: Any) -> None:
+        self.handler, self.kwargs = handler, kwargs
+        FakeService.built.append(self)
+
+    async def run(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def _worker(env: pytest.MonkeyPatch, *args: str) -> Any:
+    FakeWorker.built.clear()
+    env.setattr(worker_module, "StreamWorker", FakeWorker)
+    result = runner.invoke(app, ["worker", *args])
+    assert result.exit_code == 0, result.output
+    (worker,) = FakeWorker.built
+    return worker.settings
+
+
+def _actuator(env: pytest.MonkeyPatch, *args: str) -> FakeService:
+    FakeService.built.clear()
+    env.setattr(service_module, "ActuatorService", FakeService)
+    result = runner.invoke(app, ["actuate", "memory", "--allow-unsigned", *args])
+    assert result.exit_code == 0, result.output
+    (service,) = FakeService.built
+    return service
+
+
+def _file(tmp_path: Path, env: pytest.MonkeyPatch, text: str) -> None:
+    config = tmp_path / "canarystream.yaml"
+    config.write_text(text)
+    env.setenv("CANARYSTREAM_CONFIG", str(config))
+
+
+def test_worker_web_address_option_over_environment_over_file_over_default(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = _worker(env)
+    assert (settings.web_bind, settings.web_port) == ("127.0.0.1", 6066)
+    _file(tmp_path, env, "web_bind: 10.0.0.1\nweb_port: 7001\nbatch_max_messages: 7\n")
+    settings = _worker(env)
+    assert (settings.web_bind, settings.web_port) == ("10.0.0.1", 7001)
+    assert settings.batch_max_messages == 7
+    env.setenv("CANARYSTREAM_WEB_BIND", "10.0.0.2")
+    env.setenv("CANARYSTREAM_WEB_PORT", "7002")
+    settings = _worker(env)
+    assert (settings.web_bind, settings.web_port) == ("10.0.0.2", 7002)
+    settings = _worker(env, "--web-bind", "10.0.0.3", "--web-port", "7003")
+    assert (settings.web_bind, settings.web_port) == ("10.0.0.3", 7003)
+    assert settings.batch_max_messages == 7  # what no option names keeps its source
+
+
+def test_actuator_metrics_and_retries_option_over_environment_over_file_over_default(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def seen(service: FakeService) -> tuple[Any, ...]:
+        handler = service.handler
+        assert isinstance(handler, Actuator)
+        retry = handler.retry
+        return (
+            service.kwargs["metrics_host"],
+            service.kwargs["metrics_port"],
+            retry.max_attempts,
+            retry.deadline,
+            retry.initial_delay,
+        )
+
+    assert seen(_actuator(env)) == ("127.0.0.1", 6067, 5, 30.0, 0.2)
+    _file(
+        tmp_path,
+        env,
+        "actuator_metrics_bind: 10.0.0.1\nactuator_metrics_port: 7001\n"
+        "actuator_retry_max_attempts: 2\nactuator_retry_deadline: 5\n"
+        "actuator_retry_initial_delay: 0.05\n",
+    )
+    assert seen(_actuator(env)) == ("10.0.0.1", 7001, 2, 5.0, 0.05)
+    env.setenv("CANARYSTREAM_ACTUATOR_METRICS_BIND", "10.0.0.2")
+    env.setenv("CANARYSTREAM_ACTUATOR_METRICS_PORT", "7002")
+    env.setenv("CANARYSTREAM_ACTUATOR_RETRY_MAX_ATTEMPTS", "3")
+    env.setenv("CANARYSTREAM_ACTUATOR_RETRY_DEADLINE", "6")
+    assert seen(_actuator(env)) == ("10.0.0.2", 7002, 3, 6.0, 0.05)
+    options = ["--metrics-bind", "10.0.0.3", "--metrics-port", "7003"]
+    options += ["--retry-max-attempts", "4", "--retry-deadline", "7"]
+    assert seen(_actuator(env, *options)) == ("10.0.0.3", 7003, 4, 7.0, 0.05)
+
+
+def test_actuator_metrics_port_0_serves_none(env: pytest.MonkeyPatch) -> None:
+    assert _actuator(env, "--metrics-port", "0").kwargs["metrics_port"] is None
+    env.setenv("CANARYSTREAM_ACTUATOR_METRICS_PORT", "0")
+    assert _actuator(env).kwargs["metrics_port"] is None
+
+
+def test_a_bad_setting_stops_the_command_naming_it(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CANARYSTREAM_ACTUATOR_RETRY_MAX_ATTEMPTS", "0")
+    result = runner.invoke(app, ["actuate", "memory", "--allow-unsigned"])
+    assert result.exit_code == 2
+    assert "CANARYSTREAM_ACTUATOR_RETRY_MAX_ATTEMPTS" in result.output.replace("\n", "")
+    env.setenv("CANARYSTREAM_WEB_BIND", "no where")
+    result = runner.invoke(app, ["worker"])
+    assert result.exit_code == 2
+    assert "CANARYSTREAM_WEB_BIND (web_bind, from the environment)" in result.output.replace(
+        "\n", ""
+    )

@@ -1,0 +1,58 @@
+"""The worker's Faust app and batching take every tunable from the settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from canarystream.settings import load_settings
+from canarystream.streaming.app import create_app
+from canarystream.streaming.worker import Batching, StreamWorker
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("CANARYSTREAM_"):
+            monkeypatch.delenv(key)
+
+
+def test_the_app_has_the_default_tuning(tmp_path: Path) -> None:
+    conf = create_app(load_settings(data_dir=tmp_path), replication_factor=1).conf
+    assert conf.broker_session_timeout == 10.0 and conf.broker_heartbeat_interval == 1.0
+    assert conf.broker_commit_every == 10_000 and conf.broker_commit_interval == 1.0
+    assert conf.stream_buffer_maxsize == 16_384
+    assert conf.consumer_max_fetch_size == 8 * 1024**2
+    assert conf.broker_max_poll_records == 5000
+    assert conf.web_bind == "127.0.0.1" and conf.web_port == 6066
+
+
+def test_the_app_takes_the_faust_settings_and_the_web_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CANARYSTREAM_FAUST_BROKER_SESSION_TIMEOUT", "30")
+    monkeypatch.setenv("CANARYSTREAM_FAUST_BROKER_HEARTBEAT_INTERVAL", "3")
+    monkeypatch.setenv("CANARYSTREAM_FAUST_BROKER_COMMIT_EVERY", "77")
+    monkeypatch.setenv("CANARYSTREAM_FAUST_BROKER_COMMIT_INTERVAL", "4")
+    monkeypatch.setenv("CANARYSTREAM_FAUST_STREAM_BUFFER_MAXSIZE", "512")
+    monkeypatch.setenv("CANARYSTREAM_FAUST_CONSUMER_MAX_FETCH_SIZE", "1048576")
+    monkeypatch.setenv("CANARYSTREAM_FAUST_BROKER_MAX_POLL_RECORDS", "99")
+    monkeypatch.setenv("CANARYSTREAM_WEB_BIND", "0.0.0.0")
+    settings = load_settings(data_dir=tmp_path, web_port=7123)
+    conf = create_app(settings, replication_factor=1).conf
+    assert conf.broker_session_timeout == 30.0 and conf.broker_heartbeat_interval == 3.0
+    assert conf.broker_commit_every == 77 and conf.broker_commit_interval == 4.0
+    assert conf.stream_buffer_maxsize == 512
+    assert conf.consumer_max_fetch_size == 1024**2
+    assert conf.broker_max_poll_records == 99
+    assert conf.web_bind == "0.0.0.0" and conf.web_port == 7123
+
+
+def test_the_worker_batches_as_the_settings_say(tmp_path: Path) -> None:
+    assert StreamWorker(load_settings(data_dir=tmp_path)).batching == Batching(2000, 0.02, 1.0)
+    settings = load_settings(
+        data_dir=tmp_path, batch_max_messages=10, batch_within_seconds=0.5, checkpoint_seconds=3
+    )
+    assert StreamWorker(settings).batching == Batching(10, 0.5, 3.0)

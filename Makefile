@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(WITH_BROKER) $(PY) -m canarystream.demo
+	$(WITH_BROKER) $(PY) -m canarystream demo
 
 # Peer programs the tests run for real, when missing: HAProxy, NGINX, kcat and PostgreSQL
 # from Debian, Unleash from npm (deploy/services/unleash).

@@ -11,7 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
+from canarystream.cli import app
 from canarystream.contracts.decision import Action, CheckReason, Decision, Phase, Verdict
 from canarystream.demo import demo_scenarios
 from canarystream.demo.scenarios import ROUTER_DELAY
@@ -21,15 +23,23 @@ from canarystream.simulate.closed_loop import simulate
 from tests.streaming.conftest import kafka_bootstrap  # noqa: F401  (a fixture)
 
 
-def run_demo(*args: str, env: dict[str, str] | None = None, timeout: float = 150):
+def run_demo(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 150,
+    command: tuple[str, ...] = ("canarystream", "demo"),
+):
     return subprocess.run(
-        [sys.executable, "-m", "canarystream.demo", *args],
+        [sys.executable, "-m", *command, *args],
         env={**os.environ, "COLUMNS": "120", **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
     )
+
+
+runner = CliRunner()
 
 
 def keys(path: Path) -> list[tuple]:
@@ -70,6 +80,42 @@ def test_live_demo_without_a_broker_says_so_and_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert "No Kafka broker answers" in result.stdout
     assert "--offline" in result.stdout
+
+
+OPTIONS = ("--offline", "--speed", "--minutes", "--out", "--seed", "--batch")
+
+
+def test_the_demo_is_a_subcommand_with_its_options() -> None:
+    result = runner.invoke(app, ["demo", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for option in OPTIONS:
+        assert option in result.output
+    assert "demo" in runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+
+
+def test_python_m_canarystream_demo_is_the_same_command() -> None:
+    result = run_demo("--help", command=("canarystream.demo",), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Usage: canarystream demo" in result.stdout
+    for option in OPTIONS:
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--minutes", "41"], "--minutes"),
+        (["--minutes", "0"], "--minutes"),
+        (["--speed", "0"], "--speed"),
+        (["--batch", "0"], "--batch"),
+        (["--seed", "-1"], "--seed"),
+    ],
+)
+def test_bad_demo_options_are_usage_errors(args: list[str], needle: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--offline", "--out", str(tmp_path), *args])
+    assert result.exit_code == 2
+    assert needle in result.output
+    assert not (tmp_path / "events.jsonl").exists()
 
 
 def test_offline_demo_replays_its_simulation(tmp_path: Path) -> None:

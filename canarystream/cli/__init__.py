@@ -1,9 +1,11 @@
-"""Command-line interface: ``canarystream replay | simulate | policy | kafka | topics | worker``."""
+"""Command-line interface: ``canarystream replay | simulate | policy | kafka | topics | worker |
+actuate | demo``."""
 
 from __future__ import annotations
 
 from canarystream.cli import (  # noqa: F401  (registration)
     actuate_cmd,
+    demo_cmd,
     kafka_cmd,
     policy_cmd,
     replay_cmd,

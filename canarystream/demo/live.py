@@ -96,7 +96,7 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
             f"[bold red]No Kafka broker answers at {escape(bootstrap)}.[/]\n"
             "  Start the local one with `canarystream kafka up` (`make demo` does this itself),\n"
             "  point KAFKA_BOOTSTRAP at a running cluster, or run the broker-free demo:\n"
-            "  python -m canarystream.demo --offline",
+            "  canarystream demo --offline",
             highlight=False,
         )
         return 2

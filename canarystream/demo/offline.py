@@ -1,4 +1,4 @@
-"""``python -m canarystream.demo --offline``: simulate, replay and show a timeline, no broker.
+"""``canarystream demo --offline``: simulate, replay and show a timeline, no broker.
 
 The simulation is closed-loop (the canary's traffic share follows the engine's decisions);
 the recorded events are then replayed through a fresh engine, which must reach exactly the

@@ -316,8 +316,8 @@ def load_settings(**overrides: Any) -> Settings:
         # Raised before validation, e.g. a list variable that is not JSON.
         field = str(exc).split('"')[1] if '"' in str(exc) else "?"
         raise ConfigError(
-            f"invalid settings\n  {ENV_PREFIX}{field.upper()} ({field}): not valid JSON "
-            f"({exc.__cause__ or exc})"
+            f"invalid settings\n  {ENV_PREFIX}{field.upper()} ({field}, from the environment): "
+            f"not valid JSON ({exc.__cause__ or exc})"
         ) from exc
     except ValidationError as exc:
         lines = [f"  {_where(field, overrides)}: {msg}" for field, msg in field_errors(exc)]

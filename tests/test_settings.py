@@ -33,7 +33,10 @@ def test_env_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     [
         ({"CANARYSTREAM_LOG_LEVEL": "LOUD"}, "CANARYSTREAM_LOG_LEVEL"),
         ({"CANARYSTREAM_POLICIES": "[1, {}]"}, "CANARYSTREAM_POLICIES"),
-        ({"CANARYSTREAM_POLICIES": "not json"}, "CANARYSTREAM_POLICIES"),
+        (
+            {"CANARYSTREAM_POLICIES": "not json"},
+            r"CANARYSTREAM_POLICIES \(policies, from the environment\): not valid JSON",
+        ),
     ],
 )
 def test_errors_name_the_variable(

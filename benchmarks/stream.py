@@ -38,7 +38,7 @@ from canarystream.contracts.topics import DECISIONS_TOPIC, TELEMETRY_TOPIC
 from canarystream.kafka.admin import broker_ready
 from canarystream.kafka.connection import LOCAL_BOOTSTRAP
 from canarystream.kafka.publisher import EventPublisher
-from tests.streaming.harness import Stack
+from tests.support.broker import Stack
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -20,7 +20,7 @@ from canarystream.demo.scenarios import ROUTER_DELAY
 from canarystream.demo.stack import free_port
 from canarystream.demo.view import LiveView
 from canarystream.simulate.closed_loop import simulate
-from tests.streaming.conftest import kafka_bootstrap  # noqa: F401  (a fixture)
+from tests.support.broker import kafka_bootstrap  # noqa: F401  (a fixture)
 
 
 def run_demo(

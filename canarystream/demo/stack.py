@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -37,14 +38,25 @@ from canarystream.contracts.topics import (
 from canarystream.kafka.connection import Connection
 from canarystream.settings import load_settings
 
-__all__ = ["DemoStack", "WorkerProcess", "free_port"]
+__all__ = ["DemoStack", "WorkerProcess", "free_port", "free_ports"]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that nothing listened on a moment ago."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
 
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    (port,) = free_ports(1)
+    return port
+
+
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 @dataclass
@@ -54,6 +66,35 @@ class WorkerProcess:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    name: str = "worker"
+
+    @classmethod
+    def start(
+        cls,
+        env: dict[str, str],
+        log: Path,
+        *extra: str,
+        name: str = "worker",
+        append: bool = False,
+        new_session: bool = False,
+    ) -> WorkerProcess:
+        """Start a worker on a free web port with ``env`` and ``extra`` arguments; do not wait.
+
+        Its output goes to ``log`` (appended to, with ``append``); ``new_session`` keeps a
+        Ctrl-C in the terminal from reaching it.
+        """
+        port = free_port()
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab" if append else "wb") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "canarystream", "worker", "--web-port", str(port), *extra],
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=new_session,
+            )
+        return cls(port, process, log, name)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -62,9 +103,34 @@ class WorkerProcess:
         with urllib.request.urlopen(self.url(path), timeout=timeout) as response:
             return response.read()
 
+    def get_json(self, path: str, timeout: float = 5.0) -> Any:
+        """The JSON document the worker serves at ``path``."""
+        return orjson.loads(self.get(path, timeout))
+
     def rollouts(self) -> list[dict[str, Any]]:
         """The worker's ``/rollouts/`` view: one status dict per rollout it holds."""
-        return orjson.loads(self.get("/rollouts/"))["rollouts"]
+        return self.get_json("/rollouts/", 2.0)["rollouts"]
+
+    def metrics(self) -> str:
+        """The worker's Prometheus exposition text."""
+        return self.get("/metrics", 5.0).decode()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of metric ``name`` whose label values contain ``labels``'."""
+        total = 0.0
+        for line in self.metrics().splitlines():
+            sample, _, value = line.rpartition(" ")
+            metric, _, rest = sample.partition("{")
+            if metric != name:
+                continue
+            have = dict(_LABEL.findall(rest))
+            if all(part in have.get(label, "") for label, part in labels.items()):
+                total += float(value)
+        return total
+
+    def telemetry_consumed(self) -> float:
+        """Telemetry messages the worker has consumed."""
+        return self.metric("canarystream_messages_consumed_total", topic=TELEMETRY_TOPIC)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -88,6 +154,12 @@ class WorkerProcess:
             except OSError:
                 time.sleep(0.3)
         raise RuntimeError(f"the worker did not answer on port {self.port}:\n{self.tail()}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` (default SIGKILL) and wait for the exit."""
+        if self.alive():
+            self.process.send_signal(sig)
+            self.process.wait(timeout=60)
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout``; the exit code."""
@@ -121,7 +193,6 @@ class DemoStack:
 
     def start_worker(self, log: Path) -> WorkerProcess:
         """Start a worker on this run's topics (it creates them if missing); do not wait."""
-        port = free_port()
         env = {
             **os.environ,
             "KAFKA_BOOTSTRAP": self.bootstrap,
@@ -129,17 +200,8 @@ class DemoStack:
             "CANARYSTREAM_APP_ID": self.app_id,
             "CANARYSTREAM_DATA_DIR": str(self.data_dir),
         }
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "canarystream", "worker", "--web-port", str(port)],
-                env=env,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # a Ctrl-C in the terminal reaches only the demo
-            )
-        return WorkerProcess(port, process, log)
+        # In its own session: a Ctrl-C in the terminal reaches only the demo.
+        return WorkerProcess.start(env, log, new_session=True)
 
     # ------------------------------------------------------------------ clients
     def consumer(self, **kwargs: Any) -> AIOKafkaConsumer:

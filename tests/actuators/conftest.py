@@ -16,16 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.actuators.helpers import (
-    Backends,
-    HAProxy,
-    Nginx,
-    free_ports,
-    require_binary,
-    stop,
-    wait_until_listening,
-)
-from tests.streaming.conftest import kafka_bootstrap, stack  # noqa: F401  (broker fixtures)
+from tests.support.actuators import Backends, HAProxy, Nginx
+from tests.support.broker import kafka_bootstrap, stack  # noqa: F401  (broker fixtures)
+from tests.support.services import free_ports, require_binary, stop, wait_until_listening
 
 
 class _NameHandler(BaseHTTPRequestHandler):

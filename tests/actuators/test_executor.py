@@ -23,7 +23,7 @@ from canarystream.contracts.codec import encode_decision
 from canarystream.contracts.decision import Action, Decision, Phase
 from canarystream.contracts.signing import Signer
 from canarystream.errors import RouterError
-from tests.actuators.helpers import DEPLOYMENT, make_decision
+from tests.support.actuators import DEPLOYMENT, make_decision
 
 SIGNER = Signer.hmac(b"test key")
 VERIFIER = SIGNER.verifier()

@@ -20,7 +20,7 @@ from canarystream.actuators.routers.gateway_api import (
 from canarystream.contracts.actuation import ActuationStatus
 from canarystream.contracts.decision import Action, Phase
 from canarystream.errors import ConfigError, RouterError
-from tests.actuators.helpers import make_decision
+from tests.support.actuators import make_decision
 
 CONFIG = GatewayApiConfig(
     route="shop",

@@ -24,7 +24,7 @@ from canarystream.contracts.actuation import ActuationReport, ActuationStatus
 from canarystream.contracts.codec import encode_decision
 from canarystream.contracts.decision import Action, Decision, Phase
 from canarystream.contracts.signing import Signer
-from tests.actuators.helpers import DEPLOYMENT, ProtocolOnly, make_decision
+from tests.support.actuators import DEPLOYMENT, ProtocolOnly, make_decision
 
 SIGNER = Signer.hmac(b"handler test key")
 FORGER = Signer.hmac(b"not the key")

@@ -15,7 +15,7 @@ from canarystream.contracts.actuation import ActuationReport, ActuationStatus
 from canarystream.contracts.decision import Action, Phase
 from canarystream.contracts.signing import Signer
 from canarystream.errors import ConfigError, RouterError
-from tests.actuators.helpers import HAProxy, count_cohorts, make_decision
+from tests.support.actuators import HAProxy, count_cohorts, make_decision
 
 SIGNER = Signer.hmac(b"haproxy test key")
 

@@ -30,8 +30,9 @@ from canarystream.contracts.events import CompensationHook
 from canarystream.contracts.signing import SIGNATURE_HEADER, Signer
 from canarystream.contracts.topics import ACTUATIONS_TOPIC, DECISIONS_TOPIC
 from canarystream.errors import ConfigError
-from tests.actuators.helpers import make_decision, serve_http
-from tests.streaming.harness import Stack
+from tests.support.actuators import make_decision
+from tests.support.broker import Stack
+from tests.support.services import serve_http
 
 SIGNER = Signer.hmac("hook test key")
 PY = sys.executable

@@ -16,7 +16,7 @@ from canarystream.actuators.routers.nginx import read_canary_percent, render_ups
 from canarystream.contracts.actuation import ActuationStatus
 from canarystream.contracts.decision import Action, Phase
 from canarystream.errors import ConfigError, RouterError
-from tests.actuators.helpers import Nginx, count_cohorts, make_decision
+from tests.support.actuators import Nginx, count_cohorts, make_decision
 
 BASE, CANARY = "127.0.0.1:8081", "127.0.0.1:8082"
 

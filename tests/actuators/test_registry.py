@@ -23,7 +23,7 @@ from canarystream.actuators import (
 from canarystream.cli import app
 from canarystream.cli.actuate_cmd import COMMON_OPTIONS, section_from_args
 from canarystream.errors import ConfigError
-from tests.actuators.helpers import ProtocolOnly
+from tests.support.actuators import ProtocolOnly
 
 KINDS = ["flagd", "gateway-api", "haproxy", "hooks", "memory", "nginx", "unleash"]
 HAPROXY = {"socket": "/run/haproxy.sock", "backend": "app", "baseline_server": "a"}

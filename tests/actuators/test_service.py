@@ -45,15 +45,9 @@ from canarystream.contracts.topics import ACTUATIONS_TOPIC, DEADLETTER_TOPIC, DE
 from canarystream.errors import ConfigError
 from canarystream.kafka.connection import Connection
 from canarystream.settings import load_settings
-from tests.actuators.helpers import (
-    DEPLOYMENT,
-    HAProxy,
-    ProtocolOnly,
-    count_cohorts,
-    free_ports,
-    make_decision,
-)
-from tests.streaming.harness import Stack
+from tests.support.actuators import DEPLOYMENT, HAProxy, ProtocolOnly, count_cohorts, make_decision
+from tests.support.broker import Stack
+from tests.support.services import free_ports
 
 KEY = "actuator service test key"
 SIGNER = Signer.hmac(KEY)

@@ -14,7 +14,8 @@ from canarystream.contracts.signing import (
     generate_ed25519_key,
 )
 from canarystream.errors import ConfigError
-from tests.actuators.helpers import make_decision, require_module
+from tests.support.actuators import make_decision
+from tests.support.services import require_module
 
 
 def test_canonical_bytes_survive_a_json_round_trip() -> None:

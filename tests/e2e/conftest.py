@@ -3,4 +3,4 @@
 from __future__ import annotations
 
 from tests.actuators.flags.unleash_fixtures import unleash  # noqa: F401  (real Unleash)
-from tests.streaming.conftest import kafka_bootstrap, stack  # noqa: F401  (broker fixtures)
+from tests.support.broker import kafka_bootstrap, stack  # noqa: F401  (broker fixtures)

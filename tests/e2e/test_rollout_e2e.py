@@ -48,8 +48,8 @@ from canarystream.contracts.decision import Action, Decision, Phase, decision_id
 from canarystream.contracts.signing import SIGNATURE_HEADER, Signer
 from canarystream.contracts.topics import ACTUATIONS_TOPIC, DECISIONS_TOPIC
 from tests.actuators.flags.unleash_fixtures import UnleashService
-from tests.actuators.helpers import free_ports, require_binary, serve_http, wait_until_listening
-from tests.streaming.harness import Stack
+from tests.support.broker import Stack
+from tests.support.services import free_ports, require_binary, serve_http, wait_until_listening
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -9,7 +9,7 @@ import pytest
 from canarystream.contracts.decision import Action, Phase
 from canarystream.engine import Engine
 from canarystream.errors import ContractError
-from tests.engine.builder import DEPLOYMENT, Cohort, Stream, fast_policy, merge, run, seconds
+from tests.support.streams import DEPLOYMENT, Cohort, Stream, fast_policy, merge, run, seconds
 
 Row = tuple[str, float, int, float, Phase, str]  # action, s, stage, traffic %, phase, summary
 

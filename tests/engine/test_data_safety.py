@@ -11,7 +11,7 @@ from canarystream.analysis.cohort import Slice
 from canarystream.analysis.recovery import RecoveryWatch
 from canarystream.contracts.decision import Action, Phase, Verdict
 from canarystream.policy.model import RollbackVerification
-from tests.engine.builder import Cohort, Stream, fast_policy, run, seconds
+from tests.support.streams import Cohort, Stream, fast_policy, run, seconds
 
 BROKEN = Cohort(error_rate=0.12)
 HOOKS = [

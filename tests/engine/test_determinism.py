@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from canarystream.contracts.decision import Decision
 from canarystream.engine import Engine
-from tests.engine.builder import SERVICE, T0, Stream, fast_policy, merge, restarted, run
+from tests.support.streams import SERVICE, T0, Stream, fast_policy, merge, restarted, run
 
 # Every kind of state a rollout keeps: breakdown units created on the fly, latency sketches,
 # gauge windows, probes, a pause, a stage deadline, an approval gate and an approval.

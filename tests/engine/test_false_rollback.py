@@ -31,7 +31,7 @@ from canarystream.policy.model import (
     Policy,
     check_name,
 )
-from tests.engine.builder import T0, Cohort, Stream, merge, seconds
+from tests.support.streams import T0, Cohort, Stream, merge, seconds
 
 UNITS_PER_DYNAMIC_CHECK = 16  # the documented cap of units a breakdown or '*' check may grow
 STAGES = [

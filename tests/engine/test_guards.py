@@ -8,7 +8,7 @@ import pytest
 
 from canarystream.contracts.decision import Action, Decision, Phase, Verdict
 from canarystream.engine import Engine
-from tests.engine.builder import T0, Cohort, Stream, fast_policy, run, seconds
+from tests.support.streams import T0, Cohort, Stream, fast_policy, run, seconds
 
 
 def summary_rows(decisions: list[Decision]) -> list[tuple[str, float, int, Phase, str]]:

@@ -9,7 +9,7 @@ import pytest
 from canarystream.contracts.decision import Action, Phase
 from canarystream.engine import Engine
 from canarystream.errors import ContractError
-from tests.engine.builder import (
+from tests.support.streams import (
     DEPLOYMENT,
     SERVICE,
     T0,

@@ -16,7 +16,7 @@ from canarystream.contracts.decision import (
 )
 from canarystream.engine import Engine
 from canarystream.policy.model import Policy
-from tests.engine.builder import (
+from tests.support.streams import (
     BASELINE,
     CANARY,
     DEPLOYMENT,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from canarystream.contracts.decision import Action, Decision, Phase, decision_id_for
 from canarystream.engine import Engine
-from tests.engine.builder import T0, Cohort, Stream, fast_policy, merge, restarted, run
+from tests.support.streams import T0, Cohort, Stream, fast_policy, merge, restarted, run
 
 PERCENTS = (5.0, 20.0, 50.0)
 HORIZON = 200.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from canarystream.contracts.decision import Action, Phase
-from tests.engine.builder import Stream, fast_policy, run, seconds
+from tests.support.streams import Stream, fast_policy, run, seconds
 
 # A silent canary also breaks the sample ratio; that guard is off to watch the no-data one.
 GUARDS = {"no_data": {"hold_after": 30, "rollback_after": 90}, "sample_ratio": {"enabled": False}}

@@ -39,7 +39,7 @@ from canarystream.engine.rollout import Rollout
 from canarystream.simulate.closed_loop import simulate
 from canarystream.simulate.presets import build_preset
 from canarystream.simulate.scenario import Scenario
-from tests.engine.builder import Cohort, Stream, fast_policy, merge, restarted
+from tests.support.streams import Cohort, Stream, fast_policy, merge, restarted
 
 # Every kind of unit: breakdowns by dependency and endpoint, gauges, probes, SLO budgets.
 EVERY_CHECK = {

@@ -13,8 +13,10 @@ from canarystream.contracts.topics import DEADLETTER_TOPIC, topic_spec
 from canarystream.errors import BrokerError
 from canarystream.streaming.gaps import GapFiller, KafkaRangeReader
 from canarystream.streaming.processor import Inbound
-from tests.streaming.conftest import kafka_bootstrap  # noqa: F401  (a fixture)
-from tests.streaming.harness import Stack
+from tests.support.broker import (
+    Stack,
+    kafka_bootstrap,  # noqa: F401  (a fixture)
+)
 
 T = "telemetry"
 

@@ -9,8 +9,7 @@ import pytest
 
 from canarystream.contracts.decision import Action
 from canarystream.replay import replay_lines
-from tests.streaming.conftest import rollout_events
-from tests.streaming.harness import Stack, key
+from tests.support.broker import Stack, key, rollout_events
 
 pytestmark = pytest.mark.kafka
 

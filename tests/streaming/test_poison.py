@@ -14,9 +14,8 @@ import orjson
 import pytest
 
 from canarystream.contracts.topics import DEPLOYMENTS_TOPIC, TELEMETRY_TOPIC
-from tests.streaming.conftest import rollout_events
-from tests.streaming.harness import Stack, key
 from tests.streaming.test_live_vs_replay import announce_then_send, replayed
+from tests.support.broker import Stack, key, rollout_events
 
 pytestmark = pytest.mark.kafka
 

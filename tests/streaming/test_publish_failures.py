@@ -16,9 +16,8 @@ import pytest
 from canarystream.contracts.topics import DECISIONS_TOPIC
 from canarystream.kafka.local import LocalKafka
 from canarystream.streaming.worker import EXIT_UNPUBLISHED
-from tests.streaming.conftest import rollout_events
-from tests.streaming.harness import Stack, key
 from tests.streaming.test_live_vs_replay import announce_then_send, replayed
+from tests.support.broker import Stack, key, rollout_events
 
 pytestmark = pytest.mark.kafka
 

@@ -30,7 +30,7 @@ from canarystream.streaming.processor import (
     Inbound,
     ServiceSnapshot,
 )
-from tests.engine.builder import SERVICE, T0, Cohort, Stream, fast_policy, merge
+from tests.support.streams import SERVICE, T0, Cohort, Stream, fast_policy, merge
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE = FIXTURES / "service-state-v1.json"

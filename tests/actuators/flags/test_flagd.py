@@ -23,7 +23,8 @@ from canarystream.contracts.decision import Action, Phase
 from canarystream.contracts.signing import Signer
 from canarystream.errors import ConfigError, FlagError
 from tests.actuators.flags.conftest import FlagService
-from tests.actuators.helpers import DEPLOYMENT, free_ports, make_decision, require_module
+from tests.support.actuators import DEPLOYMENT, make_decision
+from tests.support.services import free_ports, require_module
 
 FLAG = "shop-canary"
 KEYS = [f"user-{i}" for i in range(2000)]

@@ -25,7 +25,8 @@ from canarystream.contracts.decision import Action, Phase
 from canarystream.contracts.signing import Signer
 from canarystream.errors import ConfigError, FlagError
 from tests.actuators.flags.unleash_fixtures import UnleashService
-from tests.actuators.helpers import free_ports, make_decision, require_module
+from tests.support.actuators import make_decision
+from tests.support.services import free_ports, require_module
 
 USERS = [f"user-{i}" for i in range(2000)]
 SIGNER = Signer.hmac(b"unleash test key")

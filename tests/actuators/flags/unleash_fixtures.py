@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.actuators.helpers import free_ports
-from tests.streaming.conftest import require_service
+from tests.support.services import free_ports, require_service
 
 SERVICE_DIR = Path(__file__).resolve().parents[3] / "deploy/services/unleash"
 

@@ -1,26 +1,25 @@
-"""A worker stack on the real broker for tests: isolated topics, worker processes, clients.
+"""The real broker for tests: fixtures, and a stack of isolated topics, workers and clients.
 
 Every stack gets its own topic prefix and application id, so tests share one broker without
-seeing each other's messages or consumer groups.
+seeing each other's messages or consumer groups. Workers are the product's
+:class:`~canarystream.demo.stack.WorkerProcess`. A test module or conftest that needs the
+fixtures imports them from here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -33,66 +32,64 @@ from canarystream.contracts.topics import (
     DEPLOYMENTS_TOPIC,
     TELEMETRY_TOPIC,
 )
-from canarystream.kafka.admin import create_topics
-from canarystream.kafka.connection import Connection
+from canarystream.demo.stack import WorkerProcess, free_port
+from canarystream.kafka.admin import broker_ready, create_topics
+from canarystream.kafka.connection import LOCAL_BOOTSTRAP, Connection
+from canarystream.kafka.local import LocalKafka, default_home
 from canarystream.kafka.publisher import EventPublisher
 from canarystream.settings import load_settings
+from canarystream.simulate.closed_loop import simulate
+from canarystream.simulate.presets import build_preset
+from tests.support.services import require_service
+
+__all__ = [
+    "Stack",
+    "kafka_bootstrap",
+    "key",
+    "private_broker",
+    "rollout_events",
+    "stack",
+]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """The broker at ``KAFKA_BOOTSTRAP`` (default: the local one); skipped, or failed in CI,
+    when it does not answer."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP", LOCAL_BOOTSTRAP)
+    if not broker_ready(bootstrap):
+        require_service(f"a Kafka broker at {bootstrap}", "run `canarystream kafka up`")
+    return bootstrap
 
 
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
+@pytest.fixture
+def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
+    """A :class:`Stack` of this test alone; its workers are stopped at the end."""
+    stack = Stack(kafka_bootstrap, tmp_path)
+    try:
+        yield stack
+    finally:
+        stack.stop()
 
 
-@dataclass
-class WorkerProcess:
-    name: str
-    port: int
-    process: subprocess.Popen
-    log: Path
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[LocalKafka]:
+    """A broker of this test alone (its own ports and storage), which it may stop and start."""
+    broker = LocalKafka(
+        default_home(), port=free_port(), controller_port=free_port(), data_dir=tmp_path / "kafka"
+    )
+    broker.start(timeout=120)
+    try:
+        yield broker
+    finally:
+        broker.wipe()
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
 
-    def get_json(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url(path), timeout=5) as response:
-            return orjson.loads(response.read())
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(self.url("/metrics"), timeout=5) as response:
-            return response.read().decode()
-
-    def metric(self, name: str, **labels: str) -> float:
-        """Sum of the samples of metric ``name`` whose label values contain ``labels``'."""
-        total = 0.0
-        for line in self.metrics().splitlines():
-            sample, _, value = line.rpartition(" ")
-            metric, _, rest = sample.partition("{")
-            if metric != name:
-                continue
-            have = dict(_LABEL.findall(rest))
-            if all(part in have.get(label, "") for label, part in labels.items()):
-                total += float(value)
-        return total
-
-    def telemetry_consumed(self) -> float:
-        """Telemetry messages the worker has consumed."""
-        return self.metric("canarystream_messages_consumed_total", topic="canary.telemetry.v1")
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.alive():
-            self.process.send_signal(sig)
-            self.process.wait(timeout=60)
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+def rollout_events(*presets: str, rps: float = 40, duration: str = "20m", seed: int = 3) -> list:
+    """Closed-loop simulated events of the presets, side by side, in ts order."""
+    return list(
+        simulate([build_preset(name, rps=rps, duration=duration) for name in presets], seed=seed)
+    )
 
 
 @dataclass
@@ -125,28 +122,15 @@ class Stack:
 
     # -------------------------------------------------------------- workers
     def start_worker(self, name: str = "w1", *extra: str) -> WorkerProcess:
-        port = free_port()
-        log = self.workdir / f"{name}.log"
         env = {**self.env, "CANARYSTREAM_DATA_DIR": str(self.workdir / name)}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "canarystream", "worker", "--web-port", str(port), *extra],
-            env=env,
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        worker = WorkerProcess(name, port, process, log)
+        log = self.workdir / f"{name}.log"
+        worker = WorkerProcess.start(env, log, *extra, name=name, append=True)
         self.workers.append(worker)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if not worker.alive():
-                raise AssertionError(f"worker {name} exited:\n{worker.tail()}")
-            try:
-                worker.get_json("/rollouts/")
-                return worker
-            except OSError:
-                time.sleep(0.3)
-        raise AssertionError(f"worker {name} did not serve its web port:\n{worker.tail()}")
+        try:
+            worker.wait_ready(90)
+        except RuntimeError as exc:
+            raise AssertionError(f"worker {name}: {exc}") from None
+        return worker
 
     def stop(self) -> None:
         for worker in self.workers:
@@ -267,7 +251,7 @@ class Stack:
             if predicate():
                 return
             time.sleep(0.5)
-        logs = "\n\n".join(f"--- {w.name}\n{w.tail()}" for w in self.workers)
+        logs = "\n\n".join(f"--- {w.name}\n{w.tail(40)}" for w in self.workers)
         raise AssertionError(f"timed out waiting for {what}\n{logs}")
 
     def wait_until_caught_up(self, expected: list[Decision], timeout: float = 120.0) -> None:

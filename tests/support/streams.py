@@ -1,5 +1,8 @@
-"""Deterministic event streams for engine tests: one service, baseline ``v1``, canary ``v2``.
+"""Exact small event streams for engine tests: one service, baseline ``v1``, canary ``v2``.
 
+Not a second telemetry generator: the simulator (:mod:`canarystream.simulate`) draws Poisson
+arrivals for scenarios; these streams have exactly ``rate`` requests per second per cohort over
+chosen seconds, so tests can pin counts, tick boundaries and the decision at a given second.
 Requests are drawn from a seeded numpy generator: a fixed number per second per cohort at
 uniform times, errors with a per-cohort probability, lognormal latencies per cohort. Policies
 are short inline mappings so that a rollout takes minutes of event time and well under a

@@ -1,0 +1,11 @@
+"""What tests and benchmarks share: brokers, workers, ports, services and stream builders.
+
+- :mod:`tests.support.broker`: the real broker's fixtures and a :class:`Stack` of isolated
+  topics with worker processes and clients;
+- :mod:`tests.support.services`: free ports, binaries, packages and services a test needs,
+  processes and a local HTTP server;
+- :mod:`tests.support.streams`: exact small event streams and policies for engine tests;
+- :mod:`tests.support.actuators`: decisions and proxies for actuator tests.
+
+Tests and benchmarks import helpers from here or from the product, never from a test module.
+"""

@@ -567,3 +567,61 @@ def test_signer_and_verifier_from_settings() -> None:
     ed_verifier = verifier_from(_settings(ED25519, None, [PUBLIC_PEM.decode()]))
     assert ed_verifier is not None and ed_verifier.verify(b"p", ed.sign(b"p"))
     assert not ed_verifier.verify(b"p", signature)
+
+
+# ------------------------------------------------------------- strict decoding of text
+
+
+def _with_junk(text: str) -> str:
+    """``text`` with a character outside base64 inside it, which a lax decoder would skip."""
+    return text[:10] + "!" + text[10:]
+
+
+def test_base64_with_a_foreign_character_is_refused_everywhere() -> None:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
+    raw = serialization.Encoding.Raw
+    private = serialization.load_pem_private_key(PRIVATE_PEM, password=None)
+    private_raw = private.private_bytes(  # type: ignore[union-attr]
+        raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    public_raw = private.public_key().public_bytes(raw, serialization.PublicFormat.Raw)
+    with pytest.raises(ConfigError, match=r"^signing key: not an Ed25519 private key: "):
+        Signer.ed25519(_with_junk(base64.b64encode(private_raw).decode()))
+    with pytest.raises(ConfigError, match=r"^verify key: not an Ed25519 public key: "):
+        Verifier(ed25519_keys=[_with_junk(base64.b64encode(public_raw).decode())])
+
+    signature = Signer.ed25519(PRIVATE_PEM).sign(b"p")
+    prefix, value = signature.split(":", 1)
+    verifier = Verifier(ed25519_keys=[PUBLIC_PEM])
+    assert verifier.check(b"p", f"{prefix}:{_with_junk(value)}") == "bad_signature"
+    assert verifier.check(b"p", f"{prefix}:{value[:40]}\n{value[40:]}") == "bad_signature"
+
+
+def test_a_pem_key_may_follow_blank_lines() -> None:
+    signature = Signer.ed25519(b"\n \n" + PRIVATE_PEM).sign(b"p")
+    assert Verifier(ed25519_keys=[b"\n \n" + PUBLIC_PEM]).verify(b"p", signature)
+    assert Verifier(ed25519_keys=["\n" + PUBLIC_PEM.decode()]).verify(b"p", signature)
+
+
+@pytest.mark.parametrize("value", ["é" * 64, "0" * 63 + "é", "\udcff" * 64, "０" * 64])
+def test_a_non_ascii_hmac_value_is_a_bad_signature_not_an_error(value: str) -> None:
+    verifier = Verifier(hmac_keys=[HMAC_KEY])
+    assert verifier.check(b"payload", f"hmac-sha256:{value}") == "bad_signature"
+
+
+def test_without_the_cryptography_package_ed25519_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys  # noqa: PLC0415
+
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.asymmetric", None)
+    message = r"^ed25519 signatures need the 'cryptography' package$"
+    with pytest.raises(ConfigError, match=message):
+        Signer.ed25519(PRIVATE_PEM)
+    with pytest.raises(ConfigError, match=message):
+        Verifier(ed25519_keys=[PUBLIC_PEM])
+    with pytest.raises(ConfigError, match=message):
+        generate_ed25519_key()
+    # HMAC needs nothing beyond the standard library.
+    assert Verifier(hmac_keys=[HMAC_KEY]).verify(b"p", Signer.hmac(HMAC_KEY).sign(b"p"))

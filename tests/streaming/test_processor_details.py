@@ -1,0 +1,141 @@
+"""The worker's core in detail: the exact words and counts of dead letters, and the migration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from canarystream.contracts.decision import Decision
+from canarystream.engine import Engine
+from canarystream.errors import ContractError
+from canarystream.streaming import processor
+from tests.streaming.test_processor import (
+    A,
+    B,
+    D,
+    Feed,
+    T,
+    letter_of,
+    make_processor,
+    request,
+    started,
+)
+
+
+def test_a_malformed_message_counts_once() -> None:
+    feed, proc = Feed(), make_processor()
+    message = feed(T, b"{not json")
+    result = proc.process([feed(D, started()), message])
+    assert result.invalid == {"malformed_json": 1}
+    assert letter_of(result, message).reason == "malformed_json"
+
+
+def test_an_unkeyed_message_naming_no_service_says_so() -> None:
+    feed, proc = Feed(), make_processor()
+    message = feed(D, {"type": "deployment_aborted", "ts": 1.0}, key=None)
+    result = proc.process([message])
+    assert letter_of(result, message).detail == (
+        "message has no key and its event names no service; key telemetry and deployment "
+        "messages by service"
+    )
+    assert result.invalid == {"no_service": 1}
+
+
+def test_key_mismatches_name_both_services_and_what_the_message_belongs_to() -> None:
+    feed, proc = Feed(), make_processor()
+    keyed = feed(T, request(B))
+    unkeyed = feed(T, [request(A), request(B)], key=None)
+    result = proc.process([feed(D, started()), keyed, unkeyed])
+    assert letter_of(result, keyed).detail == (
+        "event of service 'payments' in a message of service 'checkout' (its key); a message "
+        "holds events of one service"
+    )
+    assert letter_of(result, unkeyed).detail == (
+        "1 of 2 events rejected (key_mismatch 1): [1] key_mismatch: event of service "
+        "'payments' in a message of service 'checkout' (its first event (the message has no "
+        "key)); a message holds events of one service"
+    )
+
+
+def test_long_service_names_are_clipped_to_100_characters_and_each_listing_to_150() -> None:
+    long_a, long_b = "a" * 120, "b" * 120
+    feed, proc = Feed(), make_processor()
+    single = feed(T, request(long_b), key=long_a)
+    batched = feed(T, [request(long_b), request(long_b)], key=long_a)
+    result = proc.process([feed(D, started(long_a), key=long_a), single, batched])
+    clipped_a, clipped_b = "a" * 99 + "…", "b" * 99 + "…"
+    whole = (
+        f"event of service {clipped_b!r} in a message of service {clipped_a!r} (its key); "
+        "a message holds events of one service"
+    )
+    assert letter_of(result, single).detail == whole
+    listed = whole[:149] + "…"
+    assert letter_of(result, batched).detail == (
+        f"2 of 2 events rejected (key_mismatch 2): [0] key_mismatch: {listed}; "
+        f"[1] key_mismatch: {listed}"
+    )
+
+
+def test_more_rejections_than_listed_are_counted_and_no_more_otherwise() -> None:
+    feed, proc = Feed(), make_processor()
+    eight = feed(T, [request(status=0)] * 8)
+    five = feed(T, [request(status=0)] * 5)
+    result = proc.process([feed(D, started()), eight, five])
+    assert letter_of(result, eight).detail.endswith("; 3 more")
+    assert letter_of(result, eight).detail.count("[") == processor.LISTED
+    assert not letter_of(result, five).detail.endswith("more")
+    assert letter_of(result, five).detail.count("; [") == processor.LISTED - 1
+
+
+def test_rejections_reported_out_of_order_list_the_lowest_indices() -> None:
+    # Events of another service are rejected first, before the engine sees the others; an
+    # invalid event the engine reports afterwards still takes its place among the first five.
+    events: list[Any] = [request() for _ in range(60)]
+    for index in (2, 4, 20, 30, 40, 50):
+        events[index] = request(B)
+    events[10] = request(status=0)
+    feed, proc = Feed(), make_processor()
+    message = feed(T, events)
+    result = proc.process([feed(D, started()), message])
+    detail = letter_of(result, message).detail
+    named = [part.split("]", 1)[0] for part in detail.split("[")[1:]]
+    assert named == ["2", "4", "10", "20", "30"]
+    assert detail.startswith("7 of 60 events rejected (invalid_field 1, key_mismatch 6): ")
+    assert detail.endswith("; 2 more")
+
+
+class _FailingAfterARejection(Engine):
+    """An engine that rejects the first event of a batch of requests, then fails on it."""
+
+    def process_batch(self, events: Any, on_error: Any = None, *args: Any) -> list[Decision]:
+        if events[0].get("type") != "request":
+            return super().process_batch(events, on_error, *args)
+        on_error(0, ContractError("bad field", reason="invalid_field"))
+        raise RuntimeError("boom")
+
+
+def test_an_internal_error_after_rejections_reports_both() -> None:
+    feed, proc = Feed(), make_processor(engine=_FailingAfterARejection())
+    message = feed(T, [request(), request()])
+    start = feed(D, started())
+    result = proc.process([start, message])
+    letter = letter_of(result, message)
+    assert letter.reason == "internal_error"
+    assert letter.detail == (
+        "internal error: RuntimeError: boom; before it, 1 of 2 events rejected "
+        "(internal_error 1, invalid_field 1): [0] invalid_field: bad field"
+    )
+    assert result.invalid == {"internal_error": 1, "invalid_field": 1}
+
+
+def test_the_version_1_migration_gives_version_2_without_tombstones() -> None:
+    migrate = processor.MIGRATIONS[1]
+    state = {"format": processor.STATE_FORMAT, "version": 1, "service": A, "rollouts": []}
+    upgraded = migrate(dict(state))
+    assert upgraded["version"] == 2 == processor.STATE_VERSION
+    assert upgraded["tombstones"] == {}
+    assert {k: v for k, v in upgraded.items() if k not in ("version", "tombstones")} == {
+        k: v for k, v in state.items() if k != "version"
+    }
+    assert orjson.dumps(upgraded)

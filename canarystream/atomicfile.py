@@ -3,6 +3,8 @@
 The new content is streamed into a temporary file beside the target (same directory, so the
 same file system) and renamed over it on :meth:`AtomicFile.commit`; the rename is atomic. An
 interrupted or failed write leaves the target as it was and removes the temporary file.
+The project's one atomic write: :func:`write_atomically` for whole contents (the backends'
+files), :class:`AtomicFile` for streamed ones (replay's output).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-__all__ = ["AtomicFile"]
+__all__ = ["AtomicFile", "write_atomically"]
 
 
 def _default_mode() -> int:
@@ -28,8 +30,9 @@ class AtomicFile:
     """A binary file written beside ``path`` and renamed over it when committed.
 
     A symbolic link at ``path`` is followed: the file it points to is replaced and the link
-    stays. The new file keeps the replaced one's permission bits (a new one gets ``0o666``
-    less the umask). Leaving a ``with`` block without :meth:`commit` discards the new content.
+    stays. The new file gets ``mode`` if given, else keeps the replaced one's permission bits
+    (a new one gets ``0o666`` less the umask). Leaving a ``with`` block without :meth:`commit`
+    discards the new content.
 
     >>> import tempfile, pathlib
     >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
@@ -40,12 +43,15 @@ class AtomicFile:
     b'new'
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, mode: int | None = None) -> None:
         self.path = Path(os.path.realpath(path))
-        try:
-            self._mode = stat.S_IMODE(self.path.stat().st_mode)
-        except FileNotFoundError:
-            self._mode = _default_mode()
+        if mode is not None:
+            self._mode = mode
+        else:
+            try:
+                self._mode = stat.S_IMODE(self.path.stat().st_mode)
+            except FileNotFoundError:
+                self._mode = _default_mode()
         fd, temporary = tempfile.mkstemp(
             prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
         )
@@ -92,3 +98,14 @@ class AtomicFile:
         traceback: TracebackType | None,
     ) -> None:
         self.discard()  # after a commit, nothing is left to discard
+
+
+def write_atomically(path: str | Path, data: bytes, *, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` through an :class:`AtomicFile`, creating its folder.
+
+    ``mode`` as for :class:`AtomicFile`; raises ``OSError`` (the target is then unchanged).
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with AtomicFile(path, mode) as out:
+        out.write(data)
+        out.commit()

@@ -37,7 +37,7 @@ from pydantic import Field, field_validator, model_validator
 
 from canarystream.actuators.base import TrafficTarget, split_weights
 from canarystream.actuators.config import BackendConfig
-from canarystream.actuators.files import write_atomically
+from canarystream.atomicfile import write_atomically
 from canarystream.errors import FlagError
 
 __all__ = ["FlagdConfig", "FlagdProvider", "render_flag"]
@@ -248,7 +248,7 @@ class FlagdProvider:
         document["flags"][key] = render_flag(self.config, key, target, revision=revision)
         data = json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
         try:
-            write_atomically(self._path, data)  # flagd sees the old file or the new one
+            write_atomically(self._path, data, mode=0o644)  # flagd sees the old or the new one
         except OSError as exc:
             raise FlagError(f"cannot write flag file {self._path}: {exc}") from exc
         return revision

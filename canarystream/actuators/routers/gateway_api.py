@@ -28,7 +28,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from canarystream.actuators.base import TrafficTarget, split_weights
 from canarystream.actuators.config import BackendConfig, Strings
-from canarystream.actuators.files import write_atomically
+from canarystream.atomicfile import write_atomically
 from canarystream.errors import RouterError
 
 __all__ = [
@@ -240,7 +240,7 @@ def file_router(config: GatewayApiFileConfig) -> GatewayApiRouter:
     path = config.out
 
     def write(obj: KubeObject) -> None:
-        write_atomically(path, to_yaml(obj).encode())
+        write_atomically(path, to_yaml(obj).encode(), mode=0o644)
 
     def read() -> KubeObject | None:
         if not path.exists():

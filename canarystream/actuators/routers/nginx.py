@@ -28,7 +28,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from canarystream.actuators.base import TrafficTarget, split_weights
 from canarystream.actuators.config import BackendConfig, Command
-from canarystream.actuators.files import write_atomically
+from canarystream.atomicfile import write_atomically
 from canarystream.errors import RouterError
 
 __all__ = ["NginxConfig", "NginxRouter", "read_canary_percent", "render_upstream"]
@@ -164,7 +164,7 @@ class NginxRouter:
             config.total_weight,
         )
         previous = config.path.read_text("utf-8") if config.path.exists() else None
-        write_atomically(config.path, text.encode())
+        write_atomically(config.path, text.encode(), mode=0o644)
         if config.check_command:
             try:
                 await self._run(config.check_command)
@@ -172,7 +172,7 @@ class NginxRouter:
                 if previous is None:
                     config.path.unlink(missing_ok=True)
                 else:
-                    write_atomically(config.path, previous.encode())
+                    write_atomically(config.path, previous.encode(), mode=0o644)
                 raise
         await self._run(config.reload_command)
 

@@ -81,25 +81,29 @@ def _where(frame: FrameType | None) -> str:
 
 @contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Raise :class:`Hang` in the main thread if the block runs longer than ``seconds``.
+    """Raise :class:`Hang` in the main thread if the block uses more than ``seconds`` of CPU.
 
-    A timer already set (pytest-timeout's, say) is put back afterwards, less the time spent.
+    Processor time, not the wall clock: a machine busy with other work stretches the wall
+    clock but not the work an input costs, so a hang means the same on every machine. (The
+    engine does no I/O: an input that loops, loops on the processor.) A profiling timer already
+    set is put back afterwards, less the time spent; the wall-clock alarm (pytest-timeout's)
+    is left alone.
     """
 
     def alarm(signum: int, frame: FrameType | None) -> None:
         raise Hang(_where(frame))
 
-    previous = signal.signal(signal.SIGALRM, alarm)
-    outer, interval = signal.setitimer(signal.ITIMER_REAL, seconds)
-    started = time.monotonic()
+    previous = signal.signal(signal.SIGPROF, alarm)
+    outer, interval = signal.setitimer(signal.ITIMER_PROF, seconds)
+    started = time.process_time()
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
         if outer:
-            left = outer - (time.monotonic() - started)
-            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), interval)
+            left = outer - (time.process_time() - started)
+            signal.setitimer(signal.ITIMER_PROF, max(left, 0.001), interval)
 
 
 @dataclass
@@ -215,7 +219,7 @@ class Cursor:
             self.position = None
             outcome.status = outcome.failure = HANG
             outcome.signature = f"{driver.name}: hang, by {fuzzed.mutator}"
-            outcome.detail = f"over {limit:g} s; interrupted in {exc.where}"
+            outcome.detail = f"over {limit:g} CPU s; interrupted in {exc.where}"
             return outcome
         except Exception as exc:  # anything escaping the driver is what the fuzzer looks for
             self.position = None

@@ -433,7 +433,7 @@ def deep_nesting(rng: random.Random, site: Site, index: int) -> Draft:
 
 
 def big_array(rng: random.Random, site: Site, index: int) -> Draft:
-    count = int(10 ** rng.uniform(2, 5))
+    count = int(10 ** rng.uniform(2, 5))  # elements, within about 1 MB (a producer's limit)
     element = rng.choice(("number", "object", "invalid", "valid") * 3 + ("huge",))
     service = rng.choice(_services(site))
     if element == "huge":
@@ -443,12 +443,12 @@ def big_array(rng: random.Random, site: Site, index: int) -> Draft:
     if element == "object":
         return Draft(events=[{}] * count, service=service, single=False, note=f"{count} {{}}")
     event = telemetry(rng, site)
+    count = min(count, 1_000_000 // len(orjson.dumps(event)))
     if element == "invalid":
         event["status"] = "oops"
         return Draft(
             events=[event] * count, service=event["service"], single=False, note=f"{count} bad"
         )
-    count = min(count, 5000)
     return Draft(
         events=[event] * count,
         expect=VALID,

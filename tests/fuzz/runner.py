@@ -291,7 +291,7 @@ def report(tally: Tally, fuzzer: Fuzzer, *, jobs: int, out: Path) -> str:
     base = fuzzer.base
     lines = [
         f"fuzz: seed {fuzzer.seed}, {tally.inputs:,} inputs through the worker's processor and "
-        f"replay; time limit {fuzzer.limit:g} s per input and driver",
+        f"replay; time limit {fuzzer.limit:g} CPU s per input and driver",
         f"base stream: {len(base.messages)} messages, {len(base.events):,} events, "
         + ", ".join(f"{c.driver.name} {len(c.baseline.decisions)}" for c in fuzzer.cursors)
         + " decisions",
@@ -370,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--inputs", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 2))
-    parser.add_argument("--limit", type=float, default=2.0, help="seconds per input and driver")
+    parser.add_argument("--limit", type=float, default=2.0, help="CPU seconds per input and driver")
     parser.add_argument(
         "--audit",
         type=float,

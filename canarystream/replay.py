@@ -30,8 +30,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import orjson
-
+from canarystream.contracts.codec import decode_events, decode_objects
 from canarystream.contracts.decision import Decision
 from canarystream.engine import Engine
 from canarystream.errors import CanarystreamError, ContractError
@@ -266,12 +265,9 @@ _CHUNK = 4096  # lines decoded and applied together on the single-file path
 def _decode(raw: bytes) -> tuple[list[Any], bool] | ContractError | None:
     """A line's events and whether it was a JSON array; an error; None for a blank line."""
     try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        if raw.strip():
-            return ContractError(f"malformed JSON: {exc}", reason="malformed_json")
-        return None
-    return (value, True) if type(value) is list else ([value], False)
+        return decode_events(raw)
+    except ContractError as exc:
+        return exc if raw.strip() else None
 
 
 def _replay_single(
@@ -282,7 +278,6 @@ def _replay_single(
     on_progress: Callable[[int], None] | None,
 ) -> tuple[int, int]:
     """One file: decode a chunk of lines at once, then apply it as one batch."""
-    loads = orjson.loads
     lines = events = 0
     chunk = list(islice(handle, _CHUNK))
     while chunk:
@@ -291,11 +286,8 @@ def _replay_single(
         # (searched only on an error) and each line's (number, events, is an array).
         starts: list[int] | None = None
         owners: list[tuple[int, int, bool]] = []
-        try:
-            values = [loads(raw) for raw in chunk]
-            if any(type(value) is not dict for value in values):
-                raise ValueError  # arrays (batches) or scalars: take the general path
-        except (orjson.JSONDecodeError, ValueError):
+        values = decode_objects(chunk)
+        if values is None:  # a malformed or blank line, an array (batch) or a scalar
             values, starts = [], []
             for offset, raw in enumerate(chunk):
                 decoded = _decode(raw)

@@ -8,7 +8,7 @@ rejects, the model is run once to say precisely what is wrong.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -33,7 +33,9 @@ __all__ = [
     "RequestFields",
     "check_request",
     "decode_decision",
+    "decode_events",
     "decode_message",
+    "decode_objects",
     "encode_decision",
     "explain_invalid",
     "is_valid_telemetry",
@@ -169,19 +171,42 @@ def parse_control(event: dict[str, Any]) -> DeploymentStarted | Any:
         raise _from_validation(exc, reason="invalid_field") from exc
 
 
-def decode_message(raw: bytes | str) -> Iterator[Any]:
-    """Parse one message or line: a JSON object, or a JSON array of them (a batch).
+def decode_events(raw: bytes | str) -> tuple[list[Any], bool]:
+    """The values of one message or line, and whether it was a JSON array (a batch).
 
-    Yields the decoded objects unvalidated; raises ContractError if the JSON is malformed.
+    The one decoder from bytes to events (replay, the worker's processor and the tools use
+    it). The values are unvalidated; raises ContractError(malformed_json) if the JSON is
+    malformed.
     """
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ContractError(f"malformed JSON: {exc}", reason="malformed_json") from exc
-    if type(value) is list:
-        yield from value
-    else:
-        yield value
+    return (value, True) if type(value) is list else ([value], False)
+
+
+def decode_objects(lines: Sequence[bytes]) -> list[Any] | None:
+    """Each line's value if every line is one JSON object (nearly always), decoded at once.
+
+    None if any line is not (malformed, blank, an array or a scalar): its caller then decodes
+    line by line with :func:`decode_events` to say which line and why.
+    """
+    loads = orjson.loads
+    try:
+        values = [loads(raw) for raw in lines]
+    except orjson.JSONDecodeError:
+        return None
+    if any(type(value) is not dict for value in values):
+        return None
+    return values
+
+
+def decode_message(raw: bytes | str) -> Iterator[Any]:
+    """Parse one message or line: a JSON object, or a JSON array of them (a batch).
+
+    Yields the decoded objects unvalidated; raises ContractError if the JSON is malformed.
+    """
+    yield from decode_events(raw)[0]
 
 
 def _from_validation(exc: ValidationError, *, reason: str) -> ContractError:

@@ -51,7 +51,7 @@ import orjson
 
 from canarystream.analysis.state import Reader
 from canarystream.contracts.actuation import MAX_DETAIL_CHARS, DeadLetter, clip
-from canarystream.contracts.codec import TELEMETRY_TYPES
+from canarystream.contracts.codec import TELEMETRY_TYPES, decode_events
 from canarystream.contracts.decision import Decision
 from canarystream.contracts.topics import service_partition
 from canarystream.engine import Engine
@@ -345,15 +345,13 @@ class BatchProcessor:
                     result.ignored += 1
                     return
         try:
-            values = orjson.loads(message.value)
-        except orjson.JSONDecodeError as exc:
-            problems.whole(ContractError(f"malformed JSON: {exc}", reason="malformed_json"))
+            values, batched = decode_events(message.value)
+        except ContractError as exc:
+            problems.whole(exc)
             return
-        if type(values) is list:
+        if batched:
             problems.events = len(values)
             problems.batched = True
-        else:
-            values = [values]
         service = _service_of(message, values)
         if service is None:
             if values:

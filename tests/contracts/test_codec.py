@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from canarystream.contracts import decode_message, explain_invalid, parse_control
+from canarystream.contracts.codec import decode_events, decode_objects
 from canarystream.contracts.events import DeploymentAborted
 from canarystream.errors import ContractError
 
@@ -54,6 +55,26 @@ def test_decode_malformed_json_is_a_contract_error(raw: bytes) -> None:
         list(decode_message(raw))
     assert caught.value.reason == "malformed_json"
     assert isinstance(caught.value.__cause__, orjson.JSONDecodeError)
+
+
+def test_decode_events_says_whether_the_message_was_a_batch() -> None:
+    second = {**REQUEST, "status": 503}
+    assert decode_events(orjson.dumps(REQUEST)) == ([REQUEST], False)
+    assert decode_events(orjson.dumps([REQUEST, second])) == ([REQUEST, second], True)
+    assert decode_events(b"[]") == ([], True)
+    assert decode_events(b"null") == ([None], False)
+    with pytest.raises(ContractError, match="malformed JSON") as caught:
+        decode_events(b"{")
+    assert caught.value.reason == "malformed_json"
+
+
+def test_decode_objects_decodes_lines_of_one_object_each_or_gives_up() -> None:
+    line = orjson.dumps(REQUEST)
+    assert decode_objects([line, line]) == [REQUEST, REQUEST]
+    assert decode_objects([]) == []
+    # Anything else (malformed, a batch, a scalar, a blank line) is for the general path.
+    for odd in (b"{", b"[]", orjson.dumps([REQUEST]), b"1", b"null", b"", b"\n"):
+        assert decode_objects([line, odd]) is None
 
 
 @pytest.mark.parametrize(

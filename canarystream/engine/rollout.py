@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from canarystream.analysis.checks import CheckGroup, LatencyTracker, Unit
+from canarystream.analysis.checks import CheckGroup, Evidence, Gate, LatencyTracker, Tick, Unit
 from canarystream.analysis.cohort import CohortBucket
 from canarystream.analysis.guards import BaselineDriftGuard, NoDataWatch, SampleRatioWatch
 from canarystream.analysis.recovery import RecoveryWatch
@@ -38,7 +38,7 @@ from canarystream.contracts.decision import (
 from canarystream.contracts.events import CompensationHook, DeploymentStarted
 from canarystream.contracts.topics import service_partition
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, EventClock, out_of_range
-from canarystream.policy.model import ErrorRateCheck, LatencyCheck, Policy
+from canarystream.policy.model import Policy
 
 __all__ = ["BASELINE", "CANARY", "Rollout"]
 
@@ -75,19 +75,14 @@ class Rollout:
         self.idle_mark = -1  # events admitted as of the engine's last look for idle rollouts
         self.buckets = (CohortBucket(), CohortBucket())
         self.breakdowns = tuple(
-            sorted(
-                {
-                    check.breakdown
-                    for check in policy.checks
-                    if isinstance(check, (ErrorRateCheck, LatencyCheck)) and check.breakdown
-                }
-            )
+            sorted({field for check in policy.checks if (field := check.breakdown_field())})
         )
+        self.trackers: dict[Any, LatencyTracker] = {None: LatencyTracker(policy.tick)}
         total_weight = sum(check.weight for check in policy.checks)
         self.groups = [
-            CheckGroup(check, policy.alpha * check.weight / total_weight) for check in policy.checks
+            CheckGroup(check, policy.alpha * check.weight / total_weight, self.trackers)
+            for check in policy.checks
         ]
-        self.trackers: dict[Any, LatencyTracker] = {None: LatencyTracker(policy.tick)}
         self.drift = BaselineDriftGuard(policy.guards.baseline_drift, policy.tick)
         self.ratio = SampleRatioWatch(policy.guards.sample_ratio)
         self.no_data = NoDataWatch(policy.guards.no_data)
@@ -104,10 +99,10 @@ class Rollout:
         self.consumed: dict[str, list[int]] = {"request": [0, 0], "metric": [0, 0], "probe": [0, 0]}
         self.rollback_unsafe_from_stage = started.rollback_unsafe_from_stage
         self.compensation = list(started.compensation)
-        errors = next((c for c in policy.checks if isinstance(c, ErrorRateCheck)), None)
+        statuses = (c.error_statuses_for_recovery() for c in policy.checks)
         self.recovery = RecoveryWatch(
             policy.rollback_verification,
-            errors.error_statuses if errors is not None else ((500, 599),),
+            next((found for found in statuses if found is not None), ((500, 599),)),
         )
 
     # ----------------------------------------------------------------- inputs
@@ -320,8 +315,9 @@ class Rollout:
         for field_value in canary.slices.keys() | baseline.slices.keys():
             if field_value not in self.trackers:
                 self.trackers[field_value] = LatencyTracker(self.policy.tick)
+        tick = Tick(canary, baseline, self.trackers, now)
         for group in self.groups:
-            group.fold(canary, baseline, self.trackers, now)
+            group.update(tick)
         empty = CohortBucket().requests
         for key, tracker in self.trackers.items():
             if key is None:
@@ -363,33 +359,29 @@ class Rollout:
         policy = self.policy
         stage = policy.stages[self.stage]
         ready = self._stage_ready(now)
-        next_share = self._next_share()
-        promoting = self.stage + 1 >= len(policy.stages)
-        confidence = policy.promote_confidence if promoting else policy.advance_confidence
-        advance_alpha = 1.0 - confidence if ready else None
-        verdicts = [
-            (unit, unit.verdict(advance_alpha, next_share, promoting)) for unit in self._units()
-        ]
-        critical_fail = [u for u, v in verdicts if v is Verdict.FAIL and u.critical]
-        for unit, verdict in verdicts:
-            if verdict is Verdict.FAIL and not unit.critical:
-                self.noncritical_failed.setdefault(unit.name, now)
+        evidence = self.assess(now, ready)
+        critical_fail = [e for e in evidence if e.verdict is Verdict.FAIL and e.critical]
+        for found in evidence:
+            if found.verdict is Verdict.FAIL and not found.critical:
+                self.noncritical_failed.setdefault(found.name, now)
         pending_failures = [n for n in self.noncritical_failed if n not in self.acknowledged]
         shared_incident = self.drift.active(now)
         silent = self.no_data.silent_for(now, self.stage_started_at)
         past_deadline = now - self.stage_started_at >= stage.deadline
 
         if silent >= policy.guards.no_data.rollback_after:
-            return [self._rollback_or_freeze(now, f"no canary telemetry for {silent:.0f}s")]
+            why = f"no canary telemetry for {silent:.0f}s"
+            return [self._rollback_or_freeze(now, why, evidence)]
         if critical_fail and not shared_incident:
-            names = ", ".join(u.name for u in critical_fail)
-            return [self._rollback_or_freeze(now, f"critical regression: {names}")]
+            names = ", ".join(e.name for e in critical_fail)
+            return [self._rollback_or_freeze(now, f"critical regression: {names}", evidence)]
         if pending_failures and past_deadline:
             names = ", ".join(pending_failures)
             why = f"non-critical regression unresolved at deadline: {names}"
-            return [self._rollback_or_freeze(now, why)]
+            return [self._rollback_or_freeze(now, why, evidence)]
         if policy.deadline is not None and now - self.started_at >= policy.deadline:
-            return [self._rollback_or_freeze(now, "rollout deadline passed before promotion")]
+            why = "rollout deadline passed before promotion"
+            return [self._rollback_or_freeze(now, why, evidence)]
 
         holds: list[str] = []
         if self.paused_by is not None:
@@ -397,7 +389,7 @@ class Rollout:
         if shared_incident:
             holds.append(f"shared degradation: {self.drift.last_shift}")
         if critical_fail:
-            names = ", ".join(u.name for u in critical_fail)
+            names = ", ".join(e.name for e in critical_fail)
             holds.append(f"regression seen during a shared degradation: {names}")
         if self.ratio.mismatch:
             holds.append("sample ratio mismatch: canary share differs from routed share")
@@ -406,50 +398,60 @@ class Rollout:
         if pending_failures:
             holds.append(f"non-critical regression: {', '.join(pending_failures)}")
         if holds:
-            return self._hold(now, "; ".join(holds))
+            return self._hold(now, "; ".join(holds), evidence)
 
-        gate = [v for u, v in verdicts if v is not None and u.name not in self.acknowledged]
-        evidence = ready and all(v is Verdict.PASS for v in gate) and bool(gate)
-        if evidence or (ready and self.approved_stage == self.stage):
+        gating = [
+            e.verdict for e in evidence if e.verdict is not None and e.name not in self.acknowledged
+        ]
+        shown = ready and all(v is Verdict.PASS for v in gating) and bool(gating)
+        if shown or (ready and self.approved_stage == self.stage):
             if stage.approval and self.approved_stage != self.stage:
                 self.awaiting_approval = True
-                return self._hold(now, f"stage {self.stage} passed; awaiting approval")
-            if evidence:
+                return self._hold(now, f"stage {self.stage} passed; awaiting approval", evidence)
+            if shown:
                 why = f"no harm shown at stage {self.stage} ({stage.traffic_percent:g}%)"
                 if stage.approval:
                     why += f" and approved by {self.approved_by}"
             else:
                 why = f"stage {self.stage} approved by {self.approved_by}"
-            return [self._next_stage(now, why)]
+            return [self._next_stage(now, why, evidence)]
         if past_deadline:
-            waiting = [u.name for u, v in verdicts if v is not Verdict.PASS and v is not None]
+            waiting = [
+                e.name for e in evidence if e.verdict is not Verdict.PASS and e.verdict is not None
+            ]
             return self._hold(
                 now,
                 f"stage {self.stage} deadline passed without evidence of no harm"
                 + (f" ({', '.join(waiting)})" if waiting else " (too few samples)"),
+                evidence,
             )
         if self.phase is Phase.HELD and not self.awaiting_approval:
             self.phase = Phase.RUNNING
             self.hold_summary = ""
-            return [self._decide(Action.ADVANCE, now, f"hold cleared; stage {self.stage} resumes")]
+            why = f"hold cleared; stage {self.stage} resumes"
+            return [self._decide(Action.ADVANCE, now, why, evidence=evidence)]
         return []
 
     # ------------------------------------------------------------ transitions
 
-    def _hold(self, now: float, summary: str) -> list[Decision]:
+    def _hold(self, now: float, summary: str, evidence: list[Evidence]) -> list[Decision]:
         if self.phase is Phase.HELD:
             self.hold_summary = summary
             return []
         self.phase = Phase.HELD
         self.hold_summary = summary
-        return [self._decide(Action.HOLD, now, summary)]
+        return [self._decide(Action.HOLD, now, summary, evidence=evidence)]
 
-    def _next_stage(self, now: float, why: str) -> Decision:
+    def _next_stage(self, now: float, why: str, evidence: list[Evidence]) -> Decision:
         if self.stage + 1 >= len(self.policy.stages):
-            return self._terminate(Action.PROMOTE, Phase.PROMOTED, now, why + "; promoted", None)
-        return self._enter_stage(self.stage + 1, now, why)
+            return self._terminate(
+                Action.PROMOTE, Phase.PROMOTED, now, why + "; promoted", None, evidence=evidence
+            )
+        return self._enter_stage(self.stage + 1, now, why, evidence)
 
-    def _enter_stage(self, index: int, now: float, why: str) -> Decision:
+    def _enter_stage(
+        self, index: int, now: float, why: str, evidence: list[Evidence] | None = None
+    ) -> Decision:
         stage = self.policy.stages[index]
         self.stage = index
         self.traffic_percent = stage.traffic_percent
@@ -460,11 +462,10 @@ class Rollout:
         self.hold_summary = ""
         expected = 0.5 if self.policy.baseline_mode == "paired" else stage.traffic_percent / 100
         self.ratio.restart(expected, now)
-        return self._decide(
-            Action.ADVANCE, now, f"{why}; stage {index} at {stage.traffic_percent:g}% traffic"
-        )
+        summary = f"{why}; stage {index} at {stage.traffic_percent:g}% traffic"
+        return self._decide(Action.ADVANCE, now, summary, evidence=evidence)
 
-    def _rollback_or_freeze(self, now: float, why: str) -> Decision:
+    def _rollback_or_freeze(self, now: float, why: str, evidence: list[Evidence]) -> Decision:
         unsafe = self.rollback_unsafe_from_stage
         if unsafe is not None and self.stage >= unsafe:
             self.phase = Phase.FROZEN
@@ -472,8 +473,10 @@ class Rollout:
                 f"{why}; frozen at {self.traffic_percent:g}%: rolling back is unsafe for data "
                 f"from stage {unsafe} on; a person must decide (resume or abort)"
             )
-            return self._decide(Action.FREEZE, now, summary, page=True)
-        return self._terminate(Action.ROLLBACK, Phase.ROLLED_BACK, now, why, None)
+            return self._decide(Action.FREEZE, now, summary, page=True, evidence=evidence)
+        return self._terminate(
+            Action.ROLLBACK, Phase.ROLLED_BACK, now, why, None, evidence=evidence
+        )
 
     def _terminate(
         self,
@@ -484,23 +487,39 @@ class Rollout:
         reasons: list[CheckReason] | None,
         *,
         compensate: bool = True,
+        evidence: list[Evidence] | None = None,
     ) -> Decision:
         """End the rollout; a rollback (unless superseded) runs hooks and is then verified."""
+        # The evidence is taken before the phase changes: it is what the rollout stood on.
+        if reasons is None and evidence is None:
+            evidence = self.assess(now, self._stage_ready(now))
         self.phase = phase
         self.finished_at = now
         self.traffic_percent = 100.0 if action is Action.PROMOTE else 0.0
         if action is Action.ROLLBACK and compensate:
             self.recovery.start(now)
-            return self._decide(action, now, why, reasons, compensation=self.compensation)
-        return self._decide(action, now, why, reasons)
+            return self._decide(
+                action, now, why, reasons, compensation=self.compensation, evidence=evidence
+            )
+        return self._decide(action, now, why, reasons, evidence=evidence)
 
-    def reasons(self, now: float) -> list[CheckReason]:
-        """Every check's and guard's account at ``now`` (computed for decisions only)."""
-        next_share = self._next_share()
-        promoting = self.stage + 1 >= len(self.policy.stages)
-        confidence = self.policy.promote_confidence if promoting else self.policy.advance_confidence
-        advance_alpha = 1.0 - confidence
-        out = [unit.reason(advance_alpha, next_share, promoting) for unit in self._units()]
+    def gate(self, ready: bool) -> Gate:
+        """What the checks are asked against now: stage readiness, next share, promotion."""
+        policy = self.policy
+        promoting = self.stage + 1 >= len(policy.stages)
+        confidence = policy.promote_confidence if promoting else policy.advance_confidence
+        return Gate(
+            ready=ready, next_share=self._next_share(), promoting=promoting, alpha=1.0 - confidence
+        )
+
+    def assess(self, now: float, ready: bool) -> list[Evidence]:
+        """Every unit's evidence at the current gate: asked once per evaluation."""
+        gate = self.gate(ready)
+        return [unit.evaluate(gate) for unit in self._units()]
+
+    def reasons(self, evidence: list[Evidence], now: float) -> list[CheckReason]:
+        """Every check's account from ``evidence`` (the one that decided), then the guards'."""
+        out = [found.reason() for found in evidence]
         out.append(self.drift.reason(now))
         out.append(self.ratio.reason())
         return out
@@ -514,7 +533,14 @@ class Rollout:
         *,
         page: bool = False,
         compensation: list[Any] | None = None,
+        evidence: list[Evidence] | None = None,
     ) -> Decision:
+        """A decision; its reasons are ``reasons``, else built from ``evidence`` (taken now
+        if none was: a decision outside an evaluation, such as the start or an abort)."""
+        if reasons is None:
+            if evidence is None:
+                evidence = self.assess(now, self._stage_ready(now))
+            reasons = self.reasons(evidence, now)
         self.seq += 1
         decision = Decision(
             decision_id=decision_id_for(self.deployment, self.seq, action.value),
@@ -530,7 +556,7 @@ class Rollout:
             canary_version=self.canary_version,
             policy=self.policy.name,
             summary=summary,
-            reasons=self.reasons(now) if reasons is None else reasons,
+            reasons=reasons,
             page=page,
             compensation=compensation or [],
         )

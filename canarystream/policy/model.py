@@ -6,18 +6,33 @@ seconds (``360``) or strings such as ``"6m"``, ``"90s"``, ``"1h"``.
 
 from __future__ import annotations
 
-import re
-from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
+from pydantic import Field, field_validator, model_validator
+
+from canarystream.analysis.checks import (
+    Check,
+    CheckKind,
+    Direction,
+    ErrorRateCheck,
+    GaugeCheck,
+    LatencyCheck,
+    LatencyShiftCheck,
+    ProbeCheck,
+    SloErrorRateCheck,
+    SloLatencyCheck,
+    check_name,
 )
+from canarystream.analysis.checks.base import (
+    MAX_DURATION,
+    MAX_RATIO,
+    MAX_UNITS_PER_CHECK,
+    Breakdown,
+    Duration,
+    parse_duration,
+    parse_status_set,
+)
+from canarystream.analysis.checks.base import StrictModel as _Strict
 
 __all__ = [
     "MAX_CHECKS",
@@ -49,9 +64,6 @@ __all__ = [
     "parse_status_set",
 ]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
 # Bounds that keep every rollout's work and memory finite whatever a policy says: the engine
 # closes ticks one by one, so the tick and the ticks per window bound the work per second of
 # event time; the numbers of stages and checks bound the units evaluated at each tick.
@@ -59,92 +71,18 @@ MIN_TICK = 0.1
 """Shortest tick (s)."""
 MAX_TICK = 300.0
 """Longest tick (s)."""
-MAX_DURATION = 30 * 86_400.0
-"""Longest duration a policy may give (30 days, in s)."""
 MAX_TICKS_PER_WINDOW = 10_000
 """Most ticks in one window (a gauge window, the rollback verification window)."""
 MAX_STAGES = 100
 """Most stages in a policy."""
 MAX_CHECKS = 32
 """Most checks in a policy."""
-MAX_UNITS_PER_CHECK = 16
-"""Units (statistical tests) a check with a breakdown or ``metric: '*'`` may grow to."""
 MAX_UNITS_PER_SECOND = 250
 """Most check units evaluated per second of event time (units that may exist / tick)."""
-_MAX_STATUS_PARTS = 100
-_MAX_RATIO = 50.0  # rate-ratio tolerances: the tests' grid spans ratios up to e^4 = 54.6
+_MAX_RATIO = MAX_RATIO
 _MAX_SAMPLES = 10**9
 _MIN_ALPHA = 1e-6
 _MAX_CONFIDENCE = 0.9999
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number or a string such as ``"6m"``.
-
-    >>> parse_duration("6m"), parse_duration(90), parse_duration("1.5h")
-    (360.0, 90.0, 5400.0)
-    """
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like '6m'")
-    if isinstance(value, (int, float)):
-        try:
-            seconds = float(value)
-        except OverflowError:
-            raise ValueError("the duration is too long") from None
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    else:
-        raise ValueError(f"invalid duration {value!r}: use seconds or a string like '6m'")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-def _status(bound: Any, part: Any) -> int:
-    """One end of a ``[low, high]`` status range: an int or a string of three digits."""
-    if type(bound) is int or (isinstance(bound, str) and re.fullmatch(r"\s*\d{3}\s*", bound)):
-        return int(bound)
-    raise ValueError(f"invalid status range {part!r}")
-
-
-def parse_status_set(value: Any) -> tuple[tuple[int, int], ...]:
-    """Status ranges from ``"429,500-599"`` (or a list of ints / ``"a-b"`` strings).
-
-    >>> parse_status_set("429,500-599")
-    ((429, 429), (500, 599))
-    """
-    if isinstance(value, str):
-        parts: list[Any] = [p.strip() for p in value.split(",") if p.strip()]
-    elif isinstance(value, (list, tuple)):
-        parts = list(value)
-    else:
-        raise ValueError("error_statuses is a string like '500-599' or a list")
-    if len(parts) > _MAX_STATUS_PARTS:
-        raise ValueError(f"at most {_MAX_STATUS_PARTS} statuses or ranges, got {len(parts)}")
-    ranges: list[tuple[int, int]] = []
-    for part in parts:
-        if isinstance(part, (list, tuple)) and len(part) == 2:
-            low, high = _status(part[0], part), _status(part[1], part)
-        elif isinstance(part, int) and not isinstance(part, bool):
-            low = high = part
-        elif isinstance(part, str) and re.fullmatch(r"\d{3}(-\d{3})?", part):
-            low_s, _, high_s = part.partition("-")
-            low, high = int(low_s), int(high_s or low_s)
-        else:
-            raise ValueError(f"invalid status or range {part!r}")
-        if not 100 <= low <= high <= 599:
-            raise ValueError(f"status range {part!r} must lie within 100-599")
-        ranges.append((low, high))
-    if not ranges:
-        raise ValueError("error_statuses must name at least one status")
-    return tuple(ranges)
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Stage(_Strict):
@@ -182,263 +120,6 @@ class Stage(_Strict):
         if self.max_duration is not None and self.max_duration < self.min_duration:
             raise ValueError("max_duration must be at least min_duration")
         return self
-
-
-class CheckKind(StrEnum):
-    """The kinds of check a policy can declare."""
-
-    ERROR_RATE = "error_rate"
-    LATENCY = "latency"
-    LATENCY_SHIFT = "latency_shift"
-    GAUGE = "gauge"
-    PROBE = "probe"
-    SLO_ERROR_RATE = "slo_error_rate"
-    SLO_LATENCY = "slo_latency"
-
-
-class Direction(StrEnum):
-    """Which change of a gauge is a regression."""
-
-    INCREASE = "increase"
-    DECREASE = "decrease"
-
-
-Breakdown = Literal["endpoint", "dependency"]
-
-
-def _check_order(tolerance: float, promote: float | None, advance: float) -> None:
-    if advance < tolerance:
-        raise ValueError("advance_tolerance must be at least tolerance")
-    if promote is not None and not tolerance <= promote <= advance:
-        raise ValueError("need tolerance <= promote_tolerance <= advance_tolerance")
-
-
-def _promote_bound(check: Any, default: float) -> float:
-    if check.promote_tolerance is not None:
-        return float(check.promote_tolerance)
-    return min(max(default, check.tolerance), check.advance_tolerance)
-
-
-class _Check(_Strict):
-    name: str | None = Field(
-        default=None, min_length=1, max_length=128, description="Unique name; derived if absent."
-    )
-    critical: bool = Field(
-        default=True,
-        description="A critical regression rolls back at once; a non-critical one holds and "
-        "rolls back at the stage deadline.",
-    )
-    weight: float = Field(
-        default=1.0,
-        ge=0.001,
-        le=1000,
-        description="Share of the rollout's alpha given to this check (relative weight).",
-    )
-
-
-class ErrorRateCheck(_Check):
-    """Canary vs baseline error rate, as a ratio (canary / baseline)."""
-
-    kind: Literal[CheckKind.ERROR_RATE] = CheckKind.ERROR_RATE
-    tolerance: float = Field(
-        default=1.1, ge=1.0, le=_MAX_RATIO, description="Largest acceptable error-rate ratio."
-    )
-    advance_tolerance: float = Field(
-        default=1.5,
-        ge=1.0,
-        le=_MAX_RATIO,
-        description="Upper confidence bound on the ratio needed to advance.",
-    )
-    advance_abs_margin: float = Field(
-        default=0.002,
-        ge=0,
-        le=1,
-        description="Alternatively, a bound on the extra errors as a share of all requests at "
-        "the next stage's traffic (blast radius); lets early, small stages advance.",
-    )
-    promote_tolerance: float | None = Field(
-        default=None,
-        ge=1.0,
-        le=_MAX_RATIO,
-        description="Upper confidence bound on the ratio needed to promote; absent means 1.35 "
-        "kept within [tolerance, advance_tolerance] (errors are rare: a bound at tolerance "
-        "itself would need hours of traffic).",
-    )
-    error_statuses: Annotated[tuple[tuple[int, int], ...], BeforeValidator(parse_status_set)] = (
-        Field(default=((500, 599),), description="Statuses counted as errors, e.g. '429,500-599'.")
-    )
-    breakdown: Breakdown | None = Field(
-        default=None, description="Also run the check per endpoint or per dependency."
-    )
-
-    @model_validator(mode="after")
-    def _advance_not_tighter(self) -> ErrorRateCheck:
-        _check_order(self.tolerance, self.promote_tolerance, self.advance_tolerance)
-        return self
-
-    def promote_bound(self) -> float:
-        """The promote tolerance in force."""
-        return _promote_bound(self, 1.35)
-
-
-class LatencyCheck(_Check):
-    """Canary vs baseline latency quantile, with a relative tolerance."""
-
-    kind: Literal[CheckKind.LATENCY] = CheckKind.LATENCY
-    quantile: float = Field(default=0.99, ge=0.001, le=0.9999, description="Quantile, e.g. 0.99.")
-    tolerance: float = Field(
-        default=0.05, ge=0, le=10, description="Acceptable relative increase (0.05 = +5 %)."
-    )
-    advance_tolerance: float = Field(
-        default=0.15, ge=0, le=10, description="Relative increase ruled out before advancing."
-    )
-    advance_abs_margin: float = Field(
-        default=0.002,
-        ge=0,
-        le=1,
-        description="Alternatively, a bound on the extra share of all requests slower than "
-        "(1 + advance_tolerance) x the baseline quantile at the next stage's traffic.",
-    )
-    promote_tolerance: float | None = Field(
-        default=None,
-        ge=0,
-        le=10,
-        description="Relative increase the upper bound must rule out to promote; absent means "
-        "+7.5 % kept within [tolerance, advance_tolerance].",
-    )
-    breakdown: Breakdown | None = None
-
-    @model_validator(mode="after")
-    def _advance_not_tighter(self) -> LatencyCheck:
-        _check_order(self.tolerance, self.promote_tolerance, self.advance_tolerance)
-        return self
-
-    def promote_bound(self) -> float:
-        """The promote tolerance in force."""
-        return _promote_bound(self, 0.075)
-
-
-class LatencyShiftCheck(_Check):
-    """Canary vs baseline typical latency: the ratio of geometric means, per tick.
-
-    Uses every request (not only those near one quantile), so a slowdown of the whole
-    distribution is seen with far fewer requests than a quantile check needs.
-    """
-
-    kind: Literal[CheckKind.LATENCY_SHIFT] = CheckKind.LATENCY_SHIFT
-    tolerance: float = Field(
-        default=0.05, ge=0, le=10, description="Acceptable relative increase (0.05 = +5 %)."
-    )
-    advance_tolerance: float = Field(
-        default=0.15, ge=0, le=10, description="Relative increase ruled out before advancing."
-    )
-    promote_tolerance: float | None = Field(
-        default=None,
-        ge=0,
-        le=10,
-        description="Relative increase the upper bound must rule out to promote; absent means "
-        "+7.5 % kept within [tolerance, advance_tolerance].",
-    )
-    min_ticks: int = Field(
-        default=6, ge=3, le=10_000, description="Ticks with both cohorts needed before any verdict."
-    )
-
-    @model_validator(mode="after")
-    def _advance_not_tighter(self) -> LatencyShiftCheck:
-        _check_order(self.tolerance, self.promote_tolerance, self.advance_tolerance)
-        return self
-
-    def promote_bound(self) -> float:
-        """The promote tolerance in force."""
-        return _promote_bound(self, 0.075)
-
-
-class GaugeCheck(_Check):
-    """Canary vs baseline mean of a gauge over time windows (absolute difference)."""
-
-    kind: Literal[CheckKind.GAUGE] = CheckKind.GAUGE
-    metric: str = Field(
-        default="*",
-        min_length=1,
-        max_length=256,
-        description="Metric name; '*' checks every gauge seen.",
-    )
-    tolerance: float = Field(
-        default=0.05, ge=0, le=1e12, description="Acceptable absolute difference."
-    )
-    advance_tolerance: float = Field(
-        default=0.10, ge=0, le=1e12, description="Absolute difference ruled out before advancing."
-    )
-    direction: Direction = Field(default=Direction.INCREASE, description="What is worse.")
-    window: Duration = Field(
-        default=30.0,
-        gt=0,
-        le=MAX_DURATION,
-        description="Window (s) over which each cohort's mean is taken; from one tick to "
-        "10,000 ticks.",
-    )
-    min_windows: int = Field(
-        default=6, ge=3, le=10_000, description="Windows needed before any verdict."
-    )
-    critical: bool = False
-
-    @model_validator(mode="after")
-    def _advance_not_tighter(self) -> GaugeCheck:
-        if self.advance_tolerance < self.tolerance:
-            raise ValueError("advance_tolerance must be at least tolerance")
-        return self
-
-
-class ProbeCheck(_Check):
-    """Canary vs baseline synthetic-probe failure rate, as a ratio."""
-
-    kind: Literal[CheckKind.PROBE] = CheckKind.PROBE
-    probe: str = Field(
-        default="*", min_length=1, max_length=256, description="Probe name; '*' pools all."
-    )
-    tolerance: float = Field(default=1.5, ge=1.0, le=_MAX_RATIO)
-    advance_tolerance: float = Field(default=3.0, ge=1.0, le=_MAX_RATIO)
-    advance_abs_margin: float = Field(default=0.01, ge=0, le=1)
-    promote_tolerance: float | None = Field(default=None, ge=1.0, le=_MAX_RATIO)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> ProbeCheck:
-        _check_order(self.tolerance, self.promote_tolerance, self.advance_tolerance)
-        return self
-
-    def promote_bound(self) -> float:
-        """The promote tolerance in force."""
-        return _promote_bound(self, 2.0)
-
-
-class SloErrorRateCheck(_Check):
-    """Absolute budget: the canary's error rate must stay at or under ``max_error_rate``."""
-
-    kind: Literal[CheckKind.SLO_ERROR_RATE] = CheckKind.SLO_ERROR_RATE
-    max_error_rate: float = Field(default=0.01, gt=0, lt=1)
-    error_statuses: Annotated[tuple[tuple[int, int], ...], BeforeValidator(parse_status_set)] = (
-        Field(default=((500, 599),))
-    )
-
-
-class SloLatencyCheck(_Check):
-    """Absolute budget: the canary's latency quantile must stay at or under ``max_ms``."""
-
-    kind: Literal[CheckKind.SLO_LATENCY] = CheckKind.SLO_LATENCY
-    quantile: float = Field(default=0.99, ge=0.001, le=0.9999)
-    max_ms: float = Field(gt=0, le=3_600_000, description="Latency budget in milliseconds.")
-
-
-Check = Annotated[
-    ErrorRateCheck
-    | LatencyCheck
-    | LatencyShiftCheck
-    | GaugeCheck
-    | ProbeCheck
-    | SloErrorRateCheck
-    | SloLatencyCheck,
-    Field(discriminator="kind"),
-]
 
 
 class DriftGuard(_Strict):
@@ -682,8 +363,8 @@ class Policy(_Strict):
             spans.append((f"stages.{index}.min_duration", stage.min_duration, False))
             spans.append((f"stages.{index}.max_duration", stage.max_duration, False))
         for index, check in enumerate(self.checks):
-            if isinstance(check, GaugeCheck):
-                spans.append((f"checks.{index}.window", check.window, True))
+            for field, seconds in check.windows():
+                spans.append((f"checks.{index}.{field}", seconds, True))
         no_data = self.guards.no_data
         spans += [
             ("deadline", self.deadline, False),
@@ -723,7 +404,7 @@ class Policy(_Strict):
 
     def max_units(self) -> int:
         """The most statistical units the checks may grow to (see ``MAX_UNITS_PER_CHECK``)."""
-        return sum(MAX_UNITS_PER_CHECK if _is_dynamic(check) else 1 for check in self.checks)
+        return sum(MAX_UNITS_PER_CHECK if c.unit_dimension() else 1 for c in self.checks)
 
     @model_validator(mode="after")
     def _promotion_not_laxer(self) -> Policy:
@@ -740,26 +421,3 @@ class Policy(_Strict):
                 raise ValueError(f"checks.{index}: duplicate check name {name!r}; set 'name'")
             seen.add(name)
         return self
-
-
-def _is_dynamic(check: Any) -> bool:
-    """Whether a check grows one unit per breakdown key or per gauge seen."""
-    if isinstance(check, GaugeCheck):
-        return check.metric == "*"
-    return isinstance(check, (ErrorRateCheck, LatencyCheck)) and check.breakdown is not None
-
-
-def check_name(check: Any) -> str:
-    """The check's own name, or one derived from its kind and parameters."""
-    if check.name:
-        return check.name
-    match check:
-        case LatencyCheck() | SloLatencyCheck():
-            label = f"p{round(check.quantile * 100, 3):g}"
-            return f"{check.kind.value}-{label}"
-        case GaugeCheck():
-            return f"gauge-{check.metric}" if check.metric != "*" else "gauges"
-        case ProbeCheck():
-            return f"probe-{check.probe}" if check.probe != "*" else "probes"
-        case _:
-            return check.kind.value

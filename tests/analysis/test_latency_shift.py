@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from canarystream.analysis.checks import CheckGroup, Unit
+from canarystream.analysis.checks import CheckGroup, Gate, Tick, Unit
 from canarystream.analysis.cohort import CohortBucket
 from canarystream.contracts.decision import Verdict
 from canarystream.policy.model import LatencyShiftCheck
+
+NOT_READY = Gate(ready=False, next_share=1.0, promoting=False, alpha=0.1)
+ADVANCING = Gate(ready=True, next_share=1.0, promoting=False, alpha=0.1)
+PROMOTING = Gate(ready=True, next_share=1.0, promoting=True, alpha=0.1)
 
 
 def _bucket(latencies: np.ndarray) -> CohortBucket:
@@ -19,15 +23,15 @@ def _bucket(latencies: np.ndarray) -> CohortBucket:
 
 def _run(seed: int, canary_factor: float, ticks: int, per_tick: int, shared=None) -> list:
     rng = np.random.default_rng(seed)
-    group = CheckGroup(LatencyShiftCheck(), alpha=0.01)
+    group = CheckGroup(LatencyShiftCheck(), alpha=0.01, trackers={})
     (unit,) = group.units.values()
     verdicts = []
     for tick in range(ticks):
         load = 1.0 if shared is None else shared(tick)
         base = rng.lognormal(np.log(80), 0.5, per_tick) * load
         canary = rng.lognormal(np.log(80), 0.5, per_tick) * load * canary_factor
-        group.fold(_bucket(canary), _bucket(base), {}, now=5.0 * tick)
-        verdicts.append(unit.verdict(None))
+        group.update(Tick(_bucket(canary), _bucket(base), {}, now=5.0 * tick))
+        verdicts.append(unit.evaluate(NOT_READY).verdict)
     return verdicts
 
 
@@ -56,13 +60,13 @@ def test_no_false_failure_for_equal_or_benign_canaries_under_shared_swings() -> 
 
 
 def _fed(seed: int, factor: float, ticks: int, per_tick: int) -> Unit:
-    group = CheckGroup(LatencyShiftCheck(), alpha=0.01)
+    group = CheckGroup(LatencyShiftCheck(), alpha=0.01, trackers={})
     (unit,) = group.units.values()
     rng = np.random.default_rng(seed)
     for tick in range(ticks):
         base = rng.lognormal(np.log(80), 0.5, per_tick)
         canary = rng.lognormal(np.log(80), 0.5, per_tick) * factor
-        group.fold(_bucket(canary), _bucket(base), {}, now=5.0 * tick)
+        group.update(Tick(_bucket(canary), _bucket(base), {}, now=5.0 * tick))
     return unit
 
 
@@ -70,17 +74,28 @@ def test_promotion_needs_the_bound_within_tolerance() -> None:
     # +6 %: shown within the advance tolerance (+15 %), not yet within the promote one (+7.5 %
     # by default), and no regression beyond the tolerance (+5 %) shown either.
     unit = _fed(seed=5, factor=1.06, ticks=30, per_tick=100)
-    assert unit.verdict(None) is Verdict.INCONCLUSIVE
-    assert unit.verdict(0.1, promoting=False) is Verdict.PASS
-    assert unit.verdict(0.1, promoting=True) is Verdict.INCONCLUSIVE
-    upper = unit.reason(0.1, promoting=True).upper
-    assert upper is not None and 0.075 < upper <= 0.15
+    assert unit.evaluate(NOT_READY).verdict is Verdict.INCONCLUSIVE
+    assert unit.evaluate(ADVANCING).verdict is Verdict.PASS
+    promoting = unit.evaluate(PROMOTING)
+    assert promoting.verdict is Verdict.INCONCLUSIVE
+    reason = promoting.reason()
+    # The reason shows the bound that was compared and the promote tolerance it was held to.
+    assert reason.verdict is Verdict.INCONCLUSIVE
+    assert reason.upper is not None and 0.075 < reason.upper <= 0.15
+    assert reason.advance_tolerance is not None
+    assert abs(reason.advance_tolerance - 0.075) < 1e-12
+    advancing = unit.evaluate(ADVANCING).reason()
+    assert advancing.verdict is Verdict.PASS and advancing.advance_tolerance == 0.15
+    assert advancing.upper is not None and advancing.upper <= 0.15
+    # Before the stage is ready no bound is compared, and none is shown as if it were.
+    waiting = unit.evaluate(NOT_READY).reason()
+    assert waiting.verdict is Verdict.INCONCLUSIVE and waiting.upper is None
 
     # An equal canary with more requests is shown within +7.5 %: promoted.
     same = _fed(seed=5, factor=1.0, ticks=100, per_tick=200)
-    assert same.verdict(0.1, promoting=True) is Verdict.PASS
+    assert same.evaluate(PROMOTING).verdict is Verdict.PASS
 
     # +10 % with as many requests is beyond the tolerance, and shown to be.
     slower = _fed(seed=5, factor=1.10, ticks=100, per_tick=200)
-    assert slower.verdict(None) is Verdict.FAIL
-    assert slower.verdict(0.1, promoting=True) is Verdict.FAIL
+    assert slower.evaluate(NOT_READY).verdict is Verdict.FAIL
+    assert slower.evaluate(PROMOTING).verdict is Verdict.FAIL

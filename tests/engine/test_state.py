@@ -25,7 +25,7 @@ from river.drift import PageHinkley
 from river.stats import Mean
 
 from canarystream.analysis import checks, guards
-from canarystream.analysis.checks import CheckGroup, LatencyTracker, Unit
+from canarystream.analysis.checks import UNIT_CLASSES, CheckGroup, LatencyTracker, Unit
 from canarystream.analysis.cohort import CohortBucket, Slice
 from canarystream.analysis.guards import BaselineDriftGuard, NoDataWatch, SampleRatioWatch
 from canarystream.analysis.recovery import RecoveryWatch, _Tally
@@ -326,7 +326,7 @@ KNOWN = {
     LatencyTracker,
     LogHistogram,
     CheckGroup,
-    *checks._UNIT_CLASSES.values(),
+    *UNIT_CLASSES.values(),
     RatioSequence,
     MeanSequence,
     BaselineDriftGuard,
@@ -403,8 +403,8 @@ def test_latency_units_share_the_rollouts_trackers_after_restore() -> None:
         restored = Rollout.from_state(through_json(rollout.to_state()))
         for group in restored.groups:
             for unit in group.units.values():
-                if isinstance(unit, checks.LatencyQuantileUnit) and unit._tracker is not None:
-                    assert unit._tracker is restored.trackers[unit.key]
+                if isinstance(unit, checks.LatencyQuantileUnit):
+                    assert unit.tracker is restored.trackers[unit.key]
 
 
 @pytest.mark.parametrize("case", list(CASES))

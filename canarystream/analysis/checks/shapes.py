@@ -1,0 +1,321 @@
+"""Statistical shapes that several check kinds share.
+
+* :class:`RateRatioUnit` — a ratio of event rates, canary over baseline (errors, probes);
+* :class:`OneSampleRateUnit` — the canary's rate against an absolute budget (SLOs);
+* :class:`MeanDifferenceUnit` — a stream of canary-minus-baseline differences (typical
+  latency, gauges).
+
+Each gives its verdict in :meth:`evaluate` and reports the same numbers in :meth:`explain`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from canarystream.analysis.checks.base import Evidence, Gate, Tick, Unit, fmt
+from canarystream.analysis.cohort import CohortBucket, Slice
+from canarystream.analysis.sequential import MeanSequence, RatioSequence, rate_upper_bound
+from canarystream.analysis.state import Reader, State
+from canarystream.contracts.decision import CheckReason, Verdict
+
+__all__ = ["MeanDifferenceUnit", "OneSampleRateUnit", "RateRatioUnit"]
+
+
+class RateRatioUnit(Unit):
+    """Ratio of event rates (errors per request, failed probes per probe)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        critical: bool,
+        alpha: float,
+        tolerance: float,
+        advance_tolerance: float,
+        promote_tolerance: float,
+        abs_margin: float,
+    ) -> None:
+        self.name, self.critical, self.alpha = name, critical, alpha
+        self.tolerance = tolerance
+        self.advance_tolerance = advance_tolerance
+        self.promote_tolerance = promote_tolerance
+        self.abs_margin = abs_margin
+        self.test = RatioSequence(anchors=(tolerance, advance_tolerance))
+        self.exposure = [0, 0]  # canary, baseline
+        self.events = [0, 0]
+
+    def extract(self, bucket: CohortBucket) -> tuple[int, int]:
+        """(events, exposure) of one cohort in one tick."""
+        raise NotImplementedError
+
+    def update(self, tick: Tick) -> None:
+        xc, nc = self.extract(tick.canary)
+        xb, nb = self.extract(tick.baseline)
+        self.exposure[0] += nc
+        self.exposure[1] += nb
+        self.events[0] += xc
+        self.events[1] += xb
+        self.test.update(xc, xb, nc, nb)
+
+    def _passes(self, upper: float, bound: float, gate: Gate) -> bool:
+        if upper <= bound:
+            return True
+        # Blast radius: rare events at a small share cannot show a tight ratio quickly, but a
+        # bound on the extra bad requests, as a share of *all* traffic at the next stage
+        # (ratio bound - 1) x baseline rate x next share, within a margin is no harm either.
+        base_rate = self.events[1] / self.exposure[1] if self.exposure[1] else 1.0
+        if math.isfinite(upper) and (upper - 1.0) * base_rate * gate.next_share <= self.abs_margin:
+            return True
+        # With no events in either cohort no ratio can be judged; the canary's own rate bounds
+        # the extra bad requests too (the baseline's rate is at least 0); at promotion the next
+        # share is all traffic, so the bound must be within the margin on its own.
+        canary_rate = rate_upper_bound(self.events[0], self.exposure[0], gate.alpha)
+        return canary_rate * gate.next_share <= self.abs_margin
+
+    def evaluate(self, gate: Gate) -> Evidence:
+        if self.exposure[0] == 0 and self.exposure[1] == 0:
+            return Evidence(self, gate, None)
+        if self.exposure[0] == 0:
+            return Evidence(self, gate, Verdict.NO_DATA)
+        e_value = self.test.e_value(self.tolerance)
+        if e_value * self.alpha >= 1.0:
+            return Evidence(self, gate, Verdict.FAIL, e_value=e_value)
+        if not gate.ready:
+            return Evidence(self, gate, Verdict.INCONCLUSIVE, e_value=e_value)
+        upper = self.test.upper_bound(gate.alpha)
+        bound = gate.in_force(self.advance_tolerance, self.promote_tolerance)
+        verdict = Verdict.PASS if self._passes(upper, bound, gate) else Verdict.INCONCLUSIVE
+        return Evidence(self, gate, verdict, e_value=e_value, upper=upper, bound=bound)
+
+    def explain(self, evidence: Evidence) -> CheckReason:
+        e_value = evidence.e_value
+        if e_value is None:
+            e_value = self.test.e_value(self.tolerance)
+        lower = self.test.lower_bound(self.alpha)
+        upper = evidence.upper
+        in_force = evidence.gate.in_force(self.advance_tolerance, self.promote_tolerance)
+        estimate = self.test.estimate()
+        rates = [e / n if n else None for e, n in zip(self.events, self.exposure, strict=True)]
+        # The interval in the message is context at the confidence in force; the ``upper``
+        # field is only the bound a PASS was tested with.
+        interval = self.test.upper_bound(evidence.gate.alpha) if upper is None else upper
+        message = (
+            f"rate canary {fmt(rates[0])} vs baseline {fmt(rates[1])}; ratio {fmt(estimate)} "
+            f"[{fmt(lower)}, {fmt(interval)}], e={fmt(e_value)} vs {fmt(1 / self.alpha)}, "
+            f"tolerance {self.tolerance:g}"
+        )
+        if evidence.verdict is Verdict.PASS and upper is not None and upper > in_force:
+            message += (
+                f"; no harm by blast radius: extra bad requests within {self.abs_margin:g} "
+                f"of all traffic at {evidence.gate.next_share:.0%}"
+            )
+        return self.account(
+            evidence,
+            canary_samples=self.exposure[0],
+            baseline_samples=self.exposure[1],
+            estimate=estimate if estimate is None or math.isfinite(estimate) else None,
+            lower=lower,
+            upper=upper if upper is not None and math.isfinite(upper) else None,
+            e_value=e_value,
+            threshold=1.0 / self.alpha,
+            tolerance=self.tolerance,
+            advance_tolerance=in_force,
+            message=message,
+        )
+
+    def to_state(self) -> State:
+        return {
+            **super().to_state(),
+            "tolerance": self.tolerance,
+            "advance_tolerance": self.advance_tolerance,
+            "promote_tolerance": self.promote_tolerance,
+            "abs_margin": self.abs_margin,
+            "test": self.test.to_state(),
+            "exposure": list(self.exposure),
+            "events": list(self.events),
+        }
+
+    def restore(self, r: Reader, check: object, trackers: object) -> None:
+        self.tolerance, self.advance_tolerance = r.real("tolerance"), r.real("advance_tolerance")
+        self.promote_tolerance, self.abs_margin = r.real("promote_tolerance"), r.real("abs_margin")
+        self.test = RatioSequence.from_state(r.child("test"))
+        self.exposure, self.events = r.integers("exposure", 2), r.integers("events", 2)
+
+
+class OneSampleRateUnit(Unit):
+    """Absolute budget on a canary rate (error rate, or share of requests over a latency).
+
+    Each canary request is an event with probability ``p``; the test is
+    ``H0: p <= budget`` via a :class:`RatioSequence` on the odds ratio against the budget.
+    """
+
+    def __init__(
+        self, name: str, *, critical: bool, alpha: float, budget: float, describe: str
+    ) -> None:
+        self.name, self.critical, self.alpha = name, critical, alpha
+        self.budget = budget
+        self.describe = describe
+        self.test = RatioSequence(anchors=(1.0,))
+        self.events = 0
+        self.samples = 0
+
+    def extract(self, requests: Slice) -> int:
+        """Canary requests in one tick that count against the budget."""
+        raise NotImplementedError
+
+    def update(self, tick: Tick) -> None:
+        n = tick.canary.requests.requests
+        if n:
+            x = self.extract(tick.canary.requests)
+            self.events += x
+            self.samples += n
+            self.test.update(x, n - x, self.budget, 1.0 - self.budget)
+
+    def _rate(self, odds_ratio: float) -> float:
+        if math.isinf(odds_ratio):
+            return 1.0
+        return self.budget * odds_ratio / (self.budget * odds_ratio + 1.0 - self.budget)
+
+    def evaluate(self, gate: Gate) -> Evidence:
+        if self.samples == 0:
+            return Evidence(self, gate, Verdict.NO_DATA)
+        e_value = self.test.e_value(1.0)
+        if e_value * self.alpha >= 1.0:
+            return Evidence(self, gate, Verdict.FAIL, e_value=e_value)
+        if not gate.ready:
+            return Evidence(self, gate, Verdict.INCONCLUSIVE, e_value=e_value)
+        upper = self.test.upper_bound(gate.alpha)
+        verdict = Verdict.PASS if upper <= 1.0 else Verdict.INCONCLUSIVE
+        return Evidence(self, gate, verdict, e_value=e_value, upper=upper, bound=1.0)
+
+    def explain(self, evidence: Evidence) -> CheckReason:
+        e_value = evidence.e_value
+        if e_value is None:
+            e_value = self.test.e_value(1.0)
+        rate = self.events / self.samples if self.samples else None
+        lower = self._rate(self.test.lower_bound(self.alpha))
+        upper = None if evidence.upper is None else self._rate(evidence.upper)
+        interval = (
+            self._rate(self.test.upper_bound(evidence.gate.alpha)) if upper is None else upper
+        )
+        message = (
+            f"canary {self.describe} {fmt(rate)} [{fmt(lower)}, {fmt(interval)}] vs budget "
+            f"{self.budget:g}, e={fmt(e_value)} vs {fmt(1 / self.alpha)}"
+        )
+        return self.account(
+            evidence,
+            canary_samples=self.samples,
+            estimate=rate,
+            lower=lower,
+            upper=upper,
+            e_value=e_value,
+            threshold=1.0 / self.alpha,
+            tolerance=self.budget,
+            advance_tolerance=self.budget,
+            message=message,
+        )
+
+    def to_state(self) -> State:
+        return {
+            **super().to_state(),
+            "budget": self.budget,
+            "describe": self.describe,
+            "test": self.test.to_state(),
+            "events": self.events,
+            "samples": self.samples,
+        }
+
+    def restore(self, r: Reader, check: object, trackers: object) -> None:
+        self.budget, self.describe = r.real("budget"), r.text("describe")
+        self.test = RatioSequence.from_state(r.child("test"))
+        self.events, self.samples = r.integer("events"), r.integer("samples")
+
+
+class MeanDifferenceUnit(Unit):
+    """Checks on a stream of canary-minus-baseline differences.
+
+    A :class:`MeanSequence` on the differences fails the check when its lower bound exceeds
+    ``limit`` and passes it when its upper bound is within ``advance_limit``
+    (``promote_limit`` when promoting). Subclasses decide what one difference is and how to
+    show it to a person.
+    """
+
+    limit: float
+    advance_limit: float
+    promote_limit: float
+    min_count: int
+    tolerance: float
+    advance_tolerance: float
+
+    def __init__(self, target: int) -> None:
+        self.diffs = MeanSequence(target=target)
+        self.samples = [0, 0]
+
+    def shown(self, value: float) -> float:
+        """A difference (or bound) in the units the check's tolerance is written in."""
+        return value
+
+    def describe(self, estimate: float | None, lower: float | None, upper: float | None) -> str:
+        """One readable sentence about the current estimate and bounds."""
+        raise NotImplementedError
+
+    def evaluate(self, gate: Gate) -> Evidence:
+        if self.samples[0] == 0 and self.samples[1] == 0:
+            return Evidence(self, gate, None)
+        if self.samples[0] == 0:
+            return Evidence(self, gate, Verdict.NO_DATA)
+        if self.diffs.count < self.min_count:
+            return Evidence(self, gate, Verdict.INCONCLUSIVE)
+        if self.diffs.mean - self.diffs.radius(self.alpha) > self.limit:
+            return Evidence(self, gate, Verdict.FAIL)
+        if not gate.ready:
+            return Evidence(self, gate, Verdict.INCONCLUSIVE)
+        limit = gate.in_force(self.advance_limit, self.promote_limit)
+        upper = self.diffs.mean + self.diffs.radius(gate.alpha)
+        verdict = Verdict.PASS if upper <= limit else Verdict.INCONCLUSIVE
+        return Evidence(self, gate, verdict, upper=upper, bound=limit)
+
+    def explain(self, evidence: Evidence) -> CheckReason:
+        ready = self.diffs.count >= 2
+        mean = self.diffs.mean
+        estimate = self.shown(mean) if self.diffs.count else None
+        lower = self.shown(mean - self.diffs.radius(self.alpha)) if ready else None
+        upper = None if evidence.upper is None else self.shown(evidence.upper)
+        if upper is None and ready:  # context for the message, at the confidence in force
+            interval = self.shown(mean + self.diffs.radius(evidence.gate.alpha))
+        else:
+            interval = upper
+        in_force = (
+            self.shown(self.promote_limit) if evidence.gate.promoting else self.advance_tolerance
+        )
+        return self.account(
+            evidence,
+            canary_samples=self.samples[0],
+            baseline_samples=self.samples[1],
+            estimate=estimate,
+            lower=lower,
+            upper=upper,
+            tolerance=self.tolerance,
+            advance_tolerance=in_force,
+            message=self.describe(estimate, lower, interval),
+        )
+
+    def to_state(self) -> State:
+        return {
+            **super().to_state(),
+            "tolerance": self.tolerance,
+            "advance_tolerance": self.advance_tolerance,
+            "limit": self.limit,
+            "advance_limit": self.advance_limit,
+            "promote_limit": self.promote_limit,
+            "min_count": self.min_count,
+            "diffs": self.diffs.to_state(),
+            "samples": list(self.samples),
+        }
+
+    def restore(self, r: Reader, check: object, trackers: object) -> None:
+        self.tolerance, self.advance_tolerance = r.real("tolerance"), r.real("advance_tolerance")
+        self.limit, self.advance_limit = r.real("limit"), r.real("advance_limit")
+        self.promote_limit, self.min_count = r.real("promote_limit"), r.integer("min_count")
+        self.diffs = MeanSequence.from_state(r.child("diffs"))
+        self.samples = r.integers("samples", 2)

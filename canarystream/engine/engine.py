@@ -189,9 +189,31 @@ class Engine:
             self.counters["internal_error"] += 1
             raise _internal_error(exc) from exc
 
+    def _in_open_tick(self, event: dict[str, Any]) -> bool:
+        """Record a request inside its rollout's open tick; False if it is not one.
+
+        The hot path of :meth:`process` and :meth:`process_batch`, nearly every event: a valid
+        request of a known version with ``rollout.admit_from <= ts < rollout.next_tick``.
+        Anything else is left to the general path, which says why or moves the clock.
+        """
+        fields = check_request(event)
+        if fields is None:
+            return False
+        ts, service, version, latency, status = fields
+        rollout = self.active_by_service.get(service)
+        if rollout is None or not rollout.admit_from <= ts < rollout.next_tick:
+            return False
+        cohort = rollout.cohort_of.get(version)
+        if cohort is None:
+            return False
+        rollout.add_request(cohort, ts, latency, status, event)
+        return True
+
     def _process(self, event: Any) -> list[Decision]:
         kind = event.get("type") if type(event) is dict else None
         if kind == "request":
+            if self._in_open_tick(event):
+                return []
             fields = check_request(event)
             if fields is None:
                 raise explain_invalid(event)
@@ -203,7 +225,7 @@ class Engine:
             cohort = rollout.cohort_of.get(version)
             if cohort is None:
                 raise _unknown_version(rollout, version)
-            if ts < rollout.next_tick:
+            if ts < rollout.next_tick:  # so before the admission grace: rejected
                 rollout.admit(ts)
                 rollout.add_request(cohort, ts, latency, status, event)
                 return []
@@ -246,18 +268,10 @@ class Engine:
         dispatch; every other event goes through :meth:`process`.
         """
         out: list[Decision] = []
-        rollout_of = self.active_by_service.get
+        in_open_tick = self._in_open_tick
         for index, event in enumerate(events):
-            if type(event) is dict and event.get("type") == "request":
-                fields = check_request(event)
-                if fields is not None:
-                    ts, service, version, latency, status = fields
-                    rollout = rollout_of(service)
-                    if rollout is not None and rollout.admit_from <= ts < rollout.next_tick:
-                        cohort = rollout.cohort_of.get(version)
-                        if cohort is not None:
-                            rollout.add_request(cohort, ts, latency, status, event)
-                            continue
+            if type(event) is dict and event.get("type") == "request" and in_open_tick(event):
+                continue
             try:
                 decided = self.process(event)
             except ContractError as exc:

@@ -2,5 +2,5 @@
 
 from __future__ import annotations
 
-from tests.actuators.flags.unleash_fixtures import unleash  # noqa: F401  (real Unleash)
 from tests.support.broker import kafka_bootstrap, stack  # noqa: F401  (broker fixtures)
+from tests.support.unleash import unleash  # noqa: F401  (real Unleash)

@@ -47,9 +47,9 @@ from canarystream.contracts.codec import decode_decision, encode_decision
 from canarystream.contracts.decision import Action, Decision, Phase, decision_id_for
 from canarystream.contracts.signing import SIGNATURE_HEADER, Signer
 from canarystream.contracts.topics import ACTUATIONS_TOPIC, DECISIONS_TOPIC
-from tests.actuators.flags.unleash_fixtures import UnleashService
 from tests.support.broker import Stack
 from tests.support.services import free_ports, require_binary, serve_http, wait_until_listening
+from tests.support.unleash import UnleashService
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -5,7 +5,8 @@
 - :mod:`tests.support.services`: free ports, binaries, packages and services a test needs,
   processes and a local HTTP server;
 - :mod:`tests.support.streams`: exact small event streams and policies for engine tests;
-- :mod:`tests.support.actuators`: decisions and proxies for actuator tests.
+- :mod:`tests.support.actuators`: decisions and proxies for actuator tests;
+- :mod:`tests.support.unleash`: a real Unleash server (a session fixture) for flag tests.
 
 Tests and benchmarks import helpers from here or from the product, never from a test module.
 """

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.actuators.flags.unleash_fixtures import service_name, unleash  # noqa: F401
 from tests.support.services import free_ports, require_module, stop, wait_until_listening
+from tests.support.unleash import service_name, unleash  # noqa: F401
 
 EMPTY_FLAGS = {"$schema": "https://flagd.dev/schema/v0/flags.json", "flags": {}}
 

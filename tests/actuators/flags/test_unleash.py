@@ -24,9 +24,9 @@ from canarystream.contracts.actuation import ActuationStatus
 from canarystream.contracts.decision import Action, Phase
 from canarystream.contracts.signing import Signer
 from canarystream.errors import ConfigError, FlagError
-from tests.actuators.flags.unleash_fixtures import UnleashService
 from tests.support.actuators import make_decision
 from tests.support.services import free_ports, require_module
+from tests.support.unleash import UnleashService
 
 USERS = [f"user-{i}" for i in range(2000)]
 SIGNER = Signer.hmac(b"unleash test key")

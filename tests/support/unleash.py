@@ -23,7 +23,7 @@ import pytest
 
 from tests.support.services import free_ports, require_service
 
-SERVICE_DIR = Path(__file__).resolve().parents[3] / "deploy/services/unleash"
+SERVICE_DIR = Path(__file__).resolve().parents[2] / "deploy/services/unleash"
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,7 @@ import orjson
 import pytest
 
 from canarystream.contracts.topics import DEPLOYMENTS_TOPIC, TELEMETRY_TOPIC
-from tests.streaming.test_live_vs_replay import announce_then_send, replayed
-from tests.support.broker import Stack, key, rollout_events
+from tests.support.broker import Stack, announce_then_send, key, replayed, rollout_events
 
 pytestmark = pytest.mark.kafka
 

@@ -14,8 +14,7 @@ import pytest
 
 from canarystream.contracts.decision import Action
 from canarystream.replay import replay_lines
-from tests.streaming.test_live_vs_replay import announce_then_send
-from tests.support.broker import Stack, key
+from tests.support.broker import Stack, announce_then_send, key
 
 pytestmark = pytest.mark.kafka
 

@@ -10,8 +10,7 @@ import pytest
 
 from canarystream.contracts.codec import decode_decision
 from canarystream.contracts.topics import DECISIONS_TOPIC, DEPLOYMENTS_TOPIC, TELEMETRY_TOPIC
-from tests.streaming.test_live_vs_replay import replayed
-from tests.support.broker import Stack, key, rollout_events
+from tests.support.broker import Stack, key, replayed, rollout_events
 from tests.support.services import require_service
 
 pytestmark = pytest.mark.kafka

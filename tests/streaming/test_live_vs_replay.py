@@ -4,44 +4,12 @@ from __future__ import annotations
 
 import signal
 
-import orjson
 import pytest
 
 from canarystream.contracts.decision import Action
-from canarystream.replay import replay_lines
-from tests.support.broker import Stack, key, rollout_events
+from tests.support.broker import Stack, announce_then_send, key, replayed, rollout_events
 
 pytestmark = pytest.mark.kafka
-
-
-def replayed(events: list[dict]) -> list:
-    out: list = []
-    replay_lines([("events", [orjson.dumps(e) for e in events])], on_decision=out.append)
-    return out
-
-
-def announce_then_send(stack: Stack, events: list[dict], *, batch: int = 20) -> None:
-    """Announce the rollouts, wait until a worker holds them, then send the telemetry.
-
-    Deployment systems announce a rollout before any canary traffic exists; the wait keeps
-    baseline telemetry of the first milliseconds from racing the announcement.
-    """
-    starts = [e for e in events if e["type"] == "deployment_started"]
-    stack.produce(starts)
-    names = {e["deployment"] for e in starts}
-    stack.wait_for(
-        lambda: (
-            names
-            <= {
-                r["deployment"]
-                for w in stack.workers
-                if w.alive()
-                for r in w.get_json("/rollouts/")["rollouts"]
-            }
-        ),
-        what="rollouts to be announced",
-    )
-    stack.produce([e for e in events if e["type"] != "deployment_started"], batch=batch)
 
 
 def test_live_decisions_equal_replay(stack: Stack) -> None:

@@ -16,8 +16,7 @@ import pytest
 from canarystream.contracts.topics import DECISIONS_TOPIC
 from canarystream.kafka.local import LocalKafka
 from canarystream.streaming.worker import EXIT_UNPUBLISHED
-from tests.streaming.test_live_vs_replay import announce_then_send, replayed
-from tests.support.broker import Stack, key, rollout_events
+from tests.support.broker import Stack, announce_then_send, key, replayed, rollout_events
 
 pytestmark = pytest.mark.kafka
 

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from canarystream.contracts.codec import decode_decision
+from canarystream.contracts.codec import decode_decision, decode_events
 from canarystream.contracts.decision import Decision
 from canarystream.contracts.topics import (
     DEADLETTER_TOPIC,
@@ -33,10 +33,12 @@ from canarystream.contracts.topics import (
     TELEMETRY_TOPIC,
 )
 from canarystream.demo.stack import WorkerProcess, free_port
+from canarystream.errors import ContractError
 from canarystream.kafka.admin import broker_ready, create_topics
 from canarystream.kafka.connection import LOCAL_BOOTSTRAP, Connection
 from canarystream.kafka.local import LocalKafka, default_home
 from canarystream.kafka.publisher import EventPublisher
+from canarystream.replay import replay_lines
 from canarystream.settings import load_settings
 from canarystream.simulate.closed_loop import simulate
 from canarystream.simulate.presets import build_preset
@@ -44,9 +46,11 @@ from tests.support.services import require_service
 
 __all__ = [
     "Stack",
+    "announce_then_send",
     "kafka_bootstrap",
     "key",
     "private_broker",
+    "replayed",
     "rollout_events",
     "stack",
 ]
@@ -232,10 +236,10 @@ class Stack:
         for topic in (TELEMETRY_TOPIC, DEPLOYMENTS_TOPIC):
             for raw in self.read(topic):
                 try:
-                    value = orjson.loads(raw)
-                except orjson.JSONDecodeError:
+                    values, _ = decode_events(raw)
+                except ContractError:
                     continue
-                events.extend(value if isinstance(value, list) else [value])
+                events.extend(values)
         ordered = [e for e in events if isinstance(e, dict) and type(e.get("ts")) in (int, float)]
         return sorted(ordered, key=lambda e: e["ts"])
 
@@ -265,3 +269,34 @@ def key(decision: Decision) -> tuple[str, int, str, float, float]:
     """What must agree between live and replay."""
     return (decision.deployment, decision.seq, decision.action.value, decision.ts,
             decision.traffic_percent)  # fmt: skip
+
+
+def replayed(events: list[dict]) -> list:
+    """The decisions of an offline replay of ``events`` (one line each)."""
+    out: list = []
+    replay_lines([("events", [orjson.dumps(e) for e in events])], on_decision=out.append)
+    return out
+
+
+def announce_then_send(stack: Stack, events: list[dict], *, batch: int = 20) -> None:
+    """Announce the rollouts, wait until a worker holds them, then send the telemetry.
+
+    Deployment systems announce a rollout before any canary traffic exists; the wait keeps
+    baseline telemetry of the first milliseconds from racing the announcement.
+    """
+    starts = [e for e in events if e["type"] == "deployment_started"]
+    stack.produce(starts)
+    names = {e["deployment"] for e in starts}
+    stack.wait_for(
+        lambda: (
+            names
+            <= {
+                r["deployment"]
+                for w in stack.workers
+                if w.alive()
+                for r in w.get_json("/rollouts/")["rollouts"]
+            }
+        ),
+        what="rollouts to be announced",
+    )
+    stack.produce([e for e in events if e["type"] != "deployment_started"], batch=batch)

@@ -286,9 +286,10 @@ def _replay_single(
         # (searched only on an error) and each line's (number, events, is an array).
         starts: list[int] | None = None
         owners: list[tuple[int, int, bool]] = []
+        messages: list[str] | None = None  # the line of each value (None: one line each)
         values = decode_objects(chunk)
         if values is None:  # a malformed or blank line, an array (batch) or a scalar
-            values, starts = [], []
+            values, starts, messages = [], [], []
             for offset, raw in enumerate(chunk):
                 decoded = _decode(raw)
                 if decoded is None:
@@ -301,6 +302,7 @@ def _replay_single(
                     starts.append(len(values))
                     owners.append((first + offset, len(line_values), batched))
                     values.extend(line_values)
+                    messages.extend([str(first + offset)] * len(line_values))
         lines += len(chunk)
         events += len(values)
 
@@ -317,7 +319,7 @@ def _replay_single(
 
         # Strict: apply up to the first event stamped before an earlier one, then stop there.
         stop = report.first_backwards(0, values, where) if report.strict else None
-        out = engine.process_batch(values if stop is None else values[:stop], on_error)
+        out = engine.process_batch(values if stop is None else values[:stop], on_error, messages)
         if out:
             emit(out)
         if stop is not None:
@@ -377,7 +379,7 @@ def replay_lines(
                     if strict and report.backwards(index, number, event):
                         continue
                     try:
-                        out = process(event)
+                        out = process(event, f"{index}:{number}")
                     except ContractError as exc:
                         where = (number, position, len(line_events), batched)
                         report.event(index, where, exc)

@@ -18,6 +18,10 @@ years ahead, a replayed batch from last week — so no single event may move the
   ``gap_witnesses`` such events arrive net of in-range ones: every producer is back after a
   real gap, and the clock moves over the gap (the events that revealed it stay rejected).
 
+The gap CUSUM counts at most one far event per message (a Kafka message, a line of a
+replayed file): one producer's batch of events stamped far ahead is one witness of a gap,
+however many events it holds, so no single message can move the clock over a "gap".
+
 The counts are of arrivals, never of wall time, so replay decides exactly as live.
 """
 
@@ -60,6 +64,7 @@ class EventClock:
         self.far: deque[float] = deque(maxlen=admission.gap_witnesses)
         self.heartbeat_mark: int | None = None
         self.rejected = 0
+        self.far_message: str | None = None  # message of the last far event
 
     def hold(self, ts: float, kind: int, cohort: int, payload: Any, arrived: int) -> float | None:
         """Keep an event stamped in a later tick; return where the clock must move, if due."""
@@ -77,7 +82,8 @@ class EventClock:
             score = 0
             self.witnesses.clear()
         self.witnesses.append(ts)
-        self.witness_score = score + 1
+        score += 1
+        self.witness_score = score
         self.witness_mark = arrived + 1  # this event counts as arrived
         if self.witness_score < admission.witnesses:
             return None
@@ -94,15 +100,18 @@ class EventClock:
         self.witnesses.extend(ahead)
         self.witness_score = len(ahead)
 
-    def beyond(self, ts: float, clock: float, arrived: int) -> float | None:
+    def beyond(self, ts: float, clock: float, arrived: int, message: str | None) -> float | None:
         """An event too far ahead: rejected, unless enough of them show a real gap."""
         admission = self.admission
         score = self.far_score - (arrived - self.far_mark)
         if score <= 0:
             score = 0
             self.far.clear()
-        self.far.append(ts)
-        self.far_score = score + 1
+        if message is None or message != self.far_message:
+            self.far.append(ts)
+            score += 1
+        self.far_message = message
+        self.far_score = score
         self.far_mark = arrived
         if self.far_score >= admission.gap_witnesses:
             self.far_score = 0
@@ -146,6 +155,7 @@ class EventClock:
             "far": list(self.far),
             "heartbeat_mark": self.heartbeat_mark,
             "rejected": self.rejected,
+            "far_message": self.far_message,
         }
 
     @classmethod
@@ -168,6 +178,7 @@ class EventClock:
             window.extend(values)
         clock.heartbeat_mark = r.integer("heartbeat_mark", none=True)
         clock.rejected = r.integer("rejected")
+        clock.far_message = r.text("far_message", none=True)
         return clock
 
 

@@ -8,7 +8,7 @@ always yields one sequence of decisions.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from canarystream.contracts.codec import (
@@ -110,6 +110,7 @@ class Engine:
         self.deployments_of: dict[str, list[str]] = {}  # service -> deployments, start order
         self.tombstones: dict[str, dict[str, float]] = {}  # service -> {deployment: ended at}
         self.counters: Counter[str] = Counter()
+        self._message: str | None = None  # the message being applied (see process)
         # Per partition of the service topics: the furthest clock telemetry moved, and when
         # to look for idle rollouts next.
         self.input_time: dict[int, float] = {}
@@ -172,15 +173,27 @@ class Engine:
         return dropped
 
     def finished_at(self, service: str, deployment: str) -> float | None:
-        """When a finished deployment of ``service`` ended, if its id is still known."""
+        """When a finished deployment ended, if its id is still known.
+
+        Ids are unique across services: an id that ended under another service this engine
+        knows counts too (the worker knows the services of its own partitions only).
+        """
         rollout = self.rollouts.get(deployment)
         if rollout is not None:
             return rollout.finished_at
-        return self.tombstones.get(service, {}).get(deployment)
+        ended = self.tombstones.get(service, {}).get(deployment)
+        if ended is None:  # rare (announcements only): look at the other services too
+            ended = next((t[deployment] for t in self.tombstones.values() if deployment in t), None)
+        return ended
 
     # The hot path: requests are checked by hand and routed with plain dict lookups.
-    def process(self, event: Any) -> list[Decision]:
-        """Apply one decoded event; return the decisions it caused (usually none)."""
+    def process(self, event: Any, message: str | None = None) -> list[Decision]:
+        """Apply one decoded event; return the decisions it caused (usually none).
+
+        ``message`` names the message (or line) the event came in, when it held several:
+        admission counts one message as one witness of a gap however many events it holds.
+        """
+        self._message = message
         try:
             return self._process(event)
         except ContractError:
@@ -188,6 +201,8 @@ class Engine:
         except Exception as exc:  # one event never stops a driver: see the class doc
             self.counters["internal_error"] += 1
             raise _internal_error(exc) from exc
+        finally:
+            self._message = None
 
     def _in_open_tick(self, event: dict[str, Any]) -> bool:
         """Record a request inside its rollout's open tick; False if it is not one.
@@ -230,7 +245,8 @@ class Engine:
                 rollout.add_request(cohort, ts, latency, status, event)
                 return []
             return self._moved(
-                rollout, rollout.offer(REQUEST, cohort, ts, (latency, status, event))
+                rollout,
+                rollout.offer(REQUEST, cohort, ts, (latency, status, event), self._message),
             )
         if type(kind) is not str:
             raise explain_invalid(event)
@@ -253,27 +269,33 @@ class Engine:
                 else:
                     rollout.add_probe(cohort, event)
                 return []
-            return self._moved(rollout, rollout.offer(code, cohort, ts, event))
+            return self._moved(rollout, rollout.offer(code, cohort, ts, event, self._message))
         if kind in _CONTROL_TYPES:
             return self._control(event)
         raise explain_invalid(event)
 
     def process_batch(
-        self, events: list[Any], on_error: Callable[[int, ContractError], None]
+        self,
+        events: list[Any],
+        on_error: Callable[[int, ContractError], None],
+        messages: str | Sequence[str] | None = None,
     ) -> list[Decision]:
         """Apply a list of events in order; report errors by index and go on.
 
         The same decisions as calling :meth:`process` on each event: requests inside their
         rollout's open tick (nearly all of them) take a short path without the general
-        dispatch; every other event goes through :meth:`process`.
+        dispatch; every other event goes through :meth:`process`. ``messages`` names the
+        message the events came in: one name for all, one per event, or None (each event
+        a message of its own).
         """
         out: list[Decision] = []
         in_open_tick = self._in_open_tick
         for index, event in enumerate(events):
             if type(event) is dict and event.get("type") == "request" and in_open_tick(event):
                 continue
+            message = messages if messages is None or type(messages) is str else messages[index]
             try:
-                decided = self.process(event)
+                decided = self.process(event, message)
             except ContractError as exc:
                 on_error(index, exc)
                 continue

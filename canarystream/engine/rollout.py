@@ -174,17 +174,19 @@ class Rollout:
                 "(admission.grace)"
             )
 
-    def offer(self, kind: int, cohort: int, ts: float, payload: Any) -> list[Decision]:
+    def offer(
+        self, kind: int, cohort: int, ts: float, payload: Any, message: str | None = None
+    ) -> list[Decision]:
         """Admit one event stamped at or past the open tick's end (see engine/admission.py).
 
-        ``payload`` is the event (requests: ``(latency, status, event)``). Returns the
-        decisions taken if the clock moved; raises ContractError(ts_out_of_range) if the
-        event is not admitted.
+        ``payload`` is the event (requests: ``(latency, status, event)``); ``message`` names
+        the message it came in (None: one of its own). Returns the decisions taken if the
+        clock moved; raises ContractError(ts_out_of_range) if the event is not admitted.
         """
         clock = self.clock
         decisions: list[Decision] = []
         if ts > clock + self.policy.admission.max_skew:
-            target = self.admission.beyond(ts, clock, self.arrived)
+            target = self.admission.beyond(ts, clock, self.arrived, message)
             if target is not None:  # a real gap: every producer moved on
                 decisions = self.advance_clock(target)
                 self.corroborated = self.clock

@@ -77,17 +77,21 @@ writes or a ``from_state`` expects bumps it and adds a migration from the previo
 :data:`MIGRATIONS` (tests/engine/test_state.py fails for an attribute that is not carried)."""
 
 
+def _rollout_v1_to_v2(rollout: dict[str, Any]) -> dict[str, Any]:
+    """A rollout's partition (from its service) and no message of a last witness yet."""
+    upgraded = {**rollout, "partition": service_partition(str(rollout.get("service")))}
+    admission = rollout.get("admission")
+    if type(admission) is dict:
+        upgraded["admission"] = {**admission, "far_message": None}
+    return upgraded
+
+
 def _v1_to_v2(state: dict[str, Any]) -> dict[str, Any]:
     """Version 2 adds the finished deployment ids of the service (none known in version 1)
     and each rollout's partition of the service topics (from its service's name)."""
     rollouts = state.get("rollouts")
     if type(rollouts) is list:
-        rollouts = [
-            {**item, "partition": service_partition(str(item.get("service")))}
-            if type(item) is dict
-            else item
-            for item in rollouts
-        ]
+        rollouts = [_rollout_v1_to_v2(item) if type(item) is dict else item for item in rollouts]
     upgraded = {**state, "version": 2, "tombstones": {}}
     if rollouts is not None:
         upgraded["rollouts"] = rollouts
@@ -373,7 +377,8 @@ class BatchProcessor:
                 def on_error(index: int, exc: ContractError) -> None:
                     problems.event(indices[index], exc)
 
-            decided = engine.process_batch(events, on_error) if events else None
+            source = f"{message.topic}/{message.partition}@{message.offset}"
+            decided = engine.process_batch(events, on_error, source) if events else None
             if decided:
                 result.decisions.extend(decided)
         finally:

@@ -306,3 +306,27 @@ def test_only_a_partitions_own_time_moves_its_idle_rollouts() -> None:
         assert (
             sorted((d.deployment, d.seq, d.action, d.ts, d.traffic_percent) for d in order) == key
         )
+
+
+def test_one_message_of_far_future_events_is_never_taken_for_a_gap() -> None:
+    """A producer's batch (one Kafka message) of 50 events a day ahead is one witness of a
+    gap, not 50: all are rejected and no decision changes."""
+    events = healthy_rollout()
+    reference, _, _ = lenient(events)
+    burst = [request(DAY + i) for i in range(50)]
+    engine = Engine()
+    decisions: list[Decision] = []
+    errors: list[str] = []
+    middle = len(events) // 2
+    decisions += engine.process_batch(events[:middle], lambda i, e: errors.append(e.reason))
+    decisions += engine.process_batch(
+        burst, lambda i, e: errors.append(e.reason), "canary.telemetry.v1/0@1234"
+    )
+    decisions += engine.process_batch(events[middle:], lambda i, e: errors.append(e.reason))
+    assert signature(decisions) == signature(reference)
+    assert errors == ["ts_out_of_range"] * 50
+    # The same events as 50 messages of their own are a gap of every producer.
+    engine = Engine()
+    engine.process_batch(events[:middle], lambda i, e: None)
+    engine.process_batch(burst, lambda i, e: None)
+    assert engine.rollouts["checkout-42"].clock > T0 + DAY - 600

@@ -238,10 +238,10 @@ def test_an_announcement_and_its_commands_in_one_unkeyed_message() -> None:
 class FailingEngine(Engine):
     """An engine with a bug: any event carrying ``boom`` makes it raise."""
 
-    def process_batch(self, events: list[Any], on_error: Callable[..., None]) -> list:
+    def process_batch(self, events: list[Any], on_error: Callable[..., None], *rest: Any) -> list:
         if any(type(e) is dict and "boom" in e for e in events):
             raise RuntimeError("boom " + "x" * 5000)
-        return super().process_batch(events, on_error)
+        return super().process_batch(events, on_error, *rest)
 
 
 def test_an_internal_error_dead_letters_its_message_and_is_not_retried() -> None:

@@ -226,7 +226,7 @@ class Admission(_Strict):
     max_pending: int = Field(
         default=50_000,
         ge=1,
-        le=10_000_000,
+        le=1_000_000,
         description="Events waiting for the clock to reach their tick; more are rejected.",
     )
 

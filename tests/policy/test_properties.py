@@ -172,7 +172,7 @@ def valid_policies(draw: st.DrawFn) -> dict[str, Any]:
             "witnesses": draw(st.integers(1, 1_000)),
             "gap_witnesses": draw(st.integers(2, 10_000)),
             "idle_after": draw(_between(tick, 86_400.0)),
-            "max_pending": draw(st.integers(1, 10_000_000)),
+            "max_pending": draw(st.integers(1, 1_000_000)),
         },
     }
 

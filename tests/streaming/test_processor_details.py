@@ -5,17 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from canarystream.contracts.decision import Decision
 from canarystream.engine import Engine
 from canarystream.errors import ContractError
 from canarystream.streaming import processor
+from canarystream.streaming.processor import ServiceSnapshot
 from tests.streaming.test_processor import (
     A,
     B,
     D,
     Feed,
     T,
+    aborted,
     letter_of,
     make_processor,
     request,
@@ -139,3 +142,88 @@ def test_the_version_1_migration_gives_version_2_without_tombstones() -> None:
         k: v for k, v in state.items() if k != "version"
     }
     assert orjson.dumps(upgraded)
+
+
+def test_three_finished_rollouts_are_kept_beside_the_active_one() -> None:
+    # Each rollback is verified afterwards: the last one aborted stays active meanwhile.
+    feed, proc = Feed(), make_processor()
+    batch = []
+    for n in range(1, 6):
+        batch += [feed(D, started(deployment=f"{A}-{n}")), feed(D, aborted(f"{A}-{n}"))]
+    result = proc.process(batch)
+    assert A in proc.engine.active_by_service
+    assert [r.deployment for r in result.snapshots[A].rollouts] == [
+        f"{A}-{n}" for n in (2, 3, 4, 5)
+    ]
+    result = proc.process([feed(D, started(deployment=f"{A}-6"))])
+    assert [r.deployment for r in result.snapshots[A].rollouts] == [
+        f"{A}-{n}" for n in (3, 4, 5, 6)
+    ]
+
+
+def test_a_key_that_is_not_utf8_is_no_service_not_ignored() -> None:
+    feed, proc = Feed(), make_processor()
+    message = feed(T, request(), key=b"\xff\xfe")
+    result = proc.process([feed(D, started()), message])
+    assert result.ignored == 0
+    assert letter_of(result, message).reason == "no_service"
+
+
+def test_telemetry_of_services_without_an_active_rollout_is_counted_exactly() -> None:
+    # B has stored state without a rollout; "search" has none at all.
+    feed, store = Feed(), {B: ServiceSnapshot(B, 0).dumps()}
+    proc = make_processor(store)
+    batch = [feed(T, request(B), key=B), feed(T, request(B), key=B)]
+    batch.append(feed(T, request("search"), key="search"))
+    result = proc.process(batch)
+    assert result.ignored == 3
+    assert result.dead_letters == [] and result.snapshots == {}
+
+
+@pytest.mark.parametrize("topic", [T, D])
+def test_an_unreadable_service_is_forgotten_with_its_partition(topic: str) -> None:
+    feed, store = Feed(), {A: b"garbage"}
+    proc = make_processor(store)
+    value = [request(), request(), request()] if topic == T else started()
+    message = feed(topic, value, partition=3)
+    result = proc.process([message])
+    letter = letter_of(result, message)
+    assert letter.reason == "state_unreadable"
+    assert letter.detail.startswith(
+        "the stored state of service 'checkout' cannot be read, so its messages are set aside: "
+    )
+    assert result.invalid == {"state_unreadable": 3 if topic == T else 1}
+    assert proc.services[A].partition == 3
+    assert proc.revoke({2}) == 0 and A in proc.services
+    assert proc.revoke({3}) == 1 and A not in proc.services
+
+
+def test_a_malformed_message_names_the_parse_error() -> None:
+    feed, proc = Feed(), make_processor()
+    message = feed(T, b'{"type": ')
+    result = proc.process([feed(D, started()), message])
+    assert letter_of(result, message).detail.startswith("malformed JSON: ")
+
+
+@pytest.mark.parametrize("service", ["", 5, None, ["checkout"]])
+def test_an_unkeyed_first_event_without_a_service_name_is_no_service(service: Any) -> None:
+    feed, proc = Feed(), make_processor()
+    message = feed(T, [request(service=service), request()], key=None)
+    result = proc.process([feed(D, started()), message])
+    assert letter_of(result, message).reason == "no_service"
+    assert result.invalid == {"no_service": 2}
+
+
+class _Failing(Engine):
+    def process_batch(self, events: Any, on_error: Any = None, *args: Any) -> list[Decision]:
+        if events[0].get("type") != "request":
+            return super().process_batch(events, on_error, *args)
+        raise RuntimeError("boom")
+
+
+def test_an_internal_error_alone_says_only_that() -> None:
+    feed, proc = Feed(), make_processor(engine=_Failing())
+    message = feed(T, [request(), request()])
+    result = proc.process([feed(D, started()), message])
+    assert letter_of(result, message).detail == "internal error: RuntimeError: boom"
+    assert result.invalid == {"internal_error": 1}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
 import pytest
 
 from canarystream.contracts.decision import Decision
+from canarystream.contracts.topics import service_partition
 from canarystream.engine import Engine
 from canarystream.errors import ContractError
 from canarystream.streaming import processor
@@ -91,19 +93,24 @@ def test_more_rejections_than_listed_are_counted_and_no_more_otherwise() -> None
     assert letter_of(result, five).detail.count("; [") == processor.LISTED - 1
 
 
-def test_rejections_reported_out_of_order_list_the_lowest_indices() -> None:
+@pytest.mark.parametrize(
+    ("invalid", "named"),
+    [(10, ["2", "4", "10", "20", "30"]), (35, ["2", "4", "20", "30", "35"])],
+)
+def test_rejections_reported_out_of_order_list_the_lowest_indices(
+    invalid: int, named: list[str]
+) -> None:
     # Events of another service are rejected first, before the engine sees the others; an
     # invalid event the engine reports afterwards still takes its place among the first five.
     events: list[Any] = [request() for _ in range(60)]
     for index in (2, 4, 20, 30, 40, 50):
         events[index] = request(B)
-    events[10] = request(status=0)
+    events[invalid] = request(status=0)
     feed, proc = Feed(), make_processor()
     message = feed(T, events)
     result = proc.process([feed(D, started()), message])
     detail = letter_of(result, message).detail
-    named = [part.split("]", 1)[0] for part in detail.split("[")[1:]]
-    assert named == ["2", "4", "10", "20", "30"]
+    assert [part.split("]", 1)[0] for part in detail.split("[")[1:]] == named
     assert detail.startswith("7 of 60 events rejected (invalid_field 1, key_mismatch 6): ")
     assert detail.endswith("; 2 more")
 
@@ -134,13 +141,16 @@ def test_an_internal_error_after_rejections_reports_both() -> None:
 
 def test_the_version_1_migration_gives_version_2_without_tombstones() -> None:
     migrate = processor.MIGRATIONS[1]
-    state = {"format": processor.STATE_FORMAT, "version": 1, "service": A, "rollouts": []}
+    rollout = {"deployment": f"{A}-1", "service": A}
+    state = {"format": processor.STATE_FORMAT, "version": 1, "service": A, "rollouts": [rollout]}
     upgraded = migrate(dict(state))
     assert upgraded["version"] == 2 == processor.STATE_VERSION
     assert upgraded["tombstones"] == {}
-    assert {k: v for k, v in upgraded.items() if k not in ("version", "tombstones")} == {
-        k: v for k, v in state.items() if k != "version"
-    }
+    assert (upgraded["format"], upgraded["service"]) == (processor.STATE_FORMAT, A)
+    # Each rollout learns the partition of its service.
+    (migrated,) = upgraded["rollouts"]
+    assert migrated["partition"] == service_partition(A) != service_partition(B)
+    assert {k: v for k, v in migrated.items() if k != "partition"} == rollout
     assert orjson.dumps(upgraded)
 
 
@@ -227,3 +237,21 @@ def test_an_internal_error_alone_says_only_that() -> None:
     result = proc.process([feed(D, started()), message])
     assert letter_of(result, message).detail == "internal error: RuntimeError: boom"
     assert result.invalid == {"internal_error": 1}
+
+
+def test_a_record_of_another_service_is_unreadable_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    feed, store = Feed(), {A: ServiceSnapshot(B, 0).dumps()}
+    proc = make_processor(store)
+    message = feed(T, request())
+    with caplog.at_level(logging.ERROR, logger=processor.__name__):
+        result = proc.process([message])
+    assert letter_of(result, message).detail.endswith(
+        "cannot be read, so its messages are set aside: the record holds service 'payments'"
+    )
+    (record,) = [r for r in caplog.records if "stored state" in r.getMessage()]
+    assert record.getMessage() == (
+        "stored state of service 'checkout' cannot be read; its messages are dead-lettered "
+        "(state_unreadable) until it can: the record holds service 'payments'"
+    )

@@ -203,7 +203,7 @@ def test_an_unreadable_service_is_forgotten_with_its_partition(topic: str) -> No
         "the stored state of service 'checkout' cannot be read, so its messages are set aside: "
     )
     assert result.invalid == {"state_unreadable": 3 if topic == T else 1}
-    assert proc.services[A].partition == 3
+    assert (proc.services[A].service, proc.services[A].partition) == (A, 3)
     assert proc.revoke({2}) == 0 and A in proc.services
     assert proc.revoke({3}) == 1 and A not in proc.services
 
@@ -255,3 +255,36 @@ def test_a_record_of_another_service_is_unreadable_and_logged(
         "stored state of service 'checkout' cannot be read; its messages are dead-lettered "
         "(state_unreadable) until it can: the record holds service 'payments'"
     )
+
+
+def test_one_traceback_per_batch_and_each_failure_logged_with_its_source(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    feed, proc = Feed(), make_processor(engine=_Failing())
+    first, second = feed(T, [request()], partition=0), feed(T, [request()], partition=0)
+    with caplog.at_level(logging.ERROR, logger=processor.__name__):
+        proc.process([feed(D, started()), first, second])
+    records = [r for r in caplog.records if r.getMessage().startswith("internal error")]
+    assert [r.getMessage() for r in records] == [
+        f"internal error on message {T}/0@{first.offset}, dead-lettered: RuntimeError: boom",
+        f"internal error on message {T}/0@{second.offset}, dead-lettered: RuntimeError: boom",
+    ]
+    assert records[0].exc_info is not None and records[0].exc_info[0] is RuntimeError
+    assert not records[1].exc_info
+    with caplog.at_level(logging.ERROR, logger=processor.__name__):
+        caplog.clear()
+        proc.process([feed(T, [request()])])  # a new batch: a traceback again
+    (again,) = [r for r in caplog.records if r.getMessage().startswith("internal error")]
+    assert again.exc_info is not None
+
+
+def test_a_service_known_only_by_its_tombstones_keeps_its_offsets() -> None:
+    feed, store = Feed(), {}
+    stored = ServiceSnapshot(B, 0, tombstones={f"{B}-1": 1_790_000_000.0})
+    store[B] = stored.dumps()
+    proc = make_processor(store)
+    again = feed(D, started(B), key=B)
+    result = proc.process([again])
+    assert letter_of(result, again).reason == "duplicate_deployment"
+    assert result.snapshots[B].offsets == {D: again.offset}
+    assert result.snapshots[B].tombstones == stored.tombstones

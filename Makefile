@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 WITH_BROKER := deploy/kafka/with-broker.sh $(PY)
 
-.PHONY: demo test e2e lint services bench bench-detection bench-speed bench-stream schemas fuzz clean
+.PHONY: demo test e2e lint services bench bench-detection bench-speed bench-stream schemas fuzz mutation clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,23 @@ e2e: $(STAMP) services
 # change, and leaves a reproducer of each in out/fuzz/ (`make test` runs 2,000 of them).
 fuzz: $(STAMP)
 	$(PY) -m tests.fuzz --inputs 100000 --seed 1
+
+# Mutation testing (mutmut; pyproject.toml [tool.mutmut]) of the modules in MUTATE, in a copy
+# of the tree under out/mutation/; each mutant runs only the broker-free tests that reach the
+# function it changes. Every mutant's status: out/mutation/results.txt; the survivors and a
+# score per module are printed (benchmarks/mutation.md explains them).
+# E.g. make mutation MUTATE="canarystream/contracts/signing.py" MUTATION_JOBS=1
+MUTATE ?= canarystream/analysis canarystream/engine canarystream/streaming/processor.py \
+	canarystream/actuators/fencing.py canarystream/contracts/signing.py
+MUTATION_JOBS ?= 2
+mutation: $(STAMP)
+	rm -rf out/mutation && mkdir -p out/mutation
+	cp -R canarystream tests pyproject.toml out/mutation/
+	$(PY) -m tests.mutation out/mutation/pyproject.toml $(MUTATE)
+	cd out/mutation && $(abspath $(VENV))/bin/mutmut run --max-children $(MUTATION_JOBS)
+	cd out/mutation && $(abspath $(VENV))/bin/mutmut results --all true > results.txt
+	grep -v ": killed$$" out/mutation/results.txt || true
+	$(PY) -m tests.mutation --summary < out/mutation/results.txt
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check canarystream tests benchmarks

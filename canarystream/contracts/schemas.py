@@ -40,6 +40,7 @@ from canarystream.contracts.events import (
     RequestSample,
 )
 from canarystream.contracts.topics import TOPICS
+from canarystream.contracts.verdict import InputVerdict
 from canarystream.policy.model import Policy, parse_duration, parse_status_set
 
 __all__ = [
@@ -119,6 +120,12 @@ def _sources() -> dict[str, _Source]:
             "Dead letter",
             "A message that could not be used, with the reason and the original.",
             DeadLetter,
+            "serialization",
+        ),
+        "input-verdict": _Source(
+            "Input verdict",
+            "The worker's verdict on one announcement or control event, and who sent it.",
+            InputVerdict,
             "serialization",
         ),
         "policy": _Source(

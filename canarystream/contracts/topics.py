@@ -17,6 +17,7 @@ __all__ = [
     "DEPLOYMENTS_TOPIC",
     "TELEMETRY_TOPIC",
     "TOPICS",
+    "VERDICTS_TOPIC",
     "TopicSpec",
     "service_partition",
     "topic_spec",
@@ -27,6 +28,7 @@ DEPLOYMENTS_TOPIC = "canary.deployments.v1"
 DECISIONS_TOPIC = "canary.decisions.v1"
 ACTUATIONS_TOPIC = "canary.actuations.v1"
 DEADLETTER_TOPIC = "canary.deadletter.v1"
+VERDICTS_TOPIC = "canary.verdicts.v1"
 
 _HOUR_MS = 3_600_000
 _DAY_MS = 24 * _HOUR_MS
@@ -191,6 +193,21 @@ TOPICS: tuple[TopicSpec, ...] = (
             "days for inspection."
         ),
         schema_name="dead-letter",
+    ),
+    TopicSpec(
+        name=VERDICTS_TOPIC,
+        partitions=12,
+        replication_factor=_REPLICATION,
+        key="deployment",
+        cleanup_policy="delete",
+        retention_ms=30 * _DAY_MS,
+        description=(
+            "The worker's verdict on every announcement and control event: accepted or "
+            "refused (with the reason), and the principal its signature authenticated. Keyed "
+            "by deployment, like decisions and actuations, so the audit recorder reads all "
+            "three co-partitioned. Kept 30 days."
+        ),
+        schema_name="input-verdict",
     ),
 )
 

@@ -242,6 +242,22 @@ class Settings(BaseSettings):
         description="Actuators: trusted HMAC secrets or Ed25519 public keys (JSON list).",
     )
 
+    # Who runs a command (canarystream approve|abort|pause|resume), and with which key.
+    principal: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9._@-]{0,127}$",
+        description="The caller's principal name, as the access file lists it.",
+    )
+    principal_key_file: Path | None = Field(
+        default=None,
+        description="The caller's Ed25519 private key (PEM; `canarystream keys generate`).",
+    )
+    insecure: bool = Field(
+        default=False,
+        description="Run without signatures (local drills only): the worker publishes "
+        "unsigned decisions and actuators act on them; every start says so loudly.",
+    )
+
     @model_validator(mode="after")
     def _check_security(self) -> Settings:
         sasl = self.kafka_security_protocol.startswith("SASL")

@@ -1,5 +1,5 @@
 """Command-line interface: ``canarystream replay | simulate | policy | kafka | topics | worker |
-actuate | demo``."""
+actuate | demo | keys``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from canarystream.cli import (  # noqa: F401  (registration)
     actuate_cmd,
     demo_cmd,
     kafka_cmd,
+    keys_cmd,
     policy_cmd,
     replay_cmd,
     simulate_cmd,

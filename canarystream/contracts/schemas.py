@@ -27,6 +27,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaV
 from pydantic_core import CoreSchema, core_schema
 
 from canarystream.contracts.actuation import ActuationReport, DeadLetter
+from canarystream.contracts.audit import AuditRecord
 from canarystream.contracts.decision import Decision
 from canarystream.contracts.events import (
     DeploymentAborted,
@@ -126,6 +127,13 @@ def _sources() -> dict[str, _Source]:
             "Input verdict",
             "The worker's verdict on one announcement or control event, and who sent it.",
             InputVerdict,
+            "serialization",
+        ),
+        "audit-record": _Source(
+            "Audit record",
+            "One verdict, decision or actuation (or an unreadable message of those topics) in "
+            "its deployment's hash chain.",
+            AuditRecord,
             "serialization",
         ),
         "policy": _Source(

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ACTUATIONS_TOPIC",
+    "AUDIT_TOPIC",
     "DEADLETTER_TOPIC",
     "DECISIONS_TOPIC",
     "DEPLOYMENTS_TOPIC",
@@ -29,6 +30,7 @@ DECISIONS_TOPIC = "canary.decisions.v1"
 ACTUATIONS_TOPIC = "canary.actuations.v1"
 DEADLETTER_TOPIC = "canary.deadletter.v1"
 VERDICTS_TOPIC = "canary.verdicts.v1"
+AUDIT_TOPIC = "canary.audit.v1"
 
 _HOUR_MS = 3_600_000
 _DAY_MS = 24 * _HOUR_MS
@@ -208,6 +210,22 @@ TOPICS: tuple[TopicSpec, ...] = (
             "three co-partitioned. Kept 30 days."
         ),
         schema_name="input-verdict",
+    ),
+    TopicSpec(
+        name=AUDIT_TOPIC,
+        partitions=12,
+        replication_factor=_REPLICATION,
+        key="deployment",
+        cleanup_policy="delete",
+        retention_ms=-1,
+        description=(
+            "The audit trail: one record per message of the verdicts, decisions and "
+            "actuations topics, hash-chained per deployment (seq, prev, hash), written by "
+            "`canarystream audit record` alone and checked by `canarystream audit verify`. "
+            "Partition p holds the records of partition p of those three topics (same key, "
+            "same count), so one recorder owns a deployment's whole chain. Kept forever."
+        ),
+        schema_name="audit-record",
     ),
 )
 

@@ -58,6 +58,7 @@ def is_last_of_chain(log: list[dict[str, Any]], index: int) -> bool:
 owners = st.lists(st.integers(0, 2), min_size=2, max_size=30)
 
 
+@settings(deadline=None)
 @given(owners)
 def test_a_clean_trail_verifies(owners: list[int]) -> None:
     log = trail(owners)
@@ -104,7 +105,7 @@ def _modify(record: dict[str, Any], name: str) -> dict[str, Any]:
     return changed
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(owners, st.data())
 def test_any_modification_is_found(owners: list[int], data: st.DataObject) -> None:
     log = trail(owners)
@@ -121,7 +122,7 @@ def test_any_modification_is_found(owners: list[int], data: st.DataObject) -> No
     assert not verify_records(log).ok
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(owners, st.data())
 def test_any_deletion_but_a_chains_newest_is_found(owners: list[int], data: st.DataObject) -> None:
     log = trail(owners)
@@ -131,7 +132,7 @@ def test_any_deletion_but_a_chains_newest_is_found(owners: list[int], data: st.D
     assert verify_records(log).ok is last
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(owners, st.data())
 def test_any_swap_that_reorders_a_chain_is_found(owners: list[int], data: st.DataObject) -> None:
     log = trail(owners)
@@ -148,7 +149,7 @@ def test_any_swap_that_reorders_a_chain_is_found(owners: list[int], data: st.Dat
     assert verify_records(log).ok is in_order
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(owners, st.data())
 def test_any_insertion_is_found(owners: list[int], data: st.DataObject) -> None:
     log = trail(owners)

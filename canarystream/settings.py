@@ -4,8 +4,8 @@ Every tunable is one flat field of :class:`Settings`: its environment variable i
 ``CANARYSTREAM_`` plus the field's name in capitals, its key in the YAML file named by
 ``CANARYSTREAM_CONFIG`` the field's name. Related tunables share a prefix: ``batch_`` and
 ``checkpoint_`` (the worker's batches), ``web_`` (the worker's web server), ``faust_`` (Faust's
-own setting of the same name, e.g. ``faust_broker_max_poll_records``), ``actuator_retry_`` and
-``actuator_metrics_`` (``canarystream actuate``). Precedence: a command-line option, then the
+own setting of the same name, e.g. ``faust_broker_max_poll_records``), ``actuator_`` (``canarystream
+actuate``: its scope, retries and ``/metrics``). Precedence: a command-line option, then the
 environment, then the file, then the default. Errors name the variable, the field and where
 the wrong value came from.
 """
@@ -226,6 +226,18 @@ class Settings(BaseSettings):
     )
     actuator_metrics_port: int = Field(
         default=6067, ge=0, le=65535, description="Port of an actuator's /metrics; 0: none."
+    )
+    actuator_services: list[str] = Field(
+        default_factory=list,
+        description='Services an actuator acts for: names or globs, "*" for every service '
+        "(JSON list in the env var). No default: an actuator without a scope does not start.",
+    )
+    actuator_max_decision_age: float = Field(
+        default=900.0,
+        gt=0,
+        le=30 * 86_400,
+        description="Seconds: an actuator refuses a decision whose event time is older than "
+        "this by its clock (reason stale).",
     )
 
     # Decision signatures (HMAC-SHA256 with a shared key, or Ed25519).

@@ -19,14 +19,21 @@ canarystream.errors.ConfigError: Example: port: Extra inputs are not permitted
 
 from __future__ import annotations
 
+import fnmatch
 import shlex
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from canarystream.errors import ConfigError, field_errors
 
-__all__ = ["BackendConfig", "Command", "Strings"]
+if TYPE_CHECKING:
+    from canarystream.contracts.decision import Decision
+
+__all__ = ["DEFAULT_MAX_AGE_SECONDS", "BackendConfig", "Command", "Scope", "Strings"]
+
+#: Oldest decision (event time against the actuator's clock) an actuator acts on by default.
+DEFAULT_MAX_AGE_SECONDS = 900.0
 
 
 def _one_or_many(value: Any) -> Any:
@@ -56,3 +63,66 @@ class BackendConfig(BaseModel):
                 f"{where}: {msg}" if where else msg for where, msg in field_errors(exc)
             )
             raise ConfigError(f"{type(self).__name__}: {errors}") from exc
+
+
+class Scope(BackendConfig):
+    """What an actuator may act for: the services (globs) and how old a decision may be.
+
+    There is no default scope: an actuator acts for every service only when told so with
+    ``services: ["*"]``. A decision for another service, or one whose event time is more
+    than ``max_age_seconds`` before the actuator's clock, is refused.
+
+    >>> scope = Scope(services=["payments", "shop-*"])
+    >>> scope.covers("shop-eu"), scope.covers("checkout")
+    (True, False)
+    >>> Scope(services=[])
+    Traceback (most recent call last):
+    ...
+    canarystream.errors.ConfigError: Scope: services: no service scope: name the services this actuator acts for (globs; "*" for every service)
+    """  # noqa: E501
+
+    services: Strings = Field(
+        description="Services this actuator acts for: names or globs (fnmatch, case-sensitive); "
+        '"*" for every service, given explicitly.'
+    )
+    max_age_seconds: float = Field(
+        default=DEFAULT_MAX_AGE_SECONDS,
+        gt=0,
+        description="Oldest decision acted on: event time against the actuator's clock, in s.",
+    )
+
+    @field_validator("services")
+    @classmethod
+    def _services(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError(
+                'no service scope: name the services this actuator acts for (globs; "*" for '
+                "every service)"
+            )
+        for glob in value:
+            if not glob or glob != glob.strip() or any(c.isspace() for c in glob):
+                raise ValueError(f"{glob!r} is not a service name or glob")
+        return value
+
+    def covers(self, service: str) -> bool:
+        """Whether ``service`` is one this actuator acts for."""
+        return any(fnmatch.fnmatchcase(service, glob) for glob in self.services)
+
+    def refusal(self, decision: Decision, now: float) -> tuple[str, str] | None:
+        """Why ``decision`` is out of scope at ``now`` (epoch s) -- ``(detail, reason)`` --
+        or None."""
+        if not self.covers(decision.service):
+            listed = ", ".join(self.services)
+            return (
+                f"refused: service {decision.service!r} is not one this actuator acts for "
+                f"({listed})",
+                "out_of_scope",
+            )
+        age = now - decision.ts
+        if age > self.max_age_seconds:
+            return (
+                f"refused: the decision is {age:.0f} s old (event time), older than the "
+                f"{self.max_age_seconds:g} s allowed",
+                "stale",
+            )
+        return None

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from canarystream.actuators.base import TrafficBackend, TrafficTarget, describe_error
+from canarystream.actuators.config import Scope
 from canarystream.actuators.fencing import FenceStore
 from canarystream.actuators.handler import BaseHandler
 from canarystream.actuators.metrics import ActuationMetrics
@@ -83,7 +84,7 @@ class Actuator(BaseHandler):
     ----------
     backend:
         Any :class:`~canarystream.actuators.base.TrafficBackend` (router or flag service).
-    verifier, fence, dry_run, metrics:
+    verifier, scope, fence, dry_run, metrics:
         As for :class:`~canarystream.actuators.handler.BaseHandler`.
     retry:
         Attempts, backoff and deadline for each decision.
@@ -105,6 +106,7 @@ class Actuator(BaseHandler):
         backend: TrafficBackend,
         *,
         verifier: Verifier | None,
+        scope: Scope,
         fence: FenceStore | None = None,
         dry_run: bool = False,
         retry: RetryPolicy | None = None,
@@ -124,6 +126,7 @@ class Actuator(BaseHandler):
             )
         super().__init__(
             verifier=verifier,
+            scope=scope,
             fence=fence,
             dry_run=dry_run,
             metrics=metrics,

@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from canarystream.actuators.config import Scope
     from canarystream.contracts.decision import Decision
     from canarystream.contracts.signing import Verifier
 
@@ -132,18 +133,25 @@ def refusal(
     verifier: Verifier | None,
     fence: FenceStore,
     *,
+    scope: Scope | None = None,
+    now: float = 0.0,
     done: str = "applied",
 ) -> tuple[str, str] | None:
     """Why an actuator must refuse ``decision`` — ``(detail, reason)`` — or None to go on.
 
-    Checks the signature over ``signed`` (when a verifier is given), then admits the decision
-    through ``fence`` (duplicates and stale ``seq``); ``done`` words what the fence remembers.
+    Checks the signature over ``signed`` (when a verifier is given), then the ``scope`` (the
+    decision's service, and its age at ``now``), then admits the decision through ``fence``
+    (duplicates and stale ``seq``); ``done`` words what the fence remembers.
     """
     if verifier is not None:
         reason = verifier.check(signed, signature)
         if reason is not None:
             why = "it is not signed" if reason == "unsigned" else "its signature is not valid"
             return f"refused: {why}", reason
+    if scope is not None:
+        out = scope.refusal(decision, now)
+        if out is not None:
+            return out
     admission = fence.admit(decision.decision_id, decision.deployment, decision.seq)
     if admission is Admission.NEW:
         return None

@@ -3,7 +3,10 @@
 For each decision, one at a time:
 
 1. **Refusal** -- :func:`~canarystream.actuators.fencing.refusal`: the signature over the exact
-   message bytes (the decision's canonical bytes when none are given), then the fence: a
+   message bytes (the decision's canonical bytes when none are given), then the
+   :class:`~canarystream.actuators.config.Scope`: a decision for a service this actuator does
+   not act for (``out_of_scope``) or older than its ``max_age_seconds`` by event time
+   (``stale``) is refused; then the fence: a
    redelivered decision (``duplicate``) or one not newer than a decision already carried out
    for its deployment (``stale``) is reported ``rejected`` and goes no further.
 2. **Carry out** -- what differs between handlers: the traffic
@@ -25,6 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import ClassVar
 
+from canarystream.actuators.config import Scope
 from canarystream.actuators.fencing import Fence, FenceStore, refusal
 from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.contracts.actuation import ActuationReport, ActuationStatus
@@ -41,6 +45,9 @@ class BaseHandler(ABC):
     ----------
     verifier:
         Trusted keys; None turns signature checks off (local drills only).
+    scope:
+        The services this handler acts for and the oldest decision it acts on; required:
+        there is no default "every service".
     fence:
         Decisions already carried out; a new empty :class:`~canarystream.actuators.fencing.Fence`
         by default. Pass a restored one to keep idempotency across restarts.
@@ -59,6 +66,7 @@ class BaseHandler(ABC):
         self,
         *,
         verifier: Verifier | None,
+        scope: Scope,
         fence: FenceStore | None = None,
         dry_run: bool = False,
         metrics: ActuationMetrics | None = None,
@@ -66,6 +74,7 @@ class BaseHandler(ABC):
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.verifier = verifier
+        self.scope = scope
         self.fence: FenceStore = Fence() if fence is None else fence
         self.dry_run = dry_run
         self.metrics = metrics
@@ -108,7 +117,14 @@ class BaseHandler(ABC):
             started = self._monotonic()
             signed = canonical_bytes(decision) if payload is None else payload
             refused = refusal(
-                decision, signed, signature, self.verifier, self.fence, done=self.fenced_as
+                decision,
+                signed,
+                signature,
+                self.verifier,
+                self.fence,
+                scope=self.scope,
+                now=self._clock(),
+                done=self.fenced_as,
             )
             reason: str | None = None
             if refused is not None:

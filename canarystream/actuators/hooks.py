@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from pydantic import AliasChoices, Field, field_validator
 
 from canarystream.actuators.base import describe_error
-from canarystream.actuators.config import BackendConfig, Strings
+from canarystream.actuators.config import BackendConfig, Scope, Strings
 from canarystream.actuators.fencing import FenceStore
 from canarystream.actuators.handler import BaseHandler
 from canarystream.actuators.metrics import ActuationMetrics
@@ -336,7 +336,7 @@ class HookActuator(BaseHandler):
     runner:
         Runs the hooks; its ``max_seconds`` bounds one decision's hooks together, for the
         consumer's poll interval.
-    verifier, fence, dry_run, metrics, clock, monotonic:
+    verifier, scope, fence, dry_run, metrics, clock, monotonic:
         As for :class:`~canarystream.actuators.handler.BaseHandler`; a dry run reports which
         hooks would run and runs none.
     """
@@ -348,6 +348,7 @@ class HookActuator(BaseHandler):
         runner: HookRunner,
         *,
         verifier: Verifier | None,
+        scope: Scope,
         fence: FenceStore | None = None,
         dry_run: bool = False,
         metrics: ActuationMetrics | None = None,
@@ -356,6 +357,7 @@ class HookActuator(BaseHandler):
     ) -> None:
         super().__init__(
             verifier=verifier,
+            scope=scope,
             fence=fence,
             dry_run=dry_run,
             metrics=metrics,

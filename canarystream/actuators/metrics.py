@@ -15,12 +15,10 @@ class ActuationMetrics:
     * ``canarystream_actuations_total{backend,status}`` -- reports by status
       (applied, failed, rejected);
     * ``canarystream_actuation_rejected_total{reason}`` -- rejections by reason
-      (unsigned, bad_signature, duplicate, stale; invalid_decision for a message that is
-      not a decision, which gets no report);
+      (unsigned, bad_signature, out_of_scope, stale, duplicate; invalid_decision for a
+      message that is not a decision, which gets no report);
     * ``canarystream_actuation_duration_seconds{backend}`` -- time from receipt to report,
-      retries included;
-    * ``canarystream_actuation_skipped_total`` -- decisions for services this actuator
-      does not handle.
+      retries included.
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -42,11 +40,6 @@ class ActuationMetrics:
             "Seconds from receiving a decision to reporting on it, retries included.",
             ["backend"],
             buckets=_DURATION_BUCKETS,
-            registry=registry,
-        )
-        self.skipped = Counter(
-            "canarystream_actuation_skipped",
-            "Decisions left alone because their service is not this actuator's.",
             registry=registry,
         )
 

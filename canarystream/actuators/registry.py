@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import AliasChoices, BaseModel, ValidationError
 
 from canarystream.actuators.base import Handler, TrafficBackend
+from canarystream.actuators.config import Scope
 from canarystream.actuators.executor import Actuator, RetryPolicy
 from canarystream.actuators.flags.flagd import FlagdConfig, FlagdProvider
 from canarystream.actuators.flags.unleash import UnleashConfig, UnleashProvider
@@ -45,6 +46,7 @@ class HandlerOptions:
     """What every handler is built with, whatever its backend (the command's common options)."""
 
     verifier: Verifier | None
+    scope: Scope  # the services acted for, and the oldest decision acted on
     dry_run: bool = False
     rollback_steps: int = 1
     rollback_step_seconds: float = 0.0
@@ -174,6 +176,7 @@ def traffic(backend: Callable[[C], TrafficBackend]) -> Callable[[C, HandlerOptio
         return Actuator(
             backend(config),
             verifier=options.verifier,
+            scope=options.scope,
             dry_run=options.dry_run,
             metrics=options.metrics,
             rollback_steps=options.rollback_steps,
@@ -192,6 +195,7 @@ def _hooks(config: HookRunnerConfig, options: HandlerOptions) -> Handler:
     return HookActuator(
         HookRunner(config),
         verifier=options.verifier,
+        scope=options.scope,
         dry_run=options.dry_run,
         metrics=options.metrics,
     )

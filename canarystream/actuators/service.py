@@ -12,10 +12,10 @@ work instead (for high availability of one backend).
 Per message, in partition order:
 
 1. decode it with :func:`~canarystream.contracts.codec.decode_decision`;
-2. skip it (counted) if its service is not one this instance handles;
-3. hand the decision, its signature header and the **exact message bytes** (what the worker
-   signed) to the handler, which verifies, fences and carries it out;
-4. publish the :class:`~canarystream.contracts.actuation.ActuationReport` on
+2. hand the decision, its signature header and the **exact message bytes** (what the worker
+   signed) to the handler, which verifies it, refuses it when its service is out of the
+   handler's scope or it is too old, fences it and carries it out;
+3. publish the :class:`~canarystream.contracts.actuation.ActuationReport` on
    ``canary.actuations.v1`` keyed by deployment, wait for the broker's ack, and only then
    commit the message's offset.
 
@@ -43,7 +43,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import orjson
@@ -91,8 +91,6 @@ class ActuatorService:
         The cluster and the topic prefix.
     name:
         Names this instance's consumer group together with the backend kind.
-    services:
-        Services to act for; empty means every service.
     metrics_port, metrics_host:
         Serve ``/metrics`` of the actuator's registry there (0: any free port); None: no
         server.
@@ -108,9 +106,8 @@ class ActuatorService:
         connection: Connection,
         *,
         name: str = "default",
-        services: Collection[str] = (),
         metrics_port: int | None = None,
-        metrics_host: str = "0.0.0.0",  # scraped from outside the host
+        metrics_host: str = "127.0.0.1",  # this host only, unless configured otherwise
         start_from: Literal["latest", "earliest"] = "latest",
         poll_seconds: float = 0.5,
     ) -> None:
@@ -121,7 +118,6 @@ class ActuatorService:
         self.connection = connection
         self.name = name
         self.group_id = group_id_for(connection, handler.kind, name)
-        self.services = frozenset(services)
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
         self.start_from = start_from
@@ -185,13 +181,12 @@ class ActuatorService:
                 )
                 self.metrics_address = server.server_address[:2]
             log.info(
-                "actuator %s (%s: %s) consuming %s as group %s, services: %s",
+                "actuator %s (%s: %s) consuming %s as group %s",
                 self.name,
                 self.handler.kind,
                 self.handler.describe(),
                 self.decisions_topic,
                 self.group_id,
-                ", ".join(sorted(self.services)) or "all",
             )
             while not self._stopping:
                 batches = await self._poll(consumer)
@@ -227,9 +222,6 @@ class ActuatorService:
             decision = decode_decision(raw)
         except ContractError as exc:
             await self._undecodable(raw, signature, exc, producer)
-            return None
-        if self.services and decision.service not in self.services:
-            self.metrics.skipped.inc()
             return None
         report = await self.handler.actuate(decision, signature, raw)
         value = orjson.dumps(report.model_dump(mode="json"))

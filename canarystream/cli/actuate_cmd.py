@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from canarystream.actuators.base import Handler
+from canarystream.actuators.config import Scope
 from canarystream.actuators.executor import RetryPolicy
 from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.actuators.registry import REGISTRY, HandlerOptions, Plugin
@@ -39,7 +40,7 @@ from canarystream.kafka.admin import create_topics
 from canarystream.kafka.connection import Connection
 from canarystream.settings import Settings
 
-__all__ = ["COMMON_OPTIONS", "retry_policy", "section_from_args"]
+__all__ = ["COMMON_OPTIONS", "retry_policy", "scope_from", "section_from_args"]
 
 _err = Console(stderr=True, soft_wrap=True)
 
@@ -49,6 +50,7 @@ COMMON_OPTIONS = frozenset(
         "config",
         "name",
         "service",
+        "max_decision_age",
         "dry_run",
         "metrics_bind",
         "metrics_port",
@@ -135,7 +137,21 @@ def actuate(
     ] = "default",
     service: Annotated[
         list[str] | None,
-        typer.Option("--service", help="Act only for this service (repeatable). Default: all."),
+        typer.Option(
+            "--service",
+            help="Act for this service: a name or a glob (repeatable); '*' for every service. "
+            "Default: CANARYSTREAM_ACTUATOR_SERVICES; without either the actuator does not "
+            "start. Decisions for other services are refused (out_of_scope).",
+            show_default=False,
+        ),
+    ] = None,
+    max_decision_age: Annotated[
+        float | None,
+        typer.Option(
+            help="Refuse a decision whose event time is older than this many seconds (stale). "
+            "Default: CANARYSTREAM_ACTUATOR_MAX_DECISION_AGE (900).",
+            show_default=False,
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option(help="Report what would be done; change nothing.")
@@ -206,6 +222,8 @@ def actuate(
             actuator_metrics_port=metrics_port,
             actuator_retry_max_attempts=retry_max_attempts,
             actuator_retry_deadline=retry_deadline,
+            actuator_services=service or None,
+            actuator_max_decision_age=max_decision_age,
         )
         verifier = verifier_from(settings)
         if verifier is None and not allow_unsigned:
@@ -216,6 +234,7 @@ def actuate(
             )
         options = HandlerOptions(
             verifier=verifier,
+            scope=scope_from(settings),
             dry_run=dry_run,
             rollback_steps=rollback_steps,
             rollback_step_seconds=rollback_step_seconds,
@@ -229,7 +248,6 @@ def actuate(
             handler,
             connection,
             name=name,
-            services=service or [],
             metrics_port=settings.actuator_metrics_port or None,
             metrics_host=settings.actuator_metrics_bind,
             start_from="earliest" if start_from is StartFrom.earliest else "latest",
@@ -245,6 +263,20 @@ def actuate(
     except KafkaError as exc:
         _err.print(f"[red]error:[/] kafka: {escape(str(exc))}")
         raise typer.Exit(1) from exc
+
+
+def scope_from(settings: Settings) -> Scope:
+    """The actuator's scope from the ``actuator_services`` and ``actuator_max_decision_age``
+    settings; an error naming both ways to set it when no service is given."""
+    if not settings.actuator_services:
+        raise ConfigError(
+            "actuator_services: this actuator has no service scope: give --service NAME "
+            "(repeatable, a glob; '*' for every service) or CANARYSTREAM_ACTUATOR_SERVICES"
+        )
+    return Scope(
+        services=settings.actuator_services,
+        max_age_seconds=settings.actuator_max_decision_age,
+    )
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

@@ -23,7 +23,7 @@ from canarystream.contracts.codec import encode_decision
 from canarystream.contracts.decision import Action, Decision, Phase
 from canarystream.contracts.signing import Signer
 from canarystream.errors import RouterError
-from tests.support.actuators import DEPLOYMENT, make_decision
+from tests.support.actuators import DEPLOYMENT, EVERY_SERVICE, make_decision
 
 SIGNER = Signer.hmac(b"test key")
 VERIFIER = SIGNER.verifier()
@@ -93,6 +93,7 @@ class MemoryFlags:
 def _actuator(backend: Any, clock: FakeTime | None = None, **kwargs: Any) -> Actuator:
     clock = clock or FakeTime()
     kwargs.setdefault("verifier", VERIFIER)
+    kwargs.setdefault("scope", EVERY_SERVICE)
     kwargs.setdefault("retry", RetryPolicy(initial_delay=0.1, jitter=0.0, deadline=10.0))
     kwargs.setdefault("rng", random.Random(7))
     return Actuator(
@@ -163,7 +164,7 @@ def test_a_hung_backend_is_cut_off_at_the_deadline() -> None:
             await asyncio.Event().wait()
 
     policy = RetryPolicy(max_attempts=1, deadline=0.2)
-    actuator = Actuator(Hung(), verifier=VERIFIER, retry=policy)  # real clock
+    actuator = Actuator(Hung(), verifier=VERIFIER, scope=EVERY_SERVICE, retry=policy)  # real clock
     report = _act(actuator, make_decision(0))
     assert report.status is ActuationStatus.FAILED and "timed out" in report.detail
 
@@ -263,7 +264,9 @@ def test_the_signature_covers_the_message_bytes_when_given() -> None:
 
 
 def test_without_a_verifier_signatures_are_not_checked() -> None:
-    report = _act(_actuator(MemoryRouter(), verifier=None), make_decision(0), None)
+    report = _act(
+        _actuator(MemoryRouter(), verifier=None, scope=EVERY_SERVICE), make_decision(0), None
+    )
     assert report.status is ActuationStatus.APPLIED
 
 
@@ -340,7 +343,9 @@ def test_a_failed_step_goes_straight_to_zero() -> None:
 
 def test_hurry_cuts_a_gradual_rollback_short() -> None:
     router = MemoryRouter()
-    actuator = Actuator(router, verifier=None, rollback_steps=4, rollback_step_seconds=30.0)
+    actuator = Actuator(
+        router, verifier=None, scope=EVERY_SERVICE, rollback_steps=4, rollback_step_seconds=30.0
+    )
 
     async def scenario() -> Any:
         await actuator.actuate(make_decision(0, traffic_percent=20.0), None)
@@ -373,7 +378,7 @@ def test_flag_provider_backend() -> None:
 
 def test_not_a_backend() -> None:
     with pytest.raises(TypeError, match="not a TrafficBackend"):
-        Actuator(object(), verifier=None)  # type: ignore[arg-type]
+        Actuator(object(), verifier=None, scope=EVERY_SERVICE)  # type: ignore[arg-type]
 
 
 def test_metrics_count_outcomes_and_durations() -> None:
@@ -405,4 +410,4 @@ def test_retry_policy_validation() -> None:
     with pytest.raises(ValueError, match="deadline"):
         RetryPolicy(deadline=0)
     with pytest.raises(ValueError, match="rollback_steps"):
-        Actuator(MemoryRouter(), verifier=None, rollback_steps=0)
+        Actuator(MemoryRouter(), verifier=None, scope=EVERY_SERVICE, rollback_steps=0)

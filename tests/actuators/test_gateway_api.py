@@ -20,7 +20,7 @@ from canarystream.actuators.routers.gateway_api import (
 from canarystream.contracts.actuation import ActuationStatus
 from canarystream.contracts.decision import Action, Phase
 from canarystream.errors import ConfigError, RouterError
-from tests.support.actuators import make_decision
+from tests.support.actuators import EVERY_SERVICE, make_decision
 
 CONFIG = GatewayApiConfig(
     route="shop",
@@ -118,7 +118,7 @@ def test_router_applies_and_reads_back_through_callables() -> None:
 
     router = GatewayApiRouter(CONFIG, apply, get)
     assert asyncio.run(router.get_share("d1")) is None
-    actuator = Actuator(router, verifier=None)
+    actuator = Actuator(router, verifier=None, scope=EVERY_SERVICE)
     report = asyncio.run(actuator.actuate(make_decision(0, traffic_percent=25.0), None))
     assert report.status is ActuationStatus.APPLIED and report.backend == "gateway_api"
     assert store["route"] == render_http_route(CONFIG, 25.0)

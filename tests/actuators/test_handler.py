@@ -24,7 +24,7 @@ from canarystream.contracts.actuation import ActuationReport, ActuationStatus
 from canarystream.contracts.codec import encode_decision
 from canarystream.contracts.decision import Action, Decision, Phase
 from canarystream.contracts.signing import Signer
-from tests.support.actuators import DEPLOYMENT, ProtocolOnly, make_decision
+from tests.support.actuators import DEPLOYMENT, EVERY_SERVICE, ProtocolOnly, make_decision
 
 SIGNER = Signer.hmac(b"handler test key")
 FORGER = Signer.hmac(b"not the key")
@@ -34,6 +34,7 @@ def _traffic(metrics: ActuationMetrics, dry_run: bool) -> Handler:
     return Actuator(
         MemoryRouter(),
         verifier=SIGNER.verifier(),
+        scope=EVERY_SERVICE,
         metrics=metrics,
         dry_run=dry_run,
         clock=lambda: 1.7e9,
@@ -44,6 +45,7 @@ def _hooks(metrics: ActuationMetrics, dry_run: bool) -> Handler:
     return HookActuator(
         HookRunner(),
         verifier=SIGNER.verifier(),
+        scope=EVERY_SERVICE,
         metrics=metrics,
         dry_run=dry_run,
         clock=lambda: 1.7e9,
@@ -156,7 +158,7 @@ def test_refusal_metering_and_report_are_the_same_for_traffic_and_hooks(dry_run:
 def test_a_backend_that_only_follows_the_protocol_is_driven_like_any() -> None:
     backend = ProtocolOnly()
     assert isinstance(backend, TrafficBackend)
-    actuator = Actuator(backend, verifier=None, rollback_steps=2)
+    actuator = Actuator(backend, verifier=None, scope=EVERY_SERVICE, rollback_steps=2)
     assert actuator.kind == "protocol_only" and actuator.describe() == "canary shares in a dict"
 
     async def scenario() -> list[ActuationReport]:
@@ -188,7 +190,7 @@ def test_an_object_missing_part_of_the_protocol_is_refused_by_name() -> None:
         async def close(self) -> None: ...
 
     with pytest.raises(TypeError, match="not a TrafficBackend: it has no get_share"):
-        Actuator(NoReadBack(), verifier=None)  # type: ignore[arg-type]
+        Actuator(NoReadBack(), verifier=None, scope=EVERY_SERVICE)  # type: ignore[arg-type]
 
 
 def test_handlers_follow_the_handler_protocol() -> None:

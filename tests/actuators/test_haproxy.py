@@ -15,7 +15,7 @@ from canarystream.contracts.actuation import ActuationReport, ActuationStatus
 from canarystream.contracts.decision import Action, Phase
 from canarystream.contracts.signing import Signer
 from canarystream.errors import ConfigError, RouterError
-from tests.support.actuators import HAProxy, count_cohorts, make_decision
+from tests.support.actuators import EVERY_SERVICE, HAProxy, count_cohorts, make_decision
 
 SIGNER = Signer.hmac(b"haproxy test key")
 
@@ -64,7 +64,7 @@ def test_tcp_admin_socket_and_fine_weights(haproxy: HAProxy) -> None:
 
 def test_actuator_walks_traffic_and_rolls_back(haproxy: HAProxy) -> None:
     """The traffic split follows the decisions: 10 % of requests, then none after rollback."""
-    actuator = Actuator(_router(haproxy), verifier=SIGNER.verifier())
+    actuator = Actuator(_router(haproxy), verifier=SIGNER.verifier(), scope=EVERY_SERVICE)
 
     def act(
         seq: int, action: Action, percent: float, phase: Phase, signature: str | None = ""
@@ -98,7 +98,7 @@ def test_actuator_walks_traffic_and_rolls_back(haproxy: HAProxy) -> None:
 
 
 def test_promote_sends_everything_to_the_canary(haproxy: HAProxy) -> None:
-    actuator = Actuator(_router(haproxy), verifier=None)
+    actuator = Actuator(_router(haproxy), verifier=None, scope=EVERY_SERVICE)
     decision = make_decision(0, Action.PROMOTE, 100.0, Phase.PROMOTED)
     assert asyncio.run(actuator.actuate(decision, None)).status is ActuationStatus.APPLIED
     assert count_cohorts(haproxy.port, 100) == {"canary": 100}
@@ -106,7 +106,7 @@ def test_promote_sends_everything_to_the_canary(haproxy: HAProxy) -> None:
 
 def test_dry_run_leaves_haproxy_alone(haproxy: HAProxy) -> None:
     router = _router(haproxy)
-    actuator = Actuator(router, verifier=None, dry_run=True)
+    actuator = Actuator(router, verifier=None, scope=EVERY_SERVICE, dry_run=True)
     report = asyncio.run(actuator.actuate(make_decision(0, traffic_percent=50.0), None))
     assert report.dry_run and report.traffic_percent_observed == 0.0
     assert asyncio.run(router.weights()) == (100, 0)
@@ -122,7 +122,9 @@ def test_unknown_server_is_a_router_error_and_a_failed_actuation(haproxy: HAProx
         asyncio.run(router.set_share(_target(10.0)))
     policy = RetryPolicy(max_attempts=2, initial_delay=0.01)
     report = asyncio.run(
-        Actuator(router, verifier=None, retry=policy).actuate(make_decision(0), None)
+        Actuator(router, verifier=None, scope=EVERY_SERVICE, retry=policy).actuate(
+            make_decision(0), None
+        )
     )
     assert report.status is ActuationStatus.FAILED and report.attempts == 2
     assert "No such server" in report.detail
@@ -143,7 +145,7 @@ def test_drain_on_rollback_keeps_sticky_sessions_and_resists_weight_changes(
     haproxy: HAProxy,
 ) -> None:
     router = _router(haproxy, drain=True)
-    actuator = Actuator(router, verifier=None)
+    actuator = Actuator(router, verifier=None, scope=EVERY_SERVICE)
 
     def act(seq: int, action: Action, percent: float, phase: Phase, deployment: str) -> float:
         decision = make_decision(seq, action, percent, phase, deployment=deployment)
@@ -173,7 +175,7 @@ def test_drain_on_rollback_keeps_sticky_sessions_and_resists_weight_changes(
 
 def test_without_drain_a_rollback_only_sets_weights(haproxy: HAProxy) -> None:
     router = _router(haproxy)
-    actuator = Actuator(router, verifier=None)
+    actuator = Actuator(router, verifier=None, scope=EVERY_SERVICE)
     for seq, action, percent, phase in [
         (0, Action.ADVANCE, 10.0, Phase.RUNNING),
         (1, Action.ROLLBACK, 0.0, Phase.ROLLED_BACK),
@@ -188,7 +190,9 @@ def test_a_canary_in_maintenance_is_left_there_and_reads_back_as_zero(haproxy: H
     assert (asyncio.run(router.command("set server app/canary state maint"))).strip() == ""
     policy = RetryPolicy(max_attempts=1)
     report = asyncio.run(
-        Actuator(router, verifier=None, retry=policy).actuate(make_decision(0), None)
+        Actuator(router, verifier=None, scope=EVERY_SERVICE, retry=policy).actuate(
+            make_decision(0), None
+        )
     )
     assert report.status is ActuationStatus.FAILED
     assert "read back 0% for a requested 10%" in report.detail

@@ -30,7 +30,7 @@ from canarystream.contracts.events import CompensationHook
 from canarystream.contracts.signing import SIGNATURE_HEADER, Signer
 from canarystream.contracts.topics import ACTUATIONS_TOPIC, DECISIONS_TOPIC
 from canarystream.errors import ConfigError
-from tests.support.actuators import make_decision
+from tests.support.actuators import EVERY_SERVICE, make_decision
 from tests.support.broker import Stack
 from tests.support.services import serve_http
 
@@ -98,6 +98,7 @@ def actuator(**kw: Any) -> HookActuator:
     return HookActuator(
         HookRunner(config),
         verifier=SIGNER.verifier(),
+        scope=EVERY_SERVICE,
         metrics=ActuationMetrics(CollectorRegistry()),
         **kw,
     )
@@ -274,7 +275,7 @@ def test_commands_get_the_decision_but_not_the_runners_settings(tmp_path: Path) 
         HookRunnerConfig(programs=(PY,)),
         environ={"PATH": "/usr/bin:/bin", "CANARYSTREAM_SIGNING_KEY": "secret"},
     )
-    act = HookActuator(runner, verifier=SIGNER.verifier())
+    act = HookActuator(runner, verifier=SIGNER.verifier(), scope=EVERY_SERVICE)
     decision = rollback([CompensationHook(name="look", command=[PY, "-c", script, str(out)])])
     assert actuate(act, decision).status is ActuationStatus.APPLIED
     seen = json.loads(out.read_text())

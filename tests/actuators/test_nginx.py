@@ -16,7 +16,7 @@ from canarystream.actuators.routers.nginx import read_canary_percent, render_ups
 from canarystream.contracts.actuation import ActuationStatus
 from canarystream.contracts.decision import Action, Phase
 from canarystream.errors import ConfigError, RouterError
-from tests.support.actuators import Nginx, count_cohorts, make_decision
+from tests.support.actuators import EVERY_SERVICE, Nginx, count_cohorts, make_decision
 
 BASE, CANARY = "127.0.0.1:8081", "127.0.0.1:8082"
 
@@ -171,7 +171,7 @@ def test_real_nginx_follows_the_decisions(nginx: Nginx) -> None:
             check_command=(nginx.binary, "-c", str(nginx.config), "-t", "-q"),
         )
     )
-    actuator = Actuator(router, verifier=None)
+    actuator = Actuator(router, verifier=None, scope=EVERY_SERVICE)
     assert count_cohorts(nginx.port, 20) == {"baseline": 20}
 
     old = _workers(nginx.pid)

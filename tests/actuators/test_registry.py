@@ -23,7 +23,7 @@ from canarystream.actuators import (
 from canarystream.cli import app
 from canarystream.cli.actuate_cmd import COMMON_OPTIONS, section_from_args
 from canarystream.errors import ConfigError
-from tests.support.actuators import ProtocolOnly
+from tests.support.actuators import EVERY_SERVICE, ProtocolOnly
 
 KINDS = ["flagd", "gateway-api", "haproxy", "hooks", "memory", "nginx", "unleash"]
 HAPROXY = {"socket": "/run/haproxy.sock", "backend": "app", "baseline_server": "a"}
@@ -58,7 +58,9 @@ SAMPLES: dict[str, tuple[dict[str, Any], str]] = {
 def test_every_backend_is_registered_and_builds_its_handler() -> None:
     assert REGISTRY.kinds() == KINDS == sorted(SAMPLES)
     for kind, (section, reported) in SAMPLES.items():
-        handler = REGISTRY.get(kind).build(section, HandlerOptions(verifier=None), environ={})
+        handler = REGISTRY.get(kind).build(
+            section, HandlerOptions(verifier=None, scope=EVERY_SERVICE), environ={}
+        )
         assert handler.kind == reported and handler.describe(), kind
 
 
@@ -115,7 +117,9 @@ def test_the_unleash_token_comes_from_the_environment_and_is_never_shown() -> No
 
 def test_hooks_take_no_gradual_rollback() -> None:
     with pytest.raises(ConfigError, match="rollback_steps: hooks set no traffic share"):
-        REGISTRY.get("hooks").build({}, HandlerOptions(verifier=None, rollback_steps=3))
+        REGISTRY.get("hooks").build(
+            {}, HandlerOptions(verifier=None, scope=EVERY_SERVICE, rollback_steps=3)
+        )
 
 
 def test_a_registry_takes_any_backend_that_follows_the_protocol() -> None:
@@ -126,7 +130,9 @@ def test_a_registry_takes_any_backend_that_follows_the_protocol() -> None:
     registry.add(Plugin("fake", Nothing, traffic(lambda _: ProtocolOnly()), "shares in a dict"))
     with pytest.raises(ValueError, match="'fake' is registered already"):
         registry.add(Plugin("fake", Nothing, traffic(lambda _: ProtocolOnly()), "again"))
-    handler = registry.get("fake").build({}, HandlerOptions(verifier=None, rollback_steps=2))
+    handler = registry.get("fake").build(
+        {}, HandlerOptions(verifier=None, scope=EVERY_SERVICE, rollback_steps=2)
+    )
     assert isinstance(handler, Actuator) and isinstance(handler.backend, TrafficBackend)
     assert (handler.kind, handler.rollback_steps) == ("protocol_only", 2)
     assert registry.kinds() == ["fake"]
@@ -168,7 +174,8 @@ def test_command_line_options_become_a_section() -> None:
 
 
 def _invoke(*args: str, env: dict[str, str] | None = None) -> Any:
-    return CliRunner().invoke(app, ["actuate", *args], env={**SIGNED, **(env or {})})
+    scope = {"CANARYSTREAM_ACTUATOR_SERVICES": '["*"]'}
+    return CliRunner().invoke(app, ["actuate", *args], env={**SIGNED, **scope, **(env or {})})
 
 
 def test_cli_unknown_backend() -> None:

@@ -35,6 +35,7 @@ from canarystream.actuators import (
     traffic,
 )
 from canarystream.actuators.base import TrafficBackend
+from canarystream.actuators.config import Scope
 from canarystream.actuators.service import ActuatorService, group_id_for
 from canarystream.cli import app
 from canarystream.contracts.actuation import ActuationReport, ActuationStatus
@@ -45,7 +46,14 @@ from canarystream.contracts.topics import ACTUATIONS_TOPIC, DEADLETTER_TOPIC, DE
 from canarystream.errors import ConfigError
 from canarystream.kafka.connection import Connection
 from canarystream.settings import load_settings
-from tests.support.actuators import DEPLOYMENT, HAProxy, ProtocolOnly, count_cohorts, make_decision
+from tests.support.actuators import (
+    DEPLOYMENT,
+    EVERY_SERVICE,
+    HAProxy,
+    ProtocolOnly,
+    count_cohorts,
+    make_decision,
+)
 from tests.support.broker import Stack
 from tests.support.services import free_ports
 
@@ -91,9 +99,9 @@ def build(
     router: TrafficBackend,
     *,
     name: str = "t",
-    services: tuple[str, ...] = (),
     **kw: Any,
 ) -> ActuatorService:
+    kw.setdefault("scope", EVERY_SERVICE)
     actuator = Actuator(
         router, verifier=SIGNER.verifier(), metrics=ActuationMetrics(CollectorRegistry()), **kw
     )
@@ -101,7 +109,6 @@ def build(
         actuator,
         stack.connection,
         name=name,
-        services=services,
         metrics_port=0,
         metrics_host="127.0.0.1",
         start_from="earliest",
@@ -205,29 +212,30 @@ def test_applies_signed_decisions_and_refuses_everything_else(stack: Stack) -> N
 @pytest.mark.kafka
 def test_other_services_and_messages_that_are_not_decisions(stack: Stack) -> None:
     router = MemoryRouter()
-    cart = make_decision(0, deployment="cart-7").model_copy(update={"service": "cart"})
+    cart = make_decision(0, deployment="cart-7", service="cart")
     key = DEPLOYMENT.encode()  # one key: one partition, so the order below holds
     garbage = b'{"type":"decision","seq":"x"}'
     messages = [
-        (key, *signed(cart)[1:]),  # not this instance's service
+        (key, *signed(cart)[1:]),  # not this instance's service: refused, reported
         (key, garbage, SIGNER.sign(garbage).encode()),  # signed: a contract mismatch
         (key, b"\xff not json", None),  # unsigned junk: counted, not dead-lettered
         signed(make_decision(0, traffic_percent=5.0)),
     ]
-    service = build(stack, router, services=("shop",))
+    service = build(stack, router, scope=Scope(services=["shop"]))
     with running(service):
         publish(stack, messages)
-        got = wait_for_reports(stack, 1)
+        got = wait_for_reports(stack, 2)
         metrics = scrape(service)
-    assert [(r.service, r.status.value) for r in got] == [("shop", "applied")]
+    assert [(r.service, r.status.value) for r in got] == [("cart", "rejected"), ("shop", "applied")]
+    assert "service 'cart' is not one this actuator acts for (shop)" in got[0].detail
     assert router.history == [(DEPLOYMENT, 5.0)]
     letters = [orjson.loads(raw) for raw in stack.read(DEADLETTER_TOPIC)]
     assert [(d["reason"], d["original"]) for d in letters] == [
         ("invalid_decision", garbage.decode())
     ]
     assert letters[0]["source"] == stack.topic(DECISIONS_TOPIC)
-    assert sample(metrics, "canarystream_actuation_skipped_total") == 1
     rejected = 'canarystream_actuation_rejected_total{reason="%s"}'
+    assert sample(metrics, rejected % "out_of_scope") == 1
     assert sample(metrics, rejected % "invalid_decision") == 1
     assert sample(metrics, rejected % "unsigned") == 1
 
@@ -368,7 +376,7 @@ def test_a_backend_known_only_by_its_protocol_runs_from_the_registry_to_the_repo
 ) -> None:
     backend = ProtocolOnly()
     registry = Registry([Plugin("fake", _Nothing, traffic(lambda _: backend), "a dict")])
-    options = HandlerOptions(verifier=SIGNER.verifier(), rollback_steps=2)
+    options = HandlerOptions(verifier=SIGNER.verifier(), scope=EVERY_SERVICE, rollback_steps=2)
     handler = registry.get("fake").build({}, options)
     service = ActuatorService(
         handler, stack.connection, name="fake", start_from="earliest", poll_seconds=0.2

@@ -75,7 +75,7 @@ def _worker(env: pytest.MonkeyPatch, *args: str) -> Any:
 def _actuator(env: pytest.MonkeyPatch, *args: str) -> FakeService:
     FakeService.built.clear()
     env.setattr(service_module, "ActuatorService", FakeService)
-    result = runner.invoke(app, ["actuate", "memory", "--allow-unsigned", *args])
+    result = runner.invoke(app, ["actuate", "memory", "--allow-unsigned", "--service", "*", *args])
     assert result.exit_code == 0, result.output
     (service,) = FakeService.built
     return service

@@ -327,9 +327,10 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
                     *("--baseline-server", "baseline", "--canary-server", "canary", "--drain"),
                     *("--service", regressed.service, "--name", "e2e-regressed"),
                 ],
-                "unleash": ["unleash", "--url", unleash.url, "--name", "e2e"],
+                "unleash": ["unleash", "--url", unleash.url, "--name", "e2e", "--service", "*"],
                 "hooks": [
                     *("hooks", "--allow-program", sys.executable, "--name", "e2e"),
+                    *("--service", regressed.service),
                     *("--allow-url-prefix", webhook.url.rsplit("/", 1)[0] + "/"),
                 ],
             }

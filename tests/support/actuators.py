@@ -4,15 +4,18 @@ counting who served, and a backend that follows the protocol and nothing else.""
 from __future__ import annotations
 
 import http.client
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from canarystream.actuators.base import TrafficTarget
+from canarystream.actuators.config import Scope
 from canarystream.contracts.decision import Action, Decision, Phase, decision_id_for
 
 __all__ = [
     "DEPLOYMENT",
+    "EVERY_SERVICE",
     "Backends",
     "HAProxy",
     "Nginx",
@@ -22,6 +25,8 @@ __all__ = [
 ]
 
 DEPLOYMENT = "shop-2024-06"
+#: A scope that acts for every service, on decisions up to the default age.
+EVERY_SERVICE = Scope(services=("*",))
 
 
 def make_decision(
@@ -30,15 +35,19 @@ def make_decision(
     traffic_percent: float = 10.0,
     phase: Phase = Phase.RUNNING,
     deployment: str = DEPLOYMENT,
+    *,
+    service: str = "shop",
+    ts: float | None = None,
 ) -> Decision:
-    """A decision as the engine would publish it (ids derived the engine's way)."""
+    """A decision as the engine would publish it (ids derived the engine's way), taken
+    ``seq`` * 5 s after ``ts`` (by default: now, so that no actuator finds it too old)."""
     return Decision(
         decision_id=decision_id_for(deployment, seq, action.value),
         deployment=deployment,
-        service="shop",
+        service=service,
         seq=seq,
         action=action,
-        ts=1_700_000_000.0 + seq * 5,
+        ts=(time.time() if ts is None else ts) + seq * 5,
         stage=seq,
         traffic_percent=traffic_percent,
         phase=phase,

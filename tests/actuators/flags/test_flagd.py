@@ -23,7 +23,7 @@ from canarystream.contracts.decision import Action, Phase
 from canarystream.contracts.signing import Signer
 from canarystream.errors import ConfigError, FlagError
 from tests.actuators.flags.conftest import FlagService
-from tests.support.actuators import DEPLOYMENT, make_decision
+from tests.support.actuators import DEPLOYMENT, EVERY_SERVICE, make_decision
 from tests.support.services import free_ports, require_module
 
 FLAG = "shop-canary"
@@ -234,6 +234,7 @@ def test_actuator_applies_signed_decisions(flag_service: FlagService) -> None:
     actuator = Actuator(
         _provider(flag_service),
         verifier=SIGNER.verifier(),
+        scope=EVERY_SERVICE,
         retry=RetryPolicy(max_attempts=3, initial_delay=0.05, deadline=20),
     )
     advance = make_decision(0, Action.ADVANCE, 10.0)

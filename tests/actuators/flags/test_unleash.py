@@ -24,7 +24,7 @@ from canarystream.contracts.actuation import ActuationStatus
 from canarystream.contracts.decision import Action, Phase
 from canarystream.contracts.signing import Signer
 from canarystream.errors import ConfigError, FlagError
-from tests.support.actuators import make_decision
+from tests.support.actuators import EVERY_SERVICE, make_decision
 from tests.support.services import free_ports, require_module
 from tests.support.unleash import UnleashService
 
@@ -325,6 +325,7 @@ def test_actuator_applies_signed_decisions(unleash: UnleashService, service_name
     actuator = Actuator(
         _provider(unleash),
         verifier=SIGNER.verifier(),
+        scope=EVERY_SERVICE,
         retry=RetryPolicy(max_attempts=3, initial_delay=0.05, deadline=20),
     )
     deployment = f"{service_name}-2024-06"

@@ -25,7 +25,23 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 
 _err = Console(stderr=True, soft_wrap=True)
-Port = Annotated[int, typer.Option(help="Client port on 127.0.0.1.")]
+PLAIN_PORT = 19092
+SECURE_PORT = 19094  # and 19095: beside a plain broker on the default ports
+Port = Annotated[
+    int | None,
+    typer.Option(
+        help=f"Client port on 127.0.0.1 (the controller's is the next one); default "
+        f"{PLAIN_PORT}, or {SECURE_PORT} with --secure.",
+        show_default=False,
+    ),
+]
+Secure = Annotated[
+    bool,
+    typer.Option(
+        "--secure",
+        help="The secured broker: SASL_SSL with SCRAM-SHA-512, a CA of its own, its own storage.",
+    ),
+]
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -33,24 +49,53 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _broker(port: int | None, secure: bool) -> LocalKafka:
+    port = port or (SECURE_PORT if secure else PLAIN_PORT)
+    return LocalKafka(default_home(), port=port, controller_port=port + 1, secure=secure)
+
+
 @kafka_app.command("up")
-def kafka_up(port: Port = 19092) -> None:
-    """Fetch the broker's jars once, then start it and wait until it answers."""
-    broker = LocalKafka(default_home(), port=port, controller_port=port + 1)
+def kafka_up(port: Port = None, secure: Secure = False) -> None:
+    """Fetch the broker's jars once, then start it and wait until it answers.
+
+    With --secure, clients must use TLS (trusting the CA it generates) and SCRAM-SHA-512;
+    the users ``admin``, ``worker`` and ``actuator`` get random passwords, and one env file
+    each holds the settings their clients need.
+    """
+    broker = _broker(port, secure)
     try:
         broker.start()
     except BrokerError as exc:
         raise _fail(exc) from exc
     typer.echo(f"kafka {broker.version} up on {broker.bootstrap} (pid {broker.pid()})")
+    if secure:
+        _print_client_settings(broker)
+
+
+def _print_client_settings(broker: LocalKafka) -> None:
+    security = broker.security
+    settings = broker.client_settings()
+    typer.echo(
+        f"security: {settings['kafka_security_protocol']}, "
+        f"{settings['kafka_sasl_mechanism']}, CA {security.ca_file}"
+    )
+    typer.echo(
+        "clients: KAFKA_BOOTSTRAP, CANARYSTREAM_KAFKA_SECURITY_PROTOCOL, "
+        "CANARYSTREAM_KAFKA_SASL_MECHANISM, CANARYSTREAM_KAFKA_SASL_USERNAME, "
+        "CANARYSTREAM_KAFKA_SASL_PASSWORD, CANARYSTREAM_KAFKA_SSL_CAFILE"
+    )
+    for user in security.passwords:
+        typer.echo(f"  {user}: set -a; . {security.env_file(user)}; set +a")
 
 
 @kafka_app.command("down")
 def kafka_down(
-    port: Port = 19092,
+    port: Port = None,
+    secure: Secure = False,
     wipe: Annotated[bool, typer.Option(help="Also delete the broker's data.")] = False,
 ) -> None:
     """Stop the local broker (SIGTERM, then SIGKILL after 30 s)."""
-    broker = LocalKafka(default_home(), port=port, controller_port=port + 1)
+    broker = _broker(port, secure)
     stopped = broker.stop()
     if wipe:
         broker.wipe()
@@ -58,11 +103,13 @@ def kafka_down(
 
 
 @kafka_app.command("status")
-def kafka_status(port: Port = 19092) -> None:
+def kafka_status(port: Port = None, secure: Secure = False) -> None:
     """Say whether the local broker runs; exit code 1 if it does not."""
-    broker = LocalKafka(default_home(), port=port, controller_port=port + 1)
+    broker = _broker(port, secure)
     if broker.is_up():
         typer.echo(f"kafka {broker.version} up on {broker.bootstrap} (pid {broker.pid()})")
+        if secure:
+            _print_client_settings(broker)
         return
     typer.echo("kafka down")
     raise typer.Exit(1)

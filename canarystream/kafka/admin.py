@@ -7,13 +7,14 @@ import contextlib
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from canarystream.contracts.topics import TOPICS, TopicSpec
 from canarystream.errors import BrokerError
 from canarystream.kafka.connection import Connection
 
-__all__ = ["TopicResult", "broker_ready", "create_topics"]
+__all__ = ["TopicResult", "broker_ready", "create_topics", "refusal"]
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,13 @@ class TopicResult:
     note: str = ""
 
 
-def broker_ready(bootstrap: str, timeout: float = 3.0) -> bool:
-    """Whether the cluster at ``bootstrap`` answers a metadata request."""
+def broker_ready(target: str | Connection, timeout: float = 3.0) -> bool:
+    """Whether the cluster (a plain one at a bootstrap address, or a connection with its
+    security settings) answers a metadata request."""
+    client = {"bootstrap_servers": target} if isinstance(target, str) else target.client_kwargs()
 
     async def probe() -> bool:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+        admin = AIOKafkaAdminClient(**client, request_timeout_ms=2000)
         try:
             await asyncio.wait_for(admin.start(), timeout)
             await asyncio.wait_for(admin.describe_cluster(), timeout)
@@ -83,9 +86,39 @@ async def create_topics(
                 await admin.create_topics(wanted, timeout_ms=15000)
         return results
     except KafkaError as exc:
-        raise BrokerError(f"cannot create topics on {connection.bootstrap}: {exc}") from exc
+        reason = await refusal(connection)
+        raise BrokerError(
+            f"cannot create topics on {connection.bootstrap}: {exc}"
+            + (f"\n  {reason}" if reason else "")
+        ) from exc
     finally:
         await admin.close()
+
+
+async def refusal(connection: Connection, timeout: float = 5.0) -> str:
+    """Why the first bootstrap server refuses this client, or ``""`` when it does not.
+
+    Clients report only that they could not bootstrap (the cause goes to their log); this
+    names it: a failed authentication, an untrusted certificate, or a plaintext client at a
+    TLS listener (the broker closes the connection).
+    """
+    kwargs = connection.client_kwargs()
+    kwargs.pop("bootstrap_servers")
+    host, _, port = connection.bootstrap.split(",")[0].rpartition(":")
+    try:
+        conn = await asyncio.wait_for(
+            create_conn(host, int(port), request_timeout_ms=int(timeout * 1000), **kwargs),
+            timeout,
+        )
+    except (KafkaError, OSError, TimeoutError) as exc:
+        protocol = kwargs["security_protocol"]
+        return (
+            f"{host}:{port} refused a {protocol} client: {type(exc).__name__}: {exc} "
+            "(check kafka_security_protocol, kafka_sasl_mechanism, kafka_sasl_username, "
+            "kafka_sasl_password and kafka_ssl_cafile)"
+        )
+    conn.close()
+    return ""
 
 
 async def _describe(

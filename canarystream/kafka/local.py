@@ -28,6 +28,7 @@ from importlib import resources
 from pathlib import Path
 
 from canarystream.errors import BrokerError
+from canarystream.kafka.secure import ADMIN, MECHANISM, SecureSetup, prepare
 
 __all__ = [
     "KAFKA_VERSION",
@@ -40,6 +41,7 @@ __all__ = [
 
 KAFKA_VERSION = "3.9.1"  # must match the packaged pom.xml
 _MIN_JAVA = 17
+ScramLoginModule = "org.apache.kafka.common.security.scram.ScramLoginModule"
 
 
 def broker_resource(name: str) -> Path:
@@ -140,6 +142,7 @@ class LocalKafka:
     data_dir: Path | None = None
     heap: str = "512m"
     version: str = field(default_factory=default_version)
+    secure: bool = False
 
     @property
     def bootstrap(self) -> str:
@@ -154,8 +157,23 @@ class LocalKafka:
     def data(self) -> Path:
         if self.data_dir is not None:
             return self.data_dir
-        # Storage formatted by one version is not handed to another.
-        return self.home / ("data" if self.version == KAFKA_VERSION else f"data-{self.version}")
+        # Storage formatted by one version (or with security) is not handed to another.
+        name = "data-secure" if self.secure else "data"
+        return self.home / (name if self.version == KAFKA_VERSION else f"{name}-{self.version}")
+
+    @property
+    def security(self) -> SecureSetup:
+        """The CA, keystore and SCRAM users of a secure broker (created on first use)."""
+        if not self.secure:
+            raise BrokerError("this broker is not secured (start it with secure=True)")
+        return prepare(self.data / "security")
+
+    def client_settings(self, user: str = ADMIN) -> dict[str, str]:
+        """The settings with which ``user``'s clients reach this broker (a plain broker: only
+        its address); :meth:`SecureSetup.client_env` gives them as environment variables."""
+        if not self.secure:
+            return {"kafka_bootstrap": self.bootstrap}
+        return self.security.client_settings(user, self.bootstrap)
 
     @property
     def pid_file(self) -> Path:
@@ -210,6 +228,36 @@ class LocalKafka:
         """Whether the broker process runs and its port accepts connections."""
         return self.pid() is not None and _port_open("127.0.0.1", self.port)
 
+    def _listener_properties(self) -> list[str]:
+        """Listeners: clients on PLAINTEXT, or on SASL_SSL with SCRAM when secure; the
+        controller's listener plain, on the loopback interface only."""
+        client = "SASL_SSL" if self.secure else "PLAINTEXT"
+        lines = [
+            f"listeners={client}://127.0.0.1:{self.port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners={client}://127.0.0.1:{self.port}",
+            "controller.listener.names=CONTROLLER",
+            f"listener.security.protocol.map={client}:{client},CONTROLLER:PLAINTEXT",
+            f"inter.broker.listener.name={client}",
+        ]
+        if not self.secure:
+            return lines
+        security = self.security
+        admin = security.passwords[ADMIN]
+        jaas = f'{ScramLoginModule} required username="{ADMIN}" password="{admin}";'
+        return [
+            *lines,
+            f"sasl.enabled.mechanisms={MECHANISM}",
+            f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
+            f"listener.name.sasl_ssl.{MECHANISM.lower()}.sasl.jaas.config={jaas}",
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={security.keystore}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={security.ca_file}",
+            "ssl.client.auth=none",
+            "ssl.enabled.protocols=TLSv1.3,TLSv1.2",
+        ]
+
     def _properties(self) -> str:
         data = self.data
         return "\n".join(
@@ -217,12 +265,7 @@ class LocalKafka:
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
-                f"CONTROLLER://127.0.0.1:{self.controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-                "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                "inter.broker.listener.name=PLAINTEXT",
+                *self._listener_properties(),
                 f"log.dirs={data / 'kraft'}",
                 "num.partitions=1",
                 "offsets.topic.replication.factor=1",
@@ -241,8 +284,10 @@ class LocalKafka:
         """Format the storage directory once, under a new cluster id."""
         tool = [java, "-cp", classpath, "kafka.tools.StorageTool"]
         # The id attached to its option: the tool could never read it as an option itself.
+        # A secure broker's SCRAM users exist from the start: they live in the metadata log.
+        users = self.security.scram_arguments() if self.secure else []
         formatted = subprocess.run(
-            [*tool, "format", f"--cluster-id={new_cluster_id()}", "-c", str(properties)],
+            [*tool, "format", f"--cluster-id={new_cluster_id()}", "-c", str(properties), *users],
             capture_output=True,
             text=True,
             check=False,
@@ -268,7 +313,12 @@ class LocalKafka:
         libs = self.install()
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         properties = self.data / "server.properties"
+        # 0600: a secure broker's file holds the password it authenticates to itself with.
+        properties.unlink(missing_ok=True)
+        properties.touch(mode=0o600)
         properties.write_text(self._properties())
+        if self.secure:
+            self.security.write_env_files(self.bootstrap)
         classpath = f"{libs}/*"
         if not (self.data / "kraft" / "meta.properties").exists():
             self.format_storage(java, classpath, properties)
@@ -309,8 +359,10 @@ class LocalKafka:
     def _answers(self) -> bool:
         """Whether the broker serves metadata (the port opens before the broker is ready)."""
         from canarystream.kafka.admin import broker_ready  # noqa: PLC0415  (asyncio-heavy)
+        from canarystream.kafka.connection import Connection  # noqa: PLC0415
+        from canarystream.settings import load_settings  # noqa: PLC0415
 
-        return broker_ready(self.bootstrap)
+        return broker_ready(Connection(load_settings(**self.client_settings(ADMIN))))
 
     def stop(self, *, grace: float = 30.0) -> bool:
         """Stop the broker; True if one was running."""

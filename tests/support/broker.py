@@ -104,6 +104,8 @@ class Stack:
     workdir: Path
     prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}.")
     workers: list[WorkerProcess] = field(default_factory=list)
+    security: dict[str, str] = field(default_factory=dict)  # the stack's own clients' settings
+    worker_env: dict[str, str] = field(default_factory=dict)  # the workers' security settings
 
     def __post_init__(self) -> None:
         self.app_id = self.prefix.rstrip(".")
@@ -115,9 +117,13 @@ class Stack:
             # Tests compare the worker with a replay of the input they generated, which has no
             # heartbeats: a rollout gets none unless a test asks (test_heartbeats.py).
             "CANARYSTREAM_IDLE_AFTER_SECONDS": "3600",
+            **self.worker_env,
         }
         self.connection = Connection(
-            load_settings(kafka_bootstrap=self.bootstrap, topic_prefix=self.prefix)
+            load_settings(
+                **{"kafka_bootstrap": self.bootstrap, **self.security},
+                topic_prefix=self.prefix,
+            )
         )
         asyncio.run(create_topics(self.connection))
 

@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -81,13 +90,44 @@ class Settings(BaseSettings):
         pattern=r"^[^\s,]+:\d+(,[^\s,]+:\d+)*$",
         description="host:port[,host:port...] of an existing cluster (env KAFKA_BOOTSTRAP).",
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: Path | None = None
-    kafka_ssl_certfile: Path | None = None
-    kafka_ssl_keyfile: Path | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="How clients talk to the brokers: TLS (SSL), SASL authentication, both "
+        "(SASL_SSL, what ``canarystream kafka up --secure`` serves) or neither.",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None,
+        validate_default=True,
+        description="SASL mechanism; required with a SASL_* protocol, refused without one.",
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None,
+        min_length=1,
+        validate_default=True,
+        description="SASL user; required with a SASL_* protocol, refused without one.",
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None,
+        validate_default=True,
+        description="SASL password; required with a SASL_* protocol, refused without one.",
+    )
+    kafka_ssl_cafile: FilePath | None = Field(
+        default=None,
+        validate_default=True,
+        description="PEM file of the CAs that sign the brokers' certificates (default: the "
+        "system's); only with SSL or SASL_SSL.",
+    )
+    kafka_ssl_certfile: FilePath | None = Field(
+        default=None,
+        validate_default=True,
+        description="Client certificate (PEM) for brokers that ask for one; only with SSL or "
+        "SASL_SSL.",
+    )
+    kafka_ssl_keyfile: FilePath | None = Field(
+        default=None,
+        validate_default=True,
+        description="Private key (PEM) of kafka_ssl_certfile, when that file lacks it.",
+    )
     topic_prefix: str = Field(
         default="",
         pattern=r"^([a-z0-9][a-z0-9._-]*\.)?$",
@@ -270,14 +310,40 @@ class Settings(BaseSettings):
         "unsigned decisions and actuators act on them; every start says so loudly.",
     )
 
+    @field_validator("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+    @classmethod
+    def _sasl_only_with_sasl(cls, value: Any, info: ValidationInfo) -> Any:
+        protocol = info.data.get("kafka_security_protocol")
+        if protocol is None:  # itself invalid, and reported
+            return value
+        given = value is not None and (
+            value.get_secret_value() if isinstance(value, SecretStr) else value
+        )
+        if protocol.startswith("SASL") and not given:
+            raise ValueError(f"required with kafka_security_protocol={protocol}")
+        if not protocol.startswith("SASL") and value is not None:
+            raise ValueError(
+                f"not used with kafka_security_protocol={protocol}: set it to SASL_SSL "
+                "(or SASL_PLAINTEXT), or unset this one"
+            )
+        return value
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+    @classmethod
+    def _tls_files_only_with_tls(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        protocol = info.data.get("kafka_security_protocol")
+        if value is not None and protocol is not None and not protocol.endswith("SSL"):
+            raise ValueError(
+                f"not used with kafka_security_protocol={protocol}: set it to SSL or SASL_SSL, "
+                "or unset this one"
+            )
+        certfile = info.data.get("kafka_ssl_certfile", ...)  # ... when itself invalid
+        if info.field_name == "kafka_ssl_keyfile" and value is not None and certfile is None:
+            raise ValueError("needs kafka_ssl_certfile, the certificate of this key")
+        return value
+
     @model_validator(mode="after")
     def _check_security(self) -> Settings:
-        sasl = self.kafka_security_protocol.startswith("SASL")
-        if sasl and not (self.kafka_sasl_mechanism and self.kafka_sasl_username):
-            raise ValueError(
-                f"kafka_security_protocol={self.kafka_security_protocol} needs "
-                "kafka_sasl_mechanism and kafka_sasl_username (and kafka_sasl_password)"
-            )
         if self.faust_broker_heartbeat_interval >= self.faust_broker_session_timeout:
             raise ValueError(
                 f"faust_broker_heartbeat_interval={self.faust_broker_heartbeat_interval:g} must "

@@ -171,3 +171,64 @@ def test_faust_options_are_the_faust_settings(clean_env) -> None:
     assert options["broker_max_poll_records"] == 77
     assert options["consumer_max_fetch_size"] == 8 * 1024**2
     assert len(options) == len([f for f in Settings.model_fields if f.startswith("faust_")]) == 8
+
+
+SASL_SSL = {
+    "kafka_security_protocol": "SASL_SSL",
+    "kafka_sasl_mechanism": "SCRAM-SHA-512",
+    "kafka_sasl_username": "worker",
+    "kafka_sasl_password": "s3cret",
+}
+
+
+@pytest.mark.parametrize(
+    "missing", ["kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password"]
+)
+def test_sasl_without_its_credentials_names_the_missing_field(missing: str, clean_env) -> None:
+    for name, value in SASL_SSL.items():
+        if name != missing:
+            clean_env.setenv(f"CANARYSTREAM_{name.upper()}", value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    (line,) = str(raised.value).splitlines()[1:]
+    assert line.strip() == (
+        f"CANARYSTREAM_{missing.upper()} ({missing}, by default): "
+        "required with kafka_security_protocol=SASL_SSL"
+    )
+
+
+def test_an_empty_password_is_no_password(clean_env) -> None:
+    with pytest.raises(ConfigError, match=r"KAFKA_SASL_PASSWORD \(kafka_sasl_password, from an"):
+        load_settings(**{**SASL_SSL, "kafka_sasl_password": ""})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("kafka_sasl_username", "worker"), ("kafka_sasl_password", "s3cret")],
+)
+def test_credentials_without_sasl_are_refused_not_ignored(
+    field: str, value: str, clean_env
+) -> None:
+    """A password set for a cluster the client then reaches in PLAINTEXT is a mistake."""
+    clean_env.setenv(f"CANARYSTREAM_{field.upper()}", value)
+    with pytest.raises(ConfigError, match=f"{field}, from the environment.*not used with"):
+        load_settings()
+
+
+def test_tls_files_must_exist_and_need_a_tls_protocol(clean_env, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    with pytest.raises(ConfigError, match=r"kafka_ssl_cafile.*does not point to a file"):
+        load_settings(**SASL_SSL, kafka_ssl_cafile=ca)
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert load_settings(**SASL_SSL, kafka_ssl_cafile=ca).kafka_ssl_cafile == ca
+    with pytest.raises(ConfigError, match=r"kafka_ssl_cafile.*not used with.*SASL_PLAINTEXT"):
+        load_settings(
+            **{**SASL_SSL, "kafka_security_protocol": "SASL_PLAINTEXT"}, kafka_ssl_cafile=ca
+        )
+    with pytest.raises(ConfigError, match=r"kafka_ssl_keyfile.*needs kafka_ssl_certfile"):
+        load_settings(kafka_security_protocol="SSL", kafka_ssl_keyfile=ca)
+
+
+def test_the_password_never_shows_in_the_settings(clean_env) -> None:
+    settings = load_settings(**SASL_SSL)
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())

@@ -1,0 +1,5 @@
+"""Governance: who may steer rollouts.
+
+- :mod:`~canarystream.governance.access`: the access file (principals, keys, grants);
+- :mod:`~canarystream.governance.identity`: authentication of a message's exact bytes.
+"""

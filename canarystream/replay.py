@@ -270,6 +270,34 @@ def _decode(raw: bytes) -> tuple[list[Any], bool] | ContractError | None:
         return exc if raw.strip() else None
 
 
+def _decode_lines(
+    chunk: list[bytes], first: int, report: _Reporter
+) -> tuple[list[Any], list[int], list[tuple[int, int, bool]], list[str]]:
+    """Decode lines one by one (line ``first`` first), reporting those that fail.
+
+    Returns the values, the index of each line's first value, each line's (number, events,
+    is an array), and the line of each value.
+    """
+    values: list[Any] = []
+    starts: list[int] = []
+    owners: list[tuple[int, int, bool]] = []
+    messages: list[str] = []
+    for offset, raw in enumerate(chunk):
+        decoded = _decode(raw)
+        if decoded is None:
+            continue
+        if isinstance(decoded, ContractError):
+            report.event(0, (first + offset, 0, 1, False), decoded)
+            continue
+        line_values, batched = decoded
+        if line_values:
+            starts.append(len(values))
+            owners.append((first + offset, len(line_values), batched))
+            values.extend(line_values)
+            messages.extend([str(first + offset)] * len(line_values))
+    return values, starts, owners, messages
+
+
 def _replay_single(
     handle: Iterable[bytes],
     engine: Engine,
@@ -289,20 +317,7 @@ def _replay_single(
         messages: list[str] | None = None  # the line of each value (None: one line each)
         values = decode_objects(chunk)
         if values is None:  # a malformed or blank line, an array (batch) or a scalar
-            values, starts, messages = [], [], []
-            for offset, raw in enumerate(chunk):
-                decoded = _decode(raw)
-                if decoded is None:
-                    continue
-                if isinstance(decoded, ContractError):
-                    report.event(0, (first + offset, 0, 1, False), decoded)
-                    continue
-                line_values, batched = decoded
-                if line_values:
-                    starts.append(len(values))
-                    owners.append((first + offset, len(line_values), batched))
-                    values.extend(line_values)
-                    messages.extend([str(first + offset)] * len(line_values))
+            values, starts, owners, messages = _decode_lines(chunk, first, report)
         lines += len(chunk)
         events += len(values)
 
@@ -331,7 +346,7 @@ def _replay_single(
     return lines, events
 
 
-def replay_lines(
+def replay_lines(  # noqa: PLR0913 -- keyword-only callbacks and options
     sources: Iterable[tuple[str, Iterable[bytes]]],
     *,
     engine: Engine | None = None,
@@ -346,10 +361,7 @@ def replay_lines(
     named = list(sources)
     names = [name for name, _ in named]
     report = _Reporter(names, result, strict, on_reject)
-    process = engine.process
     decisions = result.decisions
-    events = 0
-    lines = 0
 
     def emit(out: list[Decision]) -> None:
         for decision in out:
@@ -357,40 +369,56 @@ def replay_lines(
             if on_decision is not None:
                 on_decision(decision)
 
-    try:
-        if len(named) == 1:
-            lines, events = _replay_single(iter(named[0][1]), engine, emit, report, on_progress)
-        else:
-            merged = heapq.merge(*(_lines(i, iter(src)) for i, (_, src) in enumerate(named)))
-            for _, index, number, raw in merged:
-                lines += 1
-                if on_progress is not None and not lines & 0x3FFF:
-                    on_progress(lines)
-                decoded = _decode(raw)
-                if decoded is None:
-                    continue
-                if isinstance(decoded, ContractError):
-                    report.event(index, (number, 0, 1, False), decoded)
-                    report.flush()
-                    continue
-                line_events, batched = decoded
-                for position, event in enumerate(line_events):
-                    events += 1
-                    if strict and report.backwards(index, number, event):
-                        continue
-                    try:
-                        out = process(event, f"{index}:{number}")
-                    except ContractError as exc:
-                        where = (number, position, len(line_events), batched)
-                        report.event(index, where, exc)
-                        continue
-                    if out:
-                        emit(out)
-                report.flush()
-    finally:
-        result.lines = lines
-        result.events = events
+    if len(named) == 1:
+        result.lines, result.events = _replay_single(
+            iter(named[0][1]), engine, emit, report, on_progress
+        )
+    else:
+        _replay_merged(named, engine, emit, report, on_progress)
     return result
+
+
+def _replay_merged(
+    named: list[tuple[str, Iterable[bytes]]],
+    engine: Engine,
+    emit: Callable[[list[Decision]], None],
+    report: _Reporter,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    """Several files: merge their lines by ``ts`` and apply them event by event.
+
+    The lines and events read are counted in the report's result, even when it stops early.
+    """
+    process = engine.process
+    lines = events = 0
+    merged = heapq.merge(*(_lines(i, iter(src)) for i, (_, src) in enumerate(named)))
+    try:
+        for _, index, number, raw in merged:
+            lines += 1
+            if on_progress is not None and not lines & 0x3FFF:
+                on_progress(lines)
+            decoded = _decode(raw)
+            if decoded is None:
+                continue
+            if isinstance(decoded, ContractError):
+                report.event(index, (number, 0, 1, False), decoded)
+                report.flush()
+                continue
+            line_events, batched = decoded
+            for position, event in enumerate(line_events):
+                events += 1
+                if report.strict and report.backwards(index, number, event):
+                    continue
+                try:
+                    out = process(event, f"{index}:{number}")
+                except ContractError as exc:
+                    report.event(index, (number, position, len(line_events), batched), exc)
+                    continue
+                if out:
+                    emit(out)
+            report.flush()
+    finally:
+        report.result.lines, report.result.events = lines, events
 
 
 def open_input(path: str | Path, stack: ExitStack) -> tuple[str, Iterable[bytes]]:
@@ -415,7 +443,7 @@ def _guarded(name: str, handle: BinaryIO) -> Iterator[bytes]:
         raise ReplayInputError(f"{name}: cannot read: {exc}") from exc
 
 
-def replay_files(
+def replay_files(  # noqa: PLR0913 -- keyword-only callbacks and options
     paths: Iterable[str | Path],
     *,
     engine: Engine | None = None,

@@ -101,7 +101,7 @@ class Actuator(BaseHandler):
         between tries; injectable for tests.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- keyword-only collaborators and knobs, each replaceable in tests
         self,
         backend: TrafficBackend,
         *,

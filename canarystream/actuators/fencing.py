@@ -126,7 +126,7 @@ class Fence:
                 self._applied.pop(forgotten, None)
 
 
-def refusal(
+def refusal(  # noqa: PLR0913 -- the decision, its signed bytes and signature, and their judges
     decision: Decision,
     signed: bytes,
     signature: str | bytes | None,

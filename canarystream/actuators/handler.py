@@ -62,7 +62,7 @@ class BaseHandler(ABC):
     #: What the fence remembers of a decision, as a refusal words it ("was applied already").
     fenced_as: ClassVar[str] = "applied"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- keyword-only collaborators, each replaceable in tests
         self,
         *,
         verifier: Verifier | None,
@@ -155,7 +155,7 @@ class BaseHandler(ABC):
         """Whether the fence remembers a decision after ``report``: once it was applied."""
         return report.status is ActuationStatus.APPLIED
 
-    def _report(
+    def _report(  # noqa: PLR0913 -- one argument per field of the report
         self,
         decision: Decision,
         status: ActuationStatus,

@@ -343,7 +343,7 @@ class HookActuator(BaseHandler):
 
     fenced_as = "handled"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- the handler's keyword-only collaborators
         self,
         runner: HookRunner,
         *,

@@ -100,7 +100,7 @@ class ActuatorService:
         Longest wait for messages, hence for noticing :meth:`stop`.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- keyword-only settings of the consumer
         self,
         handler: Handler,
         connection: Connection,

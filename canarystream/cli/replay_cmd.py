@@ -101,6 +101,11 @@ def _usage_problem(files: list[Path], out: Path | None) -> str | None:
             return f"{path}: no such file" if not path.exists() else f"{path}: not a file"
     if out is None or str(out) == STDIN:
         return None
+    return _out_problem(files, out)
+
+
+def _out_problem(files: list[Path], out: Path) -> str | None:
+    """What is wrong with the file ``--out`` names."""
     if out.is_dir():
         return f"--out {out}: is a directory"
     if not out.resolve().parent.is_dir():
@@ -150,44 +155,16 @@ def replay(
     line rejected, an unknown policy, no announcement), and --out is left as it was.
     """
     err = Console(stderr=True, soft_wrap=True)
-    problem = _usage_problem(files, out)
-    if problem is not None:
-        err.print(f"[red]error:[/] {escape(problem)}", highlight=False)
-        raise typer.Exit(EXIT_USAGE)
-    try:
-        settings = load_settings()
-        engine = build_engine(
-            policy or settings.policies, tombstone_ttl=settings.deployment_tombstone_ttl
-        )
-    except (PolicyError, ConfigError) as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(EXIT_USAGE) from exc
-
+    _check_usage(err, files, out)
+    engine = _engine(err, policy)
     writer = AtomicFile(out) if out is not None and str(out) != STDIN else None
     sink = writer.handle if writer is not None else sys.stdout.buffer
-    reported = 0
+    rejections = _Rejections(err, quiet)
 
     def on_decision(decision: Decision) -> None:
         sink.write(encode_decision(decision) + b"\n")
 
-    def on_reject(rejection: Rejection) -> None:
-        nonlocal reported
-        reported += 1
-        if reported <= _MAX_REPORTED and not quiet:
-            err.print(
-                f"[yellow]skipped[/] {escape(str(rejection))}", highlight=False, soft_wrap=True
-            )
-
-    total = sum(path.stat().st_size for path in files if str(path) != STDIN)
-    progress = Progress(
-        TextColumn("replay"),
-        BarColumn(),
-        TextColumn("{task.completed:,} lines"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=quiet or total < _PROGRESS_MIN_BYTES,
-    )
+    progress = _progress(err, files, quiet)
     result: ReplayResult | None = None
     code = EXIT_OK
     try:
@@ -197,7 +174,7 @@ def replay(
                 files,
                 engine=engine,
                 on_decision=on_decision,
-                on_reject=on_reject,
+                on_reject=rejections,
                 strict=strict,
                 on_progress=lambda lines: progress.update(task, completed=lines),
             )
@@ -217,33 +194,98 @@ def replay(
 
     if result is not None and not result.judged:
         code = EXIT_NOTHING_JUDGED
-        first = result.first_rejection
-        err.print(
-            f"[red]error:[/] nothing judged: no rollout was started ({result.lines:,} lines, "
-            f"{result.rejected_lines:,} rejected"
-            + (f"; first: {escape(str(first))}" if first is not None else "")
-            + ")"
-            + (f"; {escape(str(out))} left as it was" if writer is not None else ""),
-            highlight=False,
-            soft_wrap=True,
-        )
-    if writer is not None:
-        if code == EXIT_OK:
-            writer.commit()
-        else:
-            writer.discard()
-
+        _print_nothing_judged(err, result, out if writer is not None else None)
+    _settle(writer, ok=code == EXIT_OK)
     if result is not None and not quiet:
-        err.print(summary_table(result))
-        by_reason = ", ".join(f"{k}={v}" for k, v in sorted(result.rejected.items()))
-        actions = ", ".join(f"{k}={v}" for k, v in sorted(result.decisions.items()))
-        lines = result.rejected_lines
-        err.print(
-            f"{result.lines:,} lines, {result.events:,} events, "
-            f"{lines:,} line{'' if lines == 1 else 's'} rejected"
-            f"{f' ({by_reason})' if lines else ''}; decisions: {actions or 'none'}",
-            highlight=False,
-        )
-        if reported > _MAX_REPORTED:
-            err.print(f"({reported - _MAX_REPORTED:,} more rejected lines not listed)")
+        _print_summary(err, result, rejections.count)
     raise typer.Exit(code)
+
+
+class _Rejections:
+    """Counts rejected lines; lists the first :data:`_MAX_REPORTED` on stderr unless quiet."""
+
+    def __init__(self, err: Console, quiet: bool) -> None:
+        self.err = err
+        self.quiet = quiet
+        self.count = 0
+
+    def __call__(self, rejection: Rejection) -> None:
+        self.count += 1
+        if self.count <= _MAX_REPORTED and not self.quiet:
+            self.err.print(
+                f"[yellow]skipped[/] {escape(str(rejection))}", highlight=False, soft_wrap=True
+            )
+
+
+def _check_usage(err: Console, files: list[Path], out: Path | None) -> None:
+    """End the command with a usage error if the inputs or ``--out`` are wrong."""
+    problem = _usage_problem(files, out)
+    if problem is not None:
+        err.print(f"[red]error:[/] {escape(problem)}", highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _settle(writer: AtomicFile | None, *, ok: bool) -> None:
+    """Put the output in place of ``--out`` if the replay succeeded, else leave it as it was."""
+    if writer is None:
+        return
+    if ok:
+        writer.commit()
+    else:
+        writer.discard()
+
+
+def _engine(err: Console, policy: list[Path] | None) -> Engine:
+    """The engine of ``--policy`` (default: the settings'); a usage error ends the command."""
+    try:
+        settings = load_settings()
+        return build_engine(
+            policy or settings.policies, tombstone_ttl=settings.deployment_tombstone_ttl
+        )
+    except (PolicyError, ConfigError) as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(EXIT_USAGE) from exc
+
+
+def _progress(err: Console, files: list[Path], quiet: bool) -> Progress:
+    """The progress bar on stderr, shown unless quiet or the files are small."""
+    total = sum(path.stat().st_size for path in files if str(path) != STDIN)
+    return Progress(
+        TextColumn("replay"),
+        BarColumn(),
+        TextColumn("{task.completed:,} lines"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=quiet or total < _PROGRESS_MIN_BYTES,
+    )
+
+
+def _print_nothing_judged(err: Console, result: ReplayResult, kept: Path | None) -> None:
+    """Why nothing was judged; ``kept`` is the ``--out`` file left as it was."""
+    first = result.first_rejection
+    err.print(
+        f"[red]error:[/] nothing judged: no rollout was started ({result.lines:,} lines, "
+        f"{result.rejected_lines:,} rejected"
+        + (f"; first: {escape(str(first))}" if first is not None else "")
+        + ")"
+        + (f"; {escape(str(kept))} left as it was" if kept is not None else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _print_summary(err: Console, result: ReplayResult, reported: int) -> None:
+    """The summary on stderr: decisions per rollout, counts, and the rejections not listed."""
+    err.print(summary_table(result))
+    by_reason = ", ".join(f"{k}={v}" for k, v in sorted(result.rejected.items()))
+    actions = ", ".join(f"{k}={v}" for k, v in sorted(result.decisions.items()))
+    lines = result.rejected_lines
+    err.print(
+        f"{result.lines:,} lines, {result.events:,} events, "
+        f"{lines:,} line{'' if lines == 1 else 's'} rejected"
+        f"{f' ({by_reason})' if lines else ''}; decisions: {actions or 'none'}",
+        highlight=False,
+    )
+    if reported > _MAX_REPORTED:
+        err.print(f"({reported - _MAX_REPORTED:,} more rejected lines not listed)")

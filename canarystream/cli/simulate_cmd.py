@@ -220,21 +220,14 @@ def simulate_command(  # typer passes options by keyword
 ) -> None:
     """Generate rollout telemetry from presets or scenario files (see ``_HELP``)."""
     if list_presets:
-        width = max(len(name) for name in PRESETS)
-        for name, (description, _) in PRESETS.items():
-            typer.echo(f"{name:<{width}}  {description}")
+        _list_presets()
         return
     if not presets and not scenario:
         raise typer.BadParameter(
             f"name a preset or a --scenario file; presets: {', '.join(preset_names())}",
             param_hint="PRESET",
         )
-    seconds: float | None = None
-    if duration is not None:
-        try:
-            seconds = parse_duration(duration)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--duration") from exc
+    seconds = _seconds(duration)
     scenarios = _scenarios(presets or [], scenario or [], rps=rps, duration=seconds)
     engine = _LastDecisions(_engine(share, policies or []))
     events = simulate(scenarios, seed=seed, engine=engine, step=step)
@@ -248,13 +241,35 @@ def simulate_command(  # typer passes options by keyword
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     if share is None:
-        for item in scenarios:
-            decision = engine.last.get(item.deployment)
-            if decision is None:
-                typer.echo(f"{item.deployment}: no decision", err=True)
-            else:
-                typer.echo(
-                    f"{item.deployment}: {decision.phase} at {decision.traffic_percent:g} % "
-                    f"(+{decision.ts - item.start_ts:.0f} s): {decision.summary}",
-                    err=True,
-                )
+        _print_last(engine, scenarios)
+
+
+def _list_presets() -> None:
+    """Each preset and what it simulates."""
+    width = max(len(name) for name in PRESETS)
+    for name, (description, _) in PRESETS.items():
+        typer.echo(f"{name:<{width}}  {description}")
+
+
+def _seconds(duration: str | None) -> float | None:
+    """``--duration`` in seconds (None: not given)."""
+    if duration is None:
+        return None
+    try:
+        return parse_duration(duration)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--duration") from exc
+
+
+def _print_last(engine: _LastDecisions, scenarios: list[Scenario]) -> None:
+    """Each rollout's last decision, on stderr."""
+    for item in scenarios:
+        decision = engine.last.get(item.deployment)
+        if decision is None:
+            typer.echo(f"{item.deployment}: no decision", err=True)
+        else:
+            typer.echo(
+                f"{item.deployment}: {decision.phase} at {decision.traffic_percent:g} % "
+                f"(+{decision.ts - item.start_ts:.0f} s): {decision.summary}",
+                err=True,
+            )

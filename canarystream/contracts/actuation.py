@@ -131,7 +131,7 @@ class DeadLetter(BaseModel):
     )
 
     @classmethod
-    def for_message(
+    def for_message(  # noqa: PLR0913 -- keyword-only fields of the dead letter
         cls,
         raw: bytes | str,
         *,

@@ -18,7 +18,7 @@ from canarystream.demo.timeline import render_timeline
 __all__ = ["demo_scenarios", "main", "render_timeline", "run_demo"]
 
 
-def run_demo(
+def run_demo(  # noqa: PLR0913 -- keyword-only: the demo command's options
     *,
     offline: bool = False,
     speed: float = 20.0,

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 from rich.console import Console
@@ -57,6 +57,7 @@ __all__ = ["LiveOptions", "decision_key", "run_live"]
 
 _BY_TS = itemgetter("ts")
 _BY_SEQ = attrgetter("seq")
+_EVENTS = "events.jsonl"  # the recorded events, in the output directory
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
 
     out_dir = options.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    events_path = out_dir / "events.jsonl"
+    events_path = out_dir / _EVENTS
     scenarios = demo_scenarios(minutes=options.minutes)
     origin = min(s.start_ts for s in scenarios)
     data_dir = Path(tempfile.mkdtemp(prefix="canarystream-demo-"))
@@ -135,17 +136,7 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
         )
         view = LiveView(scenarios, speed=options.speed, header=header)
         played = time.monotonic()
-        asyncio.run(
-            _play(
-                stack,
-                worker=worker,
-                scenarios=scenarios,
-                options=options,
-                view=view,
-                events_path=events_path,
-                console=console,
-            )
-        )
+        asyncio.run(_play(stack, worker, view, options, console))
         console.print(
             f"   {view.sent_events:,} events in {view.sent_messages:,} messages over "
             f"{time.monotonic() - played:.1f}s → {events_path}",
@@ -176,6 +167,19 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
     )
     console.print(f"   {len(live)} decisions → {out_dir / 'decisions.live.jsonl'}", highlight=False)
 
+    ok = _replay_and_compare(live, scenarios, out_dir, origin, console)
+    console.print(f"total {time.monotonic() - started:.0f}s", style="dim")
+    return 0 if ok else 1
+
+
+def _replay_and_compare(
+    live: list[Decision], scenarios: list[Scenario], out_dir: Path, origin: float, console: Console
+) -> bool:
+    """Replay the recorded events offline and show the live decisions as a timeline.
+
+    True when the replay took the live decisions and every rollout ended as it should.
+    """
+    events_path = out_dir / _EVENTS
     console.print("[bold]4. Replaying[/] the recorded events offline through a fresh engine…")
     replayed: list[Decision] = []
     clock = time.perf_counter()
@@ -214,23 +218,13 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
             + ("[green](as expected)[/]" if ok else f"[bold red](expected {want.value})[/]"),
             highlight=False,
         )
-    console.print(f"total {time.monotonic() - started:.0f}s", style="dim")
-    return 0 if same and outcome_ok else 1
+    return same and outcome_ok
 
 
 async def _play(
-    stack: DemoStack,
-    *,
-    worker: WorkerProcess,
-    scenarios: list[Scenario],
-    options: LiveOptions,
-    view: LiveView,
-    events_path: Path,
-    console: Console,
+    stack: DemoStack, worker: WorkerProcess, view: LiveView, options: LiveOptions, console: Console
 ) -> None:
     """Announce, run the fleets with the live view, and wait until the worker has it all."""
-    fleets = [Fleet(s, options.seed, stream=i) for i, s in enumerate(scenarios)]
-    delay = options.router_delay
     first: set[str] = set()
 
     def on_decision(decision: Decision) -> None:
@@ -242,72 +236,17 @@ async def _play(
         asyncio.create_task(stack.follow_decisions(on_decision, stop)),
         asyncio.create_task(_poll_worker(worker, view, stop)),
     ]
-    names = {s.deployment for s in scenarios}
-    loop = asyncio.get_running_loop()
+    player = _Player(worker, view, options, tasks)
     try:
         async with EventPublisher(stack.connection) as publisher:
             with (
-                events_path.open("wb") as sink,
+                (options.out_dir / _EVENTS).open("wb") as sink,
                 Live(view, console=console, auto_refresh=False, transient=False) as live,
             ):
                 tasks.append(asyncio.create_task(_refresh(live, stop)))
-
-                async def until(condition: Callable[[], bool], what: str, timeout: float) -> None:
-                    deadline = loop.time() + timeout
-                    while not condition():
-                        _check(tasks, worker)
-                        if loop.time() > deadline:
-                            raise RuntimeError(f"timed out waiting for {what}")
-                        await asyncio.sleep(0.05)
-
-                starts = [fleet.deployment_event() for fleet in fleets]
-                sink.write(b"".join(orjson.dumps(e) + b"\n" for e in starts))
-                await publisher.send(starts)
-                view.note = "rollouts announced; waiting for the worker to take them"
-                await until(lambda: names <= view.known(), "the worker to list the rollouts", 60)
-                await until(lambda: names <= first, "the first decisions", 60)
-
-                view.note = "running: the fleet sends telemetry; its traffic follows decisions"
-                origin = view.origin
-                end = max(s.end_ts for s in scenarios)
-                begun = loop.time()
-                view.run_started = time.monotonic()
-                states = [view.rollouts[fleet.scenario.deployment] for fleet in fleets]
-                window = 0
-                while (t0 := origin + window) < end:
-                    t1 = t0 + 1.0
-                    await until(
-                        lambda t0=t0: all(_due_known(st, t0, delay) for st in states),
-                        f"the worker to pass event time {clock_text(t0 - delay - origin)}",
-                        120,
-                    )
-                    if all(_ended_by(st, t0, delay + options.linger) for st in states):
-                        break
-                    batch: list[dict[str, Any]] = []
-                    for fleet, state in zip(fleets, states, strict=True):
-                        s = fleet.scenario
-                        if s.start_ts < t1 and t0 < s.end_ts:
-                            batch += fleet.step(t0, 1.0, _share(state, t0, delay))
-                    batch.sort(key=_BY_TS)
-                    sink.write(b"".join(orjson.dumps(e) + b"\n" for e in batch))
-                    view.sent_messages += await publisher.send(batch, batch=options.batch)
-                    view.sent_events += len(batch)
-                    view.produced_until = t1
-                    view.window_sent[window] = time.monotonic()
-                    window += 1
-                    if view.all_terminal():
-                        view.note = "both rollouts have ended; a little more event time…"
-                    _check(tasks, worker)
-                    await asyncio.sleep(max(begun + window / options.speed - loop.time(), 0.0))
-
-                view.note = "waiting until the worker has processed every event…"
-                deadline = loop.time() + 90
-                while (behind := await stack.backlog()) > 0:
-                    _check(tasks, worker)
-                    if loop.time() > deadline:
-                        raise RuntimeError(f"the worker is still {behind} messages behind")
-                    view.note = f"waiting for the worker: {behind} messages to process"
-                    await asyncio.sleep(0.5)
+                await player.announce(publisher, sink, first)
+                await player.run(publisher, sink)
+                await player.drain(stack)
                 await asyncio.sleep(0.3)  # the last decisions reach the view
                 view.note = "done"
                 live.refresh()
@@ -318,6 +257,106 @@ async def _play(
         for task in tasks:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(task, 5)
+
+
+class _Player:
+    """Plays the fleets' telemetry at the demo's pace, each step once the worker is ready.
+
+    Every wait watches the worker and the helper ``tasks``: it fails at once if one of them did.
+    """
+
+    def __init__(
+        self,
+        worker: WorkerProcess,
+        view: LiveView,
+        options: LiveOptions,
+        tasks: list[asyncio.Task[None]],
+    ) -> None:
+        self.worker, self.view, self.options, self.tasks = worker, view, options, tasks
+        self.scenarios = [state.scenario for state in view.rollouts.values()]
+        self.fleets = [Fleet(s, options.seed, stream=i) for i, s in enumerate(self.scenarios)]
+
+    def check(self) -> None:
+        """Raise if the worker died or a helper task failed."""
+        _check(self.tasks, self.worker)
+
+    async def until(self, condition: Callable[[], bool], what: str, timeout: float) -> None:
+        """Wait until ``condition`` holds; raise after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not condition():
+            self.check()
+            if loop.time() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.05)
+
+    async def announce(self, publisher: EventPublisher, sink: BinaryIO, first: set[str]) -> None:
+        """Announce the rollouts; wait until the worker lists them and ``first`` has a
+        decision of each."""
+        view = self.view
+        names = {s.deployment for s in self.scenarios}
+        starts = [fleet.deployment_event() for fleet in self.fleets]
+        sink.write(b"".join(orjson.dumps(e) + b"\n" for e in starts))
+        await publisher.send(starts)
+        view.note = "rollouts announced; waiting for the worker to take them"
+        await self.until(lambda: names <= view.known(), "the worker to list the rollouts", 60)
+        await self.until(lambda: names <= first, "the first decisions", 60)
+
+    async def run(self, publisher: EventPublisher, sink: BinaryIO) -> None:
+        """Send one window of event time after the other, paced at the demo's speed."""
+        view, options = self.view, self.options
+        view.note = "running: the fleet sends telemetry; its traffic follows decisions"
+        delay = options.router_delay
+        loop = asyncio.get_running_loop()
+        origin = view.origin
+        end = max(s.end_ts for s in self.scenarios)
+        begun = loop.time()
+        view.run_started = time.monotonic()
+        states = [view.rollouts[fleet.scenario.deployment] for fleet in self.fleets]
+        window = 0
+        while (t0 := origin + window) < end:
+            await self.until(
+                lambda t0=t0: all(_due_known(st, t0, delay) for st in states),
+                f"the worker to pass event time {clock_text(t0 - delay - origin)}",
+                120,
+            )
+            if all(_ended_by(st, t0, delay + options.linger) for st in states):
+                break
+            batch = self._window(states, t0)
+            sink.write(b"".join(orjson.dumps(e) + b"\n" for e in batch))
+            view.sent_messages += await publisher.send(batch, batch=options.batch)
+            view.sent_events += len(batch)
+            view.produced_until = t0 + 1.0
+            view.window_sent[window] = time.monotonic()
+            window += 1
+            if view.all_terminal():
+                view.note = "both rollouts have ended; a little more event time…"
+            self.check()
+            await asyncio.sleep(max(begun + window / options.speed - loop.time(), 0.0))
+
+    def _window(self, states: list[RolloutState], t0: float) -> list[dict[str, Any]]:
+        """The fleets' telemetry of the second from ``t0``, at the shares then applied."""
+        t1 = t0 + 1.0
+        batch: list[dict[str, Any]] = []
+        for fleet, state in zip(self.fleets, states, strict=True):
+            s = fleet.scenario
+            if s.start_ts < t1 and t0 < s.end_ts:
+                batch += fleet.step(t0, 1.0, _share(state, t0, self.options.router_delay))
+        batch.sort(key=_BY_TS)
+        return batch
+
+    async def drain(self, stack: DemoStack) -> None:
+        """Wait until the worker has processed every event sent."""
+        view = self.view
+        view.note = "waiting until the worker has processed every event…"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 90
+        while (behind := await stack.backlog()) > 0:
+            self.check()
+            if loop.time() > deadline:
+                raise RuntimeError(f"the worker is still {behind} messages behind")
+            view.note = f"waiting for the worker: {behind} messages to process"
+            await asyncio.sleep(0.5)
 
 
 def _applied(state: RolloutState, t0: float, delay: float) -> list[Decision]:

@@ -19,6 +19,7 @@ from canarystream.contracts.codec import (
 )
 from canarystream.contracts.decision import Decision
 from canarystream.contracts.events import (
+    ControlEvent,
     DeploymentAborted,
     DeploymentApproved,
     DeploymentPaused,
@@ -227,52 +228,58 @@ class Engine:
     def _process(self, event: Any) -> list[Decision]:
         kind = event.get("type") if type(event) is dict else None
         if kind == "request":
-            if self._in_open_tick(event):
-                return []
-            fields = check_request(event)
-            if fields is None:
-                raise explain_invalid(event)
-            ts, service, version, latency, status = fields
-            rollout = self.active_by_service.get(service)
-            if rollout is None:
-                self.counters["telemetry_without_rollout"] += 1
-                return []
-            cohort = rollout.cohort_of.get(version)
-            if cohort is None:
-                raise _unknown_version(rollout, version)
-            if ts < rollout.next_tick:  # so before the admission grace: rejected
-                rollout.admit(ts)
-                rollout.add_request(cohort, ts, latency, status, event)
-                return []
-            return self._moved(
-                rollout,
-                rollout.offer(REQUEST, cohort, ts, (latency, status, event), self._message),
-            )
+            return self._request(event)
         if type(kind) is not str:
             raise explain_invalid(event)
         if kind in _METRIC_OR_PROBE:
-            if not is_valid_telemetry(event):
-                raise explain_invalid(event)
-            rollout = self.active_by_service.get(event["service"])
-            if rollout is None:
-                self.counters["telemetry_without_rollout"] += 1
-                return []
-            cohort = rollout.cohort_of.get(event["version"])
-            if cohort is None:
-                raise _unknown_version(rollout, event["version"])
-            ts = event["ts"]
-            code = METRIC if kind == "metric" else PROBE
-            if ts < rollout.next_tick:
-                rollout.admit(ts)
-                if code == METRIC:
-                    rollout.add_metric(cohort, event)
-                else:
-                    rollout.add_probe(cohort, event)
-                return []
-            return self._moved(rollout, rollout.offer(code, cohort, ts, event, self._message))
+            return self._metric_or_probe(kind, event)
         if kind in _CONTROL_TYPES:
             return self._control(event)
         raise explain_invalid(event)
+
+    def _request(self, event: dict[str, Any]) -> list[Decision]:
+        if self._in_open_tick(event):
+            return []
+        fields = check_request(event)
+        if fields is None:
+            raise explain_invalid(event)
+        ts, service, version, latency, status = fields
+        rollout = self.active_by_service.get(service)
+        if rollout is None:
+            self.counters["telemetry_without_rollout"] += 1
+            return []
+        cohort = rollout.cohort_of.get(version)
+        if cohort is None:
+            raise _unknown_version(rollout, version)
+        if ts < rollout.next_tick:  # so before the admission grace: rejected
+            rollout.admit(ts)
+            rollout.add_request(cohort, ts, latency, status, event)
+            return []
+        return self._moved(
+            rollout,
+            rollout.offer(REQUEST, cohort, ts, (latency, status, event), self._message),
+        )
+
+    def _metric_or_probe(self, kind: str, event: dict[str, Any]) -> list[Decision]:
+        if not is_valid_telemetry(event):
+            raise explain_invalid(event)
+        rollout = self.active_by_service.get(event["service"])
+        if rollout is None:
+            self.counters["telemetry_without_rollout"] += 1
+            return []
+        cohort = rollout.cohort_of.get(event["version"])
+        if cohort is None:
+            raise _unknown_version(rollout, event["version"])
+        ts = event["ts"]
+        code = METRIC if kind == "metric" else PROBE
+        if ts < rollout.next_tick:
+            rollout.admit(ts)
+            if code == METRIC:
+                rollout.add_metric(cohort, event)
+            else:
+                rollout.add_probe(cohort, event)
+            return []
+        return self._moved(rollout, rollout.offer(code, cohort, ts, event, self._message))
 
     def process_batch(
         self,
@@ -361,15 +368,7 @@ class Engine:
             return self._start(event)
         if isinstance(event, Heartbeat):
             return self._heartbeat(event)
-        rollout = self.rollouts.get(event.deployment)
-        if rollout is None:
-            if self.finished_at(event.service or "", event.deployment) is not None:
-                raise ContractError(
-                    f"deployment {event.deployment!r} has finished", reason="finished_deployment"
-                )
-            raise ContractError(
-                f"deployment {event.deployment!r} is unknown", reason="unknown_deployment"
-            )
+        rollout = self._commanded(event)
         decisions: list[Decision] = []
         if rollout.is_active:
             # A command may move its rollout's clock, by at most the admission's skew.
@@ -393,6 +392,19 @@ class Engine:
                 decisions += rollout.approve(ts, event.actor)
         self._retire_finished(rollout)
         return decisions
+
+    def _commanded(self, event: ControlEvent) -> Rollout:
+        """The rollout a command names; a finished or unknown deployment is refused."""
+        rollout = self.rollouts.get(event.deployment)
+        if rollout is not None:
+            return rollout
+        if self.finished_at(event.service or "", event.deployment) is not None:
+            raise ContractError(
+                f"deployment {event.deployment!r} has finished", reason="finished_deployment"
+            )
+        raise ContractError(
+            f"deployment {event.deployment!r} is unknown", reason="unknown_deployment"
+        )
 
     def _heartbeat(self, event: Heartbeat) -> list[Decision]:
         rollout = self.active_by_service.get(event.service)

@@ -20,6 +20,7 @@ same events always give the same decisions however they are batched.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from canarystream.analysis.checks import CheckGroup, Evidence, Gate, LatencyTracker, Tick, Unit
@@ -45,6 +46,18 @@ __all__ = ["BASELINE", "CANARY", "Rollout"]
 BASELINE = 0
 CANARY = 1
 _MAX_IDLE_TICKS = 100_000  # a gap longer than this is evaluated once at its end
+
+
+@dataclass(frozen=True, slots=True)
+class _Findings:
+    """What one evaluation found, before it decides."""
+
+    evidence: list[Evidence]
+    critical_fail: list[Evidence]  # critical checks that fail
+    pending_failures: list[str]  # non-critical checks that failed, not acknowledged
+    shared_incident: bool  # the baseline degrades too
+    silent: float  # seconds without canary telemetry
+    past_deadline: bool  # the stage's deadline has passed
 
 
 class Rollout:
@@ -356,52 +369,70 @@ class Rollout:
         return [self._decide(action, now, summary, reasons, page=not recovered)]
 
     def _evaluate(self, now: float) -> list[Decision]:
+        """Decide at ``now``, in order: roll back (or freeze), hold, else move on."""
         if not self.is_live or self.phase is Phase.FROZEN:
             return []
-        policy = self.policy
-        stage = policy.stages[self.stage]
         ready = self._stage_ready(now)
+        found = self._findings(now, ready)
+        why = self._rollback_cause(now, found)
+        if why is not None:
+            return [self._rollback_or_freeze(now, why, found.evidence)]
+        holds = self._hold_causes(found)
+        if holds:
+            return self._hold(now, "; ".join(holds), found.evidence)
+        return self._progress(now, ready, found)
+
+    def _findings(self, now: float, ready: bool) -> _Findings:
+        """Every unit's evidence and the guards' state at ``now``; notes non-critical failures."""
         evidence = self.assess(now, ready)
-        critical_fail = [e for e in evidence if e.verdict is Verdict.FAIL and e.critical]
         for found in evidence:
             if found.verdict is Verdict.FAIL and not found.critical:
                 self.noncritical_failed.setdefault(found.name, now)
-        pending_failures = [n for n in self.noncritical_failed if n not in self.acknowledged]
-        shared_incident = self.drift.active(now)
-        silent = self.no_data.silent_for(now, self.stage_started_at)
-        past_deadline = now - self.stage_started_at >= stage.deadline
+        return _Findings(
+            evidence=evidence,
+            critical_fail=[e for e in evidence if e.verdict is Verdict.FAIL and e.critical],
+            pending_failures=[n for n in self.noncritical_failed if n not in self.acknowledged],
+            shared_incident=self.drift.active(now),
+            silent=self.no_data.silent_for(now, self.stage_started_at),
+            past_deadline=now - self.stage_started_at >= self.policy.stages[self.stage].deadline,
+        )
 
-        if silent >= policy.guards.no_data.rollback_after:
-            why = f"no canary telemetry for {silent:.0f}s"
-            return [self._rollback_or_freeze(now, why, evidence)]
-        if critical_fail and not shared_incident:
-            names = ", ".join(e.name for e in critical_fail)
-            return [self._rollback_or_freeze(now, f"critical regression: {names}", evidence)]
-        if pending_failures and past_deadline:
-            names = ", ".join(pending_failures)
-            why = f"non-critical regression unresolved at deadline: {names}"
-            return [self._rollback_or_freeze(now, why, evidence)]
+    def _rollback_cause(self, now: float, found: _Findings) -> str | None:
+        """Why the rollout must roll back (or freeze) now, or None."""
+        policy = self.policy
+        if found.silent >= policy.guards.no_data.rollback_after:
+            return f"no canary telemetry for {found.silent:.0f}s"
+        if found.critical_fail and not found.shared_incident:
+            return f"critical regression: {', '.join(e.name for e in found.critical_fail)}"
+        if found.pending_failures and found.past_deadline:
+            names = ", ".join(found.pending_failures)
+            return f"non-critical regression unresolved at deadline: {names}"
         if policy.deadline is not None and now - self.started_at >= policy.deadline:
-            why = "rollout deadline passed before promotion"
-            return [self._rollback_or_freeze(now, why, evidence)]
+            return "rollout deadline passed before promotion"
+        return None
 
+    def _hold_causes(self, found: _Findings) -> list[str]:
+        """Every reason to hold the rollout where it is (none: it may move on)."""
         holds: list[str] = []
         if self.paused_by is not None:
             holds.append(f"paused by {self.paused_by}")
-        if shared_incident:
+        if found.shared_incident:
             holds.append(f"shared degradation: {self.drift.last_shift}")
-        if critical_fail:
-            names = ", ".join(e.name for e in critical_fail)
+        if found.critical_fail:
+            names = ", ".join(e.name for e in found.critical_fail)
             holds.append(f"regression seen during a shared degradation: {names}")
         if self.ratio.mismatch:
             holds.append("sample ratio mismatch: canary share differs from routed share")
-        if silent >= policy.guards.no_data.hold_after:
-            holds.append(f"no canary telemetry for {silent:.0f}s")
-        if pending_failures:
-            holds.append(f"non-critical regression: {', '.join(pending_failures)}")
-        if holds:
-            return self._hold(now, "; ".join(holds), evidence)
+        if found.silent >= self.policy.guards.no_data.hold_after:
+            holds.append(f"no canary telemetry for {found.silent:.0f}s")
+        if found.pending_failures:
+            holds.append(f"non-critical regression: {', '.join(found.pending_failures)}")
+        return holds
 
+    def _progress(self, now: float, ready: bool, found: _Findings) -> list[Decision]:
+        """Nothing holds the rollout: advance, await approval, wait, or resume."""
+        stage = self.policy.stages[self.stage]
+        evidence = found.evidence
         gating = [
             e.verdict for e in evidence if e.verdict is not None and e.name not in self.acknowledged
         ]
@@ -417,7 +448,7 @@ class Rollout:
             else:
                 why = f"stage {self.stage} approved by {self.approved_by}"
             return [self._next_stage(now, why, evidence)]
-        if past_deadline:
+        if found.past_deadline:
             waiting = [
                 e.name for e in evidence if e.verdict is not Verdict.PASS and e.verdict is not None
             ]
@@ -480,7 +511,7 @@ class Rollout:
             Action.ROLLBACK, Phase.ROLLED_BACK, now, why, None, evidence=evidence
         )
 
-    def _terminate(
+    def _terminate(  # noqa: PLR0913 -- the fields of the final decision
         self,
         action: Action,
         phase: Phase,
@@ -526,7 +557,7 @@ class Rollout:
         out.append(self.ratio.reason())
         return out
 
-    def _decide(
+    def _decide(  # noqa: PLR0913 -- the fields of a decision, optional ones keyword-only
         self,
         action: Action,
         now: float,

@@ -64,6 +64,19 @@ def share_after(decision: DecisionLike) -> float:
     return min(max(float(decision.traffic_percent) / 100.0, 0.0), 1.0)
 
 
+def _check_arguments(scenarios: list[Scenario], step: float, delay: float) -> None:
+    """Raise ValueError for a bad ``step`` or ``delay``, or a deployment id used twice."""
+    if not math.isfinite(step) or step <= 0:
+        raise ValueError("step must be a positive number of seconds")
+    if not math.isfinite(delay) or delay < 0:
+        raise ValueError("delay must be a non-negative number of seconds")
+    seen: set[str] = set()
+    for scenario in scenarios:
+        if scenario.deployment in seen:
+            raise ValueError(f"duplicate deployment id {scenario.deployment!r}")
+        seen.add(scenario.deployment)
+
+
 def simulate(
     scenarios: Iterable[Scenario],
     seed: int = 0,
@@ -83,15 +96,7 @@ def simulate(
     Scenario ``i`` draws from its own stream of ``seed``, so runs are reproducible.
     """
     scenarios = list(scenarios)
-    if not math.isfinite(step) or step <= 0:
-        raise ValueError("step must be a positive number of seconds")
-    if not math.isfinite(delay) or delay < 0:
-        raise ValueError("delay must be a non-negative number of seconds")
-    seen: set[str] = set()
-    for scenario in scenarios:
-        if scenario.deployment in seen:
-            raise ValueError(f"duplicate deployment id {scenario.deployment!r}")
-        seen.add(scenario.deployment)
+    _check_arguments(scenarios, step, delay)
     if not scenarios:
         return
     if engine is None:
@@ -111,19 +116,7 @@ def simulate(
         while waiting and float(waiting[0].ts) + delay <= t0:
             decision = waiting.popleft()
             shares[decision.deployment] = share_after(decision)
-        batch: list[dict[str, Any]] = []
-        while pending and pending[0].scenario.start_ts < t1:
-            batch.append(pending.pop(0).deployment_event())
-        sources = len(batch)
-        for fleet in fleets:
-            scenario = fleet.scenario
-            if scenario.start_ts < t1 and t0 < scenario.end_ts:
-                events = fleet.step(t0, t1 - t0, shares[scenario.deployment])
-                if events:
-                    batch += events
-                    sources += 1
-        if sources > 1:
-            batch.sort(key=_BY_TS)  # stable: a deployment_started precedes telemetry at its ts
+        batch = _window(fleets, pending, shares, t0, t1)
         for event in batch:
             waiting.extend(d for d in engine.process(event) if d.deployment in shares)
             yield event
@@ -135,6 +128,27 @@ def simulate(
         ):
             # Nothing runs until the next rollout starts: jump to its window.
             window = max(window, math.floor((pending[0].scenario.start_ts - origin) / step))
+
+
+def _window(
+    fleets: list[Fleet], pending: list[Fleet], shares: dict[str, float], t0: float, t1: float
+) -> list[dict[str, Any]]:
+    """The events of the window [t0, t1) in ``ts`` order: the rollouts that start in it
+    (taken from ``pending``), then every running fleet's telemetry at its canary's share."""
+    batch: list[dict[str, Any]] = []
+    while pending and pending[0].scenario.start_ts < t1:
+        batch.append(pending.pop(0).deployment_event())
+    sources = len(batch)
+    for fleet in fleets:
+        scenario = fleet.scenario
+        if scenario.start_ts < t1 and t0 < scenario.end_ts:
+            events = fleet.step(t0, t1 - t0, shares[scenario.deployment])
+            if events:
+                batch += events
+                sources += 1
+    if sources > 1:
+        batch.sort(key=_BY_TS)  # stable: a deployment_started precedes telemetry at its ts
+    return batch
 
 
 class FixedShareEngine:

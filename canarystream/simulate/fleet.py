@@ -272,32 +272,11 @@ class Fleet:
         scenario = self.scenario
         rng = self._rng
         start = scenario.start_ts
-        rel_lo, rel_hi = lo - start, hi - start
-        slices = max(1, math.ceil((rel_hi - rel_lo) / _SLICE - 1e-9))
-        load = scenario.traffic.load
-        if slices == 1:  # the usual one-second step: no per-slice bookkeeping
-            expected = float(load.multiplier((rel_lo + rel_hi) / 2, scenario.duration))
-            expected *= rel_hi - rel_lo
-            n_base, n_canary = rng.poisson((expected * rates[0], expected * rates[1])).tolist()
-            n = n_base + n_canary
-            if n == 0:
-                return []
-            cohort = np.repeat(np.array([_BASELINE, _CANARY]), (n_base, n_canary))
-            rel = rel_lo + rng.random(n) * (rel_hi - rel_lo)
-        else:
-            edges = np.linspace(rel_lo, rel_hi, slices + 1)
-            widths = np.diff(edges)
-            expected = load.multiplier(edges[:-1] + widths / 2, scenario.duration) * widths
-            counts = rng.poisson(np.concatenate([expected * rates[0], expected * rates[1]]))
-            n = int(counts.sum())
-            if n == 0:
-                return []
-            cohort = np.repeat(
-                np.array([_BASELINE, _CANARY]), [counts[:slices].sum(), counts[slices:].sum()]
-            )
-            rel = np.repeat(np.tile(edges[:-1], 2), counts) + rng.random(n) * np.repeat(
-                np.tile(widths, 2), counts
-            )
+        arrivals = self._arrivals(lo - start, hi - start, rates)
+        if arrivals is None:
+            return []
+        cohort, rel = arrivals
+        n = len(rel)
         ts = _floor_ms(start + rel, lo, hi)
         silent = scenario.canary_silent_from
         if silent is not None:
@@ -346,8 +325,51 @@ class Fleet:
         status[client] = _CLIENT_STATUSES[(v[client] * len(_CLIENT_STATUSES)).astype(np.int64)]
         status[failed] = _ERROR_CODES[np.searchsorted(_ERROR_STATUS_CDF, v[failed], side="right")]
 
+        return self._request_events(ts, instance, latency, status, route)
+
+    def _arrivals(
+        self, rel_lo: float, rel_hi: float, rates: tuple[float, float]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Cohort and time from the start of each request in [rel_lo, rel_hi); None: none."""
+        scenario = self.scenario
+        rng = self._rng
+        slices = max(1, math.ceil((rel_hi - rel_lo) / _SLICE - 1e-9))
+        load = scenario.traffic.load
+        if slices == 1:  # the usual one-second step: no per-slice bookkeeping
+            expected = float(load.multiplier((rel_lo + rel_hi) / 2, scenario.duration))
+            expected *= rel_hi - rel_lo
+            n_base, n_canary = rng.poisson((expected * rates[0], expected * rates[1])).tolist()
+            n = n_base + n_canary
+            if n == 0:
+                return None
+            cohort = np.repeat(np.array([_BASELINE, _CANARY]), (n_base, n_canary))
+            return cohort, rel_lo + rng.random(n) * (rel_hi - rel_lo)
+        edges = np.linspace(rel_lo, rel_hi, slices + 1)
+        widths = np.diff(edges)
+        expected = load.multiplier(edges[:-1] + widths / 2, scenario.duration) * widths
+        counts = rng.poisson(np.concatenate([expected * rates[0], expected * rates[1]]))
+        n = int(counts.sum())
+        if n == 0:
+            return None
+        cohort = np.repeat(
+            np.array([_BASELINE, _CANARY]), [counts[:slices].sum(), counts[slices:].sum()]
+        )
+        rel = np.repeat(np.tile(edges[:-1], 2), counts) + rng.random(n) * np.repeat(
+            np.tile(widths, 2), counts
+        )
+        return cohort, rel
+
+    def _request_events(
+        self,
+        ts: np.ndarray,
+        instance: np.ndarray,
+        latency: np.ndarray,
+        status: np.ndarray,
+        route: np.ndarray,
+    ) -> list[dict[str, Any]]:
+        """One request event per element, in ``ts`` order."""
         order = np.argsort(ts, kind="stable")
-        service = scenario.service
+        service = self.scenario.service
         versions = self._instance_version
         names = self._instance_names
         endpoints = self._route_endpoint
@@ -401,7 +423,7 @@ class Fleet:
                 added[during] += incident.error_add
         return added
 
-    def _canary_effects(self, rel: np.ndarray, z: np.ndarray, route: np.ndarray | None) -> _Effects:
+    def _canary_effects(self, rel: np.ndarray, z: np.ndarray, route: np.ndarray | None) -> _Effects:  # noqa: C901 -- one case per kind of regression
         """The canary's own effects on events at ``rel``; ``route`` None means probes."""
         scenario = self.scenario
         effects = _Effects(len(rel))

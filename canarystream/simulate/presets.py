@@ -109,7 +109,7 @@ def preset_names() -> list[str]:
     return list(PRESETS)
 
 
-def build_preset(
+def build_preset(  # noqa: PLR0913 -- keyword-only overrides
     name: str,
     *,
     rps: float | None = None,

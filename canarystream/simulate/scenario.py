@@ -450,7 +450,7 @@ class Scenario(_Strict):
                 f"traffic.baseline_mode {mode!r}"
             )
 
-    def override(
+    def override(  # noqa: PLR0913 -- keyword-only overrides
         self,
         *,
         rps: float | None = None,

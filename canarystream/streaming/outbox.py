@@ -71,7 +71,7 @@ class DecisionOutbox:
         Monotonic clock and sleep (tests replace them).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- keyword-only timing, clock and sleep replaceable in tests
         self,
         send: Send,
         index: PublishedIndex,
@@ -130,14 +130,18 @@ class DecisionOutbox:
                 )  # fmt: skip
                 await self._sleep(min(backoff, left))
                 backoff = min(backoff * 2, self.max_backoff)
-            for deployment in list(queues):
-                queue = queues[deployment]
-                while queue and self.index.seen(deployment, queue[0].seq):
-                    queue.popleft()
-                    outcome.suppressed += 1
-                if not queue:
-                    del queues[deployment]
+            self._drop_seen(queues, outcome)
         return outcome
+
+    def _drop_seen(self, queues: dict[str, deque[Decision]], outcome: Outcome) -> None:
+        """Drop the waiting decisions the topic has meanwhile (counted as suppressed)."""
+        for deployment in list(queues):
+            queue = queues[deployment]
+            while queue and self.index.seen(deployment, queue[0].seq):
+                queue.popleft()
+                outcome.suppressed += 1
+            if not queue:
+                del queues[deployment]
 
     async def _send_round(self, queues: dict[str, deque[Decision]], outcome: Outcome) -> None:
         """Send the first waiting decision of every deployment; pop those acknowledged.

@@ -330,24 +330,9 @@ class BatchProcessor:
         problems: _Problems,
     ) -> None:
         """Apply one message; what it breaks goes to ``problems``."""
-        engine = self.engine
-        # Most telemetry belongs to services with no rollout: keyed messages of those are
-        # not even decoded (so neither are they checked against the contract).
-        if message.topic == self.telemetry_topic and message.key:
-            try:
-                keyed = message.key.decode("utf-8")
-            except UnicodeDecodeError:
-                keyed = None
-            active = engine.active_by_service
-            if keyed is not None and keyed not in active:
-                if keyed not in self.services and self._load(keyed) is None:
-                    result.ignored += 1  # no rollout and no stored state: nothing to load
-                    return
-                # A restored rollout may be active; an unreadable state is dead-lettered below.
-                known = self._service(keyed, message.partition)
-                if keyed not in active and known.unreadable is None:
-                    result.ignored += 1
-                    return
+        if self._ignored(message):
+            result.ignored += 1
+            return
         try:
             values, batched = decode_events(message.value)
         except ContractError as exc:
@@ -370,24 +355,70 @@ class BatchProcessor:
             result.skipped += 1
             return
         try:
-            events, indices = _own_events(values, service, bool(message.key), engine, problems)
-            on_error = problems.event
-            if indices is not None:
-
-                def on_error(index: int, exc: ContractError) -> None:
-                    problems.event(indices[index], exc)
-
-            source = f"{message.topic}/{message.partition}@{message.offset}"
-            decided = engine.process_batch(events, on_error, source) if events else None
-            if decided:
-                result.decisions.extend(decided)
+            self._process(message, service, values, result, problems)
         finally:
-            # Applied once whatever happened to it: a poison message is never retried.
-            if engine.deployments_of.get(service) or engine.tombstones.get(service):
-                snapshot.offsets[message.topic] = message.offset
-                snapshot.partition = message.partition
-                touched[service] = snapshot
-                self.services[service] = snapshot
+            self._applied(message, service, snapshot, touched)
+
+    def _process(
+        self,
+        message: Inbound,
+        service: str,
+        values: list[Any],
+        result: BatchResult,
+        problems: _Problems,
+    ) -> None:
+        """Run the events of ``message`` that belong to ``service`` through the engine."""
+        engine = self.engine
+        events, indices = _own_events(values, service, bool(message.key), engine, problems)
+        on_error = problems.event
+        if indices is not None:
+
+            def on_error(index: int, exc: ContractError) -> None:
+                problems.event(indices[index], exc)
+
+        source = f"{message.topic}/{message.partition}@{message.offset}"
+        decided = engine.process_batch(events, on_error, source) if events else None
+        if decided:
+            result.decisions.extend(decided)
+
+    def _applied(
+        self,
+        message: Inbound,
+        service: str,
+        snapshot: ServiceSnapshot,
+        touched: dict[str, ServiceSnapshot],
+    ) -> None:
+        """Record ``message`` as applied to a service the engine knows.
+
+        Applied once whatever happened to it: a poison message is never retried.
+        """
+        engine = self.engine
+        if engine.deployments_of.get(service) or engine.tombstones.get(service):
+            snapshot.offsets[message.topic] = message.offset
+            snapshot.partition = message.partition
+            touched[service] = snapshot
+            self.services[service] = snapshot
+
+    def _ignored(self, message: Inbound) -> bool:
+        """Whether ``message`` is keyed telemetry of a service with no rollout.
+
+        Most telemetry belongs to such services: their keyed messages are not even decoded
+        (so neither are they checked against the contract).
+        """
+        if message.topic != self.telemetry_topic or not message.key:
+            return False
+        try:
+            keyed = message.key.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        active = self.engine.active_by_service
+        if keyed in active:
+            return False
+        if keyed not in self.services and self._load(keyed) is None:
+            return True  # no rollout and no stored state: nothing to load
+        # A restored rollout may be active; an unreadable state is dead-lettered below.
+        known = self._service(keyed, message.partition)
+        return keyed not in active and known.unreadable is None
 
     def _dead_letter(self, result: BatchResult, message: Inbound, problems: _Problems) -> None:
         """The one dead letter of a message with ``problems``; count them."""

@@ -265,7 +265,7 @@ class Evidence:
 
     __slots__ = ("_reason", "bound", "e_value", "explain", "gate", "unit", "upper", "verdict")
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- one argument per field of the evidence
         self,
         unit: Unit,
         gate: Gate,

@@ -24,7 +24,7 @@ __all__ = ["MeanDifferenceUnit", "OneSampleRateUnit", "RateRatioUnit"]
 class RateRatioUnit(Unit):
     """Ratio of event rates (errors per request, failed probes per probe)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- keyword-only tolerances of the check
         self,
         name: str,
         *,

@@ -65,7 +65,7 @@ class Sent:
         return f"{self.topic}/{self.partition}@{self.offset}"
 
 
-def control_event(
+def control_event(  # noqa: PLR0913 -- keyword-only fields of the control event
     command: str,
     *,
     deployment: str,

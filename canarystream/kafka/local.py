@@ -295,10 +295,8 @@ class LocalKafka:
         if formatted.returncode != 0:
             raise BrokerError(f"formatting storage failed:\n{formatted.stderr}")
 
-    def start(self, *, timeout: float = 60.0) -> None:
-        """Install if needed, format storage on first use, start, and wait until it answers."""
-        if self.is_up():
-            return
+    def _preflight(self) -> str:
+        """The path of a recent enough Java, once the broker's ports are known to be free."""
         java = shutil.which("java")
         if java is None:
             raise BrokerError("Java is not on PATH: the broker needs Java 17 or newer")
@@ -310,6 +308,13 @@ class LocalKafka:
                     f"port {port} on 127.0.0.1 is taken by another process; stop it or pick "
                     "other ports (--port)"
                 )
+        return java
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        """Install if needed, format storage on first use, start, and wait until it answers."""
+        if self.is_up():
+            return
+        java = self._preflight()
         libs = self.install()
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         properties = self.data / "server.properties"

@@ -31,6 +31,9 @@ from canarystream.contracts.topics import service_partition
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, out_of_range
 from canarystream.engine.rollout import Rollout
 from canarystream.errors import ContractError, PolicyError
+from canarystream.governance.access import Access, Action
+from canarystream.governance.identity import Origin
+from canarystream.governance.rules import Request, authorize
 from canarystream.policy.loading import PolicyRegistry
 
 __all__ = ["DEFAULT_TOMBSTONE_TTL", "Engine"]
@@ -50,6 +53,12 @@ _CONTROL_TYPES = frozenset(
         "heartbeat",
     }
 )
+_COMMANDS: dict[type, Action] = {
+    DeploymentAborted: Action.ABORT,
+    DeploymentPaused: Action.PAUSE,
+    DeploymentResumed: Action.RESUME,
+    DeploymentApproved: Action.APPROVE,
+}
 
 
 def _internal_error(exc: Exception) -> ContractError:
@@ -81,6 +90,14 @@ class Engine:
         How long (event time, s) a finished deployment id stays known after it ended, so that
         a re-sent announcement of it is rejected rather than started again.
 
+    access
+        Who may steer which rollouts (an access file). With it, every announcement, command
+        and heartbeat needs the :class:`~canarystream.governance.identity.Origin` its driver
+        authenticated from the message's bytes, and is refused (``unauthorized``,
+        ``duplicate_control``) unless :func:`~canarystream.governance.rules.authorize` allows
+        it; decisions then name the authenticated principal, never the event's ``actor``.
+        Without it (None) every input is obeyed and ``actor`` is reported as sent.
+
     ``process`` raises :class:`~canarystream.errors.ContractError` (with a ``reason``) for an
     event that breaks the contract, names an unknown version of a service under rollout, or
     whose time is not plausible for its rollout (``ts_out_of_range``, see
@@ -103,8 +120,11 @@ class Engine:
         policies: PolicyRegistry | None = None,
         *,
         tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL,
+        access: Access | None = None,
     ) -> None:
         self.policies = policies or PolicyRegistry()
+        self.access = access
+        self._origin: Origin | None = None  # who sent the message being applied
         self.tombstone_ttl = tombstone_ttl
         self.rollouts: dict[str, Rollout] = {}
         self.active_by_service: dict[str, Rollout] = {}
@@ -188,13 +208,17 @@ class Engine:
         return ended
 
     # The hot path: requests are checked by hand and routed with plain dict lookups.
-    def process(self, event: Any, message: str | None = None) -> list[Decision]:
+    def process(
+        self, event: Any, message: str | None = None, origin: Origin | None = None
+    ) -> list[Decision]:
         """Apply one decoded event; return the decisions it caused (usually none).
 
         ``message`` names the message (or line) the event came in, when it held several:
         admission counts one message as one witness of a gap however many events it holds.
+        ``origin`` says who sent that message (used with an access file only).
         """
         self._message = message
+        self._origin = origin
         try:
             return self._process(event)
         except ContractError:
@@ -204,6 +228,7 @@ class Engine:
             raise _internal_error(exc) from exc
         finally:
             self._message = None
+            self._origin = None
 
     def _in_open_tick(self, event: dict[str, Any]) -> bool:
         """Record a request inside its rollout's open tick; False if it is not one.
@@ -286,6 +311,7 @@ class Engine:
         events: list[Any],
         on_error: Callable[[int, ContractError], None],
         messages: str | Sequence[str] | None = None,
+        origins: Origin | Sequence[Origin | None] | None = None,
     ) -> list[Decision]:
         """Apply a list of events in order; report errors by index and go on.
 
@@ -293,7 +319,7 @@ class Engine:
         rollout's open tick (nearly all of them) take a short path without the general
         dispatch; every other event goes through :meth:`process`. ``messages`` names the
         message the events came in: one name for all, one per event, or None (each event
-        a message of its own).
+        a message of its own). ``origins``, likewise, says who sent them.
         """
         out: list[Decision] = []
         in_open_tick = self._in_open_tick
@@ -301,8 +327,9 @@ class Engine:
             if type(event) is dict and event.get("type") == "request" and in_open_tick(event):
                 continue
             message = messages if messages is None or type(messages) is str else messages[index]
+            origin = origins if origins is None or type(origins) is Origin else origins[index]
             try:
-                decided = self.process(event, message)
+                decided = self.process(event, message, origin)  # type: ignore[arg-type]
             except ContractError as exc:
                 on_error(index, exc)
                 continue
@@ -368,7 +395,11 @@ class Engine:
             return self._start(event)
         if isinstance(event, Heartbeat):
             return self._heartbeat(event)
+        access, action = self.access, _COMMANDS[type(event)]
+        if access is not None and (self._origin is None or self._origin.principal is None):
+            authorize(access, self._origin, Request(action, event.service or ""))  # refuses
         rollout = self._commanded(event)
+        actor = event.actor if access is None else self._authorize_command(event, rollout, access)
         decisions: list[Decision] = []
         if rollout.is_active:
             # A command may move its rollout's clock, by at most the admission's skew.
@@ -383,15 +414,32 @@ class Engine:
         ts = max(event.ts, rollout.clock)
         match event:
             case DeploymentAborted():
-                decisions += rollout.abort(ts, event.actor, event.reason)
+                decisions += rollout.abort(ts, actor, event.reason)
             case DeploymentPaused():
-                decisions += rollout.pause(ts, event.actor)
+                decisions += rollout.pause(ts, actor)
             case DeploymentResumed():
-                decisions += rollout.resume(ts, event.actor)
+                decisions += rollout.resume(ts, actor)
             case DeploymentApproved():
-                decisions += rollout.approve(ts, event.actor)
+                decisions += rollout.approve(ts, actor)
         self._retire_finished(rollout)
         return decisions
+
+    def _authorize_command(self, event: ControlEvent, rollout: Rollout, access: Access) -> str:
+        """The principal allowed to give ``event`` to ``rollout``, who is then the command's
+        actor; the signed command is remembered, so a copy published again is refused."""
+        origin = self._origin
+        assert origin is not None  # an unsigned command was refused before
+        key = f"{origin.sha256}:{event.type}:{event.ts!r}"
+        request = Request(
+            _COMMANDS[type(event)],
+            rollout.service,
+            started_by=rollout.started_by,
+            control=key,
+            taken=rollout.controls,
+        )
+        actor = authorize(access, origin, request)
+        rollout.take_control(key)
+        return actor
 
     def _commanded(self, event: ControlEvent) -> Rollout:
         """The rollout a command names; a finished or unknown deployment is refused."""
@@ -407,6 +455,8 @@ class Engine:
         )
 
     def _heartbeat(self, event: Heartbeat) -> list[Decision]:
+        if self.access is not None:
+            authorize(self.access, self._origin, Request(Action.HEARTBEAT, event.service))
         rollout = self.active_by_service.get(event.service)
         if rollout is None:
             self.counters["heartbeat_without_rollout"] += 1
@@ -415,7 +465,23 @@ class Engine:
         self._retire_finished(rollout)
         return decisions
 
+    def _authorize_start(self, event: DeploymentStarted, access: Access) -> str:
+        """The principal allowed to announce ``event`` (see :func:`authorize`)."""
+        spec = event.policy
+        previous = self.active_by_service.get(event.service)
+        live = previous is not None and previous.is_live
+        replaced = previous.deployment if live and previous.deployment != event.deployment else None
+        if spec is None:
+            named: str | None = self.policies.default.name
+        else:
+            named = spec if isinstance(spec, str) else None
+        request = Request(
+            Action.START, event.service, policy=named, inline=named is None, supersedes=replaced
+        )
+        return authorize(access, self._origin, request)
+
     def _start(self, event: DeploymentStarted) -> list[Decision]:
+        started_by = None if self.access is None else self._authorize_start(event, self.access)
         # Announcements are retried by deployment systems: a known id is never started again,
         # running or finished (its tombstone outlives the rollout's state; tombstone_ttl).
         known = self.rollouts.get(event.deployment)
@@ -446,6 +512,7 @@ class Engine:
             previous.stop_watching()
             self._retire_finished(previous)
         rollout = Rollout(event, policy)
+        rollout.started_by = started_by
         self.rollouts[event.deployment] = rollout
         self.deployments_of.setdefault(event.service, []).append(event.deployment)
         self.active_by_service[event.service] = rollout

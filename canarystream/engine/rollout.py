@@ -39,6 +39,7 @@ from canarystream.contracts.decision import (
 from canarystream.contracts.events import CompensationHook, DeploymentStarted
 from canarystream.contracts.topics import service_partition
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, EventClock, out_of_range
+from canarystream.governance.rules import MAX_CONTROLS
 from canarystream.policy.model import Policy
 
 __all__ = ["BASELINE", "CANARY", "Rollout"]
@@ -100,6 +101,8 @@ class Rollout:
         self.ratio = SampleRatioWatch(policy.guards.sample_ratio)
         self.no_data = NoDataWatch(policy.guards.no_data)
         self.paused_by: str | None = None
+        self.started_by: str | None = None  # the authenticated announcer (None: unknown)
+        self.controls: list[str] = []  # keys of the signed commands taken, oldest first
         self.awaiting_approval = False
         self.approved_stage: int | None = None
         self.approved_by = ""
@@ -298,6 +301,11 @@ class Rollout:
         self.approved_by = actor
         self.acknowledged.update(self.noncritical_failed)
         return self._evaluate(ts)
+
+    def take_control(self, key: str) -> None:
+        """Remember a signed command as taken (the newest :data:`MAX_CONTROLS` are kept)."""
+        self.controls.append(key)
+        del self.controls[:-MAX_CONTROLS]
 
     def supersede(self, ts: float, by: str) -> list[Decision]:
         """A newer deployment of the same service replaces this one."""
@@ -640,6 +648,8 @@ class Rollout:
             "ratio": self.ratio.to_state(),
             "no_data": self.no_data.to_state(),
             "paused_by": self.paused_by,
+            "started_by": self.started_by,
+            "controls": list(self.controls),
             "awaiting_approval": self.awaiting_approval,
             "approved_stage": self.approved_stage,
             "approved_by": self.approved_by,
@@ -697,7 +707,12 @@ class Rollout:
         rollout.drift = BaselineDriftGuard.from_state(r.child("drift"), guards.baseline_drift)
         rollout.ratio = SampleRatioWatch.from_state(r.child("ratio"), guards.sample_ratio)
         rollout.no_data = NoDataWatch.from_state(r.child("no_data"), guards.no_data)
-        rollout.paused_by = r.text("paused_by", none=True)
+        # Who paused and who started it, and the signed commands it took.
+        rollout.paused_by, rollout.started_by, rollout.controls = (
+            r.text("paused_by", none=True),
+            r.text("started_by", none=True),
+            r.texts("controls")[-MAX_CONTROLS:],
+        )
         rollout.awaiting_approval = r.flag("awaiting_approval")
         rollout.approved_stage = r.integer("approved_stage", none=True)
         rollout.approved_by = r.text("approved_by")

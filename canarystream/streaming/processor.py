@@ -71,7 +71,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = "canarystream/service-state"
-STATE_VERSION = 2
+STATE_VERSION = 3
 """Version of what :meth:`ServiceSnapshot.dumps` writes. Any change to what a ``to_state``
 writes or a ``from_state`` expects bumps it and adds a migration from the previous version to
 :data:`MIGRATIONS` (tests/engine/test_state.py fails for an attribute that is not carried)."""
@@ -98,7 +98,21 @@ def _v1_to_v2(state: dict[str, Any]) -> dict[str, Any]:
     return upgraded
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+def _v2_to_v3(state: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 adds who started each rollout and the signed commands it took: neither is
+    known for a rollout started before, so any authorised principal may approve it (there is
+    no starter to tell apart) and no command has been taken yet."""
+    rollouts = state.get("rollouts")
+    upgraded = {**state, "version": 3}
+    if type(rollouts) is list:
+        upgraded["rollouts"] = [
+            {**item, "started_by": None, "controls": []} if type(item) is dict else item
+            for item in rollouts
+        ]
+    return upgraded
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 """Upgrades of stored state: ``MIGRATIONS[n]`` turns a decoded version-``n`` snapshot (the
 whole envelope, plain data) into version ``n + 1``, and :meth:`ServiceSnapshot.loads` chains
 them up to :data:`STATE_VERSION`. Empty while version 1 is the only one: a version without a

@@ -134,11 +134,23 @@ def test_dumps_then_loads_gives_the_same_bytes() -> None:
     assert ServiceSnapshot.loads(restored.dumps()).dumps() == restored.dumps()
 
 
-def test_version_1_is_read_as_version_2_without_tombstones() -> None:
+def test_version_1_is_read_as_the_current_version_without_tombstones() -> None:
     """Version 2 added the finished deployment ids; a version-1 record knows none."""
     restored = ServiceSnapshot.loads(FIXTURE.read_bytes())
     assert restored.tombstones == {}
-    assert orjson.loads(restored.dumps())["version"] == STATE_VERSION == 2
+    assert orjson.loads(restored.dumps())["version"] == STATE_VERSION == 3
+
+
+def test_version_2_is_read_with_no_starter_and_no_command_taken() -> None:
+    """Version 3 added who started each rollout and the signed commands it took; a
+    version-2 record knows neither (so any authorised principal may approve its rollouts)."""
+    blob = (FIXTURES / "service-state-v2.json").read_bytes()
+    assert orjson.loads(blob)["version"] == 2
+
+    restored = ServiceSnapshot.loads(blob)
+
+    assert [(r.started_by, r.controls) for r in restored.rollouts] == [(None, [])]
+    assert restored.dumps() == ServiceSnapshot.loads(FIXTURE.read_bytes()).dumps()
 
 
 def test_tombstones_survive_a_restart() -> None:

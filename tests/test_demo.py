@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import subprocess
@@ -184,3 +185,27 @@ def test_live_view_shows_phase_traffic_checks_and_decisions() -> None:
     assert "error_rate" in text and "fail" in text and "3.25" in text
     assert " 2:00 rollback" in text and "(rollback at 2:00)" in text
     assert "no check statistics yet" in text  # the healthy one has no decision in view yet
+
+
+def test_the_live_demo_checks_the_broker_as_its_clients_connect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against a secured cluster the readiness check uses the security settings too."""
+    from canarystream.demo import live  # noqa: PLC0415
+
+    seen: list = []
+    monkeypatch.setattr(live, "broker_ready", lambda target: seen.append(target) is not None)
+    for name, value in {
+        "KAFKA_BOOTSTRAP": "127.0.0.1:19094",
+        "CANARYSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "CANARYSTREAM_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "CANARYSTREAM_KAFKA_SASL_USERNAME": "admin",
+        "CANARYSTREAM_KAFKA_SASL_PASSWORD": "s3cret",
+    }.items():
+        monkeypatch.setenv(name, value)
+    options = live.LiveOptions(out_dir=tmp_path / "out")
+    assert live.run_live(options, Console(file=io.StringIO())) == 2
+    (target,) = seen
+    kwargs = target.client_kwargs()
+    assert kwargs["bootstrap_servers"] == "127.0.0.1:19094"
+    assert (kwargs["security_protocol"], kwargs["sasl_plain_username"]) == ("SASL_SSL", "admin")

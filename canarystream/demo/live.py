@@ -45,7 +45,7 @@ from canarystream.demo.stack import DemoStack, WorkerProcess
 from canarystream.demo.timeline import render_timeline
 from canarystream.demo.view import LiveView, RolloutState, clock_text
 from canarystream.kafka.admin import broker_ready, create_topics
-from canarystream.kafka.connection import LOCAL_BOOTSTRAP
+from canarystream.kafka.connection import LOCAL_BOOTSTRAP, Connection
 from canarystream.kafka.publisher import EventPublisher
 from canarystream.replay import replay_files
 from canarystream.settings import load_settings
@@ -92,7 +92,8 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
     """
     console = console or Console()
     bootstrap = options.bootstrap or load_settings().kafka_bootstrap or LOCAL_BOOTSTRAP
-    if not broker_ready(bootstrap):
+    # Checked as the demo's clients connect: with the security settings in force.
+    if not broker_ready(Connection(load_settings(kafka_bootstrap=bootstrap))):
         console.print(
             f"[bold red]No Kafka broker answers at {escape(bootstrap)}.[/]\n"
             "  Start the local one with `canarystream kafka up` (`make demo` does this itself),\n"

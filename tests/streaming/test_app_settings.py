@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import faust
 import pytest
+from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
+from canarystream.kafka.secure import prepare
 from canarystream.settings import load_settings
 from canarystream.streaming.app import create_app
 from canarystream.streaming.worker import Batching, StreamWorker
@@ -56,3 +59,28 @@ def test_the_worker_batches_as_the_settings_say(tmp_path: Path) -> None:
         data_dir=tmp_path, batch_max_messages=10, batch_within_seconds=0.5, checkpoint_seconds=3
     )
     assert StreamWorker(settings).batching == Batching(10, 0.5, 3.0)
+
+
+def test_the_app_connects_with_the_security_settings(tmp_path: Path) -> None:
+    ca = prepare(tmp_path / "security").ca_file
+    settings = load_settings(
+        data_dir=tmp_path,
+        kafka_bootstrap="broker-1:9093,broker-2:9093",
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="worker",
+        kafka_sasl_password="s3cret",
+        kafka_ssl_cafile=ca,
+    )
+    conf = create_app(settings, replication_factor=1).conf
+    assert [str(url) for url in conf.broker] == ["kafka://broker-1:9093", "kafka://broker-2:9093"]
+    assert isinstance(conf.broker_credentials, faust.SASLCredentials)
+    auth = credentials_to_aiokafka_auth(conf.broker_credentials)  # what its clients get
+    context = auth.pop("ssl_context")
+    assert auth == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "worker",
+        "sasl_plain_password": "s3cret",
+    }
+    assert context.check_hostname and len(context.get_ca_certs()) == 1

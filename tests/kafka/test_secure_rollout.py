@@ -21,6 +21,7 @@ from canarystream.simulate.closed_loop import simulate
 from canarystream.simulate.presets import build_preset
 from tests.support.broker import Stack, announce_then_send, key, replayed
 from tests.support.secure_broker import SecureBroker, secure_broker, secure_stack
+from tests.support.services import free_ports, listening_addresses
 
 __all__ = ["secure_broker", "secure_stack"]
 
@@ -43,9 +44,10 @@ def test_the_worker_judges_and_an_actuator_applies_over_sasl_ssl(
     stack.env.update(
         {"CANARYSTREAM_SIGNING_SCHEME": "hmac-sha256", "CANARYSTREAM_SIGNING_KEY": KEY}
     )
-    stack.start_worker()
+    worker = stack.start_worker()
 
     route = tmp_path / "route.yaml"
+    (metrics_port,) = free_ports(1)
     env = {
         **{k: v for k, v in stack.env.items() if k != "CANARYSTREAM_SIGNING_KEY"},
         **secure_broker.env("actuator"),
@@ -55,7 +57,7 @@ def test_the_worker_judges_and_an_actuator_applies_over_sasl_ssl(
         sys.executable, "-m", "canarystream", "actuate", "gateway-api", "--out", str(route),
         "--route", "shop", "--gateway", "edge", "--baseline-service", "shop-v1",
         "--canary-service", "shop-v2", "--service-port", "80", "--service", scenario.service,
-        "--name", "secure", "--start-from", "earliest", "--metrics-port", "0",
+        "--name", "secure", "--start-from", "earliest", "--metrics-port", str(metrics_port),
     ]  # fmt: skip
     log = tmp_path / "actuate.log"
     with log.open("wb") as sink:
@@ -77,6 +79,10 @@ def test_the_worker_judges_and_an_actuator_applies_over_sasl_ssl(
         ], log.read_text()
         backend_refs = yaml.safe_load(route.read_text())["spec"]["rules"][0]["backendRefs"]
         assert [ref["weight"] for ref in backend_refs] == [100, 0]  # rolled back
+        # Every listener of the product binds this host only unless configured otherwise.
+        broker = secure_broker.broker
+        for port in (broker.port, broker.controller_port, worker.port, metrics_port):
+            assert listening_addresses(port) == {"127.0.0.1"}, port
     finally:
         if actuator.poll() is None:
             actuator.send_signal(signal.SIGTERM)

@@ -7,6 +7,7 @@ fails: nothing skips there.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import shutil
 import socket
@@ -25,6 +26,7 @@ from canarystream.demo.stack import free_port, free_ports
 __all__ = [
     "free_port",
     "free_ports",
+    "listening_addresses",
     "require_binary",
     "require_module",
     "require_service",
@@ -98,3 +100,24 @@ def require_module(name: str) -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses on which some process listens on TCP ``port`` (Linux
+    ``/proc/net/tcp*``): ``{"127.0.0.1"}`` for this host only, ``{"0.0.0.0"}`` for every
+    interface."""
+    found: set[str] = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                local, state = row.split()[1], row.split()[3]
+                address, _, hex_port = local.partition(":")
+                if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+                    continue
+                raw = bytes.fromhex(address)
+                # The kernel writes each 32-bit word in host (little-endian) order.
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, width // 2, 4))
+                ip = ipaddress.ip_address(words)
+                mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is 127.0.0.1
+                found.add(str(mapped or ip))
+    return found

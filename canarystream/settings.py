@@ -5,9 +5,9 @@ Every tunable is one flat field of :class:`Settings`: its environment variable i
 ``CANARYSTREAM_CONFIG`` the field's name. Related tunables share a prefix: ``batch_`` and
 ``checkpoint_`` (the worker's batches), ``web_`` (the worker's web server), ``faust_`` (Faust's
 own setting of the same name, e.g. ``faust_broker_max_poll_records``), ``actuator_`` (``canarystream
-actuate``: its scope, retries and ``/metrics``). Precedence: a command-line option, then the
-environment, then the file, then the default. Errors name the variable, the field and where
-the wrong value came from.
+actuate``: its scope, retries and ``/metrics``), ``audit_metrics_`` (``canarystream audit
+record``). Precedence: a command-line option, then the environment, then the file, then the
+default. Errors name the variable, the field and where the wrong value came from.
 """
 
 from __future__ import annotations
@@ -278,6 +278,14 @@ class Settings(BaseSettings):
         le=30 * 86_400,
         description="Seconds: an actuator refuses a decision whose event time is older than "
         "this by its clock (reason stale).",
+    )
+    audit_metrics_bind: str = Field(
+        default="127.0.0.1",
+        pattern=_HOST,
+        description="Address the audit recorder's /metrics listens on (0.0.0.0: every interface).",
+    )
+    audit_metrics_port: int = Field(
+        default=6068, ge=0, le=65535, description="Port of the audit recorder's /metrics; 0: none."
     )
 
     # Decision signatures (HMAC-SHA256 with a shared key, or Ed25519).

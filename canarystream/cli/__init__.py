@@ -1,10 +1,11 @@
 """Command-line interface: ``canarystream replay | simulate | policy | kafka | topics | worker |
-actuate | demo | keys | approve | abort | pause | resume``."""
+actuate | demo | keys | approve | abort | pause | resume | audit``."""
 
 from __future__ import annotations
 
 from canarystream.cli import (  # noqa: F401  (registration)
     actuate_cmd,
+    audit_cmd,
     control_cmd,
     demo_cmd,
     kafka_cmd,

@@ -1,0 +1,3 @@
+"""Broker fixtures for the audit recorder's tests."""
+
+from tests.support.broker import kafka_bootstrap, stack  # noqa: F401  (broker fixtures)

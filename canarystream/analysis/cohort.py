@@ -124,7 +124,7 @@ class CohortBucket:
             key = item.key("key")
             if not isinstance(key, tuple) or len(key) != 2:
                 raise item.fail("key", "expected [field, value]")
-            bucket.slices[key] = Slice.from_state(item.child("slice"))  # type: ignore[index]
+            bucket.slices[key] = Slice.from_state(item.child("slice"))
         metrics, probes = r.child("metrics"), r.child("probes")
         bucket.metrics = {name: metrics.reals(name, 2) for name in metrics.fields()}
         bucket.probes = {name: probes.integers(name, 2) for name in probes.fields()}

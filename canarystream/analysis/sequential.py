@@ -193,7 +193,7 @@ class RatioSequence:
         joint = self.grid.log_prior + self.loglik
         cum = np.concatenate([[-np.inf], np.logaddexp.accumulate(joint)[:-1]])
         with np.errstate(invalid="ignore"):
-            out = cum - self.loglik - self.grid.log_mass_below
+            out: np.ndarray = cum - self.loglik - self.grid.log_mass_below
         out[0] = -np.inf
         return out
 
@@ -202,7 +202,7 @@ class RatioSequence:
         rcum = np.logaddexp.accumulate(joint[::-1])[::-1]
         rcum = np.concatenate([rcum[1:], [-np.inf]])
         with np.errstate(invalid="ignore"):
-            out = rcum - self.loglik - self.grid.log_mass_above
+            out: np.ndarray = rcum - self.loglik - self.grid.log_mass_above
         out[-1] = -np.inf
         return out
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -55,7 +56,8 @@ class LogHistogram:
     def _index(self, values: np.ndarray) -> np.ndarray:
         clipped = np.clip(values, self.low, self.high)
         index = np.floor(np.log(clipped) / self._log_gamma - self._offset).astype(np.intp)
-        return np.minimum(index, self.counts.size - 1)
+        bounded: np.ndarray = np.minimum(index, self.counts.size - 1)
+        return bounded
 
     def add(self, values: Sequence[float] | np.ndarray) -> LogHistogram:
         """Add a batch of values."""
@@ -88,11 +90,11 @@ class LogHistogram:
         # last non-empty bin to the top of the range. q = 0 is the smallest value, so it is
         # the first non-empty bin (side="right"), not bin 0.
         rank = q * cumulative[-1]
-        side = "left" if rank > 0 else "right"
+        side: Literal["left", "right"] = "left" if rank > 0 else "right"
         index = int(np.searchsorted(cumulative, rank, side=side))
         index = min(index, self.counts.size - 1)
         # Centre of bin i, relative error <= accuracy for any value in it.
-        return 2.0 * self._gamma ** (index + self._offset + 1) / (self._gamma + 1.0)
+        return float(2.0 * self._gamma ** (index + self._offset + 1) / (self._gamma + 1.0))
 
     def to_state(self) -> State:
         """The sketch as plain data: its range and the span of bins that hold any count."""

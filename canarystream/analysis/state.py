@@ -130,7 +130,7 @@ class Reader:
         """A key written by :func:`key_to_state`."""
         value = self.raw(name)
         if value is None or type(value) is str:
-            return value  # type: ignore[no-any-return]
+            return value
         if type(value) is list and value and all(type(part) is str for part in value):
             return tuple(value)
         raise self.fail(name, f"expected null, a string or a list of strings, got {_what(value)}")

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from canarystream.contracts.decision import Decision
 from canarystream.contracts.events import (
@@ -43,7 +43,11 @@ __all__ = [
 ]
 
 TELEMETRY_TYPES = frozenset({"request", "metric", "probe"})
-_MODELS = {"request": RequestSample, "metric": MetricSample, "probe": ProbeResult}
+_MODELS: dict[str, type[BaseModel]] = {
+    "request": RequestSample,
+    "metric": MetricSample,
+    "probe": ProbeResult,
+}
 _MAX_NAME = 256
 
 
@@ -107,7 +111,7 @@ def is_valid_telemetry(event: dict[str, Any]) -> bool:
     if kind == "request":
         return check_request(event) is not None
     get = event.get
-    ts = get("ts")
+    ts: Any = get("ts")  # unvalidated JSON values: their types are checked below
     service = get("service")
     version = get("version")
     instance = get("instance")
@@ -123,7 +127,7 @@ def is_valid_telemetry(event: dict[str, Any]) -> bool:
         return False
     if kind == "metric":
         name = get("name")
-        value = get("value")
+        value: Any = get("value")
         return (
             type(name) is str
             and 0 < len(name) <= _MAX_NAME

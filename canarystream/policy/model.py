@@ -363,8 +363,8 @@ class Policy(_Strict):
             spans.append((f"stages.{index}.min_duration", stage.min_duration, False))
             spans.append((f"stages.{index}.max_duration", stage.max_duration, False))
         for index, check in enumerate(self.checks):
-            for field, seconds in check.windows():
-                spans.append((f"checks.{index}.{field}", seconds, True))
+            for field, window in check.windows():
+                spans.append((f"checks.{index}.{field}", window, True))
         no_data = self.guards.no_data
         spans += [
             ("deadline", self.deadline, False),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -405,7 +406,7 @@ class CheckGroup:
             name = f"{self.name}[{key}]"
         return self.check.make_unit(name, key, self.unit_alpha(), trackers)
 
-    def keys_in(self, *buckets: CohortBucket) -> list[object]:
+    def keys_in(self, *buckets: CohortBucket) -> Sequence[object]:
         """Keys present in the buckets for this group's dimension, sorted."""
         if self.dynamic == "metric":
             names: set[str] = set()

@@ -281,6 +281,7 @@ class MeanDifferenceUnit(Unit):
         estimate = self.shown(mean) if self.diffs.count else None
         lower = self.shown(mean - self.diffs.radius(self.alpha)) if ready else None
         upper = None if evidence.upper is None else self.shown(evidence.upper)
+        interval: float | None
         if upper is None and ready:  # context for the message, at the confidence in force
             interval = self.shown(mean + self.diffs.radius(evidence.gate.alpha))
         else:

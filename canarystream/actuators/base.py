@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -83,6 +84,8 @@ class Handler(Protocol):
 
     verifier: Verifier | None  # also checks messages that are not decisions; None: signing off
     metrics: ActuationMetrics | None  # the service gives one to a handler without
+    # The service sets it: publishes an intent (a ``started`` report) and waits for the ack.
+    recorder: Callable[[ActuationReport], Awaitable[object]] | None
 
     @property
     def kind(self) -> str:
@@ -103,6 +106,10 @@ class Handler(Protocol):
     ) -> ActuationReport:
         """Carry out ``decision`` and report; ``signature`` signs ``payload``, the message bytes
         the decision was decoded from (its canonical bytes when None)."""
+        ...
+
+    def remember(self, report: ActuationReport) -> None:
+        """Take back a report this instance published before a restart or a rebalance."""
         ...
 
     def hurry(self) -> None:

@@ -38,6 +38,9 @@ class Admission(StrEnum):
     NEW = "new"  # newer than anything applied for its deployment
     DUPLICATE = "duplicate"  # this very decision was applied already
     STALE = "stale"  # a decision with this or a later seq was applied already
+    # Its hooks were started (the intent is recorded) and how they ended is not: they may
+    # have run, so they are not run again; a person must look.
+    UNKNOWN_OUTCOME = "unknown_outcome"
 
 
 class FenceStore(Protocol):
@@ -52,6 +55,10 @@ class FenceStore(Protocol):
         """Remember that the decision was carried out; ``final`` when it ended the rollout."""
         ...
 
+    def intend(self, decision_id: str, deployment: str, seq: int) -> None:
+        """Remember that carrying the decision out has begun (its outcome is not known yet)."""
+        ...
+
     def highest_seq(self, deployment: str) -> int | None:
         """The highest ``seq`` remembered for ``deployment``, or None."""
         ...
@@ -61,6 +68,7 @@ class FenceStore(Protocol):
 class _Applied:
     seq: int
     recent_ids: list[str] = field(default_factory=list)  # oldest first
+    started: list[str] = field(default_factory=list)  # begun, outcome not recorded
 
 
 class Fence:
@@ -103,6 +111,8 @@ class Fence:
         applied = self._applied.get(deployment)
         if applied is None:
             return Admission.NEW
+        if decision_id in applied.started:
+            return Admission.UNKNOWN_OUTCOME
         if decision_id in applied.recent_ids:
             return Admission.DUPLICATE
         if seq <= applied.seq:
@@ -115,6 +125,8 @@ class Fence:
         if applied is None:
             applied = self._applied[deployment] = _Applied(seq)
         applied.seq = max(applied.seq, seq)
+        if decision_id in applied.started:
+            applied.started.remove(decision_id)
         if decision_id not in applied.recent_ids:
             applied.recent_ids.append(decision_id)
             del applied.recent_ids[: -self.recent_ids]
@@ -124,6 +136,15 @@ class Fence:
             while len(self._finished) > self.max_finished:
                 forgotten, _ = self._finished.popitem(last=False)
                 self._applied.pop(forgotten, None)
+
+    def intend(self, decision_id: str, deployment: str, seq: int) -> None:
+        """Remember that carrying the decision out has begun: until :meth:`record` it is
+        UNKNOWN_OUTCOME, and older decisions are STALE as if it had been applied."""
+        self.record(decision_id, deployment, seq)
+        started = self._applied[deployment].started
+        if decision_id not in started:
+            started.append(decision_id)
+            del started[: -self.recent_ids]
 
 
 def refusal(  # noqa: PLR0913 -- the decision, its signed bytes and signature, and their judges
@@ -155,6 +176,12 @@ def refusal(  # noqa: PLR0913 -- the decision, its signed bytes and signature, a
     admission = fence.admit(decision.decision_id, decision.deployment, decision.seq)
     if admission is Admission.NEW:
         return None
+    if admission is Admission.UNKNOWN_OUTCOME:
+        return (
+            f"unknown outcome, needs a person: carrying out decision {decision.decision_id} "
+            "began before a restart and how it ended was never recorded; not run again",
+            admission.value,
+        )
     if admission is Admission.DUPLICATE:
         why = f"decision {decision.decision_id} was {done} already"
     else:

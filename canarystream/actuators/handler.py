@@ -14,7 +14,15 @@ For each decision, one at a time:
    :class:`~canarystream.actuators.hooks.HookActuator` runs a rollback's hooks.
 3. **Fence** -- the decision is remembered when :meth:`BaseHandler._settles` says so (a share
    once applied; hooks once attempted, whatever their outcome).
-4. **Meter and report** -- every report is counted in
+4. **Intent** -- a handler whose work must never be done twice (hooks) records its intent with
+   :meth:`BaseHandler._intend` before doing it: a ``started`` report handed to ``recorder``
+   (the service publishes it and waits for the broker's ack) and a mark in the fence. A
+   decision whose intent is known and whose outcome is not is never carried out again: it is
+   reported ``failed``, "unknown outcome, needs a person".
+5. **Restart** -- :meth:`BaseHandler.remember` takes back a report this handler's instance
+   published before (read from the actuations topic at start and on each rebalance), so that
+   the fence survives restarts.
+6. **Meter and report** -- every report is counted in
    :class:`~canarystream.actuators.metrics.ActuationMetrics` with its duration and, for a
    refusal, its reason; every report is built by :meth:`BaseHandler._report`.
 """
@@ -25,17 +33,23 @@ import asyncio
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from canarystream.actuators.config import Scope
-from canarystream.actuators.fencing import Fence, FenceStore, refusal
+from canarystream.actuators.fencing import Admission, Fence, FenceStore, refusal
 from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.contracts.actuation import ActuationReport, ActuationStatus
-from canarystream.contracts.decision import Decision
+from canarystream.contracts.decision import Action, Decision
 from canarystream.contracts.signing import Verifier, canonical_bytes
 
-__all__ = ["BaseHandler"]
+__all__ = ["BaseHandler", "Recorder"]
+
+#: Publishes a report durably (returns once the broker acknowledged it).
+Recorder = Callable[[ActuationReport], Awaitable[object]]
+
+# Actions after which a rollout takes no decision that changes anything (for the fence's bound).
+_ENDING = frozenset({Action.ROLLBACK, Action.PROMOTE})
 
 
 class BaseHandler(ABC):
@@ -78,6 +92,9 @@ class BaseHandler(ABC):
         self.fence: FenceStore = Fence() if fence is None else fence
         self.dry_run = dry_run
         self.metrics = metrics
+        #: Where an intent is published before work that must not be done twice; the service
+        #: sets it. None: intents live in the fence only (a restart forgets them).
+        self.recorder: Recorder | None = None
         self._clock = clock
         self._monotonic = monotonic
         # One decision at a time: the fence check and the record after carrying it out must
@@ -127,7 +144,16 @@ class BaseHandler(ABC):
                 done=self.fenced_as,
             )
             reason: str | None = None
-            if refused is not None:
+            if refused is not None and refused[1] == Admission.UNKNOWN_OUTCOME.value:
+                # Begun before a restart, outcome unknown: never again; settled as failed.
+                report = self._report(decision, ActuationStatus.FAILED, refused[0])
+                self.fence.record(
+                    decision.decision_id,
+                    decision.deployment,
+                    decision.seq,
+                    final=decision.phase.is_terminal,
+                )
+            elif refused is not None:
                 detail, reason = refused
                 report = self._report(decision, ActuationStatus.REJECTED, detail)
             else:
@@ -143,6 +169,23 @@ class BaseHandler(ABC):
                 elapsed = self._monotonic() - started
                 self.metrics.observe(self.kind, report.status.value, elapsed, reason)
             return report
+
+    def remember(self, report: ActuationReport) -> None:
+        """Take into the fence a report this handler's instance published before (read back
+        after a restart or a rebalance): a ``started`` intent, or an outcome the fence keeps."""
+        if report.status is ActuationStatus.STARTED:
+            self.fence.intend(report.decision_id, report.deployment, report.seq)
+        elif report.status is not ActuationStatus.REJECTED and self._settles(report):
+            final = report.action in _ENDING
+            self.fence.record(report.decision_id, report.deployment, report.seq, final=final)
+
+    async def _intend(self, decision: Decision, detail: str) -> None:
+        """Record, before doing it, that work on ``decision`` that must not be done twice is
+        about to begin: publish a ``started`` report through :attr:`recorder` (raises if that
+        fails: then nothing was done) and mark the fence."""
+        if self.recorder is not None:
+            await self.recorder(self._report(decision, ActuationStatus.STARTED, detail))
+        self.fence.intend(decision.decision_id, decision.deployment, decision.seq)
 
     @abstractmethod
     async def _carry_out(

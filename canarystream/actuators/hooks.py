@@ -24,9 +24,14 @@ decision. Two pieces carry them out:
 Hooks are not assumed idempotent, so nothing is retried: the first hook that fails (or is
 refused, or times out) stops the sequence -- a later step may depend on an earlier one -- and
 the report says ``failed`` with what each hook did and which did not run; a person takes over
-from there. A decision whose hooks were attempted is fenced whatever the outcome, so a
-redelivery never runs a hook twice. Every other decision (advance, hold, promote, rollback
-verification, a rollback without hooks) is reported ``applied`` with nothing run.
+from there. Hooks run at most once per decision, across restarts and rebalances too: before
+they run, the intent is published (a ``started`` report, acknowledged by the broker) and
+marked in the fence; after them the outcome is reported, and the decision is fenced whatever
+it was. After a restart the fence is rebuilt from these reports: a redelivered decision whose
+outcome was reported is a duplicate, and one whose intent alone was is never run again but
+reported ``failed``, "unknown outcome, needs a person". Every other decision (advance, hold,
+promote, rollback verification, a rollback without hooks) is reported ``applied`` with nothing
+run.
 
 Hooks come from ``deployment_started`` events: whoever can write those can have commands run
 where this runner runs. ``programs`` and ``url_prefixes`` restrict what may run; a
@@ -404,6 +409,9 @@ class HookActuator(BaseHandler):
             return self._report(
                 decision, ActuationStatus.APPLIED, f"dry run: would run {listed}{note}"
             )
+        if not any(self.runner.refusal(hook) for hook in hooks):
+            names = ", ".join(hook.name for hook in hooks)
+            await self._intend(decision, f"compensation: running {len(hooks)} hook(s): {names}")
         outcomes = await self.runner.run(decision, signed, signature)
         return self._report(decision, *_summarise(hooks, outcomes))
 

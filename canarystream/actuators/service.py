@@ -19,11 +19,17 @@ Per message, in partition order:
    ``canary.actuations.v1`` keyed by deployment, wait for the broker's ack, and only then
    commit the message's offset.
 
-Delivery is at least once: a crash between applying and committing redelivers the decision,
-which the in-process :class:`~canarystream.actuators.fencing.Fence` rejects as a duplicate,
-and which after a restart sets the same share again (apply is idempotent). Nothing else is
-persisted. A failure to publish a report stops the service (the supervisor restarts it)
-rather than commit a decision nobody heard about.
+Every report names this instance (``actuator``: ``kind/name``). At start, and whenever
+partitions of the decisions topic are assigned, before any decision is consumed, the
+handler's fence is rebuilt from this instance's reports on ``canary.actuations.v1``
+(:class:`~canarystream.actuators.recovery.FenceRecovery`): after a restart or a rebalance an
+old decision replayed is still refused as stale or duplicate, and hooks whose intent was
+recorded are never run again.
+
+Delivery is at least once: a crash between applying and publishing the report redelivers the
+decision, which sets the same share again (apply is idempotent; hooks are protected by their
+intent, published before they run). A failure to publish a report stops the service (the
+supervisor restarts it) rather than commit a decision nobody heard about.
 
 A message that is not a decision gets no report (it has no deployment or seq to report on).
 If it is unsigned or forged it is only counted (``unsigned``, ``bad_signature``): nobody
@@ -47,12 +53,19 @@ from collections.abc import Sequence
 from typing import Literal
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import CollectorRegistry, start_http_server
 
 from canarystream.actuators.base import Handler
 from canarystream.actuators.metrics import ActuationMetrics
+from canarystream.actuators.recovery import FenceRecovery
 from canarystream.contracts.actuation import ActuationReport, DeadLetter
 from canarystream.contracts.codec import decode_decision
 from canarystream.contracts.signing import SIGNATURE_HEADER
@@ -118,6 +131,7 @@ class ActuatorService:
         self.connection = connection
         self.name = name
         self.group_id = group_id_for(connection, handler.kind, name)
+        self.actuator = f"{handler.kind}/{name}"  # names this instance in its reports
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
         self.start_from = start_from
@@ -160,7 +174,6 @@ class ActuatorService:
         self._wakeup = asyncio.Event()
         kwargs = self.connection.client_kwargs()
         consumer = AIOKafkaConsumer(
-            self.decisions_topic,
             **kwargs,
             group_id=self.group_id,
             enable_auto_commit=False,
@@ -171,9 +184,17 @@ class ActuatorService:
             max_poll_interval_ms=int(1000 * max(300.0, self.handler.longest_seconds + 60.0)),
         )
         producer = AIOKafkaProducer(**kwargs, acks="all", enable_idempotence=True)
+        recovery = FenceRecovery(
+            self.connection, self.actuations_topic, self.actuator, self.handler.remember
+        )
         server = None
         try:
             await producer.start()
+            await recovery.start()
+            partitions = len(await producer.partitions_for(self.actuations_topic))
+            await recovery.catch_up(partitions)
+            consumer.subscribe([self.decisions_topic], listener=_CatchUp(recovery, partitions))
+            self.handler.recorder = lambda report: self._publish(producer, report)
             await consumer.start()
             if self.metrics_port is not None:
                 server, _ = start_http_server(
@@ -207,6 +228,7 @@ class ActuatorService:
                 await consumer.stop()  # leaves the group: partitions move on at once
             finally:
                 try:
+                    await recovery.stop()
                     await producer.stop()
                 finally:
                     await self.handler.close()
@@ -223,11 +245,7 @@ class ActuatorService:
         except ContractError as exc:
             await self._undecodable(raw, signature, exc, producer)
             return None
-        report = await self.handler.actuate(decision, signature, raw)
-        value = orjson.dumps(report.model_dump(mode="json"))
-        await producer.send_and_wait(
-            self.actuations_topic, value, key=decision.deployment.encode("utf-8")
-        )
+        report = await self._publish(producer, await self.handler.actuate(decision, signature, raw))
         log.info(
             "%s seq %d %s: %s: %s",
             decision.deployment,
@@ -235,6 +253,18 @@ class ActuatorService:
             decision.action.value,
             report.status.value,
             report.detail,
+        )
+        return report
+
+    async def _publish(
+        self, producer: AIOKafkaProducer, report: ActuationReport
+    ) -> ActuationReport:
+        """Publish ``report``, signed by this instance's name, keyed by deployment; return once
+        the broker acknowledged it."""
+        report = report.model_copy(update={"actuator": self.actuator})
+        value = orjson.dumps(report.model_dump(mode="json"))
+        await producer.send_and_wait(
+            self.actuations_topic, value, key=report.deployment.encode("utf-8")
         )
         return report
 
@@ -296,6 +326,21 @@ class ActuatorService:
             # The group rebalanced: the partition's new owner gets this message again, and
             # the fence or the idempotent apply makes that harmless.
             log.warning("commit of %s@%d failed after a rebalance: %s", tp, offset, exc)
+
+
+class _CatchUp(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On each assignment of decision partitions, before any is consumed: read the reports
+    published since the last catch-up (by this instance's other processes, say) into the fence."""
+
+    def __init__(self, recovery: FenceRecovery, partitions: int) -> None:
+        self.recovery = recovery
+        self.partitions = partitions
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        await self.recovery.catch_up(self.partitions)
 
 
 def _header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> bytes | None:

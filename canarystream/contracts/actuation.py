@@ -29,6 +29,9 @@ class ActuationStatus(StrEnum):
     APPLIED = "applied"  # the backend accepted the change (and read-back agreed, if verified)
     FAILED = "failed"  # the backend errored or timed out after all attempts
     REJECTED = "rejected"  # the actuator refused it: stale, duplicate or out-of-order decision
+    # Hooks are about to run: the intent, published (and acknowledged) before they run, so that
+    # after a restart they are never run again; the outcome follows in a report of its own.
+    STARTED = "started"
 
 
 class ActuationReport(BaseModel):
@@ -63,6 +66,12 @@ class ActuationReport(BaseModel):
         default=False, description="True when nothing was changed (a drill or a no-op backend)."
     )
     detail: str = Field(default="", description="One readable sentence: what happened or why not.")
+    actuator: str | None = Field(
+        default=None,
+        description="The actuator instance that wrote the report: its backend kind and instance "
+        "name (``haproxy/edge-1``). Each instance rebuilds what it applied from its own reports "
+        "after a restart. Absent in reports written before this field.",
+    )
 
 
 MAX_ORIGINAL_BYTES = 64 * 1024  # bytes of a rejected message kept in its dead letter

@@ -321,13 +321,14 @@ def test_the_service_loop_runs_hooks_from_the_decisions_topic(
     thread.start()
     try:
         asyncio.run(publish())
-        stack.wait_for(lambda: len(stack_reports()) >= 3, 30, "3 reports")
+        stack.wait_for(lambda: len(stack_reports()) >= 4, 30, "4 reports")
     finally:
         service.stop()
         thread.join(15)
     statuses = [(r.action, r.status) for r in stack_reports()]
     assert statuses == [
         (Action.ADVANCE, ActuationStatus.APPLIED),
+        (Action.ROLLBACK, ActuationStatus.STARTED),  # the intent, acknowledged before the hooks
         (Action.ROLLBACK, ActuationStatus.APPLIED),
         (Action.ROLLBACK, ActuationStatus.REJECTED),  # the redelivered copy
     ]

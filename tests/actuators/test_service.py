@@ -407,6 +407,8 @@ class _EchoHandler:
         self.verifier = None
         self.metrics: ActuationMetrics | None = None
         self.seen: list[bytes | None] = []
+        self.remembered: list[ActuationReport] = []
+        self.recorder: Any = None
         self.hurried = self.closed = False
 
     def describe(self) -> str:
@@ -429,6 +431,9 @@ class _EchoHandler:
             traffic_percent_requested=decision.traffic_percent,
             detail="echo",
         )
+
+    def remember(self, report: ActuationReport) -> None:
+        self.remembered.append(report)
 
     def hurry(self) -> None:
         self.hurried = True

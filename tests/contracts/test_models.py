@@ -223,7 +223,8 @@ def test_actuation_report_rejects(field: str, value: object) -> None:
 
 
 def test_actuation_status_values_are_the_wire_strings() -> None:
-    assert {status.value for status in ActuationStatus} == {"applied", "failed", "rejected"}
+    statuses = {status.value for status in ActuationStatus}
+    assert statuses == {"applied", "failed", "rejected", "started"}
 
 
 def test_dead_letter_rejects_unknown_encoding() -> None:

@@ -1,0 +1,119 @@
+"""What an actuator applied before it started, read back from its own reports.
+
+The fence must survive restarts and rebalances: otherwise a replayed, correctly signed, old
+decision is applied again after a restart (traffic back to 25 % after a rollback), and a
+rollback's hooks run twice. It is rebuilt from ``canary.actuations.v1`` rather than kept in a
+topic of its own, because every fact it needs is already there, written before the decision's
+offset is committed: each report names its decision (id, deployment, ``seq``), its status and
+the actuator instance that wrote it (``actuator``: ``kind/name``, so two instances of one kind
+driving different routers never share a fence), and a hook actuator's ``started`` report is the
+intent recorded before its hooks run. One topic is one source of truth for both audit and
+fence, with no second write to keep consistent.
+
+:class:`FenceRecovery` reads every partition of the topic from its start to the end offsets of
+the moment it is called, and hands this instance's reports to
+:meth:`~canarystream.actuators.handler.BaseHandler.remember`; later calls (on each partition
+assignment of the decisions consumer, before any decision is consumed) read on from where the
+last one stopped. Memory stays bounded: the fence keeps the last ``seq`` and a few recent ids
+per deployment, and forgets ended rollouts beyond its ``max_finished``; reports are not kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from canarystream.contracts.actuation import ActuationReport
+from canarystream.kafka.connection import Connection
+
+__all__ = ["FenceRecovery"]
+
+log = logging.getLogger(__name__)
+
+
+class FenceRecovery:
+    """Reads an actuator instance's reports back into its fence, up to the topic's end.
+
+    Parameters
+    ----------
+    connection:
+        The cluster and the topic prefix.
+    topic:
+        The actuations topic (with its prefix).
+    actuator:
+        The instance whose reports count (``kind/name``); all others are skipped.
+    remember:
+        Takes one of the instance's reports into the fence.
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        topic: str,
+        actuator: str,
+        remember: Callable[[ActuationReport], None],
+    ) -> None:
+        self.connection = connection
+        self.topic = topic
+        self.actuator = actuator
+        self.remember = remember
+        self.read = 0  # reports of this instance taken in so far
+        self._consumer: AIOKafkaConsumer | None = None
+        self._assigned: set[TopicPartition] = set()
+
+    async def start(self) -> None:
+        """Connect (no consumer group: nothing is committed, every partition is read)."""
+        self._consumer = AIOKafkaConsumer(
+            **self.connection.client_kwargs(),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        """Disconnect."""
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def catch_up(self, partitions: int) -> int:
+        """Read every partition (``partitions`` of them) to its current end; the number of this
+        instance's reports taken in by this call."""
+        consumer = self._consumer
+        assert consumer is not None, "start() first"
+        wanted = {TopicPartition(self.topic, p) for p in range(partitions)}
+        new = wanted - self._assigned
+        if new:
+            self._assigned |= wanted
+            consumer.assign(sorted(self._assigned))
+            await consumer.seek_to_beginning(*new)
+        ends = await consumer.end_offsets(sorted(self._assigned))
+        before = self.read
+        while True:
+            behind = [tp for tp in self._assigned if await consumer.position(tp) < ends[tp]]
+            if not behind:
+                break
+            batches = await consumer.getmany(*behind, timeout_ms=500, max_records=1000)
+            for records in batches.values():
+                for record in records:
+                    self._take(record.value)
+        taken = self.read - before
+        if taken:
+            log.info(
+                "fence of %s: %d report(s) read back from %s", self.actuator, taken, self.topic
+            )
+        return taken
+
+    def _take(self, raw: bytes | None) -> None:
+        try:
+            report = ActuationReport.model_validate_json(raw or b"")
+        except ValidationError:
+            return  # not a report: the topic's other readers deal with it
+        if report.actuator != self.actuator:
+            return
+        self.remember(report)
+        self.read += 1

@@ -21,6 +21,7 @@ from canarystream.errors import BrokerError, ConfigError, ContractError
 
 if TYPE_CHECKING:
     from canarystream.contracts.verdict import InputVerdict
+    from canarystream.kafka.connection import Connection
     from canarystream.kafka.control import Sent
 
 __all__: list[str] = []
@@ -42,6 +43,15 @@ class _NotDoneError(Exception):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
+
+
+def _kafka_failure(exc: Exception, connection: Connection) -> None:
+    """Print a Kafka failure and, when the broker refused this client, why."""
+    from canarystream.kafka.admin import refusal  # noqa: PLC0415
+
+    _err.print(f"[red]error:[/] kafka: {escape(str(exc))}")
+    if reason := asyncio.run(refusal(connection)):
+        _err.print(f"  {escape(reason)}")
 
 
 def _run(
@@ -107,7 +117,7 @@ def _run(
         _err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     except KafkaError as exc:
-        _err.print(f"[red]error:[/] kafka: {escape(str(exc))}")
+        _kafka_failure(exc, connection)
         raise typer.Exit(1) from exc
     if wait <= 0:
         return

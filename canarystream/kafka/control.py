@@ -106,8 +106,8 @@ async def _reader(connection: Connection) -> AsyncIterator[AIOKafkaConsumer]:
         auto_offset_reset="earliest",
         isolation_level="read_committed",
     )
-    await consumer.start()
     try:
+        await consumer.start()  # a refused start still closes the client
         yield consumer
     finally:
         await consumer.stop()
@@ -209,8 +209,8 @@ async def send_command(
     acknowledgement of every in-sync replica."""
     topic = connection.topic(DEPLOYMENTS_TOPIC)
     producer = AIOKafkaProducer(**connection.client_kwargs(), acks="all", enable_idempotence=True)
-    await producer.start()
     try:
+        await producer.start()  # a refused start still closes the client
         metadata = await producer.send_and_wait(
             topic,
             value,

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -17,6 +18,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from canarystream.kafka.admin import broker_ready, refusal
 from canarystream.kafka.connection import Connection
+from canarystream.principals import generate_key_pair
 from canarystream.settings import load_settings
 from tests.support.secure_broker import SecureBroker, secure_broker
 
@@ -126,3 +128,29 @@ def test_plaintext_and_an_untrusted_certificate_are_refused(
     untrusted = asyncio.run(refusal(_connection(system_cas)))
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted
     assert broker_ready(_connection(secure_broker.settings("worker")))
+
+
+def test_a_command_with_a_wrong_password_says_why_it_was_refused(
+    secure_broker: SecureBroker, tmp_path: Path
+) -> None:
+    pair = generate_key_pair("alice@corp", tmp_path / "keys")
+    env = {
+        **os.environ,
+        **secure_broker.env("admin"),
+        "CANARYSTREAM_KAFKA_SASL_PASSWORD": "not the password",
+        "CANARYSTREAM_PRINCIPAL": pair.principal,
+        "CANARYSTREAM_PRINCIPAL_KEY_FILE": str(pair.private_file),
+    }
+    command = ["abort", "shop-1", "--reason", "drill", "--service", "shop"]
+    done = subprocess.run(
+        [sys.executable, "-m", "canarystream", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "refused a SASL_SSL client: SaslAuthenticationFailed" in done.stderr
+    assert "kafka_sasl_password" in done.stderr
+    assert "Unclosed" not in done.stderr  # the refused clients were closed

@@ -11,7 +11,9 @@ decision. Two pieces carry them out:
   own ``CANARYSTREAM_*`` settings, keys and tokens among them, are not passed on); exit
   status 0 is success. A ``url`` hook is a POST of the same bytes as ``application/json``
   with the decision's signature header, so the receiver can check it, and an
-  ``Idempotency-Key`` of decision id and hook name; any 2xx answer is success. Each hook
+  ``Idempotency-Key`` of decision id and hook name; any 2xx answer is success. A redirect is
+  never followed (a 3xx answer is a failure), and the answer's body is never reported: only
+  its status and size (an allowed server could otherwise relay an internal one). Each hook
   has its own ``timeout_seconds``; a command still running then is killed with its whole
   process group.
 * :class:`HookActuator`, a :class:`~canarystream.actuators.handler.BaseHandler` like the
@@ -34,14 +36,14 @@ promote, rollback verification, a rollback without hooks) is reported ``applied`
 run.
 
 Hooks come from ``deployment_started`` events: whoever can write those can have commands run
-where this runner runs. ``programs`` and ``url_prefixes`` restrict what may run; a
-compensation with a hook outside them is refused as a whole (half a compensation is worse
-than none).
+where this runner runs. ``programs`` (whole argv patterns) and ``url_prefixes`` (URLs compared
+parsed) restrict what may run, see :mod:`canarystream.actuators.allow`; a compensation with a
+hook outside them is refused as a whole (half a compensation is worse than none).
 
->>> runner = HookRunner(HookRunnerConfig(programs=("/usr/bin/true",)))
->>> runner.refusal(CompensationHook(name="down", command=["/usr/bin/false"]))
-"program '/usr/bin/false' is not allowed"
->>> runner.refusal(CompensationHook(name="down", command=["/usr/bin/true", "-x"])) is None
+>>> runner = HookRunner(HookRunnerConfig(programs=["/usr/bin/true", "/usr/bin/env ..."]))
+>>> runner.refusal(CompensationHook(name="down", command=["/usr/bin/true", "-x"]))
+"command '/usr/bin/true -x' matches no allowed argv pattern"
+>>> runner.refusal(CompensationHook(name="down", command=["/usr/bin/env", "-i"])) is None
 True
 """
 
@@ -50,17 +52,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import signal
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import AliasChoices, Field, field_validator
 
+from canarystream.actuators.allow import (
+    argv_matches,
+    parse_allowed_url,
+    parse_argv_pattern,
+    url_refusal,
+)
 from canarystream.actuators.base import describe_error
-from canarystream.actuators.config import BackendConfig, Scope, Strings
+from canarystream.actuators.config import BackendConfig, Scope
 from canarystream.actuators.fencing import FenceStore
 from canarystream.actuators.handler import BaseHandler
 from canarystream.actuators.metrics import ActuationMetrics
@@ -78,19 +88,24 @@ _KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of a command past its t
 class HookRunnerConfig(BackendConfig):
     """What hooks may run, how long they may take, and how much of their output is reported.
 
-    Hooks come from deployment announcements, which are not signed: nothing runs unless
-    allowed by ``programs`` or ``url_prefixes``, or unless every hook is allowed explicitly.
+    Hooks come from deployment announcements: nothing runs unless allowed by ``programs``
+    (whole argv patterns) or ``url_prefixes`` (URLs compared parsed: scheme, host, port and
+    path by whole segments), see :mod:`canarystream.actuators.allow`, or unless every hook is
+    allowed explicitly.
     """
 
-    programs: Strings = Field(
+    programs: tuple[tuple[str, ...], ...] = Field(
         default=(),
         validation_alias=AliasChoices("programs", "allow_program"),
-        description="Commands whose argv[0] is exactly this may run (repeatable).",
+        description="Commands that may run, each a whole argv pattern: an absolute program, then "
+        "each argument exact or a glob for one argument; a final '...' allows any further "
+        "arguments (repeatable; a string is split as a shell would).",
     )
-    url_prefixes: Strings = Field(
+    url_prefixes: tuple[str, ...] = Field(
         default=(),
-        validation_alias=AliasChoices("url_prefixes", "allow_url_prefix"),
-        description="Only webhooks under this URL prefix may be called (repeatable).",
+        validation_alias=AliasChoices("url_prefixes", "allow_url_prefix", "allow_url"),
+        description="Webhooks under this URL may be called: same scheme, host and port, path "
+        "equal or below by whole segments (repeatable).",
     )
     allow_any: bool = Field(
         default=False,
@@ -98,7 +113,9 @@ class HookRunnerConfig(BackendConfig):
         description="Run every hook, allowed or not (only if announcements are trusted).",
     )
     output_chars: int = Field(
-        default=300, description="Tail of a command's output (or a webhook's answer) reported."
+        default=300,
+        description="Tail of a command's output reported (a webhook's answer never is: only its "
+        "status and size).",
     )
     max_seconds: float = Field(
         default=3600.0,
@@ -106,13 +123,23 @@ class HookRunnerConfig(BackendConfig):
         "timeout bounds it alone).",
     )
 
-    @field_validator("url_prefixes")
+    @field_validator("programs", mode="before")
     @classmethod
-    def _prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for prefix in value:
-            if not prefix.startswith(("http://", "https://")):
-                raise ValueError(f"{prefix!r} is not an http(s) URL prefix")
-        return value
+    def _programs(cls, value: Any) -> Any:
+        entries = [value] if isinstance(value, str) else value
+        if not isinstance(entries, list | tuple):
+            return value
+        return tuple(parse_argv_pattern(entry) for entry in entries)
+
+    @field_validator("url_prefixes", mode="before")
+    @classmethod
+    def _urls(cls, value: Any) -> Any:
+        entries = [value] if isinstance(value, str) else value
+        if not isinstance(entries, list | tuple):
+            return value
+        for entry in entries:
+            parse_allowed_url(entry)
+        return tuple(entries)
 
     @field_validator("output_chars")
     @classmethod
@@ -161,6 +188,7 @@ class HookRunner:
         self, config: HookRunnerConfig | None = None, *, environ: Mapping[str, str] | None = None
     ) -> None:
         self.config = HookRunnerConfig() if config is None else config
+        self._urls = [parse_allowed_url(url) for url in self.config.url_prefixes]
         base = os.environ if environ is None else environ
         self._environ = {k: v for k, v in base.items() if not k.startswith(_ENV_PREFIX)}
 
@@ -170,14 +198,11 @@ class HookRunner:
         if config.allow_any:
             return None
         if hook.command is not None:
-            program = hook.command[0]
-            if program not in config.programs:
-                return f"program {program!r} is not allowed"
-            return None
-        if hook.url is not None and not (
-            config.url_prefixes and hook.url.startswith(config.url_prefixes)
-        ):
-            return f"webhook {hook.url!r} is not under an allowed URL prefix"
+            if any(argv_matches(hook.command, pattern) for pattern in config.programs):
+                return None
+            return f"command {shlex.join(hook.command)!r} matches no allowed argv pattern"
+        if hook.url is not None:
+            return url_refusal(hook.url, self._urls)
         return None
 
     async def run(
@@ -214,9 +239,9 @@ class HookRunner:
         config = self.config
         if config.allow_any:
             return "compensation hooks: any program or webhook"
-        programs = ", ".join(config.programs) or "none"
+        programs = ", ".join(shlex.join(p) for p in config.programs) or "none"
         prefixes = ", ".join(config.url_prefixes) or "none"
-        return f"compensation hooks: programs {programs}; webhooks under {prefixes}"
+        return f"compensation hooks: commands {programs}; webhooks under {prefixes}"
 
     async def close(self) -> None:
         """Nothing to release: each hook runs in a process or request of its own."""
@@ -288,26 +313,29 @@ class HookRunner:
         request = urllib.request.Request(hook.url, data=payload, headers=headers, method="POST")
         timeout = hook.timeout_seconds
 
-        def post() -> tuple[int, bytes]:
+        def post() -> tuple[int, int]:
             try:
-                with urllib.request.urlopen(request, timeout=timeout) as response:
-                    return response.status, response.read(4096)
+                with _OPENER.open(request, timeout=timeout) as response:
+                    return response.status, len(response.read(_MAX_READ))
             except urllib.error.HTTPError as exc:
-                return exc.code, exc.read(4096)
+                with contextlib.closing(exc):
+                    return exc.code, len(exc.read(_MAX_READ))
 
         try:
             # The socket timeout bounds each read; this bounds the whole exchange. A thread
             # still blocked after it is abandoned (it ends at its own socket timeout).
-            status, body = await asyncio.wait_for(asyncio.to_thread(post), timeout + 1.0)
+            status, size = await asyncio.wait_for(asyncio.to_thread(post), timeout + 1.0)
         except TimeoutError:
             return False, f"no answer in {timeout:g} s"
         except urllib.error.URLError as exc:
             return False, f"cannot reach {hook.url}: {exc.reason}"
         except OSError as exc:
             return False, f"cannot reach {hook.url}: {exc}"
-        tail = self._tail(body)
-        said = f": {tail}" if tail else ""
-        return 200 <= status < 300, f"HTTP {status}{said}"
+        # The answer's body is never reported: an allowed server could relay anything.
+        answered = f"HTTP {status}, {size}{'+' if size >= _MAX_READ else ''} bytes"
+        if 300 <= status < 400:
+            return False, f"{answered} (a redirect: not followed)"
+        return 200 <= status < 300, answered
 
     def _tail(self, raw: bytes | None) -> str:
         text = " ".join((raw or b"").decode("utf-8", "replace").split())
@@ -315,6 +343,17 @@ class HookRunner:
         if limit == 0:
             return ""
         return text if len(text) <= limit else "..." + text[-limit:]
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Never follows a redirect: the 3xx answer is the webhook's answer (a failure)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects())
+_MAX_READ = 65536  # bytes of an answer read (to count them; never reported)
 
 
 async def _kill_group(process: asyncio.subprocess.Process) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -289,6 +290,13 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
     }
     processes = Processes(tmp_path)
     marker = tmp_path / "compensated"
+    restore_schema = [  # the rollback's command hook, and the one argv the hook runner allows
+        sys.executable,
+        "-c",
+        "import os, sys; open(sys.argv[1], 'a').write("
+        "os.environ['CANARYSTREAM_DEPLOYMENT'] + '\\n')",
+        str(marker),
+    ]
     timeline: list[str] = []
     try:
         with webhook_server() as webhook:
@@ -329,7 +337,7 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
                 ],
                 "unleash": ["unleash", "--url", unleash.url, "--name", "e2e", "--service", "*"],
                 "hooks": [
-                    *("hooks", "--allow-program", sys.executable, "--name", "e2e"),
+                    *("hooks", "--allow-program", shlex.join(restore_schema), "--name", "e2e"),
                     *("--service", regressed.service),
                     *("--allow-url-prefix", webhook.url.rsplit("/", 1)[0] + "/"),
                 ],
@@ -355,13 +363,7 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
             hooks = [
                 {
                     "name": "restore-schema",
-                    "command": [
-                        sys.executable,
-                        "-c",
-                        "import os, sys; open(sys.argv[1], 'a').write("
-                        "os.environ['CANARYSTREAM_DEPLOYMENT'] + '\\n')",
-                        str(marker),
-                    ],
+                    "command": restore_schema,
                     "timeout_seconds": 20,
                 },
                 {"name": "notify", "url": webhook.url, "timeout_seconds": 10},

@@ -154,3 +154,31 @@ def test_a_command_with_a_wrong_password_says_why_it_was_refused(
     assert "refused a SASL_SSL client: SaslAuthenticationFailed" in done.stderr
     assert "kafka_sasl_password" in done.stderr
     assert "Unclosed" not in done.stderr  # the refused clients were closed
+
+
+def test_a_restart_keeps_the_ca_and_the_passwords_clients_have(
+    secure_broker: SecureBroker,
+) -> None:
+    """Clients configured before a restart connect after it (storage is not formatted again)."""
+    broker = secure_broker.broker
+    ca = broker.security.ca_file.read_bytes()
+    env_file = broker.security.env_file("actuator").read_text()
+    port = str(broker.port)
+    assert _kafka(secure_broker, "down", "--secure", "--port", port).returncode == 0
+    assert not broker.is_up()
+    again = _kafka(secure_broker, "up", "--secure", "--port", port)
+    assert again.returncode == 0, again.stderr
+    assert broker.security.ca_file.read_bytes() == ca
+    assert broker.security.env_file("actuator").read_text() == env_file
+    assert broker_ready(_connection(secure_broker.settings("actuator")))
+
+
+def _kafka(secure_broker: SecureBroker, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "canarystream", "kafka", *args],
+        env={**os.environ, "CANARYSTREAM_KAFKA_HOME": str(secure_broker.home)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )

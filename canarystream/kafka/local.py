@@ -6,6 +6,9 @@ formats a storage directory, starts ``kafka.Kafka`` with Java 17 in its own proc
 waits until it answers metadata requests. ``down`` stops it with SIGTERM (SIGKILL after a grace
 period). Everything lives under one home directory.
 
+A secure broker (``kafka up --secure``, :mod:`canarystream.kafka.secure`) has its own storage
+and serves clients over SASL_SSL only, with SCRAM-SHA-512 users formatted into that storage.
+
 The pinned version is :data:`KAFKA_VERSION`; ``CANARYSTREAM_KAFKA_VERSION`` picks another
 one, with its own jars and storage (4.0.2 passes the test suite but for a rare failure of
 the two-worker scale-out test; see the README).
@@ -41,7 +44,7 @@ __all__ = [
 
 KAFKA_VERSION = "3.9.1"  # must match the packaged pom.xml
 _MIN_JAVA = 17
-ScramLoginModule = "org.apache.kafka.common.security.scram.ScramLoginModule"
+_SCRAM_LOGIN_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 
 
 def broker_resource(name: str) -> Path:
@@ -244,7 +247,7 @@ class LocalKafka:
             return lines
         security = self.security
         admin = security.passwords[ADMIN]
-        jaas = f'{ScramLoginModule} required username="{ADMIN}" password="{admin}";'
+        jaas = f'{_SCRAM_LOGIN_MODULE} required username="{ADMIN}" password="{admin}";'
         return [
             *lines,
             f"sasl.enabled.mechanisms={MECHANISM}",

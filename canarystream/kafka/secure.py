@@ -125,7 +125,7 @@ def prepare(directory: Path, *, users: Iterable[str] = USERS) -> SecureSetup:
 
 
 def _passwords(path: Path, users: Iterable[str]) -> dict[str, str]:
-    """The users' passwords from ``path``, new ones drawn for users it lacks."""
+    """The passwords of the users in ``path``, with new ones drawn for ``users`` it lacks."""
     stored: dict[str, str] = {}
     if path.exists():
         try:
@@ -134,8 +134,12 @@ def _passwords(path: Path, users: Iterable[str]) -> dict[str, str]:
             raise BrokerError(f"{path}: not valid JSON: {exc}") from exc
         if not isinstance(data, dict) or data.get("version") != _USERS_VERSION:
             raise BrokerError(f"{path}: expected version {_USERS_VERSION} of the users file")
-        stored = dict(data["users"])
-    wanted = {user: stored.get(user) or secrets.token_urlsafe(24) for user in users}
+        stored = data.get("users")
+        if not isinstance(stored, dict) or not all(
+            isinstance(v, str) and v for v in stored.values()
+        ):
+            raise BrokerError(f"{path}: users must map each name to its password")
+    wanted = {**stored, **{u: secrets.token_urlsafe(24) for u in users if u not in stored}}
     if wanted != stored:
         _write_private(path, orjson.dumps({"version": _USERS_VERSION, "users": wanted}))
     return wanted

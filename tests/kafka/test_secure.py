@@ -116,6 +116,9 @@ def test_a_users_file_of_another_version_is_refused(tmp_path: Path) -> None:
     (tmp_path / "users.json").write_bytes(orjson.dumps({"version": 9, "users": {}}))
     with pytest.raises(BrokerError, match="version 1"):
         prepare(tmp_path)
+    (tmp_path / "users.json").write_bytes(orjson.dumps({"version": 1, "users": ["admin"]}))
+    with pytest.raises(BrokerError, match="map each name to its password"):
+        prepare(tmp_path)
     (tmp_path / "users.json").write_text("{not json")
     with pytest.raises(BrokerError, match="not valid JSON"):
         prepare(tmp_path)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,9 +31,14 @@ from canarystream.contracts.topics import (
     ACTUATIONS_TOPIC,
     AUDIT_TOPIC,
     DECISIONS_TOPIC,
+    TOPICS,
     VERDICTS_TOPIC,
 )
 from canarystream.contracts.verdict import InputVerdict
+from canarystream.errors import ConfigError
+from canarystream.kafka.admin import create_topics
+from canarystream.kafka.connection import Connection
+from canarystream.settings import load_settings
 from tests.support.actuators import make_decision
 from tests.support.broker import Stack
 
@@ -339,3 +345,15 @@ def test_kill_9_mid_stream_then_restart_leaves_a_whole_trail(stack: Stack, tmp_p
     code, report = verify(stack)
     assert (code, report["records"], report["deployments"]) == (0, 360, 40)
     assert "audit recorder stopped" in log.read_text()
+
+
+def test_refuses_to_start_when_the_partition_counts_differ(kafka_bootstrap: str) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    connection = Connection(load_settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix))
+    specs = tuple(
+        spec.model_copy(update={"partitions": 3}) if spec.name == AUDIT_TOPIC else spec
+        for spec in TOPICS
+    )
+    asyncio.run(create_topics(connection, specs))
+    with pytest.raises(ConfigError, match=r"one partition count .*audit.v1: 3"):
+        asyncio.run(AuditRecorder(connection).run())

@@ -131,7 +131,7 @@ class Inbound:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a record without a value (a tombstone), dead-lettered
 
 
 @dataclass
@@ -347,6 +347,9 @@ class BatchProcessor:
         if self._ignored(message):
             result.ignored += 1
             return
+        if message.value is None:
+            problems.whole(_no_value())
+            return
         try:
             values, batched = decode_events(message.value)
         except ContractError as exc:
@@ -440,7 +443,7 @@ class BatchProcessor:
         result.invalid.update(problems.reasons)
         result.dead_letters.append(
             DeadLetter.for_message(
-                message.value,
+                b"" if message.value is None else message.value,
                 reason=reason,
                 detail=detail,
                 source=f"{message.topic}/{message.partition}@{message.offset}",
@@ -562,6 +565,13 @@ def _key_mismatch(other: str, service: str, keyed: bool) -> ContractError:
         f"event of service {clip(other, 100)!r} in a message of service "
         f"{clip(service, 100)!r} ({whose}); a message holds events of one service",
         reason="key_mismatch",
+    )
+
+
+def _no_value() -> ContractError:
+    return ContractError(
+        "message has no value (a null record, such as a tombstone): no events to read",
+        reason="malformed_json",
     )
 
 

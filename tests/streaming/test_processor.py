@@ -344,6 +344,20 @@ def test_malformed_messages_are_dead_lettered_whole(
     assert requests_seen(processor.engine.active_by_service[A]) == 1
 
 
+def test_a_message_without_a_value_is_dead_lettered_and_the_batch_flows_on() -> None:
+    # A record with a null value (a tombstone) has no bytes at all: Kafka allows it on any
+    # topic, so a producer can send one to the telemetry or deployments topic.
+    feed, processor = Feed(), make_processor()
+    batch = [feed(D, started()), feed(T, b"x"), feed(T, request())]
+    batch[1] = Inbound(T, 0, batch[1].offset, A.encode(), None)
+    result = processor.process(batch)
+    letter = letter_of(result, batch[1])
+    assert (letter.reason, letter.size, letter.original_bytes()) == ("malformed_json", 0, b"")
+    assert "no value" in letter.detail
+    assert requests_seen(processor.engine.active_by_service[A]) == 1
+    assert processor.services[A].offsets == {D: 0, T: 1}
+
+
 def test_an_unkeyed_message_naming_no_service_is_one_dead_letter() -> None:
     feed, processor = Feed(), make_processor()
     message = feed(D, [aborted("x-1"), {"no": "service"}], key=None)

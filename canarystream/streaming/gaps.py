@@ -124,7 +124,8 @@ class KafkaRangeReader:
     async def log_start(self, topic: str, partition: int) -> int:
         tp = TopicPartition(topic, partition)
         consumer = await self._started()
-        return (await consumer.beginning_offsets([tp]))[tp]
+        start: int = (await consumer.beginning_offsets([tp]))[tp]
+        return start
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> list[Inbound]:
         tp = TopicPartition(topic, partition)

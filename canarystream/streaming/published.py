@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -61,7 +62,9 @@ class PublishedIndex:
         if type(deployment) is str and type(seq) is int:
             self.add(deployment, seq)
 
-    async def follow(self, topic: str, client_kwargs: dict, *, lookback: int = 5000) -> None:
+    async def follow(
+        self, topic: str, client_kwargs: dict[str, Any], *, lookback: int = 5000
+    ) -> None:
         """Read the last ``lookback`` messages of each partition, then keep following.
 
         Sets :attr:`ready` once the reader has caught up with the ends it saw at start.

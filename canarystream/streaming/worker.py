@@ -46,9 +46,9 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import faust
 import orjson
@@ -81,7 +81,12 @@ __all__ = ["EXIT_UNPUBLISHED", "StreamWorker"]
 
 EXIT_UNPUBLISHED = 75  # EX_TEMPFAIL: decisions could not be published; restart to derive them
 
-_RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+_RAW: dict[str, Any] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
 STATE_TABLE = "service-state"
 log = logging.getLogger(__name__)
 
@@ -140,8 +145,8 @@ class StreamWorker:
             self.engine, self._load, time.time, telemetry_topic=topic(TELEMETRY_TOPIC)
         )
         self._lock = asyncio.Lock()
-        self._stream: faust.StreamT | None = None
-        self._unacked: list[faust.EventT] = []
+        self._stream: faust.StreamT[bytes] | None = None
+        self._unacked: list[faust.EventT[bytes]] = []
         self._dirty: dict[str, ServiceSnapshot] = {}
         self._processed: dict[tuple[str, int], int] = {}  # last offset per source partition
         self._reader = KafkaRangeReader(self.connection.client_kwargs)
@@ -164,8 +169,10 @@ class StreamWorker:
         app.task(self._follow_decisions)
         app.timer(self.batching.checkpoint_seconds)(self._checkpoint_when_idle)
         app.timer(settings.heartbeat_seconds)(self._send_heartbeats)
-        app.on_partitions_revoked.connect(self._on_revoked)
-        app.on_before_shutdown.connect(self._on_shutdown)
+        # Faust types a receiver as taking any positional arguments and ``signal``; it calls
+        # these with the app (and the revoked partitions), which is all they take.
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore[arg-type]
         self._add_views()
 
     # ------------------------------------------------------------------ state
@@ -206,7 +213,7 @@ class StreamWorker:
         )
 
     # ------------------------------------------------------------------ the agent
-    async def _consume(self, stream: faust.StreamT) -> None:
+    async def _consume(self, stream: faust.StreamT[bytes]) -> None:
         await self.index.ready.wait()
         if self._halted is not None:  # Faust restarts an agent that stopped mid-batch
             if self.app.should_stop:
@@ -214,7 +221,9 @@ class StreamWorker:
             self._halt(self._halted)
         self._stream = stream
         batching = self.batching
-        async for events in stream.take_events(batching.max_messages, batching.within_seconds):
+        # The agent's stream is a faust.Stream, which alone declares take_events.
+        taken = cast("faust.Stream[bytes]", stream).take_events
+        async for events in taken(batching.max_messages, batching.within_seconds):
             async with self._lock:
                 for event in events:
                     event.message.incref()  # held until the checkpoint that covers it
@@ -226,7 +235,7 @@ class StreamWorker:
                 except Exception as exc:
                     self._halt(f"a batch failed half-way: {exc!r}", exc)
 
-    async def _apply(self, events: list[faust.EventT]) -> None:
+    async def _apply(self, events: Sequence[faust.EventT[bytes]]) -> None:
         """One batch: process, publish its decisions, and only then queue it for the checkpoint."""
         batch = await self.gaps.complete(
             [

@@ -107,7 +107,7 @@ Where = tuple[int, int, int, bool]
 
 def _time_of(value: Any) -> float | None:
     """An event's ``ts`` when it is a finite number (else the engine judges the event)."""
-    ts = value.get("ts") if type(value) is dict else None
+    ts: Any = value.get("ts") if type(value) is dict else None
     return ts if type(ts) in (int, float) and math.isfinite(ts) else None
 
 
@@ -321,7 +321,12 @@ def _replay_single(
         lines += len(chunk)
         events += len(values)
 
-        def where(i: int, first: int = first, starts=starts, owners=owners) -> Where:
+        def where(
+            i: int,
+            first: int = first,
+            starts: list[int] | None = starts,
+            owners: list[tuple[int, int, bool]] = owners,
+        ) -> Where:
             """Where value ``i`` of the chunk came from."""
             if starts is None:
                 return first + i, 0, 1, False
@@ -329,7 +334,7 @@ def _replay_single(
             number, size, batched = owners[line]
             return number, i - starts[line], size, batched
 
-        def on_error(i: int, exc: ContractError, where=where) -> None:
+        def on_error(i: int, exc: ContractError, where: Callable[[int], Where] = where) -> None:
             report.event(0, where(i), exc)
 
         # Strict: apply up to the first event stamped before an earlier one, then stop there.
@@ -432,7 +437,7 @@ def open_input(path: str | Path, stack: ExitStack) -> tuple[str, Iterable[bytes]
         name, raw = str(path), stack.enter_context(open(path, "rb"))  # noqa: SIM115
     reader: Any = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
     if reader.peek(2)[:2] == _GZIP_MAGIC:
-        reader = io.BufferedReader(gzip.GzipFile(fileobj=reader, mode="rb"))  # type: ignore[arg-type]
+        reader = io.BufferedReader(gzip.GzipFile(fileobj=reader, mode="rb"))
     return name, _guarded(name, reader)
 
 

@@ -327,9 +327,9 @@ class Engine:
             if type(event) is dict and event.get("type") == "request" and in_open_tick(event):
                 continue
             message = messages if messages is None or type(messages) is str else messages[index]
-            origin = origins if origins is None or type(origins) is Origin else origins[index]
+            origin = origins if origins is None or isinstance(origins, Origin) else origins[index]
             try:
-                decided = self.process(event, message, origin)  # type: ignore[arg-type]
+                decided = self.process(event, message, origin)
             except ContractError as exc:
                 on_error(index, exc)
                 continue
@@ -470,7 +470,11 @@ class Engine:
         spec = event.policy
         previous = self.active_by_service.get(event.service)
         live = previous is not None and previous.is_live
-        replaced = previous.deployment if live and previous.deployment != event.deployment else None
+        replaced = (
+            previous.deployment
+            if previous is not None and live and previous.deployment != event.deployment
+            else None
+        )
         if spec is None:
             named: str | None = self.policies.default.name
         else:

@@ -316,8 +316,12 @@ class _Player:
         states = [view.rollouts[fleet.scenario.deployment] for fleet in self.fleets]
         window = 0
         while (t0 := origin + window) < end:
+
+            def due(t0: float = t0) -> bool:
+                return all(_due_known(st, t0, delay) for st in states)
+
             await self.until(
-                lambda t0=t0: all(_due_known(st, t0, delay) for st in states),
+                due,
                 f"the worker to pass event time {clock_text(t0 - delay - origin)}",
                 120,
             )

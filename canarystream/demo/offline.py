@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 from rich.console import Console
@@ -42,9 +43,14 @@ def run_offline(
     console.print("[bold]1. Simulating[/] two rollouts (closed loop: traffic follows decisions)…")
     live: list[Decision] = []
 
-    class Recorder(Engine):
-        def process(self, event: object) -> list[Decision]:
-            out = super().process(event)
+    class Recorder:
+        """An engine that keeps every decision it takes."""
+
+        def __init__(self) -> None:
+            self.engine = Engine()
+
+        def process(self, event: dict[str, Any]) -> list[Decision]:
+            out = self.engine.process(event)
             live.extend(out)
             return out
 

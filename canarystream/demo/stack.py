@@ -101,7 +101,8 @@ class WorkerProcess:
 
     def get(self, path: str, timeout: float = 2.0) -> bytes:
         with urllib.request.urlopen(self.url(path), timeout=timeout) as response:
-            return response.read()
+            body: bytes = response.read()
+        return body
 
     def get_json(self, path: str, timeout: float = 5.0) -> Any:
         """The JSON document the worker serves at ``path``."""
@@ -109,7 +110,8 @@ class WorkerProcess:
 
     def rollouts(self) -> list[dict[str, Any]]:
         """The worker's ``/rollouts/`` view: one status dict per rollout it holds."""
-        return self.get_json("/rollouts/", 2.0)["rollouts"]
+        rollouts: list[dict[str, Any]] = self.get_json("/rollouts/", 2.0)["rollouts"]
+        return rollouts
 
     def metrics(self) -> str:
         """The worker's Prometheus exposition text."""

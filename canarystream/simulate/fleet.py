@@ -197,12 +197,13 @@ class Fleet:
         self._gauge_low = np.array([-np.inf if s.low is None else s.low for s in specs])
         self._gauge_high = np.array([np.inf if s.high is None else s.high for s in specs])
         probe, cohort, p_phase, p_interval = [], [], [], []
-        for j, spec in enumerate(scenario.probes):
+        for j, probe_spec in enumerate(scenario.probes):
+            every = probe_spec.interval
             for c in (_BASELINE, _CANARY):
                 probe.append(j)
                 cohort.append(c)
-                p_phase.append(round(spec.interval * (j + 1) / (len(scenario.probes) + 1), 3))
-                p_interval.append(spec.interval)
+                p_phase.append(round(every * (j + 1) / (len(scenario.probes) + 1), 3))
+                p_interval.append(every)
         self._p_probe = np.array(probe, dtype=np.int64)
         self._p_cohort = np.array(cohort, dtype=np.int64)
         self._p_phase = np.array(p_phase, dtype=float)
@@ -346,8 +347,8 @@ class Fleet:
             return cohort, rel_lo + rng.random(n) * (rel_hi - rel_lo)
         edges = np.linspace(rel_lo, rel_hi, slices + 1)
         widths = np.diff(edges)
-        expected = load.multiplier(edges[:-1] + widths / 2, scenario.duration) * widths
-        counts = rng.poisson(np.concatenate([expected * rates[0], expected * rates[1]]))
+        per_slice = load.multiplier(edges[:-1] + widths / 2, scenario.duration) * widths
+        counts = rng.poisson(np.concatenate([per_slice * rates[0], per_slice * rates[1]]))
         n = int(counts.sum())
         if n == 0:
             return None

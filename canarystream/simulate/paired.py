@@ -90,11 +90,14 @@ class PairedRollout:
         }
 
     def _load(self, t: np.ndarray) -> np.ndarray:
+        load: np.ndarray
         if self.cell.load == "ramp":  # x3 over the 30-minute rollout, then flat
-            return 1.0 + 2.0 * np.minimum(t, 1800.0) / 1800.0
-        if self.cell.load == "diurnal":  # a day's swing compressed into two hours
-            return 1.0 + 0.5 * np.sin(2 * math.pi * t / 7200.0 + self.diurnal_phase)
-        return np.ones_like(t)
+            load = 1.0 + 2.0 * np.minimum(t, 1800.0) / 1800.0
+        elif self.cell.load == "diurnal":  # a day's swing compressed into two hours
+            load = 1.0 + 0.5 * np.sin(2 * math.pi * t / 7200.0 + self.diurnal_phase)
+        else:
+            load = np.ones_like(t)
+        return load
 
     def chunk(self, start: float, build: bool) -> tuple[list[dict[str, Any]], ChunkStats]:
         """Events (sorted by ts, if ``build``) and peer aggregates for ``[start, start+CHUNK)``."""
@@ -209,4 +212,5 @@ class PairedRollout:
 
 
 def _ts(event: dict[str, Any]) -> float:
-    return event["ts"]
+    ts: float = event["ts"]
+    return ts

@@ -50,7 +50,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal, cast
 
 import orjson
 from aiokafka import (
@@ -200,7 +200,8 @@ class ActuatorService:
                 server, _ = start_http_server(
                     self.metrics_port, addr=self.metrics_host, registry=self.metrics.registry
                 )
-                self.metrics_address = server.server_address[:2]
+                # A TCP server's address: (host, port), the host a str.
+                self.metrics_address = cast("tuple[str, int]", server.server_address[:2])
             log.info(
                 "actuator %s (%s: %s) consuming %s as group %s",
                 self.name,
@@ -306,7 +307,8 @@ class ActuatorService:
             # Stopping: fetched records stay uncommitted and are delivered again.
             poll.cancel()
             return {}
-        return poll.result()
+        records: dict[Any, list[Any]] = poll.result()
+        return records
 
     async def _position(self, consumer: AIOKafkaConsumer) -> None:
         assigned = consumer.assignment()

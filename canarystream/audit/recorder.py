@@ -38,6 +38,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from typing import cast
 
 import orjson
 from aiokafka import (
@@ -155,7 +156,8 @@ class AuditRecorder:
                 server, _ = start_http_server(
                     self.metrics_port, addr=self.metrics_host, registry=self.metrics.registry
                 )
-                self.metrics_address = server.server_address[:2]
+                # A TCP server's address: (host, port), the host a str.
+                self.metrics_address = cast("tuple[str, int]", server.server_address[:2])
             log.info(
                 "audit recorder consuming %s as group %s, appending to %s",
                 ", ".join(sorted(self.kinds)),
@@ -328,7 +330,7 @@ class AuditRecorder:
             self._count_chains()
 
 
-class _Listener(ConsumerRebalanceListener):
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka: no type information
     def __init__(self, recorder: AuditRecorder) -> None:
         self.recorder = recorder
 

@@ -132,10 +132,10 @@ class ChainVerifier:
             record = AuditRecord.model_validate(data)
             digest = record_hash(data)
         except (orjson.JSONDecodeError, orjson.JSONEncodeError, ValidationError, TypeError) as exc:
-            chain = None if key is None else chain_name(key)
-            if self.deployment is None or chain == self.deployment:
+            keyed = None if key is None else chain_name(key)
+            if self.deployment is None or keyed == self.deployment:
                 self._records += 1
-                self._note("unreadable", chain, None, where, _why_unreadable(exc))
+                self._note("unreadable", keyed, None, where, _why_unreadable(exc))
             return
         name = record.deployment
         if self.deployment is not None and name != self.deployment:

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -123,13 +123,16 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
     return [TopicPartition(topic, partition) for partition in sorted(found)]
 
 
+_Found = TypeVar("_Found")
+
+
 async def _scan(
     consumer: AIOKafkaConsumer,
     starts: dict[TopicPartition, int],
     until: dict[TopicPartition, int] | None,
-    match: Callable[[Any], Any],
+    match: Callable[[Any], _Found | None],
     deadline: float,
-) -> Any:
+) -> _Found | None:
     """The first ``match(message)`` that is not None, reading each partition from its start
     offset (up to ``until``, or without end); None at the end or the deadline."""
     consumer.assign(list(starts))
@@ -199,7 +202,8 @@ async def end_offsets(connection: Connection, topic: str) -> dict[TopicPartition
     """The end offset of each partition of ``topic`` (a contract name) now."""
     async with _reader(connection) as consumer:
         partitions = await _partitions(consumer, connection.topic(topic))
-        return await consumer.end_offsets(partitions)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        return ends
 
 
 async def send_command(

@@ -113,12 +113,12 @@ def prepare(directory: Path, *, users: Iterable[str] = USERS) -> SecureSetup:
         setup.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
         setup.keystore.unlink(missing_ok=True)  # issued by a CA that is gone
     if not setup.keystore.exists():
-        ca_key = serialization.load_pem_private_key(setup.ca_key_file.read_bytes(), None)
-        if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        issuer = serialization.load_pem_private_key(setup.ca_key_file.read_bytes(), None)
+        if not isinstance(issuer, ec.EllipticCurvePrivateKey):
             raise BrokerError(f"{setup.ca_key_file}: not the EC key this broker's CA uses")
         ca_cert = x509.load_pem_x509_certificate(setup.ca_file.read_bytes())
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = _broker_certificate(key, ca_key, ca_cert)
+        cert = _broker_certificate(key, issuer, ca_cert)
         chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (cert, ca_cert))
         _write_private(setup.keystore, _key_pem(key) + chain)
     return setup

@@ -355,7 +355,7 @@ def _rollout_of(feature: str, state: dict[str, Any], deployment: str) -> float |
         )
     if state.get("enabled") is not True or ours.get("disabled"):
         return 0.0
-    rollout = (ours.get("parameters") or {}).get("rollout")
+    rollout: Any = (ours.get("parameters") or {}).get("rollout")  # any JSON value
     try:
         percent = float(rollout)
     except (TypeError, ValueError):

@@ -158,7 +158,8 @@ def merge_patch(config: GatewayApiConfig, canary_percent: float) -> KubeObject:
 
 def to_yaml(obj: KubeObject) -> str:
     """A Kubernetes object as YAML, keys in the order they were rendered."""
-    return yaml.safe_dump(obj, sort_keys=False)
+    text: str = yaml.safe_dump(obj, sort_keys=False)
+    return text
 
 
 def read_canary_percent(obj: KubeObject | None, config: GatewayApiConfig) -> float | None:

@@ -134,11 +134,10 @@ def _passwords(path: Path, users: Iterable[str]) -> dict[str, str]:
             raise BrokerError(f"{path}: not valid JSON: {exc}") from exc
         if not isinstance(data, dict) or data.get("version") != _USERS_VERSION:
             raise BrokerError(f"{path}: expected version {_USERS_VERSION} of the users file")
-        stored = data.get("users")
-        if not isinstance(stored, dict) or not all(
-            isinstance(v, str) and v for v in stored.values()
-        ):
+        found = data.get("users")
+        if not isinstance(found, dict) or not all(isinstance(v, str) and v for v in found.values()):
             raise BrokerError(f"{path}: users must map each name to its password")
+        stored = found
     wanted = {**stored, **{u: secrets.token_urlsafe(24) for u in users if u not in stored}}
     if wanted != stored:
         _write_private(path, orjson.dumps({"version": _USERS_VERSION, "users": wanted}))

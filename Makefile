@@ -29,6 +29,7 @@ services:
 test: $(STAMP) services
 	$(VENV)/bin/ruff check canarystream tests benchmarks
 	$(VENV)/bin/ruff format --check canarystream tests benchmarks
+	$(VENV)/bin/mypy
 	$(WITH_BROKER) $(PY) -m pytest -n 2 -m "not flagd" canarystream tests
 
 # The end-to-end drill alone (tests/e2e; `make test` runs it too): real broker, worker, HAProxy,
@@ -59,8 +60,10 @@ mutation: $(STAMP)
 	grep -v ": killed$$" out/mutation/results.txt || true
 	$(PY) -m tests.mutation --summary < out/mutation/results.txt
 
+# mypy takes its settings (strict, over canarystream/) from pyproject.toml [tool.mypy].
 lint: $(STAMP)
 	$(VENV)/bin/ruff check canarystream tests benchmarks
+	$(VENV)/bin/mypy
 
 schemas: $(STAMP)
 	$(PY) -m canarystream.contracts.schemas topics
@@ -77,4 +80,4 @@ bench-detection: $(STAMP)
 	$(PY) -m benchmarks.detection
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build *.egg-info

@@ -330,7 +330,7 @@ class ActuatorService:
             log.warning("commit of %s@%d failed after a rebalance: %s", tp, offset, exc)
 
 
-class _CatchUp(ConsumerRebalanceListener):  # type: ignore[misc]
+class _CatchUp(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka: no type information
     """On each assignment of decision partitions, before any is consumed: read the reports
     published since the last catch-up (by this instance's other processes, say) into the fence."""
 

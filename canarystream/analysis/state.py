@@ -104,7 +104,8 @@ class Reader:
 
     def flag(self, name: str) -> bool:
         """A bool."""
-        return self._typed(name, (bool,), "a boolean", False)  # type: ignore[no-any-return]
+        flag: bool = self._typed(name, (bool,), "a boolean", False)
+        return flag
 
     def real(self, name: str, *, none: bool = False) -> Any:
         """A number: a JSON number or a :func:`number` string (``none``: or None)."""

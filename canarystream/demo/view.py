@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.console import Console, ConsoleOptions, Group, JustifyMethod, RenderResult
 from rich.markup import escape
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
@@ -190,14 +190,15 @@ class LiveView:
         )
 
         checks = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold dim")
-        for column, justify in (
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
             ("check", "left"),
             ("verdict", "left"),
             ("estimate", "right"),
             ("upper", "right"),
             ("tolerance", "right"),
-        ):
-            checks.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        )
+        for column, justify in columns:
+            checks.add_column(column, justify=justify, no_wrap=True)
         last = state.last
         reasons = [] if last is None else [r for r in last.reasons if r.kind != "guard"]
         guards = [] if last is None else [r for r in last.reasons if r.kind == "guard"]

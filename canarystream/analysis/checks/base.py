@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from canarystream.analysis.cohort import CohortBucket, Slice
-from canarystream.analysis.state import Reader, State, key_to_state, reader
+from canarystream.analysis.state import Key, Reader, State, key_to_state, reader
 from canarystream.contracts.decision import CheckReason, Verdict
 
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ class CheckModel(StrictModel):
         """What a unit is made per: ``""`` (one unit), ``"metric"`` or a breakdown field."""
         return self.breakdown_field() or ""
 
-    def fixed_key(self) -> object:
+    def fixed_key(self) -> Key:
         """The key of the only unit of a check without a dimension."""
         return None
 
@@ -212,7 +212,7 @@ class CheckModel(StrictModel):
         """Statuses the rollback verification should count as errors, if this check says."""
         return None
 
-    def make_unit(self, name: str, key: object, alpha: float, trackers: Trackers) -> Unit:
+    def make_unit(self, name: str, key: Key, alpha: float, trackers: Trackers) -> Unit:
         """A new unit of this check for ``key``."""
         raise NotImplementedError
 
@@ -387,7 +387,7 @@ class CheckGroup:
         self.name = check.name or check.default_name()
         self.alpha = alpha
         self.dynamic = check.unit_dimension()
-        self.units: dict[object, Unit] = {}
+        self.units: dict[Key, Unit] = {}
         self.overflow = 0  # keys seen beyond the cap, reported but untested
         if not self.dynamic:
             key = check.fixed_key()
@@ -397,7 +397,7 @@ class CheckGroup:
         """Alpha of each unit: the check's, split over the most units it may ever hold."""
         return self.alpha / (MAX_UNITS_PER_CHECK if self.dynamic else 1)
 
-    def _make(self, key: object, trackers: Trackers) -> Unit:
+    def _make(self, key: Key, trackers: Trackers) -> Unit:
         if not self.dynamic:
             name = self.name
         elif isinstance(key, tuple):
@@ -406,7 +406,7 @@ class CheckGroup:
             name = f"{self.name}[{key}]"
         return self.check.make_unit(name, key, self.unit_alpha(), trackers)
 
-    def keys_in(self, *buckets: CohortBucket) -> Sequence[object]:
+    def keys_in(self, *buckets: CohortBucket) -> Sequence[Key]:
         """Keys present in the buckets for this group's dimension, sorted."""
         if self.dynamic == "metric":
             names: set[str] = set()
@@ -442,7 +442,7 @@ class CheckGroup:
             "dynamic": self.dynamic,
             "overflow": self.overflow,
             "units": [
-                {"key": key_to_state(key), "unit": unit.to_state()}  # type: ignore[arg-type]
+                {"key": key_to_state(key), "unit": unit.to_state()}
                 for key, unit in self.units.items()
             ],
         }

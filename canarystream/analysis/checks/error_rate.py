@@ -17,7 +17,7 @@ from canarystream.analysis.checks.base import (
 )
 from canarystream.analysis.checks.shapes import RateRatioUnit
 from canarystream.analysis.cohort import CohortBucket, count_in
-from canarystream.analysis.state import Reader, State, key_to_state
+from canarystream.analysis.state import Key, Reader, State, key_to_state
 
 __all__ = ["ErrorRateCheck", "ErrorRateUnit"]
 
@@ -27,7 +27,7 @@ class ErrorRateUnit(RateRatioUnit):
 
     kind = "error_rate"
 
-    def __init__(self, name: str, check: ErrorRateCheck, key: object, alpha: float) -> None:
+    def __init__(self, name: str, check: ErrorRateCheck, key: Key, alpha: float) -> None:
         super().__init__(
             name,
             critical=check.critical,
@@ -49,7 +49,7 @@ class ErrorRateUnit(RateRatioUnit):
     def to_state(self) -> State:
         return {
             **super().to_state(),
-            "key": key_to_state(self.key),  # type: ignore[arg-type]
+            "key": key_to_state(self.key),
             "ranges": [list(pair) for pair in self.ranges],
         }
 
@@ -107,5 +107,5 @@ class ErrorRateCheck(CheckModel):
     def error_statuses_for_recovery(self) -> tuple[tuple[int, int], ...] | None:
         return self.error_statuses
 
-    def make_unit(self, name: str, key: object, alpha: float, trackers: Trackers) -> ErrorRateUnit:
+    def make_unit(self, name: str, key: Key, alpha: float, trackers: Trackers) -> ErrorRateUnit:
         return ErrorRateUnit(name, self, key, alpha)

@@ -17,7 +17,7 @@ from canarystream.analysis.checks.base import (
     fmt,
 )
 from canarystream.analysis.checks.shapes import MeanDifferenceUnit
-from canarystream.analysis.state import Reader, State
+from canarystream.analysis.state import Key, Reader, State
 
 __all__ = ["Direction", "GaugeCheck", "GaugeUnit"]
 
@@ -143,11 +143,11 @@ class GaugeCheck(CheckModel):
     def unit_dimension(self) -> str:
         return "metric" if self.metric == "*" else ""
 
-    def fixed_key(self) -> object:
+    def fixed_key(self) -> Key:
         return self.metric
 
     def windows(self) -> list[tuple[str, float]]:
         return [("window", self.window)]
 
-    def make_unit(self, name: str, key: object, alpha: float, trackers: Trackers) -> GaugeUnit:
+    def make_unit(self, name: str, key: Key, alpha: float, trackers: Trackers) -> GaugeUnit:
         return GaugeUnit(name, str(key), self, alpha)

@@ -23,7 +23,7 @@ from canarystream.analysis.checks.base import (
 from canarystream.analysis.cohort import Slice
 from canarystream.analysis.sequential import RatioSequence
 from canarystream.analysis.sketch import LogHistogram
-from canarystream.analysis.state import Reader, State, key_to_state, reader
+from canarystream.analysis.state import Key, Reader, State, key_to_state, reader
 from canarystream.contracts.decision import CheckReason, Verdict
 
 __all__ = ["LatencyCheck", "LatencyQuantileUnit", "LatencyTracker"]
@@ -91,7 +91,7 @@ class LatencyQuantileUnit(Unit):
     kind = "latency"
 
     def __init__(
-        self, name: str, check: LatencyCheck, key: object, alpha: float, tracker: LatencyTracker
+        self, name: str, check: LatencyCheck, key: Key, alpha: float, tracker: LatencyTracker
     ) -> None:
         self.name, self.critical, self.alpha = name, check.critical, alpha
         self.promote_tolerance = check.promote_bound()
@@ -186,7 +186,7 @@ class LatencyQuantileUnit(Unit):
     def to_state(self) -> State:
         return {
             **super().to_state(),
-            "key": key_to_state(self.key),  # type: ignore[arg-type]
+            "key": key_to_state(self.key),
             "quantile": self.quantile,
             "tolerance": self.tolerance,
             "advance_tolerance": self.advance_tolerance,
@@ -256,6 +256,6 @@ class LatencyCheck(CheckModel):
         return self.breakdown
 
     def make_unit(
-        self, name: str, key: object, alpha: float, trackers: Trackers
+        self, name: str, key: Key, alpha: float, trackers: Trackers
     ) -> LatencyQuantileUnit:
         return LatencyQuantileUnit(name, self, key, alpha, trackers[key])

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 
 from canarystream.analysis.checks.base import CheckModel, Tick, Trackers, check_order, fmt
 from canarystream.analysis.checks.shapes import MeanDifferenceUnit
+from canarystream.analysis.state import Key
 
 __all__ = ["LatencyShiftCheck", "LatencyShiftUnit"]
 
@@ -88,7 +89,5 @@ class LatencyShiftCheck(CheckModel):
         check_order(self.tolerance, self.promote_tolerance, self.advance_tolerance)
         return self
 
-    def make_unit(
-        self, name: str, key: object, alpha: float, trackers: Trackers
-    ) -> LatencyShiftUnit:
+    def make_unit(self, name: str, key: Key, alpha: float, trackers: Trackers) -> LatencyShiftUnit:
         return LatencyShiftUnit(name, self, alpha)

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from canarystream.analysis.checks.base import MAX_RATIO, CheckModel, Trackers, check_order
 from canarystream.analysis.checks.shapes import RateRatioUnit
 from canarystream.analysis.cohort import CohortBucket
-from canarystream.analysis.state import Reader, State
+from canarystream.analysis.state import Key, Reader, State
 
 __all__ = ["ProbeCheck", "ProbeUnit"]
 
@@ -70,5 +70,5 @@ class ProbeCheck(CheckModel):
     def default_name(self) -> str:
         return f"probe-{self.probe}" if self.probe != "*" else "probes"
 
-    def make_unit(self, name: str, key: object, alpha: float, trackers: Trackers) -> ProbeUnit:
+    def make_unit(self, name: str, key: Key, alpha: float, trackers: Trackers) -> ProbeUnit:
         return ProbeUnit(name, self, alpha)

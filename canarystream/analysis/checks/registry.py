@@ -36,6 +36,7 @@ _BY_KIND: dict[str, type[CheckModel]] = {
     model.model_fields["kind"].default: model for model in KINDS
 }
 
+# An enum built at run time from KINDS, which a type checker cannot follow.
 CheckKind = StrEnum("CheckKind", {kind.upper(): kind for kind in _BY_KIND})  # type: ignore[misc]
 """The kinds of check a policy can declare."""
 

@@ -10,7 +10,7 @@ from pydantic import Field
 from canarystream.analysis.checks.base import CheckModel, StatusRanges, Trackers
 from canarystream.analysis.checks.shapes import OneSampleRateUnit
 from canarystream.analysis.cohort import Slice, count_in
-from canarystream.analysis.state import Reader, State
+from canarystream.analysis.state import Key, Reader, State
 
 __all__ = ["SloErrorRateCheck", "SloErrorRateUnit", "SloLatencyCheck", "SloLatencyUnit"]
 
@@ -76,9 +76,7 @@ class SloErrorRateCheck(CheckModel):
     max_error_rate: float = Field(default=0.01, gt=0, lt=1)
     error_statuses: StatusRanges = Field(default=((500, 599),))
 
-    def make_unit(
-        self, name: str, key: object, alpha: float, trackers: Trackers
-    ) -> SloErrorRateUnit:
+    def make_unit(self, name: str, key: Key, alpha: float, trackers: Trackers) -> SloErrorRateUnit:
         return SloErrorRateUnit(name, self, alpha)
 
 
@@ -94,5 +92,5 @@ class SloLatencyCheck(CheckModel):
     def default_name(self) -> str:
         return f"{self.kind}-p{round(self.quantile * 100, 3):g}"
 
-    def make_unit(self, name: str, key: object, alpha: float, trackers: Trackers) -> SloLatencyUnit:
+    def make_unit(self, name: str, key: Key, alpha: float, trackers: Trackers) -> SloLatencyUnit:
         return SloLatencyUnit(name, self, alpha)

@@ -320,6 +320,8 @@ class LocalKafka:
         java = self._preflight()
         libs = self.install()
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        if self.secure:  # its storage holds the users' SCRAM credentials
+            self.data.chmod(0o700)
         properties = self.data / "server.properties"
         # 0600: a secure broker's file holds the password it authenticates to itself with.
         properties.unlink(missing_ok=True)

@@ -46,6 +46,7 @@ def test_up_prints_the_client_settings_and_writes_one_private_env_file_per_user(
         assert stat.S_IMODE(security.env_file(user).stat().st_mode) == 0o600
     properties = secure_broker.broker.data / "server.properties"
     assert stat.S_IMODE(properties.stat().st_mode) == 0o600  # holds the broker's password
+    assert stat.S_IMODE(secure_broker.broker.data.stat().st_mode) == 0o700  # and credentials
     assert secure_broker.env("worker") == {
         "KAFKA_BOOTSTRAP": secure_broker.bootstrap,
         "CANARYSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",

@@ -61,7 +61,8 @@ def kafka_bootstrap() -> str:
     """The broker at ``KAFKA_BOOTSTRAP`` (default: the local one); skipped, or failed in CI,
     when it does not answer."""
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", LOCAL_BOOTSTRAP)
-    if not broker_ready(bootstrap):
+    # With the security settings of the environment, as the stacks' clients and workers.
+    if not broker_ready(Connection(load_settings(kafka_bootstrap=bootstrap))):
         require_service(f"a Kafka broker at {bootstrap}", "run `canarystream kafka up`")
     return bootstrap
 

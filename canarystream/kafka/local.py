@@ -143,7 +143,7 @@ class LocalKafka:
     port: int = 19092
     controller_port: int = 19093
     data_dir: Path | None = None
-    heap: str = "512m"
+    heap: str = "1g"
     version: str = field(default_factory=default_version)
     secure: bool = False
 

@@ -11,6 +11,13 @@ line holding a huge array costs one report, never one per element. The rest of t
 of the input is applied. With ``strict`` the replay stops at the first rejected event instead,
 and also where time goes backwards within a file (``ts_backwards``). An input that cannot be
 read (a truncated gzip stream, an I/O error) stops the replay with :class:`ReplayInputError`.
+
+A line may be a signed envelope (:mod:`canarystream.governance.envelope`): the exact bytes of a
+message with the principal and signature it was produced with. With an access file
+(``engine.access``) the envelope is authenticated here, as the worker authenticates a message's
+headers, and the engine authorizes its events as live: announcements, commands and heartbeats
+outside an envelope are then refused (``unauthorized``). Without one, an envelope is unwrapped
+and its events are obeyed like any other: offline analysis steers nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ from canarystream.contracts.codec import decode_events, decode_objects
 from canarystream.contracts.decision import Decision
 from canarystream.engine import Engine
 from canarystream.errors import CanarystreamError, ContractError
+from canarystream.governance.access import Access
+from canarystream.governance.envelope import is_envelope, open_envelope
+from canarystream.governance.identity import Origin, authenticate
 
 __all__ = [
     "LISTED",
@@ -246,9 +256,13 @@ def _lines(index: int, handle: Iterable[bytes]) -> Iterator[Line]:
 
 def _peek_ts(raw: bytes) -> float | None:
     start = raw.find(b'"ts":')
-    if start < 0:
-        return None
-    start += 5
+    if start >= 0:
+        start += 5
+    else:  # an envelope's payload holds the event as escaped JSON text
+        start = raw.find(b'\\"ts\\":')
+        if start < 0:
+            return None
+        start += 7
     end = start
     length = len(raw)
     while end < length and raw[end] in b" 0123456789.eE+-":
@@ -262,40 +276,61 @@ def _peek_ts(raw: bytes) -> float | None:
 _CHUNK = 4096  # lines decoded and applied together on the single-file path
 
 
-def _decode(raw: bytes) -> tuple[list[Any], bool] | ContractError | None:
-    """A line's events and whether it was a JSON array; an error; None for a blank line."""
+def _has_envelopes(chunk: list[bytes]) -> bool:
+    """Whether a chunk of lines may hold a signed envelope (then decoded line by line)."""
+    return b'"signed"' in b"".join(chunk)
+
+
+Decoded = tuple[list[Any], bool, Origin | None]
+"""A line's events, whether it was a JSON array, and who signed it (an envelope's, with an
+access file)."""
+
+
+def _decode(raw: bytes, access: Access | None) -> Decoded | ContractError | None:
+    """A line's events (an envelope's, unwrapped); an error; None for a blank line."""
     try:
-        return decode_events(raw)
+        values, batched = decode_events(raw)
+        if batched or len(values) != 1 or not is_envelope(values[0]):
+            return values, batched, None
+        payload, principal, signature = open_envelope(values[0])
+        values, batched = decode_events(payload)
     except ContractError as exc:
         return exc if raw.strip() else None
+    origin = authenticate(access, principal, signature, payload) if access is not None else None
+    return values, batched, origin
+
+
+class _Lines:
+    """Lines decoded one by one: their values, and where and from whom each value came."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self.starts: list[int] = []  # the index of each line's first value
+        self.owners: list[tuple[int, int, bool]] = []  # each line's (number, events, array)
+        self.messages: list[str] = []  # the line of each value
+        self.origins: list[Origin | None] = []  # who signed the line of each value
 
 
 def _decode_lines(
-    chunk: list[bytes], first: int, report: _Reporter
-) -> tuple[list[Any], list[int], list[tuple[int, int, bool]], list[str]]:
-    """Decode lines one by one (line ``first`` first), reporting those that fail.
-
-    Returns the values, the index of each line's first value, each line's (number, events,
-    is an array), and the line of each value.
-    """
-    values: list[Any] = []
-    starts: list[int] = []
-    owners: list[tuple[int, int, bool]] = []
-    messages: list[str] = []
+    chunk: list[bytes], first: int, report: _Reporter, access: Access | None
+) -> _Lines:
+    """Decode lines one by one (line ``first`` first), reporting those that fail."""
+    out = _Lines()
     for offset, raw in enumerate(chunk):
-        decoded = _decode(raw)
+        decoded = _decode(raw, access)
         if decoded is None:
             continue
         if isinstance(decoded, ContractError):
             report.event(0, (first + offset, 0, 1, False), decoded)
             continue
-        line_values, batched = decoded
+        line_values, batched, origin = decoded
         if line_values:
-            starts.append(len(values))
-            owners.append((first + offset, len(line_values), batched))
-            values.extend(line_values)
-            messages.extend([str(first + offset)] * len(line_values))
-    return values, starts, owners, messages
+            out.starts.append(len(out.values))
+            out.owners.append((first + offset, len(line_values), batched))
+            out.values.extend(line_values)
+            out.messages.extend([str(first + offset)] * len(line_values))
+            out.origins.extend([origin] * len(line_values))
+    return out
 
 
 def _replay_single(
@@ -315,9 +350,12 @@ def _replay_single(
         starts: list[int] | None = None
         owners: list[tuple[int, int, bool]] = []
         messages: list[str] | None = None  # the line of each value (None: one line each)
-        values = decode_objects(chunk)
-        if values is None:  # a malformed or blank line, an array (batch) or a scalar
-            values, starts, owners, messages = _decode_lines(chunk, first, report)
+        origins: list[Origin | None] | None = None  # who signed each value's line
+        values = None if _has_envelopes(chunk) else decode_objects(chunk)
+        if values is None:  # a malformed or blank line, an array (batch), a scalar, envelopes
+            decoded = _decode_lines(chunk, first, report, engine.access)
+            values, starts, owners = decoded.values, decoded.starts, decoded.owners
+            messages, origins = decoded.messages, decoded.origins
         lines += len(chunk)
         events += len(values)
 
@@ -339,7 +377,8 @@ def _replay_single(
 
         # Strict: apply up to the first event stamped before an earlier one, then stop there.
         stop = report.first_backwards(0, values, where) if report.strict else None
-        out = engine.process_batch(values if stop is None else values[:stop], on_error, messages)
+        applied = values if stop is None else values[:stop]
+        out = engine.process_batch(applied, on_error, messages, origins)
         if out:
             emit(out)
         if stop is not None:
@@ -402,20 +441,20 @@ def _replay_merged(
             lines += 1
             if on_progress is not None and not lines & 0x3FFF:
                 on_progress(lines)
-            decoded = _decode(raw)
+            decoded = _decode(raw, engine.access)
             if decoded is None:
                 continue
             if isinstance(decoded, ContractError):
                 report.event(index, (number, 0, 1, False), decoded)
                 report.flush()
                 continue
-            line_events, batched = decoded
+            line_events, batched, origin = decoded
             for position, event in enumerate(line_events):
                 events += 1
                 if report.strict and report.backwards(index, number, event):
                     continue
                 try:
-                    out = process(event, f"{index}:{number}")
+                    out = process(event, f"{index}:{number}", origin)
                 except ContractError as exc:
                     report.event(index, (number, position, len(line_events), batched), exc)
                     continue

@@ -312,6 +312,16 @@ class Settings(BaseSettings):
         default=None,
         description="The caller's Ed25519 private key (PEM; `canarystream keys generate`).",
     )
+    access_file: Path | None = Field(
+        default=None,
+        description="Worker and replay: the access file (who may steer which rollouts); "
+        "announcements, commands and heartbeats are then authenticated and authorised.",
+    )
+    worker_principal: str = Field(
+        default="worker",
+        pattern=r"^[a-z0-9][a-z0-9._@-]{0,127}$",
+        description="The worker's principal: its heartbeats are signed as it with signing_key.",
+    )
     insecure: bool = Field(
         default=False,
         description="Run without signatures (local drills only): the worker publishes "

@@ -15,11 +15,13 @@ from rich.table import Table
 
 from canarystream.atomicfile import AtomicFile
 from canarystream.cli.app import app
+from canarystream.cli.options import settings_with
 from canarystream.contracts.codec import encode_decision
 from canarystream.contracts.decision import Decision
 from canarystream.engine import Engine
 from canarystream.engine.engine import DEFAULT_TOMBSTONE_TTL
 from canarystream.errors import ConfigError, PolicyError
+from canarystream.governance.access import load_access
 from canarystream.policy.loading import PolicyRegistry, load_policy
 from canarystream.replay import (
     STDIN,
@@ -29,7 +31,6 @@ from canarystream.replay import (
     StrictReplayError,
     replay_files,
 )
-from canarystream.settings import load_settings
 
 __all__ = [
     "EXIT_NOTHING_JUDGED",
@@ -125,6 +126,7 @@ def replay(
             "as the lines it holds)."
         ),
     ],
+    *,
     policy: Annotated[
         list[Path] | None,
         typer.Option(
@@ -147,6 +149,14 @@ def replay(
         ),
     ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar or summary on stderr.")] = False,
+    access: Annotated[
+        Path | None,
+        typer.Option(
+            help="Access file: judge announcements, commands and heartbeats as the worker "
+            "does (signed envelope lines only). Default: CANARYSTREAM_ACCESS_FILE; without "
+            "one, envelopes are unwrapped and every event is obeyed.",
+        ),
+    ] = None,
 ) -> None:
     """Replay recorded events through the engine and write its decisions.
 
@@ -156,7 +166,7 @@ def replay(
     """
     err = Console(stderr=True, soft_wrap=True)
     _check_usage(err, files, out)
-    engine = _engine(err, policy)
+    engine = _engine(err, policy, access)
     writer = AtomicFile(out) if out is not None and str(out) != STDIN else None
     sink = writer.handle if writer is not None else sys.stdout.buffer
     rejections = _Rejections(err, quiet)
@@ -235,13 +245,17 @@ def _settle(writer: AtomicFile | None, *, ok: bool) -> None:
         writer.discard()
 
 
-def _engine(err: Console, policy: list[Path] | None) -> Engine:
-    """The engine of ``--policy`` (default: the settings'); a usage error ends the command."""
+def _engine(err: Console, policy: list[Path] | None, access: Path | None) -> Engine:
+    """The engine of ``--policy`` and ``--access`` (default: the settings'); a usage error
+    ends the command."""
     try:
-        settings = load_settings()
-        return build_engine(
+        settings = settings_with(access_file=access)
+        engine = build_engine(
             policy or settings.policies, tombstone_ttl=settings.deployment_tombstone_ttl
         )
+        if settings.access_file is not None:
+            engine.access = load_access(settings.access_file)
+        return engine
     except (PolicyError, ConfigError) as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from exc

@@ -15,6 +15,7 @@ from canarystream.cli.app import app
 from canarystream.cli.options import settings_with
 from canarystream.cli.replay_cmd import build_engine
 from canarystream.errors import BrokerError, ConfigError, PolicyError
+from canarystream.governance.access import load_access
 from canarystream.kafka.admin import create_topics
 from canarystream.kafka.connection import Connection
 
@@ -39,6 +40,12 @@ def worker(
             help="Port of /metrics and /rollouts/. Default: CANARYSTREAM_WEB_PORT (6066)."
         ),
     ] = None,
+    access: Annotated[
+        Path | None,
+        typer.Option(
+            help="Access file: who may steer which rollouts. Default: CANARYSTREAM_ACCESS_FILE."
+        ),
+    ] = None,
 ) -> None:
     """Consume telemetry and deployments, decide, and publish decisions (blocks).
 
@@ -47,8 +54,10 @@ def worker(
     """
     err = Console(stderr=True, soft_wrap=True)
     try:
-        settings = settings_with(web_bind=web_bind, web_port=web_port)
+        settings = settings_with(web_bind=web_bind, web_port=web_port, access_file=access)
         policies = build_engine(policy or settings.policies).policies
+        if settings.access_file is not None:
+            load_access(settings.access_file)  # its errors before anything starts
         results = asyncio.run(create_topics(Connection(settings)))
     except (ConfigError, PolicyError, BrokerError) as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")

@@ -145,7 +145,7 @@ class KafkaRangeReader:
                     f"{topic}[{partition}]: offsets {start}..{end - 1} could not be read again"
                 )
             out.extend(
-                Inbound(m.topic, m.partition, m.offset, m.key, m.value)
+                Inbound(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers or ()))
                 for m in messages
                 if m.offset < end
             )

@@ -78,6 +78,17 @@ class WorkerMetrics:
             "Failed attempts to publish a batch's decisions, each retried after a backoff.",
             registry=r,
         )
+        self.verdicts = Counter(
+            "canarystream_verdicts_published_total",
+            "Verdicts on announcements and commands published to canary.verdicts.v1.",
+            registry=r,
+        )
+        self.forged_decisions = Counter(
+            "canarystream_decisions_unverified_total",
+            "Messages on the decisions topic whose signature does not verify with the worker's "
+            "key (ignored when telling which decisions are already published).",
+            registry=r,
+        )
         self.heartbeats = Counter(
             "canarystream_heartbeats_sent_total",
             "Heartbeats produced for rollouts whose telemetry has stopped.",

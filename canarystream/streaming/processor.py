@@ -36,11 +36,21 @@ Bad input never stops a batch, and what it costs is bounded:
   (:class:`~canarystream.contracts.actuation.DeadLetter`). :attr:`BatchResult.invalid` counts
   rejected events by reason (a message that is not JSON, or fails outside the engine, counts
   once).
+
+Who sent what (with an access file, ``engine.access``): each message on the deployments
+topic, and any message carrying credentials, is authenticated here, where its exact bytes and
+headers are known (:func:`~canarystream.governance.identity.authenticate_headers`); the engine
+then authorizes each of its events against the rollout's state, as it does in replay. Every
+announcement and command of a deployments-topic message gets an
+:class:`~canarystream.contracts.verdict.InputVerdict` (accepted, or refused with the reason of
+its dead letter) in :attr:`BatchResult.verdicts`, with or without an access file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 from bisect import insort
 from collections import Counter
 from collections.abc import Callable
@@ -54,9 +64,11 @@ from canarystream.contracts.actuation import MAX_DETAIL_CHARS, DeadLetter, clip
 from canarystream.contracts.codec import TELEMETRY_TYPES, decode_events
 from canarystream.contracts.decision import Decision
 from canarystream.contracts.topics import service_partition
+from canarystream.contracts.verdict import InputVerdict
 from canarystream.engine import Engine
 from canarystream.engine.rollout import Rollout
 from canarystream.errors import CanarystreamError, ContractError, StateFormatError
+from canarystream.governance.identity import Origin, authenticate_headers
 
 __all__ = [
     "MIGRATIONS",
@@ -132,6 +144,7 @@ class Inbound:
     offset: int
     key: bytes | None
     value: bytes | None  # None: a record without a value (a tombstone), dead-lettered
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
 @dataclass
@@ -237,6 +250,7 @@ class BatchResult:
     invalid: Counter[str] = field(default_factory=Counter)  # rejected events, by reason
     skipped: int = 0  # messages already applied before a restart
     unreadable: set[str] = field(default_factory=set)  # services whose stored state is refused
+    verdicts: list[InputVerdict] = field(default_factory=list)  # announcements and commands
 
 
 class BatchProcessor:
@@ -386,6 +400,9 @@ class BatchProcessor:
     ) -> None:
         """Run the events of ``message`` that belong to ``service`` through the engine."""
         engine = self.engine
+        origin = self._origin(message)
+        if message.topic != self.telemetry_topic:
+            problems.refused = {}  # verdicts for the announcements and commands
         events, indices = _own_events(values, service, bool(message.key), engine, problems)
         on_error = problems.event
         if indices is not None:
@@ -394,9 +411,11 @@ class BatchProcessor:
                 problems.event(indices[index], exc)
 
         source = f"{message.topic}/{message.partition}@{message.offset}"
-        decided = engine.process_batch(events, on_error, source) if events else None
+        decided = engine.process_batch(events, on_error, source, origin) if events else None
         if decided:
             result.decisions.extend(decided)
+        if problems.refused is not None:
+            result.verdicts.extend(_verdicts(message, service, values, origin, problems))
 
     def _applied(
         self,
@@ -437,6 +456,16 @@ class BatchProcessor:
         known = self._service(keyed, message.partition)
         return keyed not in active and known.unreadable is None
 
+    def _origin(self, message: Inbound) -> Origin | None:
+        """Who sent ``message``, with an access file: every deployments-topic message and any
+        message with credentials (telemetry is not signed; its commands are refused)."""
+        access = self.engine.access
+        if access is None:
+            return None
+        if message.topic == self.telemetry_topic and not message.headers:
+            return None
+        return authenticate_headers(access, message.headers, message.value or b"")
+
     def _dead_letter(self, result: BatchResult, message: Inbound, problems: _Problems) -> None:
         """The one dead letter of a message with ``problems``; count them."""
         reason, detail = problems.verdict()
@@ -458,7 +487,7 @@ class _Problems:
     Bounded whatever the message holds: a count per reason and at most :data:`LISTED` details.
     """
 
-    __slots__ = ("batched", "count", "events", "failure", "listed", "reasons", "single")
+    __slots__ = ("batched", "count", "events", "failure", "listed", "reasons", "refused", "single")
 
     def __init__(self) -> None:
         self.events = 1  # events in the message (a JSON array's length)
@@ -468,6 +497,7 @@ class _Problems:
         self.listed: list[tuple[int, str, str]] = []  # the first rejected events, by index
         self.single: ContractError | None = None  # a problem of the message as a whole
         self.failure: str | None = None  # an internal error outside the engine's isolation
+        self.refused: dict[int, str] | None = None  # reason per rejected event (for verdicts)
 
     def whole(self, exc: ContractError, events: int = 1) -> None:
         """The message as a whole is rejected; ``events`` of its events are set aside."""
@@ -479,6 +509,8 @@ class _Problems:
         """Event ``index`` of the message is rejected."""
         self.count += 1
         self.reasons[exc.reason] += 1
+        if self.refused is not None:
+            self.refused[index] = exc.reason
         listed = self.listed
         if len(listed) < LISTED or index < listed[-1][0]:
             insort(listed, (index, exc.reason, clip(str(exc), MAX_DETAIL_CHARS)))
@@ -509,6 +541,49 @@ class _Problems:
             return self.single.reason, str(self.single)
         reasons = list(self.reasons)
         return (reasons[0] if len(reasons) == 1 else "mixed"), listing
+
+
+VERDICT_TYPES = frozenset(
+    {
+        "deployment_started",
+        "deployment_aborted",
+        "deployment_paused",
+        "deployment_resumed",
+        "deployment_approved",
+    }
+)
+
+
+def _verdicts(
+    message: Inbound, service: str, values: list[Any], origin: Origin | None, problems: _Problems
+) -> list[InputVerdict]:
+    """The verdict on each announcement and command of a message (see the module doc)."""
+    refused = problems.refused or {}
+    source = f"{message.topic}/{message.partition}@{message.offset}"
+    digest = origin.sha256 if origin is not None else None
+    out = []
+    for index, event in enumerate(values):
+        kind = event.get("type") if type(event) is dict else None
+        if type(kind) is not str or kind not in VERDICT_TYPES:
+            continue
+        if digest is None:
+            digest = hashlib.sha256(message.value or b"").hexdigest()
+        ts, deployment = event.get("ts"), event.get("deployment")
+        reason = refused.get(index)
+        out.append(
+            InputVerdict(
+                id=f"{source}#{index}" if problems.batched else source,
+                ts=float(ts) if type(ts) in (int, float) and math.isfinite(ts) else 0.0,
+                event_type=kind,
+                deployment=clip(deployment, 256) if type(deployment) is str else None,
+                service=clip(service, 256),
+                principal=origin.principal if origin is not None else None,
+                verdict="accepted" if reason is None else "refused",
+                reason=reason,
+                sha256=digest,
+            )
+        )
+    return out
 
 
 def _service_of(message: Inbound, values: list[Any]) -> str | None:

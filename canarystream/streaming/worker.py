@@ -21,9 +21,17 @@ batch), the engine has moved on in memory past what the topic shows: the worker 
 and acknowledges nothing more and exits with :data:`EXIT_UNPUBLISHED` (75), and the next
 worker derives the same decisions again from the last checkpoint.
 
+**Who steers.** With an access file (``access_file``), each announcement, command and
+heartbeat must be signed by a principal allowed to send it (see
+:mod:`canarystream.governance`); the verdict on each announcement and command read from the
+deployments topic (accepted, or refused and why) is published to ``canary.verdicts.v1``
+before the batch may be stored, as its decisions are: a verdict is never lost, and after a
+crash it may be published again with the same id.
+
 **Heartbeats.** Every ``heartbeat_seconds`` the worker produces, to the deployments topic and
 keyed by the service, ``{"type": "heartbeat", "ts": ..., "service": ...}`` for each active
-rollout it owns that has had no telemetry for ``idle_after_seconds`` (wall time). ``ts`` is the
+rollout it owns that has had no telemetry for ``idle_after_seconds`` (wall time), signed as
+``worker_principal`` with its Ed25519 ``signing_key`` when signing is configured. ``ts`` is the
 rollout's clock plus the wall time since that clock last moved: event time passes at wall
 speed while a service is silent, so its no-data deadline is reached. Being recorded like any
 other input, heartbeats make a replay of the topics decide exactly as the live worker did.
@@ -56,6 +64,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TP
 
+from canarystream.contracts.authn import signed_headers
 from canarystream.contracts.codec import encode_decision
 from canarystream.contracts.decision import Decision
 from canarystream.contracts.signing import SIGNATURE_HEADER, signer_from
@@ -64,9 +73,12 @@ from canarystream.contracts.topics import (
     DECISIONS_TOPIC,
     DEPLOYMENTS_TOPIC,
     TELEMETRY_TOPIC,
+    VERDICTS_TOPIC,
     topic_spec,
 )
+from canarystream.contracts.verdict import InputVerdict
 from canarystream.engine import Engine
+from canarystream.governance.access import load_access
 from canarystream.kafka.connection import Connection
 from canarystream.policy.loading import PolicyRegistry
 from canarystream.settings import Settings
@@ -89,6 +101,13 @@ _RAW: dict[str, Any] = {
 }
 STATE_TABLE = "service-state"
 log = logging.getLogger(__name__)
+
+
+def _headers(headers: Any) -> tuple[tuple[str, bytes | None], ...]:
+    """A Faust message's headers (a list of pairs or a mapping) as pairs."""
+    if not headers:
+        return ()
+    return tuple(headers.items() if hasattr(headers, "items") else headers)
 
 
 def _checkpoint_key(topic: str, partition: int) -> bytes:
@@ -134,13 +153,17 @@ class StreamWorker:
         self.decisions = app.topic(topic(DECISIONS_TOPIC), **_RAW)
         self.deployments = app.topic(topic(DEPLOYMENTS_TOPIC), **_RAW)
         self.dead_letters = app.topic(topic(DEADLETTER_TOPIC), **_RAW)
+        self.verdicts = app.topic(topic(VERDICTS_TOPIC), **_RAW)
         self.table = app.Table(
             STATE_TABLE,
             partitions=topic_spec(TELEMETRY_TOPIC).partitions,
             key_type=bytes,  # bytes keys and values: Faust stores them raw, not as JSON
             value_type=bytes,
         )
-        self.engine = Engine(policies, tombstone_ttl=settings.deployment_tombstone_ttl)
+        access = load_access(settings.access_file) if settings.access_file else None
+        self.engine = Engine(
+            policies, tombstone_ttl=settings.deployment_tombstone_ttl, access=access
+        )
         self.processor = BatchProcessor(
             self.engine, self._load, time.time, telemetry_topic=topic(TELEMETRY_TOPIC)
         )
@@ -239,7 +262,14 @@ class StreamWorker:
         """One batch: process, publish its decisions, and only then queue it for the checkpoint."""
         batch = await self.gaps.complete(
             [
-                Inbound(m.topic, m.partition, m.offset, m.key, m.value)
+                Inbound(
+                    m.topic,
+                    m.partition,
+                    m.offset,
+                    m.key,
+                    m.value,
+                    _headers(getattr(m, "headers", None)),
+                )
                 for m in (event.message for event in events)
             ]
         )
@@ -249,6 +279,8 @@ class StreamWorker:
         self.metrics.record_consumed(r for s in result.snapshots for r in rollouts_of(s))
         for letter in result.dead_letters:
             self.dead_letters.send_soon(value=orjson.dumps(letter.model_dump(mode="json")))
+        if result.verdicts:
+            await self._publish_verdicts(result.verdicts)
         if result.decisions:
             await self._publish(result.decisions)
         # The broker has every decision of the batch: from here on it may be stored and acked.
@@ -317,6 +349,19 @@ class StreamWorker:
         return await self.decisions.send(
             key=decision.deployment.encode(), value=value, headers=headers
         )
+
+    async def _publish_verdicts(self, verdicts: list[InputVerdict]) -> None:
+        """Send the batch's verdicts and wait until the broker has them all (a failure or the
+        publish deadline stops the worker before anything of the batch is stored)."""
+        acks = [
+            await self.verdicts.send(
+                key=(verdict.deployment or verdict.service or "").encode(),
+                value=verdict.model_dump_json().encode(),
+            )
+            for verdict in verdicts
+        ]
+        await asyncio.wait_for(asyncio.gather(*acks), self.settings.publish_deadline_seconds)
+        self.metrics.verdicts.inc(len(verdicts))
 
     async def _publish(self, decisions: list[Decision]) -> None:
         """Send decisions not yet on the topic and wait until the broker has them all.
@@ -404,8 +449,11 @@ class StreamWorker:
             self._load_owned_services()
             due = self.heartbeats_due(time.monotonic())
         for service, ts in due:
-            event = {"type": "heartbeat", "ts": ts, "service": service}
-            await self.deployments.send(key=service.encode(), value=orjson.dumps(event))
+            value = orjson.dumps({"type": "heartbeat", "ts": ts, "service": service})
+            headers = None
+            if self.signer is not None:
+                headers = signed_headers(self.signer, self.settings.worker_principal, value)
+            await self.deployments.send(key=service.encode(), value=value, headers=headers)
         if due:
             self.metrics.heartbeats.inc(len(due))
             log.debug("heartbeats for %d idle rollouts", len(due))

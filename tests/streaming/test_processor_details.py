@@ -144,7 +144,7 @@ def test_the_version_1_migration_gives_version_2_without_tombstones() -> None:
     rollout = {"deployment": f"{A}-1", "service": A}
     state = {"format": processor.STATE_FORMAT, "version": 1, "service": A, "rollouts": [rollout]}
     upgraded = migrate(dict(state))
-    assert upgraded["version"] == 2 == processor.STATE_VERSION
+    assert upgraded["version"] == 2
     assert upgraded["tombstones"] == {}
     assert (upgraded["format"], upgraded["service"]) == (processor.STATE_FORMAT, A)
     # Each rollout learns the partition of its service.
@@ -152,6 +152,17 @@ def test_the_version_1_migration_gives_version_2_without_tombstones() -> None:
     assert migrated["partition"] == service_partition(A) != service_partition(B)
     assert {k: v for k, v in migrated.items() if k != "partition"} == rollout
     assert orjson.dumps(upgraded)
+
+
+def test_the_version_2_migration_gives_no_starter_and_no_command_taken() -> None:
+    rollout = {"deployment": f"{A}-1", "service": A, "partition": service_partition(A)}
+    state = {"format": processor.STATE_FORMAT, "version": 2, "service": A, "rollouts": [rollout]}
+    upgraded = processor.MIGRATIONS[2](dict(state))
+    assert upgraded["version"] == 3 == processor.STATE_VERSION
+    assert upgraded["rollouts"] == [{**rollout, "started_by": None, "controls": []}]
+    assert {k: v for k, v in upgraded.items() if k not in ("version", "rollouts")} == {
+        k: v for k, v in state.items() if k not in ("version", "rollouts")
+    }
 
 
 def test_three_finished_rollouts_are_kept_beside_the_active_one() -> None:

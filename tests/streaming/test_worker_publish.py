@@ -84,12 +84,19 @@ class FailingProducer:
         return ack
 
 
+async def _acknowledged(**_: Any) -> Any:
+    ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    ack.set_result(None)
+    return ack
+
+
 def worker_with(producer: FailingProducer, tmp_path: Path) -> tuple[StreamWorker, list[Any]]:
     worker = StreamWorker(load_settings(data_dir=tmp_path, publish_deadline_seconds=1.0))
     worker.outbox.first_backoff = 0.01
     worker.index.ready.set()
     worker.gaps = GapFiller(LogStart(), worker._checkpointed)
     worker.decisions.send = producer.send  # type: ignore[method-assign]
+    worker.verdicts.send = _acknowledged  # type: ignore[method-assign]
     worker.dead_letters.send_soon = lambda **_: None  # type: ignore[method-assign]
     worker._record_lag = lambda batch: None  # type: ignore[method-assign]
     changelog: list[Any] = []

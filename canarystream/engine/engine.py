@@ -395,11 +395,7 @@ class Engine:
             return self._start(event)
         if isinstance(event, Heartbeat):
             return self._heartbeat(event)
-        access, action = self.access, _COMMANDS[type(event)]
-        if access is not None and (self._origin is None or self._origin.principal is None):
-            authorize(access, self._origin, Request(action, event.service or ""))  # refuses
-        rollout = self._commanded(event)
-        actor = event.actor if access is None else self._authorize_command(event, rollout, access)
+        rollout, actor, key = self._command(event)
         decisions: list[Decision] = []
         if rollout.is_active:
             # A command may move its rollout's clock, by at most the admission's skew.
@@ -410,6 +406,8 @@ class Engine:
                     f"{rollout.policy.admission.max_skew:g} s (admission.max_skew)"
                 )
             decisions += rollout.advance_clock(event.ts)
+        if key is not None:
+            rollout.take_control(key)  # obeyed once: a copy published again is refused
         # A late command takes effect now, not in the past: decisions never go back in time.
         ts = max(event.ts, rollout.clock)
         match event:
@@ -424,9 +422,23 @@ class Engine:
         self._retire_finished(rollout)
         return decisions
 
-    def _authorize_command(self, event: ControlEvent, rollout: Rollout, access: Access) -> str:
-        """The principal allowed to give ``event`` to ``rollout``, who is then the command's
-        actor; the signed command is remembered, so a copy published again is refused."""
+    def _command(self, event: ControlEvent) -> tuple[Rollout, str, str | None]:
+        """The rollout a command names, its actor, and its key among the commands the rollout
+        takes (None without an access file: every command is obeyed, ``actor`` as sent)."""
+        access = self.access
+        if access is None:
+            return self._commanded(event), event.actor, None
+        if self._origin is None or self._origin.principal is None:  # refused before anything
+            authorize(access, self._origin, Request(_COMMANDS[type(event)], event.service or ""))
+        rollout = self._commanded(event)
+        actor, key = self._authorize_command(event, rollout, access)
+        return rollout, actor, key
+
+    def _authorize_command(
+        self, event: ControlEvent, rollout: Rollout, access: Access
+    ) -> tuple[str, str]:
+        """The principal allowed to give ``event`` to ``rollout`` (the command's actor), and
+        the command's key among those the rollout takes (see :func:`authorize`)."""
         origin = self._origin
         assert origin is not None  # an unsigned command was refused before
         key = f"{origin.sha256}:{event.type}:{event.ts!r}"
@@ -437,9 +449,7 @@ class Engine:
             control=key,
             taken=rollout.controls,
         )
-        actor = authorize(access, origin, request)
-        rollout.take_control(key)
-        return actor
+        return authorize(access, origin, request), key
 
     def _commanded(self, event: ControlEvent) -> Rollout:
         """The rollout a command names; a finished or unknown deployment is refused."""

@@ -250,3 +250,12 @@ def test_without_an_access_file_every_input_is_obeyed_as_before() -> None:
 
     assert decisions[0].summary.startswith("aborted by anyone")
     assert engine.rollouts[DEPLOYMENT].started_by is None
+
+
+def test_a_signed_command_far_ahead_of_the_rollout_is_refused_and_not_taken() -> None:
+    engine, stream = started_engine()
+
+    error = refused(engine, stream.control("aborted", 10_000), ALICE)  # nothing changes
+
+    assert error.reason == "ts_out_of_range"
+    assert engine.rollouts[DEPLOYMENT].controls == []

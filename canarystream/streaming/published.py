@@ -5,8 +5,11 @@ stores the state that produced them. If it dies in between, the worker that take
 those messages and decides the same things again (decisions are deterministic). This index,
 fed by a reader of the whole decisions topic outside any consumer group, remembers the highest
 ``seq`` published per deployment; the worker skips a decision whose ``seq`` is not above it.
-When decisions are signed, only messages whose signature verifies count: a forged decision on
-the topic must not silence the genuine one with its ``seq``.
+When decisions are signed, only messages whose signature verifies with the worker's key count:
+a forged decision on the topic (unsigned, or signed with another key) must not silence the
+genuine one with its ``seq``. Such messages are ignored, counted (``on_unverified``, the
+worker's ``canarystream_decisions_unverified_total``) and logged (the first
+:data:`LOGGED` of them, then one in a thousand).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -26,14 +29,20 @@ from canarystream.contracts.signing import SIGNATURE_HEADER, Verifier
 __all__ = ["PublishedIndex"]
 
 log = logging.getLogger(__name__)
+LOGGED = 10  # forged decisions logged one by one before the log thins out
 
 
 class PublishedIndex:
     """Highest published ``seq`` per deployment, from the decisions topic and our own sends."""
 
-    def __init__(self, verifier: Verifier | None = None) -> None:
+    def __init__(
+        self,
+        verifier: Verifier | None = None,
+        on_unverified: Callable[[], object] | None = None,
+    ) -> None:
         self._seq: dict[str, int] = {}
         self._verifier = verifier
+        self._on_unverified = on_unverified
         self.ready = asyncio.Event()
         self.unverified = 0  # messages on the topic that did not verify (not counted)
 
@@ -51,8 +60,9 @@ class PublishedIndex:
             return
         if self._verifier is not None:
             signature = next((v for k, v in headers if k == SIGNATURE_HEADER), None)
-            if self._verifier.check(value, signature) is not None:
-                self.unverified += 1
+            why = self._verifier.check(value, signature)
+            if why is not None:
+                self._ignore(why)
                 return
         try:
             record = orjson.loads(value)
@@ -61,6 +71,19 @@ class PublishedIndex:
             return  # not ours to judge: the decisions topic is written by workers only
         if type(deployment) is str and type(seq) is int:
             self.add(deployment, seq)
+
+    def _ignore(self, why: str) -> None:
+        """A message of the decisions topic that this worker did not sign."""
+        self.unverified += 1
+        if self._on_unverified is not None:
+            self._on_unverified()
+        if self.unverified <= LOGGED or not self.unverified % 1000:
+            log.warning(
+                "decisions topic: ignored a message not signed by this worker's key (%s); "
+                "%d so far",
+                why,
+                self.unverified,
+            )
 
     async def follow(
         self, topic: str, client_kwargs: dict[str, Any], *, lookback: int = 5000

@@ -178,7 +178,9 @@ class StreamWorker:
         self.metrics = WorkerMetrics()
         self.last_decision: dict[str, Decision] = {}
         self.signer = signer_from(settings)
-        self.index = PublishedIndex(self.signer.verifier() if self.signer else None)
+        self.index = PublishedIndex(
+            self.signer.verifier() if self.signer else None, self.metrics.forged_decisions.inc
+        )
         self.outbox = DecisionOutbox(
             self._send_decision, self.index, deadline=settings.publish_deadline_seconds
         )

@@ -49,7 +49,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Literal, cast
 
 import orjson
@@ -144,6 +144,9 @@ class ActuatorService:
         # can wait on it.
         self.ready = threading.Event()
         self.metrics_address: tuple[str, int] | None = None
+        #: The decision partitions this instance owns, set once its fence has caught up with
+        #: the reports on them.
+        self.assignment: frozenset[int] = frozenset()
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
@@ -193,7 +196,9 @@ class ActuatorService:
             await recovery.start()
             partitions = len(await producer.partitions_for(self.actuations_topic))
             await recovery.catch_up(partitions)
-            consumer.subscribe([self.decisions_topic], listener=_CatchUp(recovery, partitions))
+            consumer.subscribe(
+                [self.decisions_topic], listener=_CatchUp(self, recovery, partitions)
+            )
             self.handler.recorder = lambda report: self._publish(producer, report)
             await consumer.start()
             if self.metrics_port is not None:
@@ -332,17 +337,20 @@ class ActuatorService:
 
 class _CatchUp(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka: no type information
     """On each assignment of decision partitions, before any is consumed: read the reports
-    published since the last catch-up (by this instance's other processes, say) into the fence."""
+    published since the last catch-up (by this instance's other processes, say) into the fence,
+    then note the partitions now owned."""
 
-    def __init__(self, recovery: FenceRecovery, partitions: int) -> None:
+    def __init__(self, service: ActuatorService, recovery: FenceRecovery, partitions: int) -> None:
+        self.service = service
         self.recovery = recovery
         self.partitions = partitions
 
-    async def on_partitions_revoked(self, revoked: object) -> None:
-        pass
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        self.service.assignment = frozenset()
 
-    async def on_partitions_assigned(self, assigned: object) -> None:
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         await self.recovery.catch_up(self.partitions)
+        self.service.assignment = frozenset(tp.partition for tp in assigned)
 
 
 def _header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> bytes | None:

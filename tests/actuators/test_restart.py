@@ -260,3 +260,30 @@ def test_the_fence_rebuilt_from_reports_refuses_what_was_done_and_flags_what_was
     assert again.status is ActuationStatus.REJECTED and "handled already" in again.detail
     hooks.remember(report(d1, ActuationStatus.APPLIED))
     assert hooks.fence.admit(d1.decision_id, d1.deployment, 1) is Admission.DUPLICATE
+
+
+@pytest.mark.kafka
+def test_after_a_rebalance_the_new_owner_refuses_what_the_old_one_applied(stack: Stack) -> None:
+    routers = {"a": MemoryRouter(), "b": MemoryRouter()}
+
+    def service(router: MemoryRouter) -> ActuatorService:
+        actuator = Actuator(router, verifier=SIGNER.verifier(), scope=EVERY_SERVICE)
+        return ActuatorService(actuator, stack.connection, name="ha", poll_seconds=0.2)
+
+    rollout = [make_decision(seq, traffic_percent=10.0 * (seq + 1)) for seq in range(3)]
+    a, b = service(routers["a"]), service(routers["b"])
+    with running(a), running(b):
+        # Both read the reports back at start, when there were none; the group splits the
+        # partitions between them.
+        publish(stack, [signed(d) for d in rollout])
+        wait_for_reports(stack, 3)
+        owner = "a" if routers["a"].history else "b"
+        other = {"a": b, "b": a}[owner]
+        ({"a": a, "b": b}[owner]).stop()  # leaves the group: its partitions move to the other
+        stack.wait_for(lambda: len(other.assignment) == 12, 30, "the partitions to move over")
+        publish(stack, [signed(rollout[1])])  # the signed seq-1 decision, replayed
+        got = wait_for_reports(stack, 4)
+    survivor = "b" if owner == "a" else "a"
+    assert routers[survivor].history == []
+    assert got[3].status is ActuationStatus.REJECTED and "applied already" in got[3].detail
+    assert got[3].actuator == "memory/ha"

@@ -20,7 +20,7 @@ from canarystream.actuators import (
 )
 from canarystream.actuators.config import Scope
 from canarystream.actuators.service import ActuatorService
-from canarystream.cli import app
+from canarystream.cli import actuate_cmd, app
 from canarystream.contracts.actuation import ActuationReport, ActuationStatus
 from canarystream.contracts.decision import Action, Decision, Phase
 from canarystream.contracts.events import CompensationHook
@@ -158,7 +158,11 @@ def test_the_cli_scope_from_options_or_settings(monkeypatch: pytest.MonkeyPatch)
         def stop(self) -> None:
             pass
 
+    async def no_topics(connection: Connection) -> list[object]:
+        return []
+
     monkeypatch.setattr(service_module, "ActuatorService", Recorded)
+    monkeypatch.setattr(actuate_cmd, "create_topics", no_topics)  # no broker needed
     env = {"CANARYSTREAM_SIGNING_SCHEME": "none", "CANARYSTREAM_ACTUATOR_SERVICES": '["cart"]'}
     args = ["actuate", "memory", "--allow-unsigned", "--max-decision-age", "120"]
     for extra, services in (

@@ -78,7 +78,7 @@ from canarystream.contracts.topics import (
 )
 from canarystream.contracts.verdict import InputVerdict
 from canarystream.engine import Engine
-from canarystream.governance.access import load_access
+from canarystream.governance.access import Access, Action, load_access
 from canarystream.kafka.connection import Connection
 from canarystream.policy.loading import PolicyRegistry
 from canarystream.settings import Settings
@@ -108,6 +108,27 @@ def _headers(headers: Any) -> tuple[tuple[str, bytes | None], ...]:
     if not headers:
         return ()
     return tuple(headers.items() if hasattr(headers, "items") else headers)
+
+
+def _check_heartbeats(access: Access, settings: Settings) -> None:
+    """Warn when the worker's own heartbeats would be refused under ``access``."""
+    principal = settings.worker_principal
+    why = None
+    if settings.signing_scheme != "ed25519":
+        why = f"they are signed only with an Ed25519 signing_key ({settings.signing_scheme})"
+    elif access.verifier(principal) is None:
+        why = f"the access file lists no principal {principal!r} (worker_principal)"
+    elif not any(
+        Action.HEARTBEAT in grant.actions and principal in grant.principals
+        for grant in access.grants
+    ):
+        why = f"the access file grants {principal!r} no heartbeat"
+    if why is not None:
+        log.warning(
+            "heartbeats will be refused (%s): rollouts whose telemetry stops reach their "
+            "no-data deadline only when telemetry or a command moves their clock",
+            why,
+        )
 
 
 def _checkpoint_key(topic: str, partition: int) -> bytes:
@@ -161,6 +182,8 @@ class StreamWorker:
             value_type=bytes,
         )
         access = load_access(settings.access_file) if settings.access_file else None
+        if access is not None:
+            _check_heartbeats(access, settings)
         self.engine = Engine(
             policies, tombstone_ttl=settings.deployment_tombstone_ttl, access=access
         )

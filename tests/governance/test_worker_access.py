@@ -171,3 +171,38 @@ def test_heartbeats_are_signed_as_the_worker(tmp_path: Path) -> None:
     assert message_credentials(headers)[0] == "worker"
     access = load_access(tmp_path / "access.yaml")
     assert authenticate_headers(access, headers, value).principal == "worker"
+
+
+@pytest.mark.parametrize(
+    ("settings", "grants", "expected"),
+    [
+        ({}, [grant([WORKER], ["heartbeat"])], None),
+        ({"signing_scheme": "none"}, [grant([WORKER], ["heartbeat"])], "Ed25519 signing_key"),
+        ({"worker_principal": "robot"}, [grant([WORKER], ["heartbeat"])], "no principal 'robot'"),
+        ({}, [grant([WORKER], ["abort"])], "grants 'worker' no heartbeat"),
+    ],
+)
+def test_a_worker_whose_heartbeats_would_be_refused_says_so(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    settings: dict[str, Any],
+    grants: list[dict[str, Any]],
+    expected: str | None,
+) -> None:
+    access = write_access(tmp_path / "access.yaml", [DEPLOY, WORKER], grants)
+    options = {
+        "signing_scheme": "ed25519",
+        "signing_key": WORKER.private_pem.decode(),
+        **settings,
+    }
+    if options["signing_scheme"] == "none":
+        del options["signing_key"]
+
+    StreamWorker(load_settings(data_dir=tmp_path, access_file=access, **options))
+
+    warned = [
+        r.getMessage() for r in caplog.records if "heartbeats will be refused" in r.getMessage()
+    ]
+    assert (expected is None) == (warned == [])
+    if expected is not None:
+        assert expected in warned[0]

@@ -7,7 +7,10 @@ the tests run at full speed elsewhere. ``python -m tests.mutation --summary`` re
 of ``mutmut results --all true`` and counts each module's mutants by status.
 ``-p tests.mutation`` (``pytest_add_cli_args``) loads
 the plugin: mutmut 3.7, the newest release that installs beside faust-streaming (both pin
-click), reads ``item._nodeid``, which pytest 9 no longer sets.
+click), reads ``item._nodeid``, which pytest 9 no longer sets. The plugin also empties the
+``functools`` caches of canarystream before every test: a value cached by an earlier test (or
+by the clean run, before mutmut forks a mutant's process) would hide the code that computes it
+from the tests that use it, and so hide its mutants (the shared ratio grids).
 
 >>> only_mutate_line(["canarystream/engine/*", "canarystream/contracts/signing.py"])
 'only_mutate = ["canarystream/engine/*", "canarystream/contracts/signing.py"]'
@@ -19,6 +22,7 @@ canarystream.a       1         1        0         0      0  50.0%
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -29,6 +33,15 @@ from pathlib import Path
 from typing import Any
 
 _ONLY_MUTATE = re.compile(r"^only_mutate = \[[^\]]*\]", re.MULTILINE)
+
+
+def pytest_runtest_setup(item: Any) -> None:
+    """Empty every module-level ``functools`` cache of canarystream (see the module doc)."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("canarystream") and module is not None:
+            for value in list(vars(module).values()):
+                if isinstance(value, functools._lru_cache_wrapper):
+                    value.cache_clear()
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:

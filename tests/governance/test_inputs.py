@@ -273,3 +273,13 @@ def test_an_event_whose_type_is_not_a_string_gets_no_verdict_and_no_crash() -> N
 
     assert result.verdicts == []
     assert [letter.reason for letter in result.dead_letters] == ["unknown_type"]
+
+
+def test_the_worker_refuses_to_start_with_an_invalid_access_file(tmp_path: Path) -> None:
+    broken = tmp_path / "access.yaml"
+    broken.write_text("principals: {alice: {public_key: AAAA}}\n")
+
+    result = CliRunner().invoke(app, ["worker", "--access", str(broken)])
+
+    assert result.exit_code == 2
+    assert "principals.alice.public_key" in result.output

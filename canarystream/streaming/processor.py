@@ -127,8 +127,8 @@ def _v2_to_v3(state: dict[str, Any]) -> dict[str, Any]:
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 """Upgrades of stored state: ``MIGRATIONS[n]`` turns a decoded version-``n`` snapshot (the
 whole envelope, plain data) into version ``n + 1``, and :meth:`ServiceSnapshot.loads` chains
-them up to :data:`STATE_VERSION`. Empty while version 1 is the only one: a version without a
-path to the current one is refused, never guessed. Keep each released version's fixture in
+them up to :data:`STATE_VERSION`. A version without a path to the current one is refused,
+never guessed. Keep each released version's fixture in
 tests/streaming/fixtures/ so that its path stays tested."""
 
 KEEP_FINISHED = 3  # finished rollouts kept per service (duplicate announcements, late commands)

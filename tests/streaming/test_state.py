@@ -6,6 +6,8 @@ it, upgrades an older version through ``MIGRATIONS``, and refuses anything else 
 ``fixtures/service-state-v1.json`` is a snapshot of format version 1 taken mid-rollout; it
 must keep loading and deciding as the run it came from (regenerate it only with a new
 version, next to the old one: ``python -m tests.streaming.test_state``).
+``fixtures/service-state-v2.json`` is the same snapshot as version 2 wrote it (through the
+version-1 migration), which version 3 reads with no starter and no command taken.
 """
 
 from __future__ import annotations

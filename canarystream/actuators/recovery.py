@@ -16,17 +16,23 @@ the moment it is called, and hands this instance's reports to
 assignment of the decisions consumer, before any decision is consumed) read on from where the
 last one stopped. Memory stays bounded: the fence keeps the last ``seq`` and a few recent ids
 per deployment, and forgets ended rollouts beyond its ``max_finished``; reports are not kept.
+
+Reports are plain messages: whoever may write to the topic could forge one (a high ``seq``)
+and make the actuator refuse genuine decisions after its next restart -- never apply one. An
+actuator given a key of its own (``CANARYSTREAM_PRINCIPAL_KEY_FILE``) signs its reports
+(Kafka header ``canarystream-signature``), and its fence then takes in signed reports only.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from canarystream.contracts.actuation import ActuationReport
+from canarystream.contracts.signing import SIGNATURE_HEADER, Verifier
 from canarystream.kafka.connection import Connection
 
 __all__ = ["FenceRecovery"]
@@ -47,6 +53,9 @@ class FenceRecovery:
         The instance whose reports count (``kind/name``); all others are skipped.
     remember:
         Takes one of the instance's reports into the fence.
+    verifier:
+        When given, a report counts only if its signature header verifies (the instance signs
+        its reports); others are skipped and counted in ``refused``.
     """
 
     def __init__(
@@ -55,12 +64,15 @@ class FenceRecovery:
         topic: str,
         actuator: str,
         remember: Callable[[ActuationReport], None],
+        verifier: Verifier | None = None,
     ) -> None:
         self.connection = connection
         self.topic = topic
         self.actuator = actuator
         self.remember = remember
+        self.verifier = verifier
         self.read = 0  # reports of this instance taken in so far
+        self.refused = 0  # reports naming this instance without its valid signature
         self._consumer: AIOKafkaConsumer | None = None
         self._assigned: set[TopicPartition] = set()
 
@@ -100,7 +112,7 @@ class FenceRecovery:
             batches = await consumer.getmany(*behind, timeout_ms=500, max_records=1000)
             for records in batches.values():
                 for record in records:
-                    self._take(record.value)
+                    self._take(record.value, _signature(record.headers))
         taken = self.read - before
         if taken:
             log.info(
@@ -108,12 +120,27 @@ class FenceRecovery:
             )
         return taken
 
-    def _take(self, raw: bytes | None) -> None:
+    def _take(self, raw: bytes | None, signature: bytes | None) -> None:
         try:
             report = ActuationReport.model_validate_json(raw or b"")
         except ValidationError:
             return  # not a report: the topic's other readers deal with it
         if report.actuator != self.actuator:
             return
+        if self.verifier is not None and self.verifier.check(raw or b"", signature) is not None:
+            self.refused += 1
+            log.warning(
+                "fence of %s: ignored a report of decision %s that this instance did not sign",
+                self.actuator,
+                report.decision_id,
+            )
+            return
         self.remember(report)
         self.read += 1
+
+
+def _signature(headers: Sequence[tuple[str, bytes]] | None) -> bytes | None:
+    for key, value in headers or ():
+        if key == SIGNATURE_HEADER:
+            return value
+    return None

@@ -68,7 +68,7 @@ from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.actuators.recovery import FenceRecovery
 from canarystream.contracts.actuation import ActuationReport, DeadLetter
 from canarystream.contracts.codec import decode_decision
-from canarystream.contracts.signing import SIGNATURE_HEADER
+from canarystream.contracts.signing import SIGNATURE_HEADER, Signer
 from canarystream.contracts.topics import ACTUATIONS_TOPIC, DEADLETTER_TOPIC, DECISIONS_TOPIC
 from canarystream.errors import ConfigError, ContractError
 from canarystream.kafka.connection import Connection
@@ -111,6 +111,10 @@ class ActuatorService:
         Where a group without committed offsets starts (``latest``: decisions from now on).
     poll_seconds:
         Longest wait for messages, hence for noticing :meth:`stop`.
+    report_signer:
+        This instance's own key: it signs each report (header ``canarystream-signature``) and
+        the fence is rebuilt from signed reports only. None: reports are unsigned, and any
+        report naming this instance counts.
     """
 
     def __init__(  # noqa: PLR0913 -- keyword-only settings of the consumer
@@ -123,6 +127,7 @@ class ActuatorService:
         metrics_host: str = "127.0.0.1",  # this host only, unless configured otherwise
         start_from: Literal["latest", "earliest"] = "latest",
         poll_seconds: float = 0.5,
+        report_signer: Signer | None = None,
     ) -> None:
         if handler.metrics is None:
             handler.metrics = ActuationMetrics(CollectorRegistry())
@@ -136,6 +141,7 @@ class ActuatorService:
         self.metrics_host = metrics_host
         self.start_from = start_from
         self.poll_seconds = poll_seconds
+        self.report_signer = report_signer
         self.decisions_topic = connection.topic(DECISIONS_TOPIC)
         self.actuations_topic = connection.topic(ACTUATIONS_TOPIC)
         self.deadletter_topic = connection.topic(DEADLETTER_TOPIC)
@@ -187,8 +193,13 @@ class ActuatorService:
             max_poll_interval_ms=int(1000 * max(300.0, self.handler.longest_seconds + 60.0)),
         )
         producer = AIOKafkaProducer(**kwargs, acks="all", enable_idempotence=True)
+        signer = self.report_signer
         recovery = FenceRecovery(
-            self.connection, self.actuations_topic, self.actuator, self.handler.remember
+            self.connection,
+            self.actuations_topic,
+            self.actuator,
+            self.handler.remember,
+            verifier=None if signer is None else signer.verifier(),
         )
         server = None
         try:
@@ -265,12 +276,14 @@ class ActuatorService:
     async def _publish(
         self, producer: AIOKafkaProducer, report: ActuationReport
     ) -> ActuationReport:
-        """Publish ``report``, signed by this instance's name, keyed by deployment; return once
-        the broker acknowledged it."""
+        """Publish ``report`` under this instance's name (signed with its key, if it has one),
+        keyed by deployment; return once the broker acknowledged it."""
         report = report.model_copy(update={"actuator": self.actuator})
         value = orjson.dumps(report.model_dump(mode="json"))
+        signer = self.report_signer
+        headers = [] if signer is None else [(SIGNATURE_HEADER, signer.sign(value).encode())]
         await producer.send_and_wait(
-            self.actuations_topic, value, key=report.deployment.encode("utf-8")
+            self.actuations_topic, value, key=report.deployment.encode("utf-8"), headers=headers
         )
         return report
 

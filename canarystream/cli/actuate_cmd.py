@@ -33,11 +33,12 @@ from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.actuators.registry import REGISTRY, HandlerOptions, Plugin
 from canarystream.cli.app import app
 from canarystream.cli.options import settings_with
-from canarystream.contracts.signing import verifier_from
+from canarystream.contracts.signing import Signer, verifier_from
 from canarystream.documents import read_document
 from canarystream.errors import BrokerError, ConfigError
 from canarystream.kafka.admin import create_topics
 from canarystream.kafka.connection import Connection
+from canarystream.principals import principal_signer
 from canarystream.settings import Settings
 
 __all__ = ["COMMON_OPTIONS", "retry_policy", "scope_from", "section_from_args"]
@@ -251,6 +252,7 @@ def actuate(
             metrics_port=settings.actuator_metrics_port or None,
             metrics_host=settings.actuator_metrics_bind,
             start_from="earliest" if start_from is StartFrom.earliest else "latest",
+            report_signer=_report_signer(settings),
         )
     except (ConfigError, BrokerError) as exc:
         _err.print(f"[red]error:[/] {escape(str(exc))}")
@@ -277,6 +279,14 @@ def scope_from(settings: Settings) -> Scope:
         services=settings.actuator_services,
         max_age_seconds=settings.actuator_max_decision_age,
     )
+
+
+def _report_signer(settings: Settings) -> Signer | None:
+    """The actuator's own key, when ``principal_key_file`` names one: it signs its reports,
+    and its fence trusts signed reports only."""
+    if settings.principal_key_file is None:
+        return None
+    return principal_signer(settings)[1]
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

@@ -31,6 +31,8 @@ from canarystream.actuators.service import ActuatorService
 from canarystream.contracts.actuation import ActuationReport, ActuationStatus
 from canarystream.contracts.decision import Action, Decision, Phase
 from canarystream.contracts.events import CompensationHook
+from canarystream.contracts.signing import Signer, generate_ed25519_key
+from canarystream.contracts.topics import ACTUATIONS_TOPIC
 from tests.actuators.test_service import (
     KEY,
     ROLLBACK,
@@ -287,3 +289,31 @@ def test_after_a_rebalance_the_new_owner_refuses_what_the_old_one_applied(stack:
     assert routers[survivor].history == []
     assert got[3].status is ActuationStatus.REJECTED and "applied already" in got[3].detail
     assert got[3].actuator == "memory/ha"
+
+
+@pytest.mark.kafka
+def test_a_signing_actuator_ignores_forged_reports_when_it_rebuilds_its_fence(
+    stack: Stack,
+) -> None:
+    own_key = Signer.ed25519(generate_ed25519_key()[0])
+    router = MemoryRouter()
+
+    def service() -> ActuatorService:
+        actuator = Actuator(router, verifier=SIGNER.verifier(), scope=EVERY_SERVICE)
+        return ActuatorService(
+            actuator, stack.connection, name="s", poll_seconds=0.2, report_signer=own_key
+        )
+
+    with running(service()):
+        publish(stack, [signed(make_decision(0, traffic_percent=10.0))])
+        (first,) = wait_for_reports(stack, 1)
+    # A writer to the actuations topic forges this instance's report of a seq far ahead, so
+    # that the rollout's next decisions would be refused as stale.
+    forged = first.model_copy(update={"decision_id": "forged", "seq": 99, "actuation_id": "forged"})
+    value = orjson.dumps(forged.model_dump(mode="json"))
+    stack.produce_raw(ACTUATIONS_TOPIC, [value], key=first.deployment.encode())
+    with running(service()):
+        publish(stack, [signed(make_decision(1, traffic_percent=25.0))])
+        got = wait_for_reports(stack, 3)
+    assert got[-1].seq == 1 and got[-1].status is ActuationStatus.APPLIED, got[-1].detail
+    assert router.history[-1] == (first.deployment, 25.0)

@@ -4,6 +4,7 @@ serves its /metrics on this host unless told otherwise."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -24,6 +25,7 @@ from canarystream.cli import actuate_cmd, app
 from canarystream.contracts.actuation import ActuationReport, ActuationStatus
 from canarystream.contracts.decision import Action, Decision, Phase
 from canarystream.contracts.events import CompensationHook
+from canarystream.contracts.signing import Signer, generate_ed25519_key
 from canarystream.errors import ConfigError
 from canarystream.kafka.connection import Connection
 from canarystream.settings import load_settings
@@ -143,14 +145,19 @@ def test_the_cli_refuses_to_start_without_a_service_scope(monkeypatch: pytest.Mo
     assert "--service" in result.stderr and "CANARYSTREAM_ACTUATOR_SERVICES" in result.stderr
 
 
-def test_the_cli_scope_from_options_or_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cli_scope_from_options_or_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from canarystream.actuators import service as service_module  # noqa: PLC0415
 
     built: list[ActuatorService] = []
 
+    signers: list[object] = []
+
     class Recorded:
         def __init__(self, handler: Actuator, connection: Connection, **kwargs: object) -> None:
             built.append(handler)  # type: ignore[arg-type]
+            signers.append(kwargs["report_signer"])
 
         async def run(self) -> None:
             pass
@@ -173,6 +180,16 @@ def test_the_cli_scope_from_options_or_settings(monkeypatch: pytest.MonkeyPatch)
         assert result.exit_code == 0, result.output
         scope = built.pop().scope
         assert (scope.services, scope.max_age_seconds) == (services, 120.0)
+        assert signers.pop() is None  # no key of its own: reports go unsigned
+
+    # With a key of its own, the actuator signs its reports.
+    key = tmp_path / "edge.key"
+    key.write_bytes(generate_ed25519_key()[0])
+    key.chmod(0o600)
+    own = {"CANARYSTREAM_PRINCIPAL": "edge", "CANARYSTREAM_PRINCIPAL_KEY_FILE": str(key)}
+    result = CliRunner().invoke(app, args, env={**env, **own})
+    assert result.exit_code == 0, result.output
+    assert isinstance(signers.pop(), Signer)
 
 
 def test_metrics_bind_this_host_unless_configured() -> None:

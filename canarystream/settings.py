@@ -290,16 +290,19 @@ class Settings(BaseSettings):
 
     # Decision signatures (HMAC-SHA256 with a shared key, or Ed25519).
     signing_scheme: Literal["none", "hmac-sha256", "ed25519"] = Field(
-        default="none",
-        description="How the worker signs decisions and actuators verify them.",
+        default="ed25519",
+        description="How the worker signs decisions and actuators verify them; none only "
+        "with insecure.",
     )
     signing_key: SecretStr | None = Field(
         default=None,
-        description="Worker: the HMAC secret, or the Ed25519 private key (PEM or base64).",
+        description="Worker: the HMAC secret, or the Ed25519 private key (PEM or base64; "
+        "`canarystream keys generate worker` makes one). Required unless insecure.",
     )
     verify_keys: list[SecretStr] = Field(
         default_factory=list,
-        description="Actuators: trusted HMAC secrets or Ed25519 public keys (JSON list).",
+        description="Actuators: trusted HMAC secrets or Ed25519 public keys (JSON list); "
+        "required unless insecure.",
     )
 
     # Who runs a command (canarystream approve|abort|pause|resume), and with which key.
@@ -366,11 +369,6 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"faust_broker_heartbeat_interval={self.faust_broker_heartbeat_interval:g} must "
                 f"be below faust_broker_session_timeout={self.faust_broker_session_timeout:g}"
-            )
-        if self.signing_scheme != "none" and self.signing_key is None and not self.verify_keys:
-            raise ValueError(
-                f"signing_scheme={self.signing_scheme} needs signing_key (worker) or "
-                "verify_keys (actuators)"
             )
         return self
 

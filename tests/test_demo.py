@@ -61,6 +61,7 @@ def test_live_demo_rolls_back_the_regression_and_promotes_the_healthy_canary(
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "replay = live" in result.stdout
+    assert "decisions, each signed by the worker's Ed25519 key" in result.stdout
     live, replay = tmp_path / "decisions.live.jsonl", tmp_path / "decisions.replay.jsonl"
     assert keys(live) == keys(replay)
     final = {key[0]: key[2] for key in keys(live) if key[2] in ("promote", "rollback")}

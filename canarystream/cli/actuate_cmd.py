@@ -33,17 +33,19 @@ from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.actuators.registry import REGISTRY, HandlerOptions, Plugin
 from canarystream.cli.app import app
 from canarystream.cli.options import settings_with
-from canarystream.contracts.signing import Signer, verifier_from
+from canarystream.contracts.signing import Signer
 from canarystream.documents import read_document
 from canarystream.errors import BrokerError, ConfigError
 from canarystream.kafka.admin import create_topics
 from canarystream.kafka.connection import Connection
 from canarystream.principals import principal_signer
+from canarystream.security import actuator_verifier, insecure_gauge, warn_if_insecure
 from canarystream.settings import Settings
 
 __all__ = ["COMMON_OPTIONS", "retry_policy", "scope_from", "section_from_args"]
 
 _err = Console(stderr=True, soft_wrap=True)
+log = logging.getLogger("canarystream.actuate")
 
 #: The options of every backend (as keys), which no backend key may shadow.
 COMMON_OPTIONS = frozenset(
@@ -60,7 +62,7 @@ COMMON_OPTIONS = frozenset(
         "rollback_steps",
         "rollback_step_seconds",
         "start_from",
-        "allow_unsigned",
+        "insecure",
         "help",
     }
 )
@@ -198,18 +200,20 @@ def actuate(
     start_from: Annotated[
         StartFrom, typer.Option(help="Where a new consumer group starts reading the decisions.")
     ] = StartFrom.latest,
-    allow_unsigned: Annotated[
+    insecure: Annotated[
         bool,
         typer.Option(
-            help="Act on unsigned decisions when no signing scheme is configured (local drills "
-            "only: anyone who can write to the topic could then move traffic)."
+            "--insecure",
+            help="Act on unsigned decisions when no verify key is configured (local drills "
+            "only: anyone who can write to the topic could then move traffic; logged loudly "
+            "at every start). Default: CANARYSTREAM_INSECURE.",
         ),
     ] = False,
 ) -> None:
     """Carry out decisions on one backend, reporting on canary.actuations.v1.
 
-    Blocks; SIGTERM stops it. Signatures: CANARYSTREAM_SIGNING_SCHEME and
-    CANARYSTREAM_VERIFY_KEYS.
+    Blocks; SIGTERM stops it. Decisions must carry the worker's signature: its public key
+    (worker.pub of `canarystream keys generate worker`) in CANARYSTREAM_VERIFY_KEYS.
     """
     from canarystream.actuators.service import ActuatorService  # noqa: PLC0415  (aiokafka)
 
@@ -225,23 +229,19 @@ def actuate(
             actuator_retry_deadline=retry_deadline,
             actuator_services=service or None,
             actuator_max_decision_age=max_decision_age,
+            insecure=insecure or None,
         )
-        verifier = verifier_from(settings)
-        if verifier is None and not allow_unsigned:
-            raise ConfigError(
-                "no signing scheme is configured (CANARYSTREAM_SIGNING_SCHEME, "
-                "CANARYSTREAM_VERIFY_KEYS): refusing to act on unsigned decisions "
-                "without --allow-unsigned"
-            )
+        verifier = actuator_verifier(settings)
         options = HandlerOptions(
             verifier=verifier,
             scope=scope_from(settings),
             dry_run=dry_run,
             rollback_steps=rollback_steps,
             rollback_step_seconds=rollback_step_seconds,
-            metrics=ActuationMetrics(CollectorRegistry()),
+            metrics=ActuationMetrics(registry := CollectorRegistry()),
             retry=retry_policy(settings),
         )
+        insecure_gauge(registry, settings.insecure)
         handler: Handler = plugin.handler(parsed, options)
         connection = Connection(settings)
         asyncio.run(create_topics(connection))
@@ -260,6 +260,7 @@ def actuate(
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    warn_if_insecure(settings, "actuator", log, signed=verifier is not None)
     try:
         asyncio.run(_run(service_loop))
     except KafkaError as exc:

@@ -67,17 +67,17 @@ def _run(
 ) -> None:
     from aiokafka.errors import KafkaError  # noqa: PLC0415  (aiokafka is slow to import)
 
-    from canarystream.contracts.signing import verifier_from  # noqa: PLC0415
     from canarystream.contracts.topics import DECISIONS_TOPIC, VERDICTS_TOPIC  # noqa: PLC0415
     from canarystream.kafka import control  # noqa: PLC0415
     from canarystream.kafka.connection import Connection  # noqa: PLC0415
     from canarystream.principals import principal_signer  # noqa: PLC0415
+    from canarystream.security import actuator_verifier  # noqa: PLC0415
 
     try:
         settings = settings_with(principal=principal, principal_key_file=key_file)
         name, signer = principal_signer(settings)
         connection = Connection(settings)
-        verifier = verifier_from(settings) if settings.verify_keys else None
+        verifier = actuator_verifier(settings) if settings.verify_keys else None
 
         async def send() -> tuple[Sent, InputVerdict | None]:
             target = service or await control.find_service(

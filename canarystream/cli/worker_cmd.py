@@ -18,6 +18,7 @@ from canarystream.errors import BrokerError, ConfigError, PolicyError
 from canarystream.governance.access import load_access
 from canarystream.kafka.admin import create_topics
 from canarystream.kafka.connection import Connection
+from canarystream.security import worker_signer
 
 __all__: list[str] = []
 
@@ -46,15 +47,27 @@ def worker(
             help="Access file: who may steer which rollouts. Default: CANARYSTREAM_ACCESS_FILE."
         ),
     ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Run without a signing key (local drills only; logged loudly at every "
+            "start). Default: CANARYSTREAM_INSECURE.",
+        ),
+    ] = False,
 ) -> None:
     """Consume telemetry and deployments, decide, and publish decisions (blocks).
 
     Batching, Faust's tuning and the rest come from settings (CANARYSTREAM_* or the file
-    named by CANARYSTREAM_CONFIG); the options above override them.
+    named by CANARYSTREAM_CONFIG); the options above override them. Decisions are signed with
+    CANARYSTREAM_SIGNING_KEY (`canarystream keys generate worker`).
     """
     err = Console(stderr=True, soft_wrap=True)
     try:
-        settings = settings_with(web_bind=web_bind, web_port=web_port, access_file=access)
+        settings = settings_with(
+            web_bind=web_bind, web_port=web_port, access_file=access, insecure=insecure or None
+        )
+        worker_signer(settings)  # no key and not insecure: refuse before anything starts
         policies = build_engine(policy or settings.policies).policies
         if settings.access_file is not None:
             load_access(settings.access_file)  # its errors before anything starts

@@ -41,8 +41,6 @@ __all__ = [
     "Verifier",
     "canonical_bytes",
     "generate_ed25519_key",
-    "signer_from",
-    "verifier_from",
 ]
 
 SIGNATURE_HEADER = "canarystream-signature"  # Kafka header of a decision message
@@ -247,28 +245,3 @@ class Verifier:
                 continue
             return True
         return False
-
-
-def signer_from(settings: Any) -> Signer | None:
-    """The worker's signer per settings; None when signing is off."""
-    if settings.signing_scheme == "none":
-        return None
-    if settings.signing_key is None:
-        raise ConfigError(
-            f"CANARYSTREAM_SIGNING_KEY is required with signing_scheme={settings.signing_scheme}"
-        )
-    return Signer.from_settings(settings.signing_scheme, settings.signing_key.get_secret_value())
-
-
-def verifier_from(settings: Any) -> Verifier | None:
-    """The actuators' verifier per settings; None when signatures are not required."""
-    if settings.signing_scheme == "none":
-        return None
-    keys = [key.get_secret_value() for key in settings.verify_keys]
-    if not keys and settings.signing_key is not None and settings.signing_scheme == HMAC_SHA256:
-        keys = [settings.signing_key.get_secret_value()]  # one shared secret for both ends
-    if not keys:
-        raise ConfigError(
-            f"CANARYSTREAM_VERIFY_KEYS is required with signing_scheme={settings.signing_scheme}"
-        )
-    return Verifier.from_settings(settings.signing_scheme, keys)

@@ -150,6 +150,11 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
         if code not in (0, None):
             console.print(f"   [yellow]the worker exited with code {code}[/]")
         live = asyncio.run(stack.read_decisions())
+        console.print(
+            f"   {len(live)} decisions, each signed by the worker's Ed25519 key (made for this "
+            "run; `canarystream keys generate` makes lasting ones)",
+            highlight=False,
+        )
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return 130

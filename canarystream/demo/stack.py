@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaError
 
 from canarystream.contracts.codec import decode_decision
 from canarystream.contracts.decision import Decision
+from canarystream.contracts.signing import SIGNATURE_HEADER, Verifier
 from canarystream.contracts.topics import (
     DECISIONS_TOPIC,
     DEPLOYMENTS_TOPIC,
@@ -36,6 +37,7 @@ from canarystream.contracts.topics import (
     topic_spec,
 )
 from canarystream.kafka.connection import Connection
+from canarystream.principals import generate_key_pair
 from canarystream.settings import load_settings
 
 __all__ = ["DemoStack", "WorkerProcess", "free_port", "free_ports"]
@@ -177,7 +179,8 @@ class WorkerProcess:
 
 @dataclass
 class DemoStack:
-    """One demo run's names on the broker: topic prefix, application id, data directory."""
+    """One demo run's names on the broker: topic prefix, application id, data directory, and
+    the worker's key pair (in ``data_dir/keys``) that signs its decisions."""
 
     bootstrap: str
     data_dir: Path
@@ -189,6 +192,8 @@ class DemoStack:
         self.connection = Connection(
             load_settings(kafka_bootstrap=self.bootstrap, topic_prefix=self.prefix)
         )
+        # Signed, as in production: the run's own worker key, made at start.
+        self.worker_key = generate_key_pair("worker", self.data_dir / "keys", force=True)
 
     def topic(self, name: str) -> str:
         return self.connection.topic(name)
@@ -201,6 +206,8 @@ class DemoStack:
             "CANARYSTREAM_TOPIC_PREFIX": self.prefix,
             "CANARYSTREAM_APP_ID": self.app_id,
             "CANARYSTREAM_DATA_DIR": str(self.data_dir),
+            "CANARYSTREAM_SIGNING_SCHEME": "ed25519",
+            "CANARYSTREAM_SIGNING_KEY": self.worker_key.private_file.read_text(),
         }
         # In its own session: a Ctrl-C in the terminal reaches only the demo.
         return WorkerProcess.start(env, log, new_session=True)
@@ -237,7 +244,9 @@ class DemoStack:
             await consumer.stop()
 
     async def read_decisions(self) -> list[Decision]:
-        """Every decision on the topic, in (deployment, seq) order."""
+        """Every decision on the topic, in (deployment, seq) order; RuntimeError if one of
+        them does not carry a valid signature of this run's worker key."""
+        verifier = Verifier(ed25519_keys=[self.worker_key.public_pem])
         consumer = self.consumer()
         await consumer.start()
         try:
@@ -248,8 +257,14 @@ class DemoStack:
             remaining = {tp for tp in partitions if ends[tp] > 0}
             while remaining:
                 got = await consumer.getmany(timeout_ms=500)
-                for messages in got.values():
-                    out.extend(decode_decision(message.value) for message in messages)
+                for message in (m for messages in got.values() for m in messages):
+                    signature = dict(message.headers or ()).get(SIGNATURE_HEADER)
+                    if not verifier.verify(message.value, signature):
+                        raise RuntimeError(
+                            f"a decision on {message.topic} is not signed by the worker: "
+                            f"{message.value[:200]!r}"
+                        )
+                    out.append(decode_decision(message.value))
                 for tp in list(remaining):
                     if await consumer.position(tp) >= ends[tp]:
                         remaining.discard(tp)

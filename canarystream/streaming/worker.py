@@ -67,7 +67,7 @@ from faust.types import TP
 from canarystream.contracts.authn import signed_headers
 from canarystream.contracts.codec import encode_decision
 from canarystream.contracts.decision import Decision
-from canarystream.contracts.signing import SIGNATURE_HEADER, signer_from
+from canarystream.contracts.signing import SIGNATURE_HEADER
 from canarystream.contracts.topics import (
     DEADLETTER_TOPIC,
     DECISIONS_TOPIC,
@@ -81,6 +81,7 @@ from canarystream.engine import Engine
 from canarystream.governance.access import Access, Action, load_access
 from canarystream.kafka.connection import Connection
 from canarystream.policy.loading import PolicyRegistry
+from canarystream.security import insecure_gauge, warn_if_insecure, worker_signer
 from canarystream.settings import Settings
 from canarystream.streaming.app import create_app
 from canarystream.streaming.gaps import GapFiller, KafkaRangeReader
@@ -200,7 +201,9 @@ class StreamWorker:
         self._next_checkpoint = 0.0
         self.metrics = WorkerMetrics()
         self.last_decision: dict[str, Decision] = {}
-        self.signer = signer_from(settings)
+        self.signer = worker_signer(settings)
+        warn_if_insecure(settings, "worker", log, signed=self.signer is not None)
+        insecure_gauge(self.metrics.registry, settings.insecure)
         self.index = PublishedIndex(
             self.signer.verifier() if self.signer else None, self.metrics.forged_decisions.inc
         )

@@ -210,7 +210,8 @@ def test_cli_reads_a_config_file_section_and_options_override_it(tmp_path: Path)
         ["actuate", "haproxy", "--config", str(config), "--total-weight", "256"],
         env={"CANARYSTREAM_SIGNING_SCHEME": "none"},
     )
-    assert fixed.exit_code == 2 and "without --allow-unsigned" in fixed.stderr
+    assert fixed.exit_code == 2
+    assert "CANARYSTREAM_SIGNING_SCHEME (signing_scheme) is none" in fixed.stderr
     missing = _invoke("nginx", "--config", str(config))
     assert missing.exit_code == 2
     assert f"{config}: no 'nginx' section (sections: haproxy, hooks)" in missing.stderr

@@ -137,7 +137,7 @@ def test_the_cli_refuses_to_start_without_a_service_scope(monkeypatch: pytest.Mo
     monkeypatch.delenv("CANARYSTREAM_ACTUATOR_SERVICES", raising=False)
     result = CliRunner().invoke(
         app,
-        ["actuate", "memory", "--allow-unsigned"],
+        ["actuate", "memory", "--insecure"],
         env={"CANARYSTREAM_SIGNING_SCHEME": "none"},
     )
     assert result.exit_code == 2
@@ -171,7 +171,7 @@ def test_the_cli_scope_from_options_or_settings(
     monkeypatch.setattr(service_module, "ActuatorService", Recorded)
     monkeypatch.setattr(actuate_cmd, "create_topics", no_topics)  # no broker needed
     env = {"CANARYSTREAM_SIGNING_SCHEME": "none", "CANARYSTREAM_ACTUATOR_SERVICES": '["cart"]'}
-    args = ["actuate", "memory", "--allow-unsigned", "--max-decision-age", "120"]
+    args = ["actuate", "memory", "--insecure", "--max-decision-age", "120"]
     for extra, services in (
         ([], ("cart",)),
         (["--service", "shop-*", "--service", "x"], ("shop-*", "x")),

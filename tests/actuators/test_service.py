@@ -355,6 +355,7 @@ def test_cli_gateway_api_writes_the_route_serves_metrics_and_stops_on_sigterm(
             metrics = response.read().decode()
         labels = 'backend="gateway_api",status="applied"'
         assert sample(metrics, f"canarystream_actuations_total{{{labels}}}") == 1
+        assert sample(metrics, "canarystream_insecure_mode") == 0
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -458,18 +459,21 @@ def test_the_service_drives_any_handler_that_follows_the_protocol(stack: Stack) 
     assert handler.metrics is service.metrics  # given one by the service
 
 
-def test_cli_refuses_unsigned_decisions_unless_allowed(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CANARYSTREAM_SIGNING")}
-    result = CliRunner().invoke(
-        app,
-        [
-            *("actuate", "haproxy", "--socket", str(tmp_path / "s"), "--backend", "app"),
-            *("--baseline-server", "a", "--canary-server", "b"),
-        ],
-        env={**env, "CANARYSTREAM_SIGNING_SCHEME": "none"},
-    )
+def test_cli_refuses_to_start_without_verify_keys_unless_insecure(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CANARYSTREAM_")}
+    command = [
+        *("actuate", "haproxy", "--socket", str(tmp_path / "s"), "--backend", "app"),
+        *("--baseline-server", "a", "--canary-server", "b"),
+    ]
+    result = CliRunner().invoke(app, command, env=env)  # signing is on by default
     assert result.exit_code == 2
-    assert "refusing to act on unsigned decisions without --allow-unsigned" in result.stderr
+    message = result.stderr.replace("\n", "")
+    assert "CANARYSTREAM_VERIFY_KEYS (verify_keys) is empty" in message
+    assert "canarystream keys generate worker" in message and "--insecure" in message
+    # Turning signatures off is no way around it either.
+    result = CliRunner().invoke(app, command, env={**env, "CANARYSTREAM_SIGNING_SCHEME": "none"})
+    assert result.exit_code == 2
+    assert "CANARYSTREAM_SIGNING_SCHEME (signing_scheme) is none" in result.stderr
 
 
 def test_group_id_names_backend_and_instance() -> None:

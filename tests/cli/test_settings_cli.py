@@ -16,15 +16,20 @@ import canarystream.streaming.worker as worker_module
 from canarystream.actuators.executor import Actuator
 from canarystream.cli import app
 from canarystream.kafka.admin import TopicResult
+from tests.support.keys import TestKeys, test_keys
+
+__all__ = ["test_keys"]
 
 runner = CliRunner()
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+def env(monkeypatch: pytest.MonkeyPatch, test_keys: TestKeys) -> pytest.MonkeyPatch:
     for key in list(os.environ):
         if key.startswith("CANARYSTREAM_") or key == "KAFKA_BOOTSTRAP":
             monkeypatch.delenv(key)
+    for name, value in {**test_keys.worker_env(), **test_keys.actuator_env()}.items():
+        monkeypatch.setenv(name, value)
 
     async def no_topics(connection: Any) -> list[TopicResult]:
         return [TopicResult("t", created=False, partitions=12, replication_factor=1)]
@@ -75,7 +80,7 @@ def _worker(env: pytest.MonkeyPatch, *args: str) -> Any:
 def _actuator(env: pytest.MonkeyPatch, *args: str) -> FakeService:
     FakeService.built.clear()
     env.setattr(service_module, "ActuatorService", FakeService)
-    result = runner.invoke(app, ["actuate", "memory", "--allow-unsigned", "--service", "*", *args])
+    result = runner.invoke(app, ["actuate", "memory", "--service", "*", *args])
     assert result.exit_code == 0, result.output
     (service,) = FakeService.built
     return service
@@ -147,7 +152,7 @@ def test_actuator_metrics_port_0_serves_none(env: pytest.MonkeyPatch) -> None:
 
 def test_a_bad_setting_stops_the_command_naming_it(env: pytest.MonkeyPatch) -> None:
     env.setenv("CANARYSTREAM_ACTUATOR_RETRY_MAX_ATTEMPTS", "0")
-    result = runner.invoke(app, ["actuate", "memory", "--allow-unsigned"])
+    result = runner.invoke(app, ["actuate", "memory"])
     assert result.exit_code == 2
     assert "CANARYSTREAM_ACTUATOR_RETRY_MAX_ATTEMPTS" in result.output.replace("\n", "")
     env.setenv("CANARYSTREAM_WEB_BIND", "no where")
@@ -156,3 +161,20 @@ def test_a_bad_setting_stops_the_command_naming_it(env: pytest.MonkeyPatch) -> N
     assert "CANARYSTREAM_WEB_BIND (web_bind, from the environment)" in result.output.replace(
         "\n", ""
     )
+
+
+def test_worker_and_actuator_need_keys_unless_insecure_given(env: pytest.MonkeyPatch) -> None:
+    env.delenv("CANARYSTREAM_SIGNING_KEY")
+    env.delenv("CANARYSTREAM_VERIFY_KEYS")
+    result = runner.invoke(app, ["worker"])
+    assert result.exit_code == 2
+    assert "CANARYSTREAM_SIGNING_KEY (signing_key) is not set" in result.stderr.replace("\n", "")
+    result = runner.invoke(app, ["actuate", "memory"])
+    assert result.exit_code == 2
+    assert "CANARYSTREAM_VERIFY_KEYS (verify_keys) is empty" in result.stderr.replace("\n", "")
+    assert _worker(env, "--insecure").insecure is True
+    service = _actuator(env, "--insecure")
+    assert service.handler.verifier is None  # unsigned decisions are acted on, as asked
+    env.setenv("CANARYSTREAM_INSECURE", "true")
+    assert _worker(env).insecure is True
+    assert _actuator(env).handler.verifier is None

@@ -30,10 +30,9 @@ from canarystream.contracts.signing import (
     Verifier,
     canonical_bytes,
     generate_ed25519_key,
-    signer_from,
-    verifier_from,
 )
 from canarystream.errors import ConfigError
+from canarystream.security import actuator_verifier, worker_signer
 
 HMAC_KEY = b"a shared secret of the worker and the actuators"
 PRIVATE_PEM, PUBLIC_PEM = generate_ed25519_key()
@@ -534,8 +533,11 @@ def test_signers_and_verifiers_by_scheme() -> None:
     assert Verifier.from_settings(ED25519, [PUBLIC_PEM]).verify(b"p", ed.sign(b"p"))
 
 
-def _settings(scheme: str, key: str | None, verify: list[str] | None = None) -> Any:
+def _settings(
+    scheme: str, key: str | None, verify: list[str] | None = None, *, insecure: bool = False
+) -> Any:
     return SimpleNamespace(
+        insecure=insecure,
         signing_scheme=scheme,
         signing_key=None if key is None else SecretStr(key),
         verify_keys=[SecretStr(k) for k in verify or []],
@@ -543,28 +545,28 @@ def _settings(scheme: str, key: str | None, verify: list[str] | None = None) -> 
 
 
 def test_signer_and_verifier_from_settings() -> None:
-    assert signer_from(_settings("none", "k")) is None
-    assert verifier_from(_settings("none", None)) is None
-    with pytest.raises(ConfigError, match=r"^CANARYSTREAM_SIGNING_KEY is required with signing_"):
-        signer_from(_settings(HMAC_SHA256, None))
-    with pytest.raises(ConfigError, match=r"^CANARYSTREAM_VERIFY_KEYS is required with signing_"):
-        verifier_from(_settings(HMAC_SHA256, None))
-    with pytest.raises(ConfigError, match=r"^CANARYSTREAM_VERIFY_KEYS is required with signing_"):
-        verifier_from(_settings(ED25519, PRIVATE_PEM.decode()))  # no public key to verify with
+    assert worker_signer(_settings("none", "k", insecure=True)) is None
+    assert actuator_verifier(_settings("none", None, insecure=True)) is None
+    with pytest.raises(ConfigError, match=r"CANARYSTREAM_SIGNING_KEY \(signing_key\) is not set"):
+        worker_signer(_settings(HMAC_SHA256, None))
+    with pytest.raises(ConfigError, match=r"CANARYSTREAM_VERIFY_KEYS \(verify_keys\) is empty"):
+        actuator_verifier(_settings(HMAC_SHA256, None))
+    with pytest.raises(ConfigError, match=r"CANARYSTREAM_VERIFY_KEYS \(verify_keys\) is empty"):
+        actuator_verifier(_settings(ED25519, PRIVATE_PEM.decode()))  # no public key to verify with
 
-    signer = signer_from(_settings(HMAC_SHA256, "shared"))
+    signer = worker_signer(_settings(HMAC_SHA256, "shared"))
     assert signer is not None and signer.scheme == HMAC_SHA256
     signature = signer.sign(b"p")
     # One shared secret serves both ends; listed verify keys replace it.
-    shared = verifier_from(_settings(HMAC_SHA256, "shared"))
+    shared = actuator_verifier(_settings(HMAC_SHA256, "shared"))
     assert shared is not None and shared.verify(b"p", signature)
-    rotated = verifier_from(_settings(HMAC_SHA256, "shared", ["next"]))
+    rotated = actuator_verifier(_settings(HMAC_SHA256, "shared", ["next"]))
     assert rotated is not None and not rotated.verify(b"p", signature)
     assert rotated.verify(b"p", Signer.hmac("next").sign(b"p"))
 
-    ed = signer_from(_settings(ED25519, PRIVATE_PEM.decode()))
+    ed = worker_signer(_settings(ED25519, PRIVATE_PEM.decode()))
     assert ed is not None and ed.scheme == ED25519
-    ed_verifier = verifier_from(_settings(ED25519, None, [PUBLIC_PEM.decode()]))
+    ed_verifier = actuator_verifier(_settings(ED25519, None, [PUBLIC_PEM.decode()]))
     assert ed_verifier is not None and ed_verifier.verify(b"p", ed.sign(b"p"))
     assert not ed_verifier.verify(b"p", signature)
 

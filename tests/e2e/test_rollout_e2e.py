@@ -10,10 +10,11 @@ Two rollouts run side by side, each behind its own HAProxy backend of two tiny s
   compensation hooks (a command and a webhook) run once, at least 99.9 % of the requests sent
   after the rollback was applied reach the baseline, and the rollback is verified.
 
-The worker signs decisions (HMAC); decisions forged while the rollouts run (another key, a
-tampered real decision, an unsigned one; each with the seq the worker would use next) are
-rejected by every actuator and change nothing -- nor may they make the worker skip a genuine
-decision: each deployment's signed decisions must keep seq 0, 1, 2... without a gap.
+The worker signs decisions (Ed25519, with a key made for the test); decisions forged while
+the rollouts run (another key, a tampered real decision, an unsigned one; each with the seq
+the worker would use next) are rejected by every actuator and change nothing -- nor may they
+make the worker skip a genuine decision: each deployment's signed decisions must keep seq 0,
+1, 2... without a gap.
 Every process is stopped at the end, whether the test passes or not. Missing HAProxy, Unleash
 or Kafka skips the test locally and fails it under CI (``CI=true``).
 """
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import shlex
 import signal
 import subprocess
@@ -37,7 +37,6 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -46,7 +45,7 @@ from canarystream.actuators.routers.haproxy import HAProxyConfig, HAProxyRouter
 from canarystream.contracts.actuation import ActuationReport, ActuationStatus
 from canarystream.contracts.codec import decode_decision, encode_decision
 from canarystream.contracts.decision import Action, Decision, Phase, decision_id_for
-from canarystream.contracts.signing import SIGNATURE_HEADER, Signer
+from canarystream.contracts.signing import SIGNATURE_HEADER, Signer, generate_ed25519_key
 from canarystream.contracts.topics import ACTUATIONS_TOPIC, DECISIONS_TOPIC
 from tests.support.broker import Stack
 from tests.support.services import free_ports, require_binary, serve_http, wait_until_listening
@@ -272,20 +271,15 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
 ) -> None:
     haproxy = require_binary("haproxy")
     began = time.time()
-    key = secrets.token_hex(16)
-    signer = Signer.hmac(key)
+    signer = Signer.ed25519(stack.keys.private_pem("worker"))
     tag = uuid.uuid4().hex[:8]
     rollouts = [
         Rollout("healthy", f"e2e-shop-{tag}", f"e2e-shop-{tag}-v2", BACKGROUND),
         Rollout("regressed", f"e2e-cart-{tag}", f"e2e-cart-{tag}-v2", ERROR_RATE),
     ]
     healthy, regressed = rollouts
-    stack.env.update(
-        {"CANARYSTREAM_SIGNING_SCHEME": "hmac-sha256", "CANARYSTREAM_SIGNING_KEY": key}
-    )
     actuator_env = {
-        **{k: v for k, v in stack.env.items() if k != "CANARYSTREAM_SIGNING_KEY"},
-        "CANARYSTREAM_VERIFY_KEYS": orjson.dumps([key]).decode(),
+        **stack.actuator_env(),
         "CANARYSTREAM_UNLEASH_ADMIN_TOKEN": unleash.admin_token,
     }
     processes = Processes(tmp_path)
@@ -419,7 +413,7 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
                     (
                         healthy.deployment.encode(),
                         wrong_value,
-                        Signer.hmac("not the key").sign(wrong_value),
+                        Signer.ed25519(generate_ed25519_key()[0]).sign(wrong_value),
                     ),
                     (healthy.deployment.encode(), tampered, signer.sign(raw)),
                     (regressed.deployment.encode(), encode_decision(unsigned), None),

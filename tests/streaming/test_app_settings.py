@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import faust
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+from prometheus_client import generate_latest
 
+from canarystream.errors import ConfigError
 from canarystream.kafka.secure import prepare
 from canarystream.settings import load_settings
 from canarystream.streaming.app import create_app
 from canarystream.streaming.worker import Batching, StreamWorker
+from tests.support.keys import TestKeys, test_keys
+
+__all__ = ["test_keys"]
 
 
 @pytest.fixture(autouse=True)
@@ -53,10 +59,16 @@ def test_the_app_takes_the_faust_settings_and_the_web_address(
     assert conf.web_bind == "0.0.0.0" and conf.web_port == 7123
 
 
-def test_the_worker_batches_as_the_settings_say(tmp_path: Path) -> None:
-    assert StreamWorker(load_settings(data_dir=tmp_path)).batching == Batching(2000, 0.02, 1.0)
+def test_the_worker_batches_as_the_settings_say(tmp_path: Path, test_keys: TestKeys) -> None:
+    key = test_keys.private_pem("worker")
+    default = StreamWorker(load_settings(data_dir=tmp_path, signing_key=key))
+    assert default.batching == Batching(2000, 0.02, 1.0)
     settings = load_settings(
-        data_dir=tmp_path, batch_max_messages=10, batch_within_seconds=0.5, checkpoint_seconds=3
+        data_dir=tmp_path,
+        batch_max_messages=10,
+        batch_within_seconds=0.5,
+        checkpoint_seconds=3,
+        signing_key=key,
     )
     assert StreamWorker(settings).batching == Batching(10, 0.5, 3.0)
 
@@ -84,3 +96,42 @@ def test_the_app_connects_with_the_security_settings(tmp_path: Path) -> None:
         "sasl_plain_password": "s3cret",
     }
     assert context.check_hostname and len(context.get_ca_certs()) == 1
+
+
+def _insecure_gauge(worker: StreamWorker) -> str:
+    (line,) = [
+        line
+        for line in generate_latest(worker.metrics.registry).decode().splitlines()
+        if line.startswith("canarystream_insecure_mode ")
+    ]
+    return line
+
+
+def test_the_worker_will_not_start_unsigned_unless_told_and_then_says_so_loudly(
+    tmp_path: Path, test_keys: TestKeys, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        StreamWorker(load_settings(data_dir=tmp_path))  # signing is on by default
+    assert "CANARYSTREAM_SIGNING_KEY (signing_key) is not set" in str(refused.value)
+    assert "canarystream keys generate worker" in str(refused.value)
+    with pytest.raises(ConfigError, match=r"CANARYSTREAM_SIGNING_SCHEME \(signing_scheme\)"):
+        StreamWorker(load_settings(data_dir=tmp_path, signing_scheme="none"))
+
+    with caplog.at_level(logging.WARNING):
+        signed = StreamWorker(
+            load_settings(data_dir=tmp_path, signing_key=test_keys.private_pem("worker"))
+        )
+    assert signed.signer is not None and signed.signer.scheme == "ed25519"
+    assert not [r for r in caplog.records if "INSECURE" in r.getMessage()]
+    assert _insecure_gauge(signed) == "canarystream_insecure_mode 0.0"
+
+    with caplog.at_level(logging.WARNING):
+        unsigned = StreamWorker(load_settings(data_dir=tmp_path, insecure=True))
+    assert unsigned.signer is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("INSECURE" in line for line in warnings) >= 3
+    assert (
+        "INSECURE: decisions are not signed; anyone who can write to canary.decisions.v1 "
+        "can steer traffic." in warnings
+    )
+    assert _insecure_gauge(unsigned) == "canarystream_insecure_mode 1.0"

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from canarystream.contracts.codec import decode_decision
+from canarystream.contracts.signing import generate_ed25519_key
 from canarystream.contracts.topics import DEPLOYMENTS_TOPIC, TELEMETRY_TOPIC
 from canarystream.errors import BrokerError
 from canarystream.settings import load_settings
@@ -90,8 +91,14 @@ async def _acknowledged(**_: Any) -> Any:
     return ack
 
 
+WORKER_KEY, _ = generate_ed25519_key()
+
+
 def worker_with(producer: FailingProducer, tmp_path: Path) -> tuple[StreamWorker, list[Any]]:
-    worker = StreamWorker(load_settings(data_dir=tmp_path, publish_deadline_seconds=1.0))
+    settings = load_settings(
+        data_dir=tmp_path, publish_deadline_seconds=1.0, signing_key=WORKER_KEY.decode()
+    )
+    worker = StreamWorker(settings)
     worker.outbox.first_backoff = 0.01
     worker.index.ready.set()
     worker.gaps = GapFiller(LogStart(), worker._checkpointed)

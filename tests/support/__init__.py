@@ -6,6 +6,8 @@
   processes and a local HTTP server;
 - :mod:`tests.support.streams`: exact small event streams and policies for engine tests;
 - :mod:`tests.support.actuators`: decisions and proxies for actuator tests;
+- :mod:`tests.support.keys`: the principals' Ed25519 keys (worker, actuator, deployer,
+  approver) and the environments that use them;
 - :mod:`tests.support.unleash`: a real Unleash server (a session fixture) for flag tests.
 
 Tests and benchmarks import helpers from here or from the product, never from a test module.

@@ -42,6 +42,7 @@ from canarystream.replay import replay_lines
 from canarystream.settings import load_settings
 from canarystream.simulate.closed_loop import simulate
 from canarystream.simulate.presets import build_preset
+from tests.support.keys import generate_test_keys
 from tests.support.services import require_service
 
 __all__ = [
@@ -120,6 +121,9 @@ class Stack:
             "CANARYSTREAM_IDLE_AFTER_SECONDS": "3600",
             **self.worker_env,
         }
+        # Signed, as in production: the worker's key, and the actuators' trust in it.
+        self.keys = generate_test_keys(self.workdir / "keys")
+        self.env.update(self.keys.worker_env())
         self.connection = Connection(
             load_settings(
                 **{"kafka_bootstrap": self.bootstrap, **self.security},
@@ -130,6 +134,12 @@ class Stack:
 
     def topic(self, name: str) -> str:
         return self.connection.topic(name)
+
+    def actuator_env(self) -> dict[str, str]:
+        """The environment of an actuator on this stack: the workers' without the signing
+        key, and the worker's public key to verify decisions with."""
+        env = {k: v for k, v in self.env.items() if k != "CANARYSTREAM_SIGNING_KEY"}
+        return {**env, **self.keys.actuator_env()}
 
     # -------------------------------------------------------------- workers
     def start_worker(self, name: str = "w1", *extra: str) -> WorkerProcess:

@@ -1,0 +1,151 @@
+"""What a service needs before it starts: its keys, or the explicit, loudly reported insecure mode.
+
+Signing is on by default (``signing_scheme: ed25519``): the worker refuses to start without
+its signing key and an actuator without the keys that verify decisions, with an error that
+names the settings and the command that makes keys. ``insecure: true``
+(``CANARYSTREAM_INSECURE``, ``--insecure``) lets either run without them, for local drills:
+every start then logs, at WARNING, what an attacker can do, and the service's ``/metrics``
+shows ``canarystream_insecure_mode 1``. Keys that are configured are used even then.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from canarystream.contracts.signing import Signer, Verifier
+from canarystream.contracts.topics import DECISIONS_TOPIC, DEPLOYMENTS_TOPIC
+from canarystream.errors import ConfigError
+
+__all__ = [
+    "INSECURE_GAUGE",
+    "actuator_verifier",
+    "insecure_gauge",
+    "insecure_warnings",
+    "warn_if_insecure",
+    "worker_signer",
+]
+
+INSECURE_GAUGE = "canarystream_insecure_mode"
+
+Role = Literal["worker", "actuator"]
+
+_OPT_OUT = (
+    "or, for a local drill only, run without signatures with --insecure (CANARYSTREAM_INSECURE=1)"
+)
+
+
+def _scheme_off(settings: Any) -> bool:
+    """True when signatures are turned off; an error unless the insecure mode is explicit."""
+    if settings.signing_scheme != "none":
+        return False
+    if not settings.insecure:
+        raise ConfigError(
+            "CANARYSTREAM_SIGNING_SCHEME (signing_scheme) is none: decisions would be unsigned. "
+            "Use ed25519 (the default) with keys from `canarystream keys generate`, " + _OPT_OUT
+        )
+    return True
+
+
+def worker_signer(settings: Any) -> Signer | None:
+    """The worker's signer for decisions (and heartbeats); None only in insecure mode.
+
+    Without a key, :class:`ConfigError` names the settings and how to make a key.
+    """
+    if _scheme_off(settings):
+        return None
+    if settings.signing_key is None:
+        if settings.insecure:
+            return None
+        raise ConfigError(
+            "the worker signs its decisions and heartbeats, and CANARYSTREAM_SIGNING_KEY "
+            f"(signing_key) is not set: make a key pair with `canarystream keys generate "
+            f"worker` and set it to the content of worker.key (signing_scheme "
+            f"{settings.signing_scheme}); give the actuators worker.pub in "
+            "CANARYSTREAM_VERIFY_KEYS; " + _OPT_OUT
+        )
+    return Signer.from_settings(settings.signing_scheme, settings.signing_key.get_secret_value())
+
+
+def actuator_verifier(settings: Any) -> Verifier | None:
+    """The actuators' verifier of decisions; None (unsigned decisions applied) only in
+    insecure mode. Without keys, :class:`ConfigError` names the settings."""
+    if _scheme_off(settings):
+        return None
+    keys = [key.get_secret_value() for key in settings.verify_keys]
+    if not keys and settings.signing_key is not None and settings.signing_scheme == "hmac-sha256":
+        keys = [settings.signing_key.get_secret_value()]  # one shared secret for both ends
+    if not keys:
+        if settings.insecure:
+            return None
+        raise ConfigError(
+            "actuators act only on decisions the worker signed, and CANARYSTREAM_VERIFY_KEYS "
+            "(verify_keys) is empty: set it to a JSON list holding the worker's public key "
+            "(worker.pub from `canarystream keys generate worker`; signing_scheme "
+            f"{settings.signing_scheme}); " + _OPT_OUT
+        )
+    return Verifier.from_settings(settings.signing_scheme, keys)
+
+
+def insecure_warnings(
+    role: Role,
+    *,
+    signed: bool,
+    authenticated: bool = True,
+) -> list[str]:
+    """The lines a service in insecure mode logs at every start: what is off and what an
+    attacker with write access to a topic can then do."""
+    lines = [
+        f"INSECURE MODE: this {role} runs with insecure=true (--insecure, "
+        "CANARYSTREAM_INSECURE); for local drills only, never in production."
+    ]
+    if role == "worker" and not signed:
+        lines.append(
+            f"INSECURE: decisions are not signed; anyone who can write to {DECISIONS_TOPIC} "
+            "can steer traffic."
+        )
+    if role == "worker" and not authenticated:
+        lines.append(
+            "INSECURE: announcements and control events are not authenticated; anyone who "
+            f"can write to {DEPLOYMENTS_TOPIC} can start, approve, pause or abort rollouts."
+        )
+    if role == "actuator" and not signed:
+        lines.append(
+            "INSECURE: unsigned decisions are applied; anyone who can write to "
+            f"{DECISIONS_TOPIC} can move traffic and trigger compensation hooks."
+        )
+    lines.append(
+        "INSECURE: make keys with `canarystream keys generate NAME` and drop --insecure to "
+        "run securely."
+    )
+    return lines
+
+
+def warn_if_insecure(
+    settings: Any,
+    role: Role,
+    log: logging.Logger,
+    *,
+    signed: bool,
+    authenticated: bool = True,
+) -> bool:
+    """Log :func:`insecure_warnings` at WARNING when ``settings.insecure``; whether it did."""
+    if not settings.insecure:
+        return False
+    for line in insecure_warnings(role, signed=signed, authenticated=authenticated):
+        log.warning("%s", line)
+    return True
+
+
+def insecure_gauge(registry: CollectorRegistry, insecure: bool) -> Gauge:
+    """``canarystream_insecure_mode`` on ``registry``: 1 in insecure mode, else 0."""
+    gauge = Gauge(
+        INSECURE_GAUGE,
+        "1 when this service runs with insecure=true (signatures or authentication may be "
+        "off), else 0.",
+        registry=registry,
+    )
+    gauge.set(1 if insecure else 0)
+    return gauge

@@ -29,6 +29,7 @@ from canarystream.contracts.topics import (
 )
 from canarystream.contracts.verdict import InputVerdict
 from canarystream.errors import ConfigError, ContractError, field_errors
+from canarystream.governance.access import Access, Action
 from canarystream.kafka.connection import Connection
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "control_event",
     "end_offsets",
     "find_service",
+    "grant_problem",
     "send_command",
 ]
 
@@ -246,3 +248,28 @@ async def await_verdict(
 
     async with _reader(connection) as consumer:
         return await _scan(consumer, dict(since), None, match, deadline)
+
+
+def grant_problem(
+    access: Access, *, principal: str, signer: Signer, command: str, service: str, source: str
+) -> str | None:
+    """Why the worker, judging by the access file ``source``, would refuse ``command`` from
+    ``principal`` (signing with ``signer``) on ``service``; None if it would not.
+
+    A courtesy before sending: the worker, with its own copy of the file, stays the authority.
+    """
+    verifier = access.verifier(principal)
+    if verifier is None:
+        return (
+            f"{principal} is not a principal of {source}: add it there with the public key "
+            "`canarystream keys generate` printed"
+        )
+    probe = b"canarystream key check"
+    if not verifier.verify(probe, signer.sign(probe)):
+        return f"your key is not the one {source} lists for {principal}"
+    if not access.allows(principal, Action(command), service):
+        return (
+            f"{principal} has no grant of {command!r} on service {service!r} in {source}; "
+            "the worker would refuse the command as unauthorized"
+        )
+    return None

@@ -7,6 +7,7 @@ import hashlib
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -15,7 +16,7 @@ from typer.testing import CliRunner, Result
 from canarystream.cli import app
 from canarystream.contracts.authn import message_credentials
 from canarystream.contracts.codec import encode_decision, parse_control
-from canarystream.contracts.signing import Verifier
+from canarystream.contracts.signing import Signer, Verifier
 from canarystream.contracts.topics import (
     DECISIONS_TOPIC,
     DEPLOYMENTS_TOPIC,
@@ -24,8 +25,9 @@ from canarystream.contracts.topics import (
 )
 from canarystream.contracts.verdict import InputVerdict
 from canarystream.errors import ContractError
-from canarystream.kafka.control import control_event
+from canarystream.kafka.control import control_event, grant_problem
 from canarystream.principals import KeyPair, generate_key_pair
+from tests.support.access import Principal, access_of, grant, principal
 from tests.support.actuators import DEPLOYMENT, make_decision
 from tests.support.broker import Stack, kafka_bootstrap, stack
 
@@ -168,3 +170,26 @@ def test_wait_without_a_verdict_says_so(stack: Stack, alice: KeyPair) -> None:
     assert result.exit_code == 1
     assert "no verdict" in result.stderr
     assert len(stack.read(DEPLOYMENTS_TOPIC)) == 1
+
+
+def test_the_access_file_names_the_missing_grant_before_anything_is_sent() -> None:
+    alice, bob = principal("alice@corp"), principal("bob")
+    access = access_of([alice, bob], [grant([alice], ["abort", "pause"], ["shop*"])])
+
+    def problem(who: Principal, command: str, service: str, signer: Signer | None = None) -> Any:
+        return grant_problem(
+            access, principal=who.name, signer=signer or who.signer, command=command,
+            service=service, source="access.yaml",
+        )  # fmt: skip
+
+    assert problem(alice, "abort", "shop-eu") is None
+    assert problem(alice, "approve", "shop") == (
+        "alice@corp has no grant of 'approve' on service 'shop' in access.yaml; the worker "
+        "would refuse the command as unauthorized"
+    )
+    assert "no grant of 'abort' on service 'cart'" in problem(alice, "abort", "cart")
+    assert "your key is not the one access.yaml lists for alice@corp" in problem(
+        alice, "abort", "shop", bob.signer
+    )
+    stranger = principal("mallory")
+    assert "mallory is not a principal of access.yaml" in problem(stranger, "abort", "shop")

@@ -9,6 +9,7 @@ topic by the command's source id (``topic/partition@offset``).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -118,8 +119,13 @@ async def _reader(connection: Connection) -> AsyncIterator[AIOKafkaConsumer]:
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     client = consumer._client  # aiokafka has no public call that fetches one topic's metadata
     client.add_topic(topic)
-    await client.force_metadata_update()
-    found = client.cluster.partitions_for_topic(topic)
+    found = None
+    for attempt in range(10):  # a topic just created may take a moment to show up
+        await client.force_metadata_update()
+        found = client.cluster.partitions_for_topic(topic)
+        if found:
+            break
+        await asyncio.sleep(0.1 * (attempt + 1))
     if not found:
         raise ConfigError(f"topic {topic} does not exist (canarystream topics create)")
     return [TopicPartition(topic, partition) for partition in sorted(found)]
@@ -251,13 +257,14 @@ async def await_verdict(
 
 
 def grant_problem(
-    access: Access, *, principal: str, signer: Signer, command: str, service: str, source: str
+    access: Access, source: str, *, caller: tuple[str, Signer], command: str, service: str
 ) -> str | None:
-    """Why the worker, judging by the access file ``source``, would refuse ``command`` from
-    ``principal`` (signing with ``signer``) on ``service``; None if it would not.
+    """Why the worker, judging by the access file ``source``, would refuse ``command`` on
+    ``service`` from ``caller`` (a principal and the signer of its key); None if it would not.
 
     A courtesy before sending: the worker, with its own copy of the file, stays the authority.
     """
+    principal, signer = caller
     verifier = access.verifier(principal)
     if verifier is None:
         return (

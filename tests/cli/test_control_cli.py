@@ -177,10 +177,8 @@ def test_the_access_file_names_the_missing_grant_before_anything_is_sent() -> No
     access = access_of([alice, bob], [grant([alice], ["abort", "pause"], ["shop*"])])
 
     def problem(who: Principal, command: str, service: str, signer: Signer | None = None) -> Any:
-        return grant_problem(
-            access, principal=who.name, signer=signer or who.signer, command=command,
-            service=service, source="access.yaml",
-        )  # fmt: skip
+        caller = (who.name, signer or who.signer)
+        return grant_problem(access, "access.yaml", caller=caller, command=command, service=service)
 
     assert problem(alice, "abort", "shop-eu") is None
     assert problem(alice, "approve", "shop") == (

@@ -222,10 +222,14 @@ class Stack:
                 name = self.topic(topic)
                 client = consumer._client
                 client.add_topic(name)
-                await client.force_metadata_update()
-                partitions = [
-                    TopicPartition(name, p) for p in client.cluster.partitions_for_topic(name)
-                ]
+                found = None
+                for _ in range(50):  # a topic just created may take a moment to show up
+                    await client.force_metadata_update()
+                    if found := client.cluster.partitions_for_topic(name):
+                        break
+                    await asyncio.sleep(0.1)
+                assert found, f"topic {name} is not in the cluster's metadata"
+                partitions = [TopicPartition(name, p) for p in sorted(found)]
                 consumer.assign(partitions)
                 ends = await consumer.end_offsets(partitions)
                 out: list[Any] = []

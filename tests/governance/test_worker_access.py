@@ -177,7 +177,11 @@ def test_heartbeats_are_signed_as_the_worker(tmp_path: Path) -> None:
     ("settings", "grants", "expected"),
     [
         ({}, [grant([WORKER], ["heartbeat"])], None),
-        ({"signing_scheme": "none"}, [grant([WORKER], ["heartbeat"])], "Ed25519 signing_key"),
+        (
+            {"signing_scheme": "none", "insecure": True},
+            [grant([WORKER], ["heartbeat"])],
+            "Ed25519 signing_key",
+        ),
         ({"worker_principal": "robot"}, [grant([WORKER], ["heartbeat"])], "no principal 'robot'"),
         ({}, [grant([WORKER], ["abort"])], "grants 'worker' no heartbeat"),
     ],

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from canarystream.cli import app
 from canarystream.contracts.authn import PRINCIPAL_HEADER, SIGNATURE_HEADER
 from canarystream.contracts.decision import Decision
+from canarystream.contracts.signing import generate_ed25519_key
 from canarystream.contracts.topics import DEPLOYMENTS_TOPIC, TELEMETRY_TOPIC
 from canarystream.engine import Engine
 from canarystream.governance.access import Access
@@ -279,7 +280,10 @@ def test_the_worker_refuses_to_start_with_an_invalid_access_file(tmp_path: Path)
     broken = tmp_path / "access.yaml"
     broken.write_text("principals: {alice: {public_key: AAAA}}\n")
 
-    result = CliRunner().invoke(app, ["worker", "--access", str(broken)])
+    key = generate_ed25519_key()[0].decode()  # signed, so only the access file is wrong
+    result = CliRunner().invoke(
+        app, ["worker", "--access", str(broken)], env={"CANARYSTREAM_SIGNING_KEY": key}
+    )
 
     assert result.exit_code == 2
     assert "principals.alice.public_key" in result.output

@@ -8,9 +8,12 @@ of ``mutmut results --all true`` and counts each module's mutants by status.
 ``-p tests.mutation`` (``pytest_add_cli_args``) loads
 the plugin: mutmut 3.7, the newest release that installs beside faust-streaming (both pin
 click), reads ``item._nodeid``, which pytest 9 no longer sets. The plugin also empties the
-``functools`` caches of canarystream before every test: a value cached by an earlier test (or
-by the clean run, before mutmut forks a mutant's process) would hide the code that computes it
-from the tests that use it, and so hide its mutants (the shared ratio grids).
+``functools`` caches of canarystream when a session starts: mutmut forks each mutant's process
+after its clean run, whose cached values (the shared ratio grids) would otherwise hide the
+mutants of the code that computes them. (Not before every test: restored rollouts are checked
+to share the grids of rollouts built by earlier tests.) Only the first test of a session to
+need a cached value reaches the code that computes it, so mutmut runs only such tests on those
+mutants.
 
 >>> only_mutate_line(["canarystream/engine/*", "canarystream/contracts/signing.py"])
 'only_mutate = ["canarystream/engine/*", "canarystream/contracts/signing.py"]'
@@ -35,7 +38,7 @@ from typing import Any
 _ONLY_MUTATE = re.compile(r"^only_mutate = \[[^\]]*\]", re.MULTILINE)
 
 
-def pytest_runtest_setup(item: Any) -> None:
+def pytest_sessionstart(session: Any) -> None:
     """Empty every module-level ``functools`` cache of canarystream (see the module doc)."""
     for name, module in list(sys.modules.items()):
         if name.startswith("canarystream") and module is not None:

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from canarystream.analysis.sequential import MeanSequence, RatioSequence
-from canarystream.errors import StateFormatError
+from canarystream.errors import AnalysisError, StateFormatError
 
 
 def _stored(seq: RatioSequence | MeanSequence) -> dict[str, Any]:
@@ -70,3 +70,20 @@ def test_a_bad_field_is_named_with_its_object(
 
     name = type(seq).__name__
     assert re.fullmatch(rf"{name}\.{field}: expected an integer, got str", str(refused.value))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: MeanSequence(target=0), "target must be at least 1"),
+        (lambda: RatioSequence((1.0, 0.0)), "ratio anchors must be positive"),
+        (
+            lambda: RatioSequence().update(1, -1, 1.0, 1.0),
+            "counts and exposures must be non-negative",
+        ),
+    ],
+    ids=["target", "anchors", "counts"],
+)
+def test_invalid_arguments_say_what_is_wrong(make: Any, message: str) -> None:
+    with pytest.raises(AnalysisError, match=f"^{message}$"):
+        make()

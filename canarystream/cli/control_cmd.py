@@ -64,18 +64,23 @@ def _run(
     wait: float,
     principal: str | None,
     key_file: Path | None,
+    access: Path | None,
 ) -> None:
     from aiokafka.errors import KafkaError  # noqa: PLC0415  (aiokafka is slow to import)
 
     from canarystream.contracts.topics import DECISIONS_TOPIC, VERDICTS_TOPIC  # noqa: PLC0415
+    from canarystream.governance.access import load_access  # noqa: PLC0415
     from canarystream.kafka import control  # noqa: PLC0415
     from canarystream.kafka.connection import Connection  # noqa: PLC0415
     from canarystream.principals import principal_signer  # noqa: PLC0415
     from canarystream.security import actuator_verifier  # noqa: PLC0415
 
     try:
-        settings = settings_with(principal=principal, principal_key_file=key_file)
+        settings = settings_with(
+            principal=principal, principal_key_file=key_file, access_file=access
+        )
         name, signer = principal_signer(settings)
+        granted = load_access(settings.access_file) if settings.access_file else None
         connection = Connection(settings)
         verifier = actuator_verifier(settings) if settings.verify_keys else None
 
@@ -90,6 +95,16 @@ def _run(
                     "its service with --service",
                     2,
                 )
+            if granted is not None:
+                problem = control.grant_problem(
+                    granted,
+                    str(settings.access_file),
+                    caller=(name, signer),
+                    command=command,
+                    service=target,
+                )
+                if problem is not None:
+                    raise _NotDoneError(f"not sent: {problem}", 2)
             value = control.control_event(
                 command, deployment=deployment, service=target, principal=name, reason=reason
             )
@@ -119,8 +134,12 @@ def _run(
     except KafkaError as exc:
         _kafka_failure(exc, connection)
         raise typer.Exit(1) from exc
-    if wait <= 0:
-        return
+    if wait > 0:
+        _report(sent, verdict, wait)
+
+
+def _report(sent: Sent, verdict: InputVerdict | None, wait: float) -> None:
+    """Print the worker's verdict on ``sent``; exit 1 unless it accepted it."""
     if verdict is None:
         _err.print(
             f"[yellow]no verdict from the worker on {sent.source} within {wait:g} s[/] "
@@ -177,6 +196,14 @@ def _register(command: str) -> None:
                 show_default=False,
             ),
         ] = None,
+        access: Annotated[
+            Path | None,
+            typer.Option(
+                help="Access file to check your grant against before sending (the worker "
+                "decides). Default: CANARYSTREAM_ACCESS_FILE.",
+                show_default=False,
+            ),
+        ] = None,
     ) -> None:
         _run(
             command=command,
@@ -187,6 +214,7 @@ def _register(command: str) -> None:
             wait=wait,
             principal=principal,
             key_file=key_file,
+            access=access,
         )
 
     run.__doc__ = (

@@ -30,6 +30,8 @@ from canarystream.principals import KeyPair, generate_key_pair
 from tests.support.access import Principal, access_of, grant, principal
 from tests.support.actuators import DEPLOYMENT, make_decision
 from tests.support.broker import Stack, kafka_bootstrap, stack
+from tests.support.streams import DEPLOYMENT as STREAM_DEPLOYMENT
+from tests.support.streams import SERVICE, Stream
 
 __all__ = ["kafka_bootstrap", "stack"]
 
@@ -191,3 +193,52 @@ def test_the_access_file_names_the_missing_grant_before_anything_is_sent() -> No
     )
     stranger = principal("mallory")
     assert "mallory is not a principal of access.yaml" in problem(stranger, "abort", "shop")
+
+
+@pytest.mark.kafka
+def test_a_governed_worker_obeys_a_granted_command_and_refuses_an_ungranted_one(
+    stack: Stack,
+) -> None:
+    keys = stack.keys
+    access = keys.write_access(stack.workdir / "access.yaml")
+    worker = stack.start_worker("governed", "--access", str(access))
+    now = time.time()
+    started = {**Stream(1).started(), "ts": now}  # commands are stamped now: so is the rollout
+    value = orjson.dumps(started)
+    stack.produce_raw(DEPLOYMENTS_TOPIC, [value], SERVICE.encode(), signed_by="deployer")
+    stack.wait_for(lambda: worker.rollouts() != [], 120, "the rollout to be announced")
+
+    def command(who: str, *args: str) -> Result:
+        args = (*args, "--service", SERVICE, "--wait", "90")  # the worker alone judges
+        return runner.invoke(app, list(args), env=_env(stack, keys.pairs[who]))
+
+    paused = command("approver", "pause", STREAM_DEPLOYMENT, "--reason", "investigating")
+    assert paused.exit_code == 0, paused.output
+    assert "accepted by the worker as approver" in paused.stdout
+
+    # The deployer may start rollouts, not stop them: the worker refuses and says why.
+    refused = command("deployer", "abort", STREAM_DEPLOYMENT, "--reason", "oops")
+    assert refused.exit_code == 1, refused.output
+    assert "refused by the worker" in refused.stderr and "unauthorized" in refused.stderr
+    sent = len(stack.read(DEPLOYMENTS_TOPIC))
+
+    # With the access file at hand, the command names the missing grant and is never sent.
+    local = runner.invoke(
+        app,
+        [
+            "abort",
+            STREAM_DEPLOYMENT,
+            "--reason",
+            "oops",
+            "--service",
+            SERVICE,
+            "--access",
+            str(access),
+        ],
+        env=_env(stack, keys.pairs["deployer"]),
+    )
+    assert local.exit_code == 2
+    assert "deployer has no grant of 'abort' on service 'checkout'" in local.stderr.replace(
+        "\n", ""
+    )
+    assert len(stack.read(DEPLOYMENTS_TOPIC)) == sent

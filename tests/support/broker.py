@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from canarystream.contracts.authn import signed_headers
 from canarystream.contracts.codec import decode_decision, decode_events
 from canarystream.contracts.decision import Decision
 from canarystream.contracts.topics import (
@@ -165,13 +166,20 @@ class Stack:
 
         return asyncio.run(run())
 
-    def produce_raw(self, topic: str, values: list[bytes], key: bytes | None) -> None:
+    def produce_raw(
+        self, topic: str, values: list[bytes], key: bytes | None, *, signed_by: str | None = None
+    ) -> None:
+        """Produce ``values`` as they are; ``signed_by``: each signed as that principal of
+        :attr:`keys`."""
+        signer = self.keys.signer(signed_by) if signed_by else None
+
         async def run() -> None:
             producer = AIOKafkaProducer(**self.connection.client_kwargs())
             await producer.start()
             try:
                 for value in values:
-                    await producer.send(self.topic(topic), value, key=key)
+                    headers = signed_headers(signer, signed_by, value) if signer else None
+                    await producer.send(self.topic(topic), value, key=key, headers=headers)
                 await producer.flush()
             finally:
                 await producer.stop()

@@ -3,7 +3,8 @@
 :func:`generate_test_keys` writes a fresh Ed25519 key pair for each of :data:`PRINCIPALS`
 (``worker`` signs decisions, ``actuator`` is an actuator's identity, ``deployer`` announces
 rollouts, ``approver`` approves them) into a directory; :class:`TestKeys` turns them into the
-environment each process needs. The ``test_keys`` fixture makes one set per session.
+environment each process needs, and an access file granting each its part
+(:meth:`TestKeys.write_access`). The ``test_keys`` fixture makes one set per session.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 
+from canarystream.contracts.signing import Signer
 from canarystream.principals import KeyPair, generate_key_pair
 
-__all__ = ["PRINCIPALS", "TestKeys", "generate_test_keys", "test_keys"]
+__all__ = ["GRANTS", "PRINCIPALS", "TestKeys", "generate_test_keys", "test_keys"]
 
 PRINCIPALS = ("worker", "actuator", "deployer", "approver")
 
@@ -36,6 +39,10 @@ class TestKeys:
     def public_pem(self, principal: str) -> str:
         return self.pairs[principal].public_pem
 
+    def signer(self, principal: str) -> Signer:
+        """A signer with ``principal``'s private key."""
+        return Signer.ed25519(self.private_pem(principal))
+
     def worker_env(self) -> dict[str, str]:
         """A worker's settings: it signs decisions with the ``worker`` key."""
         return {
@@ -50,12 +57,35 @@ class TestKeys:
             "CANARYSTREAM_VERIFY_KEYS": orjson.dumps([self.public_pem("worker")]).decode(),
         }
 
+    def write_access(self, path: Path) -> Path:
+        """An access file at ``path`` listing every principal with its public key and
+        :data:`GRANTS`; returns ``path``."""
+        return _write_access(self, path)
+
     def principal_env(self, principal: str) -> dict[str, str]:
         """A person's or the deploy system's settings for signed commands."""
         return {
             "CANARYSTREAM_PRINCIPAL": principal,
             "CANARYSTREAM_PRINCIPAL_KEY_FILE": str(self.pairs[principal].private_file),
         }
+
+
+#: What each test principal may do in :meth:`TestKeys.write_access`'s file, on every service.
+GRANTS = (
+    {"principals": ["deployer"], "actions": ["start", "supersede"], "policies": ["*"]},
+    {"principals": ["approver"], "actions": ["approve", "abort", "pause", "resume"]},
+    {"principals": ["worker"], "actions": ["heartbeat"]},
+)
+
+
+def _write_access(keys: TestKeys, path: Path) -> Path:
+    document = {
+        "version": 1,
+        "principals": {name: {"public_key": keys.public_pem(name)} for name in keys.pairs},
+        "grants": [{"services": ["*"], **grant} for grant in GRANTS],
+    }
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
 
 
 def generate_test_keys(directory: Path) -> TestKeys:

@@ -25,6 +25,7 @@ __all__ = [
     "insecure_gauge",
     "insecure_warnings",
     "warn_if_insecure",
+    "warn_unauthenticated",
     "worker_signer",
 ]
 
@@ -107,10 +108,7 @@ def insecure_warnings(
             "can steer traffic."
         )
     if role == "worker" and not authenticated:
-        lines.append(
-            "INSECURE: announcements and control events are not authenticated; anyone who "
-            f"can write to {DEPLOYMENTS_TOPIC} can start, approve, pause or abort rollouts."
-        )
+        lines.append(_unauthenticated_line())
     if role == "actuator" and not signed:
         lines.append(
             "INSECURE: unsigned decisions are applied; anyone who can write to "
@@ -136,6 +134,25 @@ def warn_if_insecure(
         return False
     for line in insecure_warnings(role, signed=signed, authenticated=authenticated):
         log.warning("%s", line)
+    return True
+
+
+def _unauthenticated_line() -> str:
+    return (
+        "INSECURE: announcements and control events are not authenticated; anyone who "
+        f"can write to {DEPLOYMENTS_TOPIC} can start, approve, pause or abort rollouts."
+    )
+
+
+def warn_unauthenticated(authenticated: bool, log: logging.Logger) -> bool:
+    """Log, at WARNING, that a worker without an access file obeys anyone; whether it did."""
+    if authenticated:
+        return False
+    log.warning("%s", _unauthenticated_line())
+    log.warning(
+        "INSECURE: give the worker an access file (--access, CANARYSTREAM_ACCESS_FILE) so that "
+        "only the principals it grants steer rollouts."
+    )
     return True
 
 

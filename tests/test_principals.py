@@ -13,6 +13,7 @@ from canarystream.cli import app
 from canarystream.contracts.authn import message_credentials, signed_headers
 from canarystream.contracts.signing import Verifier
 from canarystream.errors import ConfigError
+from canarystream.governance.access import Action, access_from_mapping
 from canarystream.principals import check_principal, generate_key_pair, principal_signer
 from canarystream.settings import load_settings
 
@@ -34,8 +35,13 @@ def test_generate_writes_a_private_key_only_its_owner_reads_and_a_matching_publi
     assert public.read_text() in result.stdout
     # the printed access-file entry is YAML naming the principal with this very public key
     snippet = result.stdout[result.stdout.index("principals:") :]
-    entry = yaml.safe_load(snippet)["principals"]["deploy-bot"]
+    document = yaml.safe_load(snippet)
+    entry = document["principals"]["deploy-bot"]
     assert entry["public_key"].strip() == public.read_text().strip()
+    # ... and what the worker reads: with a grant, an access file that authenticates the key
+    document["grants"] = [{"principals": ["deploy-bot"], "actions": ["start"], "services": ["*"]}]
+    access = access_from_mapping(document)
+    assert access.allows("deploy-bot", Action.START, "checkout")
     settings = load_settings(principal="deploy-bot", principal_key_file=private)
     principal, signer = principal_signer(settings)
     headers = signed_headers(signer, principal, b'{"type":"deployment_aborted"}')

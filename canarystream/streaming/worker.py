@@ -81,7 +81,12 @@ from canarystream.engine import Engine
 from canarystream.governance.access import Access, Action, load_access
 from canarystream.kafka.connection import Connection
 from canarystream.policy.loading import PolicyRegistry
-from canarystream.security import insecure_gauge, warn_if_insecure, worker_signer
+from canarystream.security import (
+    insecure_gauge,
+    warn_if_insecure,
+    warn_unauthenticated,
+    worker_signer,
+)
 from canarystream.settings import Settings
 from canarystream.streaming.app import create_app
 from canarystream.streaming.gaps import GapFiller, KafkaRangeReader
@@ -202,7 +207,11 @@ class StreamWorker:
         self.metrics = WorkerMetrics()
         self.last_decision: dict[str, Decision] = {}
         self.signer = worker_signer(settings)
-        warn_if_insecure(settings, "worker", log, signed=self.signer is not None)
+        signed, authenticated = self.signer is not None, access is not None
+        if not warn_if_insecure(
+            settings, "worker", log, signed=signed, authenticated=authenticated
+        ):
+            warn_unauthenticated(authenticated, log)
         insecure_gauge(self.metrics.registry, settings.insecure)
         self.index = PublishedIndex(
             self.signer.verifier() if self.signer else None, self.metrics.forged_decisions.inc

@@ -117,21 +117,34 @@ def test_the_worker_will_not_start_unsigned_unless_told_and_then_says_so_loudly(
     with pytest.raises(ConfigError, match=r"CANARYSTREAM_SIGNING_SCHEME \(signing_scheme\)"):
         StreamWorker(load_settings(data_dir=tmp_path, signing_scheme="none"))
 
+    key = test_keys.private_pem("worker")
+    access = test_keys.write_access(tmp_path / "access.yaml")
     with caplog.at_level(logging.WARNING):
-        signed = StreamWorker(
-            load_settings(data_dir=tmp_path, signing_key=test_keys.private_pem("worker"))
-        )
+        signed = StreamWorker(load_settings(data_dir=tmp_path, signing_key=key, access_file=access))
     assert signed.signer is not None and signed.signer.scheme == "ed25519"
     assert not [r for r in caplog.records if "INSECURE" in r.getMessage()]
     assert _insecure_gauge(signed) == "canarystream_insecure_mode 0.0"
 
+    unauthenticated = (
+        "INSECURE: announcements and control events are not authenticated; anyone who can "
+        "write to canary.deployments.v1 can start, approve, pause or abort rollouts."
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        StreamWorker(load_settings(data_dir=tmp_path, signing_key=key))  # no access file
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert unauthenticated in warnings
+    assert not any("decisions are not signed" in line for line in warnings)
+
+    caplog.clear()
     with caplog.at_level(logging.WARNING):
         unsigned = StreamWorker(load_settings(data_dir=tmp_path, insecure=True))
     assert unsigned.signer is None
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert sum("INSECURE" in line for line in warnings) >= 3
+    assert sum("INSECURE" in line for line in warnings) >= 4
     assert (
         "INSECURE: decisions are not signed; anyone who can write to canary.decisions.v1 "
         "can steer traffic." in warnings
     )
+    assert unauthenticated in warnings
     assert _insecure_gauge(unsigned) == "canarystream_insecure_mode 1.0"

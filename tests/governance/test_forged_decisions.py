@@ -41,6 +41,7 @@ def test_forged_high_seq_decisions_are_ignored_counted_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     worker = signing_worker(tmp_path)
+    caplog.clear()  # what its start logged (it has no access file)
     caplog.set_level(logging.WARNING)
 
     worker.index.add_message(*forged(10**9, None))

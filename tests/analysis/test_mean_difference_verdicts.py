@@ -62,3 +62,11 @@ def test_a_clear_regression_fails_at_min_ticks_and_not_before() -> None:
 
     assert _unit(ticks[:2], min_ticks=3).evaluate(GATE).verdict is Verdict.INCONCLUSIVE
     assert _unit(ticks, min_ticks=3).evaluate(GATE).verdict is Verdict.FAIL
+
+
+def test_before_the_stage_is_ready_an_equal_canary_is_not_yet_known() -> None:
+    unit = _unit([(FAST, [v * 1.01 for v in FAST])] * 6)
+    waiting = Gate(ready=False, next_share=0.5, promoting=False, alpha=0.1)
+
+    assert unit.evaluate(waiting).verdict is Verdict.INCONCLUSIVE
+    assert unit.evaluate(GATE).verdict is Verdict.PASS

@@ -24,6 +24,11 @@ failure to produce stops the recorder (its supervisor restarts it) rather than l
 it would have to remember. On revocation it first finishes the batch in hand, so the next
 owner reads a partition nobody is still writing.
 
+Order. A consumer hands out each topic's messages in order, the topics in no order: the
+messages of one partition are merged by their producer's time (:mod:`canarystream.audit.merge`),
+so a recorder catching up on a backlog still appends a verdict before the decisions it let
+happen and a decision before its actuation report.
+
 Memory: one head per deployment of the partitions owned, plus one offset per input
 partition. Starting costs a read of the owned audit partitions from their beginning.
 
@@ -54,6 +59,7 @@ from prometheus_client import start_http_server
 
 from canarystream.audit.chain import Head, append, chain_name
 from canarystream.audit.heads import PartitionHeads
+from canarystream.audit.merge import PartitionMerge
 from canarystream.audit.metrics import AuditMetrics
 from canarystream.audit.reading import partition_count, read_to_end
 from canarystream.audit.subject import read_subject
@@ -77,6 +83,9 @@ AUDITED: dict[str, AuditKind] = {
     ACTUATIONS_TOPIC: AuditKind.ACTUATION,
 }
 """The topics recorded (contract names) and the kind of record each carries."""
+
+_TIES = {VERDICTS_TOPIC: 0, DECISIONS_TOPIC: 1, ACTUATIONS_TOPIC: 2}
+"""Among messages of one millisecond: the verdict, then the decision, then the report."""
 
 
 def audit_group_id(connection: Connection) -> str:
@@ -118,6 +127,8 @@ class AuditRecorder:
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
         self.poll_seconds = poll_seconds
+        # Longest wait for another input's older messages (canarystream.audit.merge).
+        self.hold_seconds = 2.0
         self.group_id = audit_group_id(connection)
         self.audit_topic = connection.topic(AUDIT_TOPIC)
         self.kinds = {connection.topic(name): kind for name, kind in AUDITED.items()}
@@ -126,6 +137,7 @@ class AuditRecorder:
         self.ready = threading.Event()
         self.metrics_address: tuple[str, int] | None = None
         self._partitions: dict[int, PartitionHeads] = {}  # owned and rebuilt
+        self._pending: dict[int, PartitionMerge[ConsumerRecord[bytes, bytes]]] = {}
         self._lock = asyncio.Lock()
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -225,9 +237,11 @@ class AuditRecorder:
                         message.offset,
                         reason,
                     )
+            ranks = {self.connection.topic(name): rank for name, rank in _TIES.items()}
             for partition, heads in rebuilt.items():
                 await self._resume(consumer, heads, new[partition])
                 self._partitions[partition] = heads
+                self._pending[partition] = PartitionMerge(ranks, self.hold_seconds)
         self._count_chains()
         if self._partitions and not self.ready.is_set():
             try:
@@ -262,20 +276,39 @@ class AuditRecorder:
         producer: AIOKafkaProducer,
         batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
     ) -> dict[TopicPartition, int]:
+        """Queue the batches, then append what each partition's merge releases."""
         done: dict[TopicPartition, int] = {}
         assigned = consumer.assignment()
         for tp, messages in batches.items():
             heads = self._partitions.get(tp.partition)
             if heads is None or tp not in assigned:
                 continue  # not rebuilt yet (its seek will fetch these again) or revoked
-            for message in messages:
-                if message.offset < heads.next_offsets.get(tp.topic, 0):
-                    self.metrics.skipped.inc()
-                    continue
+            start = heads.next_offsets.get(tp.topic, 0)
+            self.metrics.skipped.inc(self._pending[tp.partition].add(tp.topic, messages, start))
+        for partition, merge in self._pending.items():
+            if not merge:
+                continue
+            heads = self._partitions[partition]
+            caught_up = {
+                topic: await self._caught_up(consumer, TopicPartition(topic, partition))
+                for topic in self.kinds
+            }
+            for topic, message in merge.release(caught_up.__getitem__, time.monotonic()):
                 await self._append(producer, heads, message)
-                heads.next_offsets[tp.topic] = message.offset + 1
-                done[tp] = message.offset + 1
+                heads.next_offsets[topic] = message.offset + 1
+                done[TopicPartition(topic, partition)] = message.offset + 1
         return done
+
+    @staticmethod
+    async def _caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
+        """Whether the consumer has read all the broker held of ``tp`` at its last fetch."""
+        end = consumer.last_stable_offset(tp)
+        if end is None or end < 0:
+            end = consumer.highwater(tp)
+        try:
+            return end is not None and await consumer.position(tp) >= end
+        except IllegalStateError:  # revoked meanwhile: its messages are not appended here
+            return False
 
     async def _append(
         self,
@@ -327,6 +360,7 @@ class AuditRecorder:
         async with self._lock:  # the batch in hand is acknowledged before anyone else writes
             for partition in {tp.partition for tp in revoked}:
                 self._partitions.pop(partition, None)
+                self._pending.pop(partition, None)  # not committed: the next owner reads them
             self._count_chains()
 
 

@@ -347,6 +347,30 @@ def test_kill_9_mid_stream_then_restart_leaves_a_whole_trail(stack: Stack, tmp_p
     assert "audit recorder stopped" in log.read_text()
 
 
+def test_a_recorder_catching_up_on_a_backlog_keeps_each_chain_in_causal_order(
+    stack: Stack,
+) -> None:
+    names = [f"late-{n}" for n in range(30)]
+    messages = [m for name in names for m in rollout(name, 4)]  # 270: more than one poll
+    publish(stack, messages)
+    with running(recorder_of(stack)):
+        records = wait_for_trail(stack, len(messages))
+    assert_each_input_once(stack, records)
+    chains: dict[str, list[dict[str, Any]]] = {}
+    for record in sorted((orjson.loads(m.value) for m in records), key=lambda r: r["seq"]):
+        chains.setdefault(record["deployment"], []).append(record)
+    for name, chain in chains.items():
+        kinds = [r["kind"] for r in chain]
+        assert kinds[0] == "verdict", (name, kinds)
+        decided = [r["subject"]["decision_id"] for r in chain if r["kind"] == "decision"]
+        applied = [r["subject"]["decision_id"] for r in chain if r["kind"] == "actuation"]
+        assert applied == decided, name
+        for i, record in enumerate(chain):
+            if record["kind"] == "actuation":  # after the decision it applied
+                earlier = {r["subject"].get("decision_id") for r in chain[:i]}
+                assert record["subject"]["decision_id"] in earlier, (name, kinds)
+
+
 def test_refuses_to_start_when_the_partition_counts_differ(kafka_bootstrap: str) -> None:
     prefix = f"t{uuid.uuid4().hex[:10]}."
     connection = Connection(load_settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix))

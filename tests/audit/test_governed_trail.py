@@ -114,23 +114,18 @@ def test_the_trail_names_who_steered_a_rollout_and_who_was_refused(
         return ("decision", s["action"], s["summary"].split(";")[0])
 
     told = [story(r) for r in chain]
-    verdicts = [t for t in told if t[0] == "verdict"]
-    assert verdicts == [
+    assert told == [
         ("verdict", "deployment_started", "accepted", "deploy-bot", None),
+        ("decision", "advance", "rollout started"),
+        ("decision", "advance", "no harm shown at stage 0 (10%)"),  # from the telemetry
         ("verdict", "deployment_paused", "accepted", "alice", None),
+        ("decision", "hold", "paused by alice"),
         ("verdict", "deployment_aborted", "refused", None, "unauthorized"),
         ("verdict", "deployment_approved", "refused", "deploy-bot", "unauthorized"),
         ("verdict", "deployment_resumed", "accepted", "alice", None),
+        ("decision", "advance", "hold cleared"),
+        ("decision", "promote", "no harm shown at stage 1 (50%)"),
     ]
-    at = [told.index(v) for v in verdicts]
-    assert at == sorted(at)
-    # Telemetry moved the rollout on before the pause; the pause's decision follows its
-    # verdict; the refused commands are followed by no decision; the rollout ends promoted.
-    assert told[at[1] - 1] == ("decision", "advance", "no harm shown at stage 0 (10%)"), told
-    assert told[at[1] + 1] == ("decision", "hold", "paused by alice"), told
-    assert at[2:5] == [at[1] + 2, at[1] + 3, at[1] + 4], told
-    assert told[-1][:2] == ("decision", "promote"), told
-    assert not any("abort" in t[2] or "deploy-bot" in t[2] for t in told if t[0] == "decision")
 
     # The refused commands changed nothing: a replay of the inputs without them decides the
     # same as the worker did.

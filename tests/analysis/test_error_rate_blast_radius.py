@@ -50,3 +50,14 @@ def test_a_clean_canary_beside_a_clean_baseline_shows_no_harm_from_its_own_reque
     assert _unit(canary=(300, 0), baseline=(18000, 0)).evaluate(GATE).verdict is (
         Verdict.INCONCLUSIVE
     )
+
+
+def test_the_next_share_scales_the_canary_s_own_bound() -> None:
+    # 300 clean requests bound the rate near 2.7 %: within the margin once weighted by a 10 %
+    # next share, not at 50 %.
+    small = Gate(ready=True, next_share=0.1, promoting=False, alpha=0.1)
+    assert rate_upper_bound(0, 300, small.alpha) * small.next_share <= MARGIN
+    unit = _unit(canary=(300, 0), baseline=(18000, 0))
+
+    assert unit.evaluate(small).verdict is Verdict.PASS
+    assert unit.evaluate(GATE).verdict is Verdict.INCONCLUSIVE

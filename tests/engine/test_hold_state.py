@@ -27,3 +27,24 @@ def test_the_hold_summary_is_kept_from_the_tick_that_held() -> None:
     assert rollout.hold_summary == decision.summary == "no canary telemetry for 30s"
     (again,) = restarted(engine).rollouts_of(SERVICE)
     assert (again.phase, again.hold_summary) == (Phase.HELD, decision.summary)
+
+
+def test_a_cleared_hold_leaves_no_summary_and_a_restart_reads_it_back() -> None:
+    stream = Stream(0)
+    engine = Engine()
+    events = [
+        stream.started(policy=POLICY),
+        *stream.requests(0, 40, rate=10, canary_rate=0),
+        *stream.requests(40, 60, rate=10),
+    ]
+    cleared = []
+    for event in events:
+        cleared = [d for d in engine.process(event) if d.summary.startswith("hold cleared")]
+        if cleared:
+            break
+    (rollout,) = engine.rollouts_of(SERVICE)
+
+    assert cleared and rollout.phase is Phase.RUNNING
+    assert rollout.hold_summary == ""
+    (again,) = restarted(engine).rollouts_of(SERVICE)
+    assert (again.phase, again.hold_summary) == (Phase.RUNNING, "")

@@ -30,6 +30,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -422,17 +423,33 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
             forged_at = time.time()
             timeline.append(f"{forged_at - began:6.1f}s 3 forged decisions injected")
 
-            def rejected() -> list[ActuationReport]:
-                return [r for r in _reports(stack) if r.status is ActuationStatus.REJECTED]
-
-            # haproxy-healthy 2, haproxy-regressed 1, unleash 3, hooks 3
-            _wait(lambda: len(rejected()) >= 9, 30, "9 rejections of forged decisions", processes)
-            refused = rejected()
-            assert len(refused) == 9, [(r.backend, r.deployment, r.detail) for r in refused]
-            assert {r.detail for r in refused} == {
+            signature_refusals = {
                 "refused: its signature is not valid",
                 "refused: it is not signed",
             }
+
+            def rejected() -> list[ActuationReport]:
+                return [r for r in _reports(stack) if r.status is ActuationStatus.REJECTED]
+
+            def forgeries_refused() -> list[ActuationReport]:
+                return [r for r in rejected() if r.detail in signature_refusals]
+
+            # Every actuator reads every decision and checks its signature before its scope:
+            # each of the four refuses each of the three forgeries for its signature.
+            _wait(
+                lambda: len(forgeries_refused()) >= 12,
+                30,
+                "12 rejections of forged decisions",
+                processes,
+            )
+            refused = forgeries_refused()
+            per_actuator = Counter(r.actuator for r in refused)
+            assert len(per_actuator) == 4 and set(per_actuator.values()) == {3}, per_actuator
+            # The other refusals are genuine decisions of a service an actuator does not serve.
+            others = [r for r in rejected() if r.detail not in signature_refusals]
+            assert all("is not one this actuator acts for" in r.detail for r in others), [
+                (r.actuator, r.deployment, r.detail) for r in others
+            ]
             unleash_metrics = _metrics(metrics_of["unleash"])
             bad = 'canarystream_actuation_rejected_total{reason="bad_signature"}'
             nosig = 'canarystream_actuation_rejected_total{reason="unsigned"}'

@@ -448,6 +448,7 @@ class Engine:
             started_by=rollout.started_by,
             control=key,
             taken=rollout.controls,
+            age=rollout.clock - event.ts,
         )
         return authorize(access, origin, request), key
 

@@ -111,6 +111,14 @@ class AccessFile(BaseModel):
     version: int = Field(default=1, ge=1, le=1, description="Format version (1).")
     principals: dict[Name, PrincipalEntry] = Field(min_length=1)
     grants: list[Grant] = Field(default_factory=list)
+    command_max_age_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        le=86_400,
+        description="A signed command stamped longer than this before its rollout's event-time "
+        "clock is refused (ts_out_of_range): an old signed command cannot be published again "
+        "once the rollout has forgotten it among the commands it took.",
+    )
 
 
 class Access:

@@ -8,9 +8,11 @@ headers, which only the drivers have) while authorization, which needs rollout s
 started the rollout, which signed commands it has already taken, whether a live rollout would
 be superseded), is decided in one place from the same inputs in replay as live.
 
-Refusals raise :class:`~canarystream.errors.ContractError` with reason ``unauthorized``, or
+Refusals raise :class:`~canarystream.errors.ContractError` with reason ``unauthorized``,
 ``duplicate_control`` for a signed command the rollout has already taken (the same bytes
-published again cannot approve or abort a second time).
+published again cannot approve or abort a second time), or ``ts_out_of_range`` for a signed
+command older than the access file's ``command_max_age_seconds`` by its rollout's clock (so a
+command the rollout no longer remembers cannot be taken again either).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Request:
     started_by: str | None = None  # approve: who started the rollout (None: unknown)
     control: str | None = None  # command: its key among the rollout's taken commands
     taken: Collection[str] = ()  # the keys of the commands the rollout already took
+    age: float = 0.0  # command: seconds its time is behind the rollout's event-time clock
 
 
 def _refuse(detail: str) -> ContractError:
@@ -72,6 +75,14 @@ def authorize(access: Access, origin: Origin | None, request: Request) -> str:
         raise _refuse(
             f"principal {who!r} started this rollout and may not approve it "
             "(approval must come from another principal)"
+        )
+    limit = access.document.command_max_age_seconds
+    if request.age > limit:
+        raise ContractError(
+            f"this signed {action.value} is {request.age:.0f} s older than its rollout's clock; "
+            f"commands older than command_max_age_seconds ({limit:g} s) are refused "
+            "(sign a new one)",
+            reason="ts_out_of_range",
         )
     if request.control is not None and request.control in request.taken:
         raise ContractError(

@@ -259,3 +259,21 @@ def test_a_signed_command_far_ahead_of_the_rollout_is_refused_and_not_taken() ->
 
     assert error.reason == "ts_out_of_range"
     assert engine.rollouts[DEPLOYMENT].controls == []
+
+
+def test_a_signed_command_older_than_the_limit_is_refused_even_once_forgotten() -> None:
+    engine, stream = started_engine()
+    errors: list[ContractError] = []
+    engine.process_batch(stream.requests(0, 1_000, rate=2.0), lambda _, e: errors.append(e))
+    assert not errors
+    clock = engine.rollouts[DEPLOYMENT].clock
+    assert clock >= T0 + 990
+    limit = engine.access.document.command_max_age_seconds  # type: ignore[union-attr]
+
+    stale = stream.control("paused", clock - T0 - limit - 1)
+    error = refused(engine, stale, BOB)
+
+    assert error.reason == "ts_out_of_range" and "command_max_age_seconds" in str(error)
+    assert engine.rollouts[DEPLOYMENT].controls == []
+    send(engine, stream.control("paused", clock - T0 - limit + 1), BOB)
+    assert engine.rollouts[DEPLOYMENT].paused_by == "bob"

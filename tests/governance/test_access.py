@@ -98,6 +98,12 @@ def _error(document: dict) -> str:
         (lambda d: d["principals"]["bob"].update(public_key="AAAA"), "principals.bob.public_key"),
         (lambda d: d["principals"]["bob"].pop("public_key"), "principals.bob.public_key: "),
         (lambda d: d.update(version=2), "version: "),
+        (lambda d: d.update(command_max_age_seconds=0), "command_max_age_seconds: "),
+        (lambda d: d.update(command_max_age_seconds=-900), "command_max_age_seconds: "),
+        (lambda d: d.update(command_max_age_seconds=1e12), "command_max_age_seconds: "),
+        (lambda d: d.update(command_max_age_seconds=float("nan")), "command_max_age_seconds: "),
+        (lambda d: d.update(command_max_age_seconds=float("inf")), "command_max_age_seconds: "),
+        (lambda d: d.update(command_max_age_seconds="15m"), "command_max_age_seconds: "),
     ],
 )
 def test_errors_name_the_field(change, expected: str) -> None:

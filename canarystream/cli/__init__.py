@@ -1,5 +1,6 @@
 """Command-line interface: ``canarystream replay | simulate | policy | kafka | topics | worker |
-actuate | demo | keys | approve | abort | pause | resume | audit``."""
+actuate | demo | keys | approve | abort | pause | resume | audit |
+status | get``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from canarystream.cli import (  # noqa: F401  (registration)
     policy_cmd,
     replay_cmd,
     simulate_cmd,
+    status_cmd,
     worker_cmd,
 )
 from canarystream.cli.app import app

@@ -41,7 +41,9 @@ __all__ = [
     "end_offsets",
     "find_service",
     "grant_problem",
+    "open_reader",
     "send_command",
+    "topic_partitions",
 ]
 
 #: Command → the control event it sends, and the grant (access-file action) it needs.
@@ -101,7 +103,8 @@ def control_event(  # noqa: PLR0913 -- keyword-only fields of the control event
 
 
 @asynccontextmanager
-async def _reader(connection: Connection) -> AsyncIterator[AIOKafkaConsumer]:
+async def open_reader(connection: Connection) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer outside any consumer group, reading committed messages from the earliest."""
     consumer = AIOKafkaConsumer(
         **connection.client_kwargs(),
         group_id=None,
@@ -116,7 +119,8 @@ async def _reader(connection: Connection) -> AsyncIterator[AIOKafkaConsumer]:
         await consumer.stop()
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of ``topic`` (a full name); ConfigError when it does not exist."""
     client = consumer._client  # aiokafka has no public call that fetches one topic's metadata
     client.add_topic(topic)
     found = None
@@ -191,8 +195,8 @@ async def find_service(
                 return None
         return service
 
-    async with _reader(connection) as consumer:
-        partitions = await _partitions(consumer, topic)
+    async with open_reader(connection) as consumer:
+        partitions = await topic_partitions(consumer, topic)
         firsts = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
         keyed = service_partition(deployment, len(partitions))
@@ -208,8 +212,8 @@ async def find_service(
 
 async def end_offsets(connection: Connection, topic: str) -> dict[TopicPartition, int]:
     """The end offset of each partition of ``topic`` (a contract name) now."""
-    async with _reader(connection) as consumer:
-        partitions = await _partitions(consumer, connection.topic(topic))
+    async with open_reader(connection) as consumer:
+        partitions = await topic_partitions(consumer, connection.topic(topic))
         ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
         return ends
 
@@ -252,7 +256,7 @@ async def await_verdict(
             return None
         return verdict if verdict.id == source else None
 
-    async with _reader(connection) as consumer:
+    async with open_reader(connection) as consumer:
         return await _scan(consumer, dict(since), None, match, deadline)
 
 

@@ -11,36 +11,27 @@ before anything starts; errors name the field.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from aiokafka.errors import KafkaError
-from prometheus_client import CollectorRegistry
-from pydantic_core import PydanticUndefined
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand
 
-from canarystream.actuators.base import Handler
-from canarystream.actuators.config import Scope
-from canarystream.actuators.executor import RetryPolicy
-from canarystream.actuators.metrics import ActuationMetrics
-from canarystream.actuators.registry import REGISTRY, HandlerOptions, Plugin
 from canarystream.cli.app import app
-from canarystream.cli.options import settings_with
-from canarystream.contracts.signing import Signer
-from canarystream.documents import read_document
 from canarystream.errors import BrokerError, ConfigError
-from canarystream.kafka.admin import create_topics
-from canarystream.kafka.connection import Connection
-from canarystream.principals import principal_signer
-from canarystream.security import actuator_verifier, insecure_gauge, warn_if_insecure
-from canarystream.settings import Settings
+
+if TYPE_CHECKING:
+    from canarystream.actuators.config import Scope
+    from canarystream.actuators.executor import RetryPolicy
+    from canarystream.actuators.registry import Plugin
+    from canarystream.contracts.signing import Signer
+    from canarystream.settings import Settings
 
 __all__ = ["COMMON_OPTIONS", "retry_policy", "scope_from", "section_from_args"]
 
@@ -77,6 +68,8 @@ class StartFrom(StrEnum):
 
 def _keys(plugin: Plugin[Any]) -> str:
     """A backend's keys as options, e.g. ``--address/--socket (required)``."""
+    from pydantic_core import PydanticUndefined  # noqa: PLC0415
+
     names = plugin.names()
     described = []
     for field, info in plugin.config.model_fields.items():
@@ -95,10 +88,9 @@ def _keys(plugin: Plugin[Any]) -> str:
 
 
 def _epilog() -> str:
-    backends = [
-        f"[bold]{plugin.kind}[/]: {escape(plugin.summary)} Keys: {escape(_keys(plugin))}."
-        for plugin in REGISTRY
-    ]
+    from canarystream.actuators.registry import REGISTRY  # noqa: PLC0415  (every backend)
+
+    backends = [f"{plugin.kind}: {plugin.summary} Keys: {_keys(plugin)}." for plugin in REGISTRY]
     return "\n\n".join(
         [
             "Backends and their keys (from --config FILE, or as options after BACKEND):",
@@ -107,11 +99,24 @@ def _epilog() -> str:
     )
 
 
+class _ActuateCommand(TyperCommand):
+    """The command whose epilog, every backend and its keys, is built only when shown: it
+    imports every backend, which ``canarystream --help`` must not."""
+
+    @property
+    def epilog(self) -> str:
+        return escape(_epilog()) if self.rich_markup_mode == "rich" else _epilog()
+
+    @epilog.setter
+    def epilog(self, value: str | None) -> None:
+        pass
+
+
 @app.command(
     "actuate",
+    cls=_ActuateCommand,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     no_args_is_help=True,
-    epilog=_epilog(),
 )
 def actuate(
     ctx: typer.Context,
@@ -120,7 +125,7 @@ def actuate(
         typer.Argument(
             metavar="BACKEND",
             show_default=False,
-            help=f"One of: {', '.join(REGISTRY.kinds())}.",
+            help="A backend kind (listed below with its keys).",
         ),
     ],
     *,
@@ -215,7 +220,22 @@ def actuate(
     Blocks; SIGTERM stops it. Decisions must carry the worker's signature: its public key
     (worker.pub of `canarystream keys generate worker`) in CANARYSTREAM_VERIFY_KEYS.
     """
-    from canarystream.actuators.service import ActuatorService  # noqa: PLC0415  (aiokafka)
+    import asyncio  # noqa: PLC0415
+
+    from aiokafka.errors import KafkaError  # noqa: PLC0415  (aiokafka is slow to import)
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
+    from canarystream.actuators.metrics import ActuationMetrics  # noqa: PLC0415
+    from canarystream.actuators.registry import REGISTRY, HandlerOptions  # noqa: PLC0415
+    from canarystream.actuators.service import ActuatorService  # noqa: PLC0415
+    from canarystream.cli.options import settings_with  # noqa: PLC0415
+    from canarystream.kafka.admin import create_topics  # noqa: PLC0415
+    from canarystream.kafka.connection import Connection  # noqa: PLC0415
+    from canarystream.security import (  # noqa: PLC0415
+        actuator_verifier,
+        insecure_gauge,
+        warn_if_insecure,
+    )
 
     try:
         plugin = REGISTRY.get(backend)
@@ -242,7 +262,7 @@ def actuate(
             retry=retry_policy(settings),
         )
         insecure_gauge(registry, settings.insecure)
-        handler: Handler = plugin.handler(parsed, options)
+        handler = plugin.handler(parsed, options)
         connection = Connection(settings)
         asyncio.run(create_topics(connection))
         service_loop = ActuatorService(
@@ -271,6 +291,8 @@ def actuate(
 def scope_from(settings: Settings) -> Scope:
     """The actuator's scope from the ``actuator_services`` and ``actuator_max_decision_age``
     settings; an error naming both ways to set it when no service is given."""
+    from canarystream.actuators.config import Scope  # noqa: PLC0415
+
     if not settings.actuator_services:
         raise ConfigError(
             "actuator_services: this actuator has no service scope: give --service NAME "
@@ -285,6 +307,8 @@ def scope_from(settings: Settings) -> Scope:
 def _report_signer(settings: Settings) -> Signer | None:
     """The actuator's own key, when ``principal_key_file`` names one: it signs its reports,
     and its fence trusts signed reports only."""
+    from canarystream.principals import principal_signer  # noqa: PLC0415
+
     if settings.principal_key_file is None:
         return None
     return principal_signer(settings)[1]
@@ -292,6 +316,8 @@ def _report_signer(settings: Settings) -> Signer | None:
 
 def retry_policy(settings: Settings) -> RetryPolicy:
     """The actuators' retries from the ``actuator_retry_*`` settings."""
+    from canarystream.actuators.executor import RetryPolicy  # noqa: PLC0415
+
     return RetryPolicy(
         max_attempts=settings.actuator_retry_max_attempts,
         initial_delay=settings.actuator_retry_initial_delay,
@@ -352,6 +378,8 @@ def _merge(
 
 def _file_section(path: Path | None, kind: str) -> Mapping[str, Any]:
     """The ``kind`` section of a config file; nothing without a file."""
+    from canarystream.documents import read_document  # noqa: PLC0415
+
     if path is None:
         return {}
     document = read_document(path, "actuator configuration", ConfigError)
@@ -365,6 +393,8 @@ def _file_section(path: Path | None, kind: str) -> Mapping[str, Any]:
 
 
 async def _run(service: Any) -> None:
+    import asyncio  # noqa: PLC0415
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, service.stop)

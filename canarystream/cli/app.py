@@ -1,10 +1,27 @@
-"""The ``canarystream`` Typer application; command groups register themselves on it."""
+"""The ``canarystream`` Typer application; command groups register themselves on it.
+
+Registering a command must stay cheap: ``canarystream --help`` builds every command, so a
+command module imports its heavy dependencies (Faust, aiokafka, the engine with scipy and
+river) inside the function that needs them, never at module level. Help is drawn with rich
+on a terminal and as plain text otherwise (no boxes in a pipe, and rich is not even loaded).
+"""
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated, Any, Literal
+
 import typer
 
-__all__ = ["app"]
+from canarystream import __version__
+
+__all__ = ["app", "group"]
+
+
+def _markup_mode() -> Literal["rich"] | None:
+    """``rich`` help on a terminal; plain text (click's) in a pipe or a file."""
+    return "rich" if sys.stdout.isatty() else None
+
 
 app = typer.Typer(
     name="canarystream",
@@ -12,4 +29,31 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=_markup_mode(),
 )
+
+
+def group(help: str, **options: Any) -> typer.Typer:
+    """A command group (``canarystream kafka ...``) that draws its help as :data:`app` does."""
+    return typer.Typer(help=help, rich_markup_mode=_markup_mode(), **options)
+
+
+def _print_version(given: bool) -> None:
+    if given:
+        typer.echo(f"canarystream {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Automated canary analysis and rollback automation on event streams."""

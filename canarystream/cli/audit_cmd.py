@@ -8,7 +8,6 @@ JSON Lines, one record per line as stored, for keeping or checking elsewhere.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import signal
@@ -21,8 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from canarystream.cli.app import app
-from canarystream.cli.options import settings_with
+from canarystream.cli.app import app, group
 from canarystream.errors import BrokerError, ConfigError
 
 if TYPE_CHECKING:
@@ -30,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []
 
-audit_app = typer.Typer(
+audit_app = group(
     help="The audit trail: every verdict, decision and actuation, hash-chained per deployment.",
     no_args_is_help=True,
 )
@@ -66,9 +64,12 @@ def record(
 
     Blocks; SIGTERM stops it. Several may run: each partition has one writer at a time.
     """
+    import asyncio  # noqa: PLC0415
+
     from aiokafka.errors import KafkaError  # noqa: PLC0415  (aiokafka is slow to import)
 
     from canarystream.audit.recorder import AuditRecorder  # noqa: PLC0415
+    from canarystream.cli.options import settings_with  # noqa: PLC0415
     from canarystream.kafka.admin import create_topics  # noqa: PLC0415
     from canarystream.kafka.connection import Connection  # noqa: PLC0415
 
@@ -123,6 +124,8 @@ def verify(
 ) -> None:
     """Check every chain: each record sealed, linked to the one before, none missing,
     doubled or out of order. Exit 0: clean; 1: problems found; 2: the trail was unreadable."""
+    import asyncio  # noqa: PLC0415
+
     from canarystream.audit.verify import ChainVerifier  # noqa: PLC0415
 
     verifier = ChainVerifier(deployment)
@@ -157,6 +160,8 @@ def export(
 ) -> None:
     """Write the trail as JSON Lines, in partition then offset order (``verify --file`` reads
     it back)."""
+    import asyncio  # noqa: PLC0415
+
     from canarystream.audit.chain import chain_name  # noqa: PLC0415
 
     async def run(out: TextIO) -> int:
@@ -183,6 +188,7 @@ async def _trail() -> Any:
     from aiokafka.errors import KafkaError  # noqa: PLC0415
 
     from canarystream.audit.reading import partition_count, read_to_end  # noqa: PLC0415
+    from canarystream.cli.options import settings_with  # noqa: PLC0415
     from canarystream.contracts.topics import AUDIT_TOPIC  # noqa: PLC0415
     from canarystream.kafka.connection import Connection  # noqa: PLC0415
 

@@ -7,7 +7,6 @@ service, found in the decisions topic unless ``--service`` names it.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,7 +15,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from canarystream.cli.app import app
-from canarystream.cli.options import settings_with
 from canarystream.errors import BrokerError, ConfigError, ContractError
 
 if TYPE_CHECKING:
@@ -47,6 +45,8 @@ class _NotDoneError(Exception):
 
 def _kafka_failure(exc: Exception, connection: Connection) -> None:
     """Print a Kafka failure and, when the broker refused this client, why."""
+    import asyncio  # noqa: PLC0415
+
     from canarystream.kafka.admin import refusal  # noqa: PLC0415
 
     _err.print(f"[red]error:[/] kafka: {escape(str(exc))}")
@@ -66,8 +66,11 @@ def _run(
     key_file: Path | None,
     access: Path | None,
 ) -> None:
+    import asyncio  # noqa: PLC0415
+
     from aiokafka.errors import KafkaError  # noqa: PLC0415  (aiokafka is slow to import)
 
+    from canarystream.cli.options import settings_with  # noqa: PLC0415
     from canarystream.contracts.topics import DECISIONS_TOPIC, VERDICTS_TOPIC  # noqa: PLC0415
     from canarystream.governance.access import load_access  # noqa: PLC0415
     from canarystream.kafka import control  # noqa: PLC0415

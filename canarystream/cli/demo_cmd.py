@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from canarystream.cli.app import app
-from canarystream.demo.scenarios import PLAN_MINUTES
+from canarystream.demo.plan import PLAN_MINUTES
 
 __all__ = ["demo"]
 

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from canarystream.cli.app import app
-from canarystream.errors import BrokerError, ConfigError
-from canarystream.kafka.admin import create_topics
-from canarystream.kafka.connection import Connection
-from canarystream.kafka.local import LocalKafka, default_home
-from canarystream.settings import load_settings
+from canarystream.cli.app import app, group
+
+if TYPE_CHECKING:
+    from canarystream.kafka.local import LocalKafka
 
 __all__: list[str] = []
 
-kafka_app = typer.Typer(help="The local Apache Kafka broker (KRaft, one node, 127.0.0.1).")
-topics_app = typer.Typer(help="The topics of the contract (topics/).")
+kafka_app = group(help="The local Apache Kafka broker (KRaft, one node, 127.0.0.1).")
+topics_app = group(help="The topics of the contract (topics/).")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 
@@ -50,6 +46,8 @@ def _fail(exc: Exception) -> typer.Exit:
 
 
 def _broker(port: int | None, secure: bool) -> LocalKafka:
+    from canarystream.kafka.local import LocalKafka, default_home  # noqa: PLC0415
+
     port = port or (SECURE_PORT if secure else PLAIN_PORT)
     return LocalKafka(default_home(), port=port, controller_port=port + 1, secure=secure)
 
@@ -62,6 +60,8 @@ def kafka_up(port: Port = None, secure: Secure = False) -> None:
     the users ``admin``, ``worker`` and ``actuator`` get random passwords, and one env file
     each holds the settings their clients need.
     """
+    from canarystream.errors import BrokerError  # noqa: PLC0415
+
     broker = _broker(port, secure)
     try:
         broker.start()
@@ -118,6 +118,15 @@ def kafka_status(port: Port = None, secure: Secure = False) -> None:
 @topics_app.command("create")
 def topics_create() -> None:
     """Create the contract's topics that are missing (idempotent)."""
+    import asyncio  # noqa: PLC0415
+
+    from rich.table import Table  # noqa: PLC0415
+
+    from canarystream.errors import BrokerError, ConfigError  # noqa: PLC0415
+    from canarystream.kafka.admin import create_topics  # noqa: PLC0415  (aiokafka)
+    from canarystream.kafka.connection import Connection  # noqa: PLC0415
+    from canarystream.settings import load_settings  # noqa: PLC0415
+
     try:
         connection = Connection(load_settings())
         results = asyncio.run(create_topics(connection))

@@ -9,12 +9,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from canarystream.cli.app import app
+from canarystream.cli.app import app, group
 from canarystream.errors import ConfigError
 
 __all__: list[str] = []
 
-keys_app = typer.Typer(help="Principals' Ed25519 keys (people, deploy system, worker, actuators).")
+keys_app = group(help="Principals' Ed25519 keys (people, deploy system, worker, actuators).")
 app.add_typer(keys_app, name="keys")
 
 _err = Console(stderr=True, soft_wrap=True)

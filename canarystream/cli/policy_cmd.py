@@ -6,24 +6,24 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
 
-from canarystream.cli.app import app
-from canarystream.errors import PolicyError
-from canarystream.policy.loading import load_policy
-from canarystream.policy.model import Policy, check_name
+from canarystream.cli.app import app, group
 
 __all__ = ["policy_app"]
 
-policy_app = typer.Typer(help="Validate and show rollout policies.", no_args_is_help=True)
+policy_app = group(help="Validate and show rollout policies.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 
 
 @policy_app.command()
 def validate(path: Annotated[Path, typer.Argument(help="Policy file (.yaml or .json).")]) -> None:
     """Check a policy file; on error, say which field is wrong and exit 1."""
+    from canarystream.errors import PolicyError  # noqa: PLC0415
+    from canarystream.policy.loading import load_policy  # noqa: PLC0415
+    from canarystream.policy.model import check_name  # noqa: PLC0415
+
     console = Console(soft_wrap=True)
     try:
         policy = load_policy(path)
@@ -46,6 +46,12 @@ def show(
     path: Annotated[Path | None, typer.Argument(help="Policy file; default: built-in.")] = None,
 ) -> None:
     """Print a policy with every default filled in (YAML)."""
+    import yaml  # noqa: PLC0415
+
+    from canarystream.errors import PolicyError  # noqa: PLC0415
+    from canarystream.policy.loading import load_policy  # noqa: PLC0415
+    from canarystream.policy.model import Policy  # noqa: PLC0415
+
     try:
         policy = load_policy(path) if path else Policy()
     except PolicyError as exc:

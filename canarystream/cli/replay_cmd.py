@@ -5,32 +5,21 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from canarystream.atomicfile import AtomicFile
 from canarystream.cli.app import app
-from canarystream.cli.options import settings_with
-from canarystream.contracts.codec import encode_decision
-from canarystream.contracts.decision import Decision
-from canarystream.engine import Engine
-from canarystream.engine.engine import DEFAULT_TOMBSTONE_TTL
-from canarystream.errors import ConfigError, PolicyError
-from canarystream.governance.access import load_access
-from canarystream.policy.loading import PolicyRegistry, load_policy
-from canarystream.replay import (
-    STDIN,
-    Rejection,
-    ReplayInputError,
-    ReplayResult,
-    StrictReplayError,
-    replay_files,
-)
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from canarystream.atomicfile import AtomicFile
+    from canarystream.engine import Engine
+    from canarystream.replay import Rejection, ReplayResult
 
 __all__ = [
     "EXIT_NOTHING_JUDGED",
@@ -41,26 +30,33 @@ __all__ = [
     "summary_table",
 ]
 
+STDIN = "-"  # as a file name: standard input (canarystream.replay.STDIN)
 _PROGRESS_MIN_BYTES = 20_000_000
 _MAX_REPORTED = 50  # rejected lines printed one by one; the rest are counted
 
 
-def build_engine(
-    policy_paths: list[Path], *, tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL
-) -> Engine:
+def build_engine(policy_paths: list[Path], *, tombstone_ttl: float | None = None) -> Engine:
     """An engine knowing the policies in ``policy_paths`` (files or directories).
 
-    A single policy file also becomes the default for deployments that name no policy.
+    A single policy file also becomes the default for deployments that name no policy;
+    ``tombstone_ttl`` defaults to the engine's.
     """
+    from canarystream.engine import Engine  # noqa: PLC0415  (scipy, river: not for --help)
+    from canarystream.engine.engine import DEFAULT_TOMBSTONE_TTL  # noqa: PLC0415
+    from canarystream.policy.loading import PolicyRegistry, load_policy  # noqa: PLC0415
+
     registry = PolicyRegistry.from_paths(policy_paths)
     if len(policy_paths) == 1 and policy_paths[0].is_file():
         default = load_policy(policy_paths[0])
         registry = PolicyRegistry([default], default=default)
-    return Engine(registry, tombstone_ttl=tombstone_ttl)
+    ttl = DEFAULT_TOMBSTONE_TTL if tombstone_ttl is None else tombstone_ttl
+    return Engine(registry, tombstone_ttl=ttl)
 
 
 def summary_table(result: ReplayResult) -> Table:
     """One row per rollout: where it ended and how many decisions it took."""
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table(title="Rollouts", title_justify="left")
     for column in ("deployment", "service", "canary", "phase", "stage", "traffic %", "decisions"):
         table.add_column(column)
@@ -164,6 +160,14 @@ def replay(
     unreadable input (nothing written); 3 nothing judged: no rollout could be started (every
     line rejected, an unknown policy, no announcement), and --out is left as it was.
     """
+    from canarystream.atomicfile import AtomicFile  # noqa: PLC0415
+    from canarystream.contracts.codec import encode_decision  # noqa: PLC0415
+    from canarystream.replay import (  # noqa: PLC0415  (the engine: scipy, river)
+        ReplayInputError,
+        StrictReplayError,
+        replay_files,
+    )
+
     err = Console(stderr=True, soft_wrap=True)
     _check_usage(err, files, out)
     engine = _engine(err, policy, access)
@@ -171,7 +175,7 @@ def replay(
     sink = writer.handle if writer is not None else sys.stdout.buffer
     rejections = _Rejections(err, quiet)
 
-    def on_decision(decision: Decision) -> None:
+    def on_decision(decision: Any) -> None:
         sink.write(encode_decision(decision) + b"\n")
 
     progress = _progress(err, files, quiet)
@@ -248,6 +252,10 @@ def _settle(writer: AtomicFile | None, *, ok: bool) -> None:
 def _engine(err: Console, policy: list[Path] | None, access: Path | None) -> Engine:
     """The engine of ``--policy`` and ``--access`` (default: the settings'); a usage error
     ends the command."""
+    from canarystream.cli.options import settings_with  # noqa: PLC0415
+    from canarystream.errors import ConfigError, PolicyError  # noqa: PLC0415
+    from canarystream.governance.access import load_access  # noqa: PLC0415
+
     try:
         settings = settings_with(access_file=access)
         engine = build_engine(
@@ -263,6 +271,8 @@ def _engine(err: Console, policy: list[Path] | None, access: Path | None) -> Eng
 
 def _progress(err: Console, files: list[Path], quiet: bool) -> Progress:
     """The progress bar on stderr, shown unless quiet or the files are small."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+
     total = sum(path.stat().st_size for path in files if str(path) != STDIN)
     return Progress(
         TextColumn("replay"),

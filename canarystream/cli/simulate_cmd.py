@@ -7,23 +7,16 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
-import orjson
 import typer
 
 from canarystream.cli.app import app
 from canarystream.errors import CanarystreamError
-from canarystream.policy.loading import PolicyRegistry
-from canarystream.policy.model import parse_duration
-from canarystream.simulate.closed_loop import (
-    DecisionLike,
-    EngineLike,
-    FixedShareEngine,
-    simulate,
-)
-from canarystream.simulate.presets import PRESETS, build_preset, preset_names
-from canarystream.simulate.scenario import Scenario, load_scenarios
+
+if TYPE_CHECKING:
+    from canarystream.simulate.closed_loop import DecisionLike, EngineLike
+    from canarystream.simulate.scenario import Scenario
 
 __all__ = ["simulate_command"]
 
@@ -51,6 +44,9 @@ def _scenarios(
     rps: float | None,
     duration: float | None,
 ) -> list[Scenario]:
+    from canarystream.simulate.presets import PRESETS, build_preset, preset_names  # noqa: PLC0415
+    from canarystream.simulate.scenario import load_scenarios  # noqa: PLC0415
+
     unknown = [name for name in presets if name not in PRESETS]
     if unknown:
         raise typer.BadParameter(
@@ -100,6 +96,9 @@ def _silence_stdout() -> None:
 
 
 def _engine(share: float | None, policies: Sequence[Path]) -> EngineLike:
+    from canarystream.policy.loading import PolicyRegistry  # noqa: PLC0415
+    from canarystream.simulate.closed_loop import FixedShareEngine  # noqa: PLC0415
+
     if share is not None:
         return FixedShareEngine(share)
     try:
@@ -137,6 +136,8 @@ def _to_file(events: Iterable[dict[str, Any]], path: Path) -> int:
 
 
 def _write(events: Iterable[dict[str, Any]], stream: BinaryIO) -> int:
+    import orjson  # noqa: PLC0415
+
     dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     count = 0
     chunk: list[bytes] = []
@@ -219,6 +220,9 @@ def simulate_command(  # typer passes options by keyword
     ] = False,
 ) -> None:
     """Generate rollout telemetry from presets or scenario files (see ``_HELP``)."""
+    from canarystream.simulate.closed_loop import simulate  # noqa: PLC0415  (numpy, scipy)
+    from canarystream.simulate.presets import preset_names  # noqa: PLC0415
+
     if list_presets:
         _list_presets()
         return
@@ -246,6 +250,8 @@ def simulate_command(  # typer passes options by keyword
 
 def _list_presets() -> None:
     """Each preset and what it simulates."""
+    from canarystream.simulate.presets import PRESETS  # noqa: PLC0415
+
     width = max(len(name) for name in PRESETS)
     for name, (description, _) in PRESETS.items():
         typer.echo(f"{name:<{width}}  {description}")
@@ -253,6 +259,8 @@ def _list_presets() -> None:
 
 def _seconds(duration: str | None) -> float | None:
     """``--duration`` in seconds (None: not given)."""
+    from canarystream.policy.model import parse_duration  # noqa: PLC0415
+
     if duration is None:
         return None
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -12,13 +11,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from canarystream.cli.app import app
-from canarystream.cli.options import settings_with
-from canarystream.cli.replay_cmd import build_engine
-from canarystream.errors import BrokerError, ConfigError, PolicyError
-from canarystream.governance.access import load_access
-from canarystream.kafka.admin import create_topics
-from canarystream.kafka.connection import Connection
-from canarystream.security import worker_signer
 
 __all__: list[str] = []
 
@@ -62,6 +54,16 @@ def worker(
     named by CANARYSTREAM_CONFIG); the options above override them. Decisions are signed with
     CANARYSTREAM_SIGNING_KEY (`canarystream keys generate worker`).
     """
+    import asyncio  # noqa: PLC0415
+
+    from canarystream.cli.options import settings_with  # noqa: PLC0415
+    from canarystream.cli.replay_cmd import build_engine  # noqa: PLC0415
+    from canarystream.errors import BrokerError, ConfigError, PolicyError  # noqa: PLC0415
+    from canarystream.governance.access import load_access  # noqa: PLC0415
+    from canarystream.kafka.admin import create_topics  # noqa: PLC0415  (aiokafka)
+    from canarystream.kafka.connection import Connection  # noqa: PLC0415
+    from canarystream.security import worker_signer  # noqa: PLC0415
+
     err = Console(stderr=True, soft_wrap=True)
     try:
         settings = settings_with(

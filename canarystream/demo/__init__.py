@@ -11,11 +11,29 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from canarystream.demo.scenarios import PLAN_MINUTES, demo_scenarios
-from canarystream.demo.timeline import render_timeline
+from canarystream.demo.plan import PLAN_MINUTES
+
+if TYPE_CHECKING:
+    from canarystream.demo.scenarios import demo_scenarios
+    from canarystream.demo.timeline import render_timeline
 
 __all__ = ["demo_scenarios", "main", "render_timeline", "run_demo"]
+
+
+def __getattr__(name: str) -> Any:
+    # The simulator behind these imports numpy and scipy: loaded when first asked for, so
+    # the CLI can read PLAN_MINUTES cheaply.
+    if name == "demo_scenarios":
+        from canarystream.demo.scenarios import demo_scenarios  # noqa: PLC0415
+
+        return demo_scenarios
+    if name == "render_timeline":
+        from canarystream.demo.timeline import render_timeline  # noqa: PLC0415
+
+        return render_timeline
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_demo(  # noqa: PLR0913 -- keyword-only: the demo command's options

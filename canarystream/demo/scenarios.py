@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from canarystream.demo.plan import PLAN_MINUTES
 from canarystream.simulate.presets import build_preset
 from canarystream.simulate.scenario import Scenario, scenario_from_mapping
 
 __all__ = ["PLAN_MINUTES", "ROUTER_DELAY", "demo_scenarios"]
-
-PLAN_MINUTES = 40.0
-"""Length of the full plan; the default policy's 5 stages of 6 minutes fit into it."""
 
 ROUTER_DELAY = 15.0
 """Event seconds from a decision to the demo's router applying it (live and offline alike)."""

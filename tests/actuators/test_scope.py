@@ -21,12 +21,13 @@ from canarystream.actuators import (
 )
 from canarystream.actuators.config import Scope
 from canarystream.actuators.service import ActuatorService
-from canarystream.cli import actuate_cmd, app
+from canarystream.cli import app
 from canarystream.contracts.actuation import ActuationReport, ActuationStatus
 from canarystream.contracts.decision import Action, Decision, Phase
 from canarystream.contracts.events import CompensationHook
 from canarystream.contracts.signing import Signer, generate_ed25519_key
 from canarystream.errors import ConfigError
+from canarystream.kafka import admin as kafka_admin
 from canarystream.kafka.connection import Connection
 from canarystream.settings import load_settings
 from tests.support.actuators import HAProxy, make_decision
@@ -169,7 +170,7 @@ def test_the_cli_scope_from_options_or_settings(
         return []
 
     monkeypatch.setattr(service_module, "ActuatorService", Recorded)
-    monkeypatch.setattr(actuate_cmd, "create_topics", no_topics)  # no broker needed
+    monkeypatch.setattr(kafka_admin, "create_topics", no_topics)  # no broker needed
     env = {"CANARYSTREAM_SIGNING_SCHEME": "none", "CANARYSTREAM_ACTUATOR_SERVICES": '["cart"]'}
     args = ["actuate", "memory", "--insecure", "--max-decision-age", "120"]
     for extra, services in (

@@ -19,7 +19,8 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from canarystream.cli import app, replay_cmd
+from canarystream import replay
+from canarystream.cli import app
 from canarystream.simulate.closed_loop import simulate
 from canarystream.simulate.presets import build_preset
 
@@ -114,7 +115,7 @@ def test_out_through_a_symlink_replaces_the_file_it_points_to(events: Path, tmp_
 def test_an_interrupted_replay_leaves_the_old_out_intact(
     events: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = replay_cmd.replay_files
+    real = replay.replay_files
 
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         seen = 0
@@ -129,7 +130,7 @@ def test_an_interrupted_replay_leaves_the_old_out_intact(
         kwargs_decision = kwargs["on_decision"]
         return real(*args, **{**kwargs, "on_decision": on_decision})
 
-    monkeypatch.setattr(replay_cmd, "replay_files", interrupted)
+    monkeypatch.setattr(replay, "replay_files", interrupted)
     out = tmp_path / "decisions.jsonl"
     out.write_bytes(OLD)
     result = _replay(events, "--out", out, "--quiet")

@@ -10,8 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 import canarystream.actuators.service as service_module
-import canarystream.cli.actuate_cmd as actuate_cmd
-import canarystream.cli.worker_cmd as worker_cmd
+import canarystream.kafka.admin as kafka_admin
 import canarystream.streaming.worker as worker_module
 from canarystream.actuators.executor import Actuator
 from canarystream.cli import app
@@ -34,8 +33,8 @@ def env(monkeypatch: pytest.MonkeyPatch, test_keys: TestKeys) -> pytest.MonkeyPa
     async def no_topics(connection: Any) -> list[TopicResult]:
         return [TopicResult("t", created=False, partitions=12, replication_factor=1)]
 
-    monkeypatch.setattr(worker_cmd, "create_topics", no_topics)
-    monkeypatch.setattr(actuate_cmd, "create_topics", no_topics)
+    # The commands import create_topics when they run: patched where it is defined.
+    monkeypatch.setattr(kafka_admin, "create_topics", no_topics)
     return monkeypatch
 
 

@@ -1,0 +1,94 @@
+"""Starting the command line stays cheap: ``--help`` loads none of the heavy libraries.
+
+Each command imports Faust, aiokafka, the engine (scipy, river, numpy) inside its function;
+a module-level import in any command module would slow down every ``--help`` and every
+typo. The check looks at what a fresh interpreter has loaded, not at a clock.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import canarystream
+from canarystream.cli import replay_cmd
+from canarystream.replay import STDIN
+
+ROOT = Path(__file__).parents[2]
+HEAVY = ("faust", "mode", "aiokafka", "scipy", "river", "numpy", "prometheus_client", "asyncio")
+
+_LOADED = """
+import runpy, sys
+sys.argv = ["canarystream", *sys.argv[1:]]
+try:
+    runpy.run_module("canarystream", run_name="__main__")
+except SystemExit:
+    pass
+sys.stderr.write(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+def _loaded(*args: str) -> set[str]:
+    """The top-level modules a fresh interpreter holds after ``canarystream ARGS``."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return set(done.stderr.split())
+
+
+@pytest.mark.parametrize("args", [("--help",), ("--version",), ()], ids=repr)
+def test_the_top_level_help_loads_no_heavy_library(args: tuple[str, ...]) -> None:
+    assert _loaded(*args) & set(HEAVY) == set()
+
+
+@pytest.mark.parametrize(
+    "command", ["replay", "simulate", "worker", "demo", "approve", "policy show", "kafka up"]
+)
+def test_a_commands_help_loads_no_heavy_library(command: str) -> None:
+    assert _loaded(*command.split(), "--help") & set(HEAVY) == set()
+
+
+def test_the_probe_sees_a_heavy_import_when_there_is_one() -> None:
+    # `actuate --help` lists every backend with its keys, so it loads their modules.
+    assert "prometheus_client" in _loaded("actuate", "--help")
+
+
+def test_version_prints_the_packages_version() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "canarystream", "--version"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert done.stdout == f"canarystream {project['version']}\n"
+    assert canarystream.__version__ == project["version"]
+
+
+def test_help_in_a_pipe_is_plain_text() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "canarystream", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.startswith("Usage: canarystream [OPTIONS] COMMAND")
+    assert "\x1b[" not in done.stdout and "╭" not in done.stdout
+    assert "--version" in done.stdout
+
+
+def test_the_cli_spells_standard_input_as_replay_does() -> None:
+    assert replay_cmd.STDIN == STDIN

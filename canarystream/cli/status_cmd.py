@@ -8,7 +8,6 @@ decisions into summaries. With signing on, only decisions signed with the worker
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import sys
@@ -19,7 +18,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from canarystream.cli.app import app
-from canarystream.cli.options import settings_with
 from canarystream.errors import BrokerError, ConfigError
 
 if TYPE_CHECKING:
@@ -88,6 +86,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def _setup() -> tuple[Connection, DecisionFeed]:
     """The connection and a feed verifying decisions with the worker's key (signing on)."""
+    from canarystream.cli.options import settings_with  # noqa: PLC0415
     from canarystream.kafka.connection import Connection  # noqa: PLC0415
     from canarystream.kafka.decisions import DecisionFeed  # noqa: PLC0415
     from canarystream.security import actuator_verifier  # noqa: PLC0415
@@ -220,6 +219,8 @@ async def _read(
 
 def _run(job: Any) -> Any:
     """Run a coroutine, turning Kafka and settings failures into a message and exit 2."""
+    import asyncio  # noqa: PLC0415
+
     from aiokafka.errors import KafkaError  # noqa: PLC0415  (aiokafka is slow to import)
 
     try:

@@ -6,8 +6,9 @@ Every tunable is one flat field of :class:`Settings`: its environment variable i
 ``checkpoint_`` (the worker's batches), ``web_`` (the worker's web server), ``faust_`` (Faust's
 own setting of the same name, e.g. ``faust_broker_max_poll_records``), ``actuator_`` (``canarystream
 actuate``: its scope, retries and ``/metrics``), ``audit_metrics_`` (``canarystream audit
-record``). Precedence: a command-line option, then the environment, then the file, then the
-default. Errors name the variable, the field and where the wrong value came from.
+record``), ``notify_`` (``canarystream notify``). Precedence: a command-line option, then the
+environment, then the file, then the default. Errors name the variable, the field and where the
+wrong value came from.
 """
 
 from __future__ import annotations
@@ -286,6 +287,21 @@ class Settings(BaseSettings):
     )
     audit_metrics_port: int = Field(
         default=6068, ge=0, le=65535, description="Port of the audit recorder's /metrics; 0: none."
+    )
+
+    # The notifier (canarystream notify): its routes file and its /metrics.
+    notify_config: Path | None = Field(
+        default=None,
+        description="The notification file of ``canarystream notify`` (routes, formats, "
+        "retries, rate limit, allowed URLs).",
+    )
+    notify_metrics_bind: str = Field(
+        default="127.0.0.1",
+        pattern=_HOST,
+        description="Address the notifier's /metrics listens on (0.0.0.0: every interface).",
+    )
+    notify_metrics_port: int = Field(
+        default=6069, ge=0, le=65535, description="Port of the notifier's /metrics; 0: none."
     )
 
     # Decision signatures (HMAC-SHA256 with a shared key, or Ed25519).

@@ -1,6 +1,6 @@
 """Command-line interface: ``canarystream replay | simulate | policy | kafka | topics | worker |
 actuate | demo | keys | approve | abort | pause | resume | audit |
-status | get``."""
+status | get | notify``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from canarystream.cli import (  # noqa: F401  (registration)
     demo_cmd,
     kafka_cmd,
     keys_cmd,
+    notify_cmd,
     policy_cmd,
     replay_cmd,
     simulate_cmd,

@@ -13,7 +13,7 @@ message that is not a decision is counted in :attr:`DecisionFeed.invalid`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from aiokafka import TopicPartition
@@ -34,9 +34,12 @@ class DecisionFeed:
     """Turns messages of the decisions topic into decisions, counting what it refuses.
 
     ``verifier``: the worker's key(s); None (insecure mode) believes every decision.
+    ``on_ignored``: called with the reason (``unsigned``, ``bad_signature``,
+    ``invalid_decision``) of each message it refuses.
     """
 
     verifier: Verifier | None = None
+    on_ignored: Callable[[str], object] | None = None
     forged: int = 0  # unsigned, or not signed by a trusted key
     invalid: int = 0  # signed (or signing off) but not a decision
     read: int = 0  # messages seen
@@ -49,14 +52,20 @@ class DecisionFeed:
         raw = value or b""
         if self.verifier is not None:
             signature = next((v for k, v in headers or () if k == SIGNATURE_HEADER), None)
-            if self.verifier.check(raw, signature) is not None:
+            if (why := self.verifier.check(raw, signature)) is not None:
                 self.forged += 1
+                self._ignored(why)
                 return None
         try:
             return decode_decision(raw)
-        except ContractError:
+        except ContractError as exc:
             self.invalid += 1
+            self._ignored(exc.reason)
             return None
+
+    def _ignored(self, reason: str) -> None:
+        if self.on_ignored is not None:
+            self.on_ignored(reason)
 
 
 async def read_decisions(  # noqa: PLR0913 -- keyword-only options of the reader

@@ -126,3 +126,11 @@ def test_watch_prints_each_rollout_as_its_decisions_arrive(stack: Stack) -> None
         ("d-w", 0),
         ("d-w", 1),
     ]
+
+
+def test_watch_as_a_table_off_a_terminal_ends_with_the_full_table(stack: Stack) -> None:
+    _published(stack)
+    result = _invoke(stack, "status", "--watch", "--watch-seconds", "2")
+    assert result.exit_code == 0, result.output
+    for text in ("d-red", "d-live", "rollback_not_recovering", "2 not signed"):
+        assert text in result.stdout

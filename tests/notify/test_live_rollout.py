@@ -44,15 +44,12 @@ def test_a_regressed_rollout_notifies_its_rollback_once_and_status_shows_it(
     assert body["event"] == "rollback" and body["service"] == "errors-x3"
     assert [c["path"] for c in receiver.calls] == ["/hooks/json"]  # not the shop team's
 
-    result = CliRunner().invoke(
-        app,
-        ["status", "--json"],
-        env={
-            "KAFKA_BOOTSTRAP": stack.bootstrap,
-            "CANARYSTREAM_TOPIC_PREFIX": stack.prefix,
-            **stack.keys.actuator_env(),
-        },
-    )
+    env = {
+        "KAFKA_BOOTSTRAP": stack.bootstrap,
+        "CANARYSTREAM_TOPIC_PREFIX": stack.prefix,
+        **stack.keys.actuator_env(),
+    }
+    result = CliRunner().invoke(app, ["status", "--json"], env=env)
     assert result.exit_code == 0, result.output
     shown = {r["service"]: r for r in orjson.loads(result.stdout)["rollouts"]}
     last = {d.service: d for d in expected}
@@ -60,3 +57,10 @@ def test_a_regressed_rollout_notifies_its_rollback_once_and_status_shows_it(
         s: d.decision_id for s, d in last.items()
     }
     assert shown["errors-x3"]["phase"] == "rolled_back"
+
+    # get reads the deployment's partition alone: the worker keys decisions by deployment.
+    deployment = expected[0].deployment
+    timeline = CliRunner().invoke(app, ["get", deployment, "--json"], env=env)
+    assert timeline.exit_code == 0, timeline.output
+    got = orjson.loads(timeline.stdout)["decisions"]
+    assert got == [d.model_dump(mode="json") for d in expected]

@@ -31,7 +31,7 @@ __all__ = [
 
 INSECURE_GAUGE = "canarystream_insecure_mode"
 
-Role = Literal["worker", "actuator"]
+Role = Literal["worker", "actuator", "notifier"]
 
 _OPT_OUT = (
     "or, for a local drill only, run without signatures with --insecure (CANARYSTREAM_INSECURE=1)"
@@ -109,6 +109,11 @@ def insecure_warnings(
         )
     if role == "worker" and not authenticated:
         lines.append(_unauthenticated_line())
+    if role == "notifier" and not signed:
+        lines.append(
+            "INSECURE: unsigned decisions notify people; anyone who can write to "
+            f"{DECISIONS_TOPIC} can page on-call or announce rollbacks that never happened."
+        )
     if role == "actuator" and not signed:
         lines.append(
             "INSECURE: unsigned decisions are applied; anyone who can write to "

@@ -116,7 +116,7 @@ def notify(
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    warn_if_insecure(settings, "actuator", log, signed=verifier is not None)
+    warn_if_insecure(settings, "notifier", log, signed=verifier is not None)
     try:
         asyncio.run(_run(service))
     except KafkaError as exc:

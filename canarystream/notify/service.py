@@ -98,6 +98,11 @@ class NotifyService:
         # Partitions whose dedup window was rebuilt since they were assigned.
         self._rebuilt: set[TopicPartition] = set()
 
+    def _longest_seconds(self) -> float:
+        """The longest one decision's notifications can take, every route retried."""
+        deadline = self.config.retry.deadline
+        return sum(deadline + route.timeout_seconds for route in self.config.routes)
+
     def _ignored(self, reason: str) -> None:
         self.metrics.ignored.labels(reason=reason).inc()
         log.warning("decisions topic: ignored a message (%s): it notifies nobody", reason)
@@ -114,8 +119,9 @@ class NotifyService:
             enable_auto_commit=False,
             auto_offset_reset=self.start_from,
             isolation_level="read_committed",
-            # A webhook retried up to its deadline holds one message that long.
-            max_poll_interval_ms=int(1000 * max(300.0, 2 * self.config.retry.deadline + 60)),
+            # Each route's webhook may be retried up to the deadline (plus one try's timeout)
+            # while one message is in hand: the group must not think this consumer stuck.
+            max_poll_interval_ms=int(1000 * max(300.0, self._longest_seconds() + 60.0)),
         )
         server = None
         async with WebhookSender(self.config.retry.policy()) as sender:

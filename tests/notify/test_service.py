@@ -21,6 +21,7 @@ from canarystream.contracts.decision import Action, Phase
 from canarystream.contracts.signing import Signer, Verifier
 from canarystream.notify.config import NotifyConfig
 from canarystream.notify.service import NotifyService
+from canarystream.security import insecure_warnings
 from tests.notify.conftest import Receiver
 from tests.notify.test_notifier import config_for
 from tests.support.broker import Stack, kafka_bootstrap, stack
@@ -153,3 +154,8 @@ def test_notify_without_a_file_names_the_setting(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump({"routes": [{"name": "x"}], "allowed_urls": ["https://a"]}))
     result = CliRunner().invoke(app, ["notify", "--config", str(bad)])
     assert result.exit_code == 2 and "routes.0.url" in result.stderr
+
+
+def test_insecure_mode_says_what_a_writer_to_the_decisions_topic_can_do() -> None:
+    lines = insecure_warnings("notifier", signed=False)
+    assert any("page on-call" in line for line in lines)

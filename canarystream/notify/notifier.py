@@ -59,19 +59,32 @@ class Notifier:
         self.sender = sender
         self.metrics = metrics
         self.clock = clock
-        self.handled = DedupWindow(config.dedup_window)
+        # One window per scope (the notifier's service: per partition, where a deployment's
+        # decisions all are), so a busy partition does not push a quiet one's ids out.
+        self._handled: dict[str, DedupWindow] = {}
         per_second = config.rate_limit.per_minute / 60.0
         self._buckets = {
             route.name: TokenBucket(per_second, config.rate_limit.burst) for route in config.routes
         }
 
-    def remember(self, decision_id: str) -> None:
-        """Count ``decision_id`` as handled (rebuilding the window after a restart)."""
-        self.handled.add(decision_id)
+    def handled(self, scope: str = "") -> DedupWindow:
+        """The ids handled in ``scope`` (the last ``dedup_window`` of them)."""
+        window = self._handled.get(scope)
+        if window is None:
+            window = self._handled[scope] = DedupWindow(self.config.dedup_window)
+        return window
 
-    async def handle(self, decision: Decision) -> list[Sent]:
-        """Send the decision's notifications; empty for a duplicate or an uneventful one."""
-        if decision.decision_id in self.handled:
+    def remember(self, decision_id: str, scope: str = "") -> None:
+        """Count ``decision_id`` as handled (rebuilding the window after a restart)."""
+        self.handled(scope).add(decision_id)
+
+    async def handle(self, decision: Decision, scope: str = "") -> list[Sent]:
+        """Send the decision's notifications; empty for a duplicate or an uneventful one.
+
+        ``scope``: where the decision was read (its partition); ids are remembered per scope.
+        """
+        handled = self.handled(scope)
+        if decision.decision_id in handled:
             self.metrics.deduplicated.inc()
             return []
         events = events_of(decision)
@@ -80,7 +93,7 @@ class Notifier:
             event = route.pick(events) if events and route.takes(decision.service) else None
             if event is not None:
                 sent.append(await self._send(route, decision, event))
-        self.handled.add(decision.decision_id)
+        handled.add(decision.decision_id)
         return sent
 
     async def _send(self, route: Route, decision: Decision, event: EventKind) -> Sent:

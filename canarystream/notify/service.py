@@ -151,7 +151,7 @@ class NotifyService:
                                 break  # uncommitted: delivered again to the next owner
                             decision = self.feed.decode(message.value, message.headers)
                             if decision is not None:
-                                await notifier.handle(decision)
+                                await notifier.handle(decision, str(tp.partition))
                             await self._commit(consumer, tp, message.offset + 1)
             finally:
                 if server is not None:
@@ -218,7 +218,7 @@ class NotifyService:
                 handled = [m for tp, ms in batches.items() for m in ms if m.offset < ends[tp]]
                 for message in handled:
                     if (decision := feed.decode(message.value, message.headers)) is not None:
-                        notifier.remember(decision.decision_id)
+                        notifier.remember(decision.decision_id, str(message.partition))
                 read += len(handled)
                 for tp in list(remaining):
                     if await reader.position(tp) >= remaining[tp]:

@@ -120,3 +120,24 @@ def test_over_the_rate_limit_holds_are_dropped_and_pages_are_not(receiver: Recei
 def test_a_decision_without_events_sends_nothing(receiver: Receiver) -> None:
     sent, _ = run(config_for(receiver), [decision("d1", 1), decision("d1", 2, stage=1)])
     assert sent == [[], []] and receiver.calls == []
+
+
+def test_each_partition_keeps_its_own_window_of_handled_ids(receiver: Receiver) -> None:
+    config = config_for(receiver, dedup_window=1)
+    metrics = NotifyMetrics(CollectorRegistry())
+    quiet = rollout("d1")[3]
+    busy = [decision(f"b{i}", 4, Action.ROLLBACK, phase=Phase.ROLLED_BACK) for i in range(3)]
+
+    async def go() -> None:
+        async with WebhookSender(config.retry.policy()) as sender:
+            notifier = Notifier(config, sender, metrics)
+            await notifier.handle(quiet, "0")
+            for other in busy:
+                await notifier.handle(other, "1")
+            await notifier.handle(quiet, "0")  # published again: still remembered
+            await notifier.handle(busy[0], "1")  # pushed out of its partition's window of 1
+
+    asyncio.run(go())
+    assert value(metrics, "canarystream_notifications_deduplicated_total") == 1
+    json_bodies = [b["deployment"] for b in receiver.bodies("/hooks/json")]
+    assert json_bodies == ["d1", "b0", "b1", "b2", "b0"]

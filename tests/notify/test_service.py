@@ -96,8 +96,10 @@ def test_a_rollouts_decisions_notify_once_and_forged_ones_page_nobody(
         publish(stack, [*forged, *genuine, rollback], worker)  # the rollback published twice
         _wait("the page", lambda: len(receiver.bodies("/hooks/pd")) >= 1)
         _wait("everything", lambda: len(receiver.calls) >= 5)
+        dedup = "canarystream_notifications_deduplicated_total"
+        _wait("the duplicate", lambda: _sample(service, dedup) >= 1)
         time.sleep(2)  # anything more would arrive meanwhile
-        assert _sample(service, "canarystream_notifications_deduplicated_total") == 1
+        assert _sample(service, dedup) == 1
         assert (
             _sample(service, "canarystream_notify_decisions_ignored_total", reason="bad_signature")
             == 2
@@ -134,8 +136,10 @@ def test_after_a_restart_a_decision_published_again_is_not_sent_again(
     publish(stack, [*first[3:], promoted], worker)
     with running(stack, config) as service:
         _wait("the promotion", lambda: len(receiver.bodies("/hooks/json")) >= 2)
-        time.sleep(2)
-        assert _sample(service, "canarystream_notifications_deduplicated_total") == 2
+        dedup = "canarystream_notifications_deduplicated_total"
+        _wait("the duplicates", lambda: _sample(service, dedup) >= 2)
+        time.sleep(2)  # anything more would arrive meanwhile
+        assert _sample(service, dedup) == 2
         assert service.metrics_address is not None
         host, port = service.metrics_address
         assert host == "127.0.0.1"  # this host only, by default

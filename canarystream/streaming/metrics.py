@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
+import time
 from collections.abc import Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from canarystream.contracts.decision import Decision
+from canarystream.contracts.decision import CheckReason, Decision, Phase, Verdict
 from canarystream.engine.rollout import Rollout
 from canarystream.streaming.processor import BatchResult
 
 __all__ = ["WorkerMetrics"]
+
+# Decisions are taken when event time crosses a tick boundary: seconds to an hour behind.
+_LAG_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 
 class WorkerMetrics:
@@ -53,8 +56,14 @@ class WorkerMetrics:
         )
         self.decisions = Counter(
             "canarystream_decisions_total",
-            "Decisions published, by action.",
-            ["action"],
+            "Decisions published, by action and service.",
+            ["action", "service"],
+            registry=r,
+        )
+        self.decision_lag = Histogram(
+            "canarystream_decision_lag_seconds",
+            "Wall-clock seconds from a decision's event time to its publication.",
+            buckets=_LAG_BUCKETS,
             registry=r,
         )
         self.gaps = Counter(
@@ -97,25 +106,70 @@ class WorkerMetrics:
         self.active = Gauge(
             "canarystream_active_rollouts", "Rollouts running or held on this worker.", registry=r
         )
+        self.info = Gauge(
+            "canarystream_rollout_info",
+            "1 for each live rollout, naming its service, versions and policy.",
+            ["deployment", "service", "baseline_version", "canary_version", "policy"],
+            registry=r,
+        )
+        self.phase = Gauge(
+            "canarystream_rollout_phase",
+            "1 for the phase a live rollout is in, 0 for the others.",
+            ["deployment", "phase"],
+            registry=r,
+        )
         self.stage = Gauge(
             "canarystream_rollout_stage", "Stage index of a rollout.", ["deployment"], registry=r
         )
         self.traffic = Gauge(
-            "canarystream_rollout_traffic_percent",
-            "Canary share of traffic a rollout asks for, %.",
+            "canarystream_rollout_traffic_ratio",
+            "Canary share of traffic a rollout asks for, 0-1.",
             ["deployment"],
+            registry=r,
+        )
+        self.clock = Gauge(
+            "canarystream_rollout_clock_timestamp_seconds",
+            "Event time a live rollout has been decided up to (epoch seconds): how far behind "
+            "the wall clock its decisions are.",
+            ["deployment"],
+            registry=r,
+        )
+        checks = ["deployment", "check"]
+        self.verdict = Gauge(
+            "canarystream_check_verdict",
+            "1 for a check's verdict at its rollout's last decision (pass, fail, inconclusive, "
+            "no_data), 0 for the others.",
+            [*checks, "verdict"],
             registry=r,
         )
         self.estimate = Gauge(
             "canarystream_check_estimate",
             "Point estimate of a check at its last decision (ratio or difference).",
-            ["deployment", "check"],
+            checks,
+            registry=r,
+        )
+        self.lower = Gauge(
+            "canarystream_check_lower_bound",
+            "Anytime-valid lower confidence bound of a check at its last decision.",
+            checks,
             registry=r,
         )
         self.upper = Gauge(
             "canarystream_check_upper_bound",
             "Anytime-valid upper confidence bound of a check at its last decision.",
-            ["deployment", "check"],
+            checks,
+            registry=r,
+        )
+        self.tolerance = Gauge(
+            "canarystream_check_tolerance",
+            "Regression margin of a check: evidence of a regression beyond it fails the check.",
+            checks,
+            registry=r,
+        )
+        self.advance_tolerance = Gauge(
+            "canarystream_check_advance_tolerance",
+            "Bound a check's upper confidence bound must be under for its rollout to advance.",
+            checks,
             registry=r,
         )
         self.lag = Gauge(
@@ -136,8 +190,11 @@ class WorkerMetrics:
             self.skipped.inc(result.skipped)
 
     def record_consumed(self, rollouts: Iterable[Rollout]) -> None:
-        """Count the events the rollouts folded since they were last counted."""
+        """Count the events the rollouts folded since they were last counted; set the live
+        ones' clocks."""
         for rollout in rollouts:
+            if rollout.is_live:
+                self.clock.labels(rollout.deployment).set(rollout.clock)
             seen = self._reported.setdefault(rollout.deployment, {})
             for kind, per_cohort in rollout.consumed.items():
                 for cohort, total in zip(("baseline", "canary"), per_cohort, strict=True):
@@ -146,30 +203,67 @@ class WorkerMetrics:
                         self.events.labels(kind, cohort).inc(delta)
                         seen[(kind, cohort)] = total
 
-    def record_decisions(self, decisions: Iterable[Decision]) -> None:
+    def record_decisions(self, decisions: Iterable[Decision], now: float | None = None) -> None:
+        """Count published decisions and set their rollouts' gauges; ``now``: wall time of
+        publication (default: the clock)."""
+        published_at = time.time() if now is None else now
         for decision in decisions:
-            self.decisions.labels(decision.action.value).inc()
-            self.stage.labels(decision.deployment).set(decision.stage)
-            self.traffic.labels(decision.deployment).set(decision.traffic_percent)
+            deployment = decision.deployment
+            self.decisions.labels(decision.action.value, decision.service).inc()
+            self.decision_lag.observe(max(published_at - decision.ts, 0.0))
+            self.info.labels(
+                deployment,
+                decision.service,
+                decision.baseline_version,
+                decision.canary_version,
+                decision.policy,
+            ).set(1)
+            for phase in Phase:
+                self.phase.labels(deployment, phase.value).set(phase is decision.phase)
+            self.stage.labels(deployment).set(decision.stage)
+            self.traffic.labels(deployment).set(decision.traffic_percent / 100)
+            self.clock.labels(deployment).set(decision.ts)
             for reason in decision.reasons:
-                if reason.estimate is not None:
-                    self.estimate.labels(decision.deployment, reason.check).set(reason.estimate)
-                if reason.upper is not None:
-                    self.upper.labels(decision.deployment, reason.check).set(reason.upper)
+                self._record_check(deployment, reason)
+
+    def _record_check(self, deployment: str, reason: CheckReason) -> None:
+        for verdict in Verdict:
+            self.verdict.labels(deployment, reason.check, verdict.value).set(
+                verdict is reason.verdict
+            )
+        for gauge, value in (
+            (self.estimate, reason.estimate),
+            (self.lower, reason.lower),
+            (self.upper, reason.upper),
+            (self.tolerance, reason.tolerance),
+            (self.advance_tolerance, reason.advance_tolerance),
+        ):
+            if value is not None:
+                gauge.labels(deployment, reason.check).set(value)
 
     def record_rollouts(self, active: Iterable[Rollout], finished: Iterable[Rollout]) -> None:
-        """Set the per-rollout gauges; drop the series of rollouts that ended."""
+        """Set the count of active rollouts; drop the series of rollouts that ended."""
         self.active.set(sum(1 for _ in active))
         for rollout in finished:
             self._reported.pop(rollout.deployment, None)
-            for gauge in (self.stage, self.traffic):
-                _remove(gauge, rollout.deployment)
-            for gauge in (self.estimate, self.upper):
+            for gauge in self._per_rollout:
                 for labels in list(gauge._metrics):
                     if labels[0] == rollout.deployment:
                         gauge.remove(*labels)
 
-
-def _remove(gauge: Gauge, *labels: str) -> None:
-    with contextlib.suppress(KeyError):
-        gauge.remove(*labels)
+    @property
+    def _per_rollout(self) -> tuple[Gauge, ...]:
+        """The gauges whose first label is the deployment."""
+        return (
+            self.info,
+            self.phase,
+            self.stage,
+            self.traffic,
+            self.clock,
+            self.verdict,
+            self.estimate,
+            self.lower,
+            self.upper,
+            self.tolerance,
+            self.advance_tolerance,
+        )

@@ -61,7 +61,6 @@ from typing import Any, NoReturn, cast
 import faust
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
-from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TP
 
 from canarystream.contracts.authn import signed_headers
@@ -94,6 +93,7 @@ from canarystream.streaming.metrics import WorkerMetrics
 from canarystream.streaming.outbox import DecisionOutbox
 from canarystream.streaming.processor import BatchProcessor, Inbound, ServiceSnapshot
 from canarystream.streaming.published import PublishedIndex
+from canarystream.streaming.sensors import serve_metrics
 
 __all__ = ["EXIT_UNPUBLISHED", "StreamWorker"]
 
@@ -224,7 +224,7 @@ class StreamWorker:
         self._telemetry_at: dict[str, float] = {}  # service -> wall time of its last telemetry
         self._clock_at: dict[str, tuple[float, float]] = {}  # deployment -> (clock, since when)
         self._partition_of = DefaultPartitioner()  # the Java client's murmur2, as producers use
-        setup_prometheus_sensors(app, registry=self.metrics.registry, name_prefix="canarystream")
+        serve_metrics(app, self.metrics.registry)
         app.agent(self.source, name="rollouts", concurrency=1)(self._consume)
         app.task(self._follow_decisions)
         app.timer(self.batching.checkpoint_seconds)(self._checkpoint_when_idle)

@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(WITH_BROKER) $(PY) -m canarystream demo
 
-# Peer programs the tests run for real, when missing: HAProxy, NGINX, kcat and PostgreSQL
-# from Debian, Unleash from npm (deploy/services/unleash).
+# Peer programs the tests run for real, when missing: HAProxy, NGINX, kcat, PostgreSQL and
+# Prometheus (with promtool) from Debian, Unleash from npm (deploy/services/unleash).
 services:
 	bash deploy/services/install.sh
 	bash deploy/services/unleash/install.sh

@@ -57,9 +57,11 @@ class FaustSensors(Monitor):
             registry=r,
         )
         self.sent = Counter(
-            f"{p}messages_sent", "Messages given to Faust's producer, by topic.", ["topic"],
+            f"{p}messages_sent",
+            "Messages given to Faust's producer, by topic.",
+            ["topic"],
             registry=r,
-        )  # fmt: skip
+        )
         self.send_failures = Counter(
             f"{p}send_errors", "Messages Faust's producer failed to send.", registry=r
         )
@@ -226,4 +228,6 @@ def serve_metrics(app: AppT, registry: CollectorRegistry, pattern: str = "/metri
     @app.page(pattern)
     async def metrics(view: web.View, request: web.Request) -> web.Response:
         body = generate_latest(registry)
-        return cast(web.Response, Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST}))
+        return cast(
+            web.Response, Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        )

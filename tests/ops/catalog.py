@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.audit.metrics import AuditMetrics
+from canarystream.notify.metrics import NotifyMetrics
 from canarystream.security import insecure_gauge
 from canarystream.streaming.metrics import WorkerMetrics
 from canarystream.streaming.sensors import FaustSensors
@@ -52,11 +53,18 @@ def _registries() -> dict[str, CollectorRegistry]:
     ActuationMetrics(actuator)
     insecure_gauge(actuator, False)
     audit = AuditMetrics()
-    return {"worker": worker.registry, "actuator": actuator, "audit": audit.registry}
+    notifier = CollectorRegistry()
+    NotifyMetrics(notifier)
+    return {
+        "worker": worker.registry,
+        "actuator": actuator,
+        "audit": audit.registry,
+        "notifier": notifier,
+    }
 
 
 def families() -> list[Family]:
-    """Every family of the worker, the actuators and the audit recorder."""
+    """Every family of the worker, the actuators, the audit recorder and the notifier."""
     found: list[Family] = []
     for service, registry in _registries().items():
         collectors: Any = registry._collector_to_names  # the registered collectors

@@ -244,11 +244,16 @@ class WorkerMetrics:
     def record_rollouts(self, active: Iterable[Rollout], finished: Iterable[Rollout]) -> None:
         """Set the count of active rollouts; drop the series of rollouts that ended."""
         self.active.set(sum(1 for _ in active))
-        for rollout in finished:
-            self._reported.pop(rollout.deployment, None)
+        self.forget(rollout.deployment for rollout in finished)
+
+    def forget(self, deployments: Iterable[str]) -> None:
+        """Drop the series of rollouts this worker no longer holds (ended, or moved to
+        another worker with their partition)."""
+        for deployment in deployments:
+            self._reported.pop(deployment, None)
             for gauge in self._per_rollout:
                 for labels in list(gauge._metrics):
-                    if labels[0] == rollout.deployment:
+                    if labels[0] == deployment:
                         gauge.remove(*labels)
 
     @property

@@ -262,7 +262,10 @@ class StreamWorker:
                     for service, snapshot in self._dirty.items()
                     if snapshot.partition not in partitions
                 }
+                held = set(self.engine.rollouts)
                 self.processor.revoke(partitions)
+                self.metrics.forget(held - set(self.engine.rollouts))
+                self.metrics.active.set(len(self.engine.active_by_service))
                 self.gaps.forget(partitions)
                 for tp in [tp for tp in self._processed if tp[1] in partitions]:
                     del self._processed[tp]

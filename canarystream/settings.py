@@ -162,6 +162,15 @@ class Settings(BaseSettings):
         le=600,
         description="Seconds between checkpoints (state stored, then offsets acknowledged).",
     )
+    undelivered_after_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description=(
+            "Seconds a source partition may deliver nothing while its log holds messages the "
+            "worker has not processed, before the worker reads them itself."
+        ),
+    )
     data_dir: Path = Field(
         default=Path(".canarystream"), description="Worker's local state (table stores)."
     )

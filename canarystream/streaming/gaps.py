@@ -9,6 +9,12 @@ each partition must deliver (the last checkpoint's, after an assignment; the sta
 for a partition never processed), and when a message lies beyond it, reads the messages in
 between with a plain consumer and puts them first. Offsets below it (messages delivered again)
 pass through; the processor skips those already applied.
+
+A hole at the end of a partition shows no later message to reveal it: when Faust has dropped
+or committed past the last messages of a partition and nothing more arrives (the end of a
+rollout's telemetry, a quiet service, a command waiting on the deployments topic), the agent
+would never see them. :meth:`GapFiller.undelivered` finds such holes from the log's end and
+reads them; the worker asks for it when a partition has been silent for a while.
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ class RangeReader(Protocol):
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> list[Inbound]:
         """The messages at offsets ``[start, end)``."""
+        ...
+
+    async def log_ends(self, partitions: list[Partition]) -> dict[Partition, int]:
+        """Each partition's end: the offset its next message will have."""
         ...
 
 
@@ -85,6 +95,41 @@ class GapFiller:
                 out.extend(missing)
             out.append(message)
             expected[tp] = max(want, message.offset + 1)
+        return out
+
+    async def undelivered(self, partitions: list[Partition]) -> list[Inbound]:
+        """The messages of ``partitions`` in the log that were neither delivered nor read.
+
+        For partitions Faust has gone silent on: everything from the next offset each must
+        deliver to the end of its log, read with the plain consumer, in offset order per
+        partition. Afterwards the next offset expected is the end read to.
+        """
+        if not partitions:
+            return []
+        ends = await self._reader.log_ends(partitions)
+        out: list[Inbound] = []
+        read_to: dict[Partition, int] = {}
+        for tp in partitions:
+            end = ends.get(tp)
+            if end is None:
+                continue
+            want = self._next.get(tp)
+            if want is None:
+                want = await self._first_offset(tp)
+            if want >= end:
+                continue
+            missing = await self._reader.read(*tp, want, end)
+            log.warning(
+                "%s[%d]: offsets %d..%d are in the log but were not delivered; read %d messages",
+                *tp, want, end - 1, len(missing),
+            )  # fmt: skip
+            out.extend(missing)
+            read_to[tp] = end
+        # Only once every read succeeded: a failed one leaves all of them to be read again.
+        self._next.update(read_to)
+        if self._on_gap is not None:
+            for tp in read_to:
+                self._on_gap(sum(1 for m in out if (m.topic, m.partition) == tp))
         return out
 
     def forget(self, partitions: set[int]) -> None:
@@ -150,6 +195,12 @@ class KafkaRangeReader:
                 if m.offset < end
             )
         return out
+
+    async def log_ends(self, partitions: list[Partition]) -> dict[Partition, int]:
+        consumer = await self._started()
+        tps = [TopicPartition(topic, partition) for topic, partition in partitions]
+        ends = await consumer.end_offsets(tps)
+        return {(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
 
     async def close(self) -> None:
         """Stop the consumer if it was started."""

@@ -60,6 +60,7 @@ from typing import Any, NoReturn, cast
 
 import faust
 import orjson
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP
 
@@ -77,6 +78,7 @@ from canarystream.contracts.topics import (
 )
 from canarystream.contracts.verdict import InputVerdict
 from canarystream.engine import Engine
+from canarystream.errors import BrokerError
 from canarystream.governance.access import Access, Action, load_access
 from canarystream.kafka.connection import Connection
 from canarystream.policy.loading import PolicyRegistry
@@ -149,14 +151,18 @@ class Batching:
     max_messages: int
     within_seconds: float
     checkpoint_seconds: float  # how often state is stored and offsets acknowledged
+    # how long a partition may deliver nothing while its log holds unprocessed messages
+    undelivered_after_seconds: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Batching:
-        """``batch_max_messages``, ``batch_within_seconds`` and ``checkpoint_seconds``."""
+        """``batch_max_messages``, ``batch_within_seconds``, ``checkpoint_seconds`` and
+        ``undelivered_after_seconds``."""
         return cls(
             settings.batch_max_messages,
             settings.batch_within_seconds,
             settings.checkpoint_seconds,
+            settings.undelivered_after_seconds,
         )
 
 
@@ -219,6 +225,7 @@ class StreamWorker:
         self.outbox = DecisionOutbox(
             self._send_decision, self.index, deadline=settings.publish_deadline_seconds
         )
+        self._delivered_at: dict[tuple[str, int], float] = {}  # source partition -> wall time
         self._halted: str | None = None  # why nothing may be stored or acknowledged any more
         self._exit: Callable[[int], Any] = os._exit
         self._telemetry_at: dict[str, float] = {}  # service -> wall time of its last telemetry
@@ -228,6 +235,7 @@ class StreamWorker:
         app.agent(self.source, name="rollouts", concurrency=1)(self._consume)
         app.task(self._follow_decisions)
         app.timer(self.batching.checkpoint_seconds)(self._checkpoint_when_idle)
+        app.timer(self.batching.undelivered_after_seconds / 2)(self._read_undelivered)
         app.timer(settings.heartbeat_seconds)(self._send_heartbeats)
         # Faust types a receiver as taking any positional arguments and ``signal``; it calls
         # these with the app (and the revoked partitions), which is all they take.
@@ -269,6 +277,8 @@ class StreamWorker:
                 self.gaps.forget(partitions)
                 for tp in [tp for tp in self._processed if tp[1] in partitions]:
                     del self._processed[tp]
+                for tp in [tp for tp in self._delivered_at if tp[1] in partitions]:
+                    del self._delivered_at[tp]
 
     async def _follow_decisions(self) -> None:
         await self.index.follow(
@@ -300,6 +310,9 @@ class StreamWorker:
 
     async def _apply(self, events: Sequence[faust.EventT[bytes]]) -> None:
         """One batch: process, publish its decisions, and only then queue it for the checkpoint."""
+        now = time.monotonic()
+        for event in events:
+            self._delivered_at[(event.message.topic, event.message.partition)] = now
         batch = await self.gaps.complete(
             [
                 Inbound(
@@ -313,6 +326,13 @@ class StreamWorker:
                 for m in (event.message for event in events)
             ]
         )
+        await self._apply_inbound(batch, events)
+
+    async def _apply_inbound(
+        self, batch: list[Inbound], events: Sequence[faust.EventT[bytes]]
+    ) -> None:
+        """Process ``batch``, publish its decisions, then queue ``events`` (the Faust events it
+        came from, if any) and its offsets for the checkpoint."""
         result = self.processor.process(batch)
         self.metrics.record_batch(result, Counter(m.topic for m in batch))
         rollouts_of = self.engine.rollouts_of
@@ -326,8 +346,11 @@ class StreamWorker:
         # The broker has every decision of the batch: from here on it may be stored and acked.
         self._unacked.extend(events)
         self._dirty.update(result.snapshots)
+        processed = self._processed
         for message in batch:
-            self._processed[(message.topic, message.partition)] = message.offset
+            tp = (message.topic, message.partition)
+            if message.offset > processed.get(tp, -1):  # messages delivered again lie below
+                processed[tp] = message.offset
         self._note_activity(batch, result.snapshots, time.monotonic())
         self._record_lag(batch)
         if time.monotonic() >= self._next_checkpoint:
@@ -375,10 +398,48 @@ class StreamWorker:
             for event in events:
                 await stream.ack(event)
 
+    async def _read_undelivered(self) -> None:
+        """Read what Faust holds back: messages in the log of a source partition that has
+        delivered nothing for ``undelivered_after_seconds`` (see :mod:`.gaps`)."""
+        if self._stream is None or self._halted is not None:
+            return  # not consuming yet, or stopping
+        now = time.monotonic()
+        silent = self._silent_partitions(now)
+        if not silent:
+            return
+        async with self._lock:
+            try:
+                batch = await self.gaps.undelivered(silent)
+                self._delivered_at.update(dict.fromkeys(silent, now))
+                if batch:
+                    await self._apply_inbound(batch, ())
+            except asyncio.CancelledError:
+                self._halted = "reading undelivered messages was interrupted"
+                raise
+            except (BrokerError, KafkaError) as exc:
+                log.warning("reading undelivered messages failed (%r); trying again later", exc)
+            except Exception as exc:
+                self._halt(f"undelivered messages failed half-way: {exc!r}", exc)
+
+    def _silent_partitions(self, now: float) -> list[tuple[str, int]]:
+        """This worker's source partitions that have delivered nothing for a while; a
+        partition's silence is counted from its first delivery or from when it was first seen
+        assigned."""
+        sources = {self.connection.topic(TELEMETRY_TOPIC), self.connection.topic(DEPLOYMENTS_TOPIC)}
+        after = self.batching.undelivered_after_seconds
+        silent: list[tuple[str, int]] = []
+        for tp in self.app.consumer.assignment():
+            if tp.topic in sources:
+                key = (tp.topic, tp.partition)
+                if now - self._delivered_at.setdefault(key, now) >= after:
+                    silent.append(key)
+        return sorted(silent)
+
     async def _checkpoint_when_idle(self) -> None:
         """Checkpoint on time even when no batch arrives to trigger it."""
         async with self._lock:
-            if self._unacked and time.monotonic() >= self._next_checkpoint:
+            pending = self._unacked or self._dirty or self._processed
+            if pending and time.monotonic() >= self._next_checkpoint:
                 await self._checkpoint()
 
     async def _send_decision(self, decision: Decision) -> Any:

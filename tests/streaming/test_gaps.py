@@ -28,9 +28,13 @@ def message(offset: int, partition: int = 0) -> Inbound:
 class FakeReader:
     """A partition log holding offsets ``log_start..`` of every partition."""
 
-    def __init__(self, log_start: int = 0) -> None:
+    def __init__(self, log_start: int = 0, log_end: int = 0) -> None:
         self.start = log_start
+        self.end = log_end
         self.reads: list[tuple[int, int, int]] = []
+
+    async def log_ends(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return dict.fromkeys(partitions, self.end)
 
     async def log_start(self, topic: str, partition: int) -> int:
         return self.start
@@ -108,6 +112,44 @@ def test_a_revoked_partition_starts_afresh_from_its_checkpoint() -> None:
     assert offsets(asyncio.run(run())) == [(0, 21), (0, 22), (0, 23)]
 
 
+def test_the_end_of_a_log_never_delivered_is_read_from_the_checkpoint() -> None:
+    # Faust dropped (or committed past) the last messages and nothing follows them.
+    reader = FakeReader(log_end=48)
+    filler = GapFiller(reader, lambda topic, p: {0: 40}.get(p))
+
+    async def run() -> tuple[list[Inbound], list[Inbound], list[Inbound]]:
+        tail = await filler.undelivered([(T, 0), (T, 1)])
+        again = await filler.undelivered([(T, 0), (T, 1)])
+        reader.end = 50  # two more arrive, and are delivered as usual
+        later = await filler.complete([message(48), message(49)])
+        return tail, again, later
+
+    tail, again, later = asyncio.run(run())
+    assert offsets(tail) == [(0, o) for o in range(41, 48)] + [(1, o) for o in range(48)]
+    assert reader.reads == [(0, 41, 48), (1, 0, 48)]
+    assert again == []  # read once: the next offset expected moved to the end
+    assert offsets(later) == [(0, 48), (0, 49)]
+
+
+def test_a_partition_delivered_to_its_end_reads_nothing() -> None:
+    reader = FakeReader(log_end=3)
+    filler = GapFiller(reader, lambda topic, p: None)
+
+    async def run() -> list[Inbound]:
+        await filler.complete([message(0), message(1), message(2)])
+        return await filler.undelivered([(T, 0)])
+
+    assert asyncio.run(run()) == [] and reader.reads == []
+
+
+def test_an_empty_log_or_no_partition_reads_nothing() -> None:
+    reader = FakeReader(log_end=0)
+    filler = GapFiller(reader, lambda topic, p: None)
+    assert asyncio.run(filler.undelivered([(T, 0)])) == []
+    assert asyncio.run(filler.undelivered([])) == []
+    assert reader.reads == []
+
+
 @pytest.mark.kafka
 def test_the_kafka_reader_reads_a_range_of_a_real_partition(
     kafka_bootstrap: str,  # noqa: F811
@@ -123,6 +165,9 @@ def test_the_kafka_reader_reads_a_range_of_a_real_partition(
 
     async def run() -> tuple[int, list[Inbound], list[Inbound]]:
         try:
+            other = (partition + 1) % topic_spec(DEADLETTER_TOPIC).partitions
+            log_ends = await reader.log_ends([(topic, partition), (topic, other)])
+            assert log_ends == {(topic, partition): 30, (topic, other): 0}
             start = await reader.log_start(topic, partition)
             middle = await reader.read(topic, partition, 5, 12)
             again = await reader.read(topic, partition, 0, 2)

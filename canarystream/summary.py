@@ -276,6 +276,12 @@ class RolloutBook:
             key=lambda s: (s.phase.is_terminal, -s.last.ts, s.deployment),
         )
 
+    @property
+    def newest_ts(self) -> float | None:
+        """The event time of the newest decision folded (None before any): the clock of a
+        cluster whose event time is not the wall clock's (a replay, a demo)."""
+        return max((s.last.ts for s in self._rollouts.values()), default=None)
+
     def __len__(self) -> int:
         return len(self._rollouts)
 

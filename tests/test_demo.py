@@ -16,10 +16,13 @@ from typer.testing import CliRunner
 
 from canarystream.cli import app
 from canarystream.contracts.decision import Action, CheckReason, Decision, Phase, Verdict
+from canarystream.contracts.signing import Signer
 from canarystream.demo import demo_scenarios
 from canarystream.demo.scenarios import ROUTER_DELAY
-from canarystream.demo.stack import free_port
+from canarystream.demo.stack import DemoStack, free_port
 from canarystream.demo.view import LiveView
+from canarystream.security import actuator_verifier
+from canarystream.settings import load_settings
 from canarystream.simulate.closed_loop import simulate
 from tests.support.broker import kafka_bootstrap  # noqa: F401  (a fixture)
 
@@ -73,6 +76,8 @@ def test_live_demo_rolls_back_the_regression_and_promotes_the_healthy_canary(
     assert sent == [orjson.dumps(e) for e in itertools.islice(simulated, len(sent))]
     assert [orjson.loads(line)["type"] for line in sent[:2]] == ["deployment_started"] * 2
     assert (tmp_path / "worker.log").exists()
+    watch = f". {tmp_path / 'watch.env'} && canarystream status --watch --clock event"
+    assert watch in result.stdout
 
 
 def test_live_demo_without_a_broker_says_so_and_exits_2(tmp_path: Path) -> None:
@@ -210,3 +215,21 @@ def test_the_live_demo_checks_the_broker_as_its_clients_connect(
     kwargs = target.client_kwargs()
     assert kwargs["bootstrap_servers"] == "127.0.0.1:19094"
     assert (kwargs["security_protocol"], kwargs["sasl_plain_username"]) == ("SASL_SSL", "admin")
+
+
+def test_the_watch_file_lets_status_verify_the_runs_decisions(tmp_path: Path) -> None:
+    stack = DemoStack("127.0.0.1:19092", tmp_path)
+    path = stack.write_watch_env(tmp_path / "watch.env")
+    printed = subprocess.run(
+        ["bash", "-c", f". {path} && env"], capture_output=True, text=True, check=True
+    ).stdout
+    loaded = dict(line.split("=", 1) for line in printed.split("\n") if "=" in line)
+    assert loaded["CANARYSTREAM_TOPIC_PREFIX"] == stack.prefix
+    settings = load_settings(
+        kafka_bootstrap=loaded["KAFKA_BOOTSTRAP"],
+        verify_keys=orjson.loads(loaded["CANARYSTREAM_VERIFY_KEYS"]),
+        signing_scheme=loaded["CANARYSTREAM_SIGNING_SCHEME"],
+    )
+    verifier = actuator_verifier(settings)
+    worker = Signer.ed25519(stack.worker_key.private_file.read_text())
+    assert verifier is not None and verifier.verify(b"decision", worker.sign(b"decision"))

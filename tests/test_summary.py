@@ -133,6 +133,10 @@ def test_live_rollouts_come_first_then_the_most_recent() -> None:
         ]
     )
     assert [s.deployment for s in summaries] == ["b", "a", "old"]
+    book = RolloutBook()
+    assert book.newest_ts is None
+    book.extend([_decision(3, deployment="a"), _decision(1, deployment="b")])
+    assert book.newest_ts == T0 + 180
 
 
 def test_json_form_keeps_raw_numbers_and_drops_non_finite_ones() -> None:

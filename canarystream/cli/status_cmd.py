@@ -13,6 +13,7 @@ import math
 import sys
 import time
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -46,6 +47,27 @@ Lookback = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class ClockKind(StrEnum):
+    """What ages and times in stage are measured against."""
+
+    wall = "wall"
+    event = "event"
+
+
+Clock = Annotated[
+    ClockKind,
+    typer.Option(
+        help="Ages against the wall clock, or against event time (the newest decision's "
+        "time: for replays and demos, whose event time is not today's).",
+    ),
+]
+
+
+def _now(book: RolloutBook, clock: ClockKind) -> float:
+    newest = book.newest_ts if clock is ClockKind.event else None
+    return time.time() if newest is None else newest
 
 
 def duration_text(seconds: float) -> str:
@@ -110,13 +132,16 @@ def _versions(summary: RolloutSummary) -> str:
     return f"{summary.last.baseline_version} → {summary.last.canary_version}"
 
 
-def _table(book: RolloutBook, feed: DecisionFeed, now: float) -> RenderableType:
+def _table(
+    book: RolloutBook, feed: DecisionFeed, now: float, clock: ClockKind = ClockKind.wall
+) -> RenderableType:
     from rich.console import Group  # noqa: PLC0415
     from rich.markup import escape  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
     from rich.text import Text  # noqa: PLC0415
 
-    table = Table(title=f"rollouts at {iso_time(now)}", title_justify="left", expand=False)
+    title = f"rollouts at {iso_time(now)}" + (" (event time)" if clock is ClockKind.event else "")
+    table = Table(title=title, title_justify="left", expand=False)
     for name in ("deployment", "service", "versions", "phase", "stage", "traffic", "age"):
         table.add_column(name, overflow="fold")
     table.add_column("in stage", overflow="fold")
@@ -177,6 +202,7 @@ async def _watch(
     lookback: int,
     as_json: bool,
     seconds: float | None,
+    clock: ClockKind,
 ) -> None:
     from rich.live import Live  # noqa: PLC0415
 
@@ -189,7 +215,7 @@ async def _watch(
     if as_json:
         async for batch in batches:
             changed = {d.deployment for d in batch if book.add(d) is not None}
-            now = time.time()
+            now = _now(book, clock)
             for deployment in sorted(changed):
                 summary = book.get(deployment)
                 assert summary is not None
@@ -197,10 +223,11 @@ async def _watch(
             if deadline is not None and time.monotonic() >= deadline:
                 break
         return
-    with Live(_table(book, feed, time.time()), console=_console(), auto_refresh=False) as live:
+    first = _table(book, feed, _now(book, clock), clock)
+    with Live(first, console=_console(), auto_refresh=False) as live:
         async for batch in batches:
             book.extend(batch)
-            live.update(_table(book, feed, time.time()), refresh=True)
+            live.update(_table(book, feed, _now(book, clock), clock), refresh=True)
             if deadline is not None and time.monotonic() >= deadline:
                 break
 
@@ -246,6 +273,7 @@ def status(
             show_default=False,
         ),
     ] = None,
+    clock: Clock = ClockKind.wall,
 ) -> None:
     """Every rollout of the cluster, from the decisions topic: phase, stage, traffic, age,
     time in stage, the last decision and the checks failing or inconclusive.
@@ -259,15 +287,22 @@ def status(
     if watch:
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the live view
             _run(
-                _watch(connection, feed, lookback=lookback, as_json=as_json, seconds=watch_seconds)
+                _watch(
+                    connection,
+                    feed,
+                    lookback=lookback,
+                    as_json=as_json,
+                    seconds=watch_seconds,
+                    clock=clock,
+                )
             )
         return
     book = _run(_read(connection, feed, lookback=lookback, partition=None))
-    now = time.time()
+    now = _now(book, clock)
     if as_json:
-        _write_json(_status_json(book, feed, now))
+        _write_json({**_status_json(book, feed, now), "clock": clock.value})
     else:
-        _console().print(_table(book, feed, now))
+        _console().print(_table(book, feed, now, clock))
 
 
 def _timeline(summary: RolloutSummary, decisions: list[Decision]) -> RenderableType:
@@ -324,6 +359,7 @@ def get(
             show_default=False,
         ),
     ] = None,
+    clock: Clock = ClockKind.wall,
 ) -> None:
     """One rollout's timeline: every decision with its reasons, from the decisions topic.
 
@@ -353,7 +389,7 @@ def get(
             f"{deployment!r}" + (f" ({ignored})" if ignored else "")
         )
     decisions = book.timeline(deployment)
-    now = time.time()
+    now = _now(book, clock)
     if as_json:
         _write_json(
             {

@@ -123,8 +123,11 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
         worker.wait_ready()
         console.print(
             f"   worker pid {worker.process.pid} serves http://127.0.0.1:{worker.port}/rollouts/ "
-            f"after {time.monotonic() - started:.1f}s",
+            f"after {time.monotonic() - started:.1f}s\n   watch it from another terminal: "
+            f". {stack.write_watch_env(out_dir / 'watch.env')} && "
+            "canarystream status --watch --clock event",
             highlight=False,
+            soft_wrap=True,
         )
         console.print(
             f"[bold]2. Running[/] two rollouts live: {options.minutes:g} minutes of event time "

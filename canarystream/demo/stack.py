@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -197,6 +198,22 @@ class DemoStack:
 
     def topic(self, name: str) -> str:
         return self.connection.topic(name)
+
+    def watch_env(self) -> dict[str, str]:
+        """The settings with which ``canarystream status`` (or ``get``, ``notify``) reads this
+        run's decisions, verified with its worker's public key."""
+        return {
+            "KAFKA_BOOTSTRAP": self.bootstrap,
+            "CANARYSTREAM_TOPIC_PREFIX": self.prefix,
+            "CANARYSTREAM_SIGNING_SCHEME": "ed25519",
+            "CANARYSTREAM_VERIFY_KEYS": orjson.dumps([self.worker_key.public_pem]).decode(),
+        }
+
+    def write_watch_env(self, path: Path) -> Path:
+        """:meth:`watch_env` as a shell file of ``export`` lines (``. FILE`` loads it)."""
+        lines = [f"export {name}={shlex.quote(value)}" for name, value in self.watch_env().items()]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
 
     def start_worker(self, log: Path) -> WorkerProcess:
         """Start a worker on this run's topics (it creates them if missing); do not wait."""

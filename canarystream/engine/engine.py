@@ -29,7 +29,7 @@ from canarystream.contracts.events import (
 )
 from canarystream.contracts.topics import service_partition
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, out_of_range
-from canarystream.engine.rollout import Rollout
+from canarystream.engine.rollout import Observer, Rollout
 from canarystream.errors import ContractError, PolicyError
 from canarystream.governance.access import Access, Action
 from canarystream.governance.identity import Origin
@@ -132,10 +132,32 @@ class Engine:
         self.tombstones: dict[str, dict[str, float]] = {}  # service -> {deployment: ended at}
         self.counters: Counter[str] = Counter()
         self._message: str | None = None  # the message being applied (see process)
+        self._observer: Observer | None = None
         # Per partition of the service topics: the furthest clock telemetry moved, and when
         # to look for idle rollouts next.
         self.input_time: dict[int, float] = {}
         self._next_sweep: dict[int, float] = {}
+
+    @property
+    def observer(self) -> Observer | None:
+        """Shown every evaluation of every rollout (see :data:`.rollout.Observer`).
+
+        None (the default) costs one attribute test per evaluated tick. Setting it reaches the
+        rollouts already known and every rollout started or adopted later.
+        """
+        return self._observer
+
+    @observer.setter
+    def observer(self, observer: Observer | None) -> None:
+        self._observer = observer
+        for rollout in self.rollouts.values():
+            self._watch(rollout)
+
+    def _watch(self, rollout: Rollout) -> None:
+        if self._observer is not None:
+            rollout.observer = self._observer
+        else:
+            vars(rollout).pop("observer", None)
 
     # Used by drivers that keep each service's state apart (the streaming worker).
     def rollouts_of(self, service: str) -> list[Rollout]:
@@ -148,6 +170,7 @@ class Engine:
             scope = rollout.partition
             self.input_time[scope] = max(self.input_time.get(scope, NEVER), rollout.corroborated)
             self.rollouts[rollout.deployment] = rollout
+            self._watch(rollout)
             known = self.deployments_of.setdefault(rollout.service, [])
             if rollout.deployment not in known:
                 known.append(rollout.deployment)
@@ -528,6 +551,7 @@ class Engine:
             self._retire_finished(previous)
         rollout = Rollout(event, policy)
         rollout.started_by = started_by
+        self._watch(rollout)
         self.rollouts[event.deployment] = rollout
         self.deployments_of.setdefault(event.service, []).append(event.deployment)
         self.active_by_service[event.service] = rollout

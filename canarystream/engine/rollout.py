@@ -20,6 +20,7 @@ same events always give the same decisions however they are batched.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +43,7 @@ from canarystream.engine.admission import METRIC, PROBE, REQUEST, EventClock, ou
 from canarystream.governance.rules import MAX_CONTROLS
 from canarystream.policy.model import Policy
 
-__all__ = ["BASELINE", "CANARY", "Rollout"]
+__all__ = ["BASELINE", "CANARY", "Observer", "Rollout"]
 
 BASELINE = 0
 CANARY = 1
@@ -61,8 +62,20 @@ class _Findings:
     past_deadline: bool  # the stage's deadline has passed
 
 
+Observer = Callable[["Rollout", float, list[Evidence]], None]
+"""Shown every unit's evidence at each evaluation: ``(rollout, event time, evidence)``.
+
+A driver's window on what the engine weighed (the report's series), called before the
+evaluation decides; it must only read (asking an evidence its ``reason()`` is reading) and
+must not raise: an exception is the engine's own, and the event is refused as an internal error.
+"""
+
+
 class Rollout:
     """State of one rollout: cohorts, checks, guards, stage and phase."""
+
+    observer: Observer | None = None
+    """Set by the engine's driver (:attr:`Engine.observer`); not state: it is never stored."""
 
     def __init__(self, started: DeploymentStarted, policy: Policy) -> None:
         self.deployment = started.deployment
@@ -393,6 +406,8 @@ class Rollout:
     def _findings(self, now: float, ready: bool) -> _Findings:
         """Every unit's evidence and the guards' state at ``now``; notes non-critical failures."""
         evidence = self.assess(now, ready)
+        if self.observer is not None:
+            self.observer(self, now, evidence)
         for found in evidence:
             if found.verdict is Verdict.FAIL and not found.critical:
                 self.noncritical_failed.setdefault(found.name, now)

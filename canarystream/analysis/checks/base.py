@@ -320,6 +320,15 @@ class Unit:
         """The full account of ``evidence``, which this unit gave in the same tick."""
         raise NotImplementedError
 
+    def interval_upper(self, evidence: Evidence) -> float | None:
+        """The upper confidence bound at the gate's confidence, in the tolerance's units,
+        whether or not a PASS was tested (the reason's ``upper`` is only the one tested).
+
+        None when the unit has none on that scale (or no data yet). The lower bound and the
+        estimate are the reason's.
+        """
+        return None
+
     def account(self, evidence: Evidence, **fields: Any) -> CheckReason:
         """A :class:`CheckReason` with what every unit reports, from ``evidence``."""
         return CheckReason(

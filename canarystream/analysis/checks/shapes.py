@@ -98,7 +98,7 @@ class RateRatioUnit(Unit):
         rates = [e / n if n else None for e, n in zip(self.events, self.exposure, strict=True)]
         # The interval in the message is context at the confidence in force; the ``upper``
         # field is only the bound a PASS was tested with.
-        interval = self.test.upper_bound(evidence.gate.alpha) if upper is None else upper
+        interval = self.interval_upper(evidence)
         message = (
             f"rate canary {fmt(rates[0])} vs baseline {fmt(rates[1])}; ratio {fmt(estimate)} "
             f"[{fmt(lower)}, {fmt(interval)}], e={fmt(e_value)} vs {fmt(1 / self.alpha)}, "
@@ -122,6 +122,11 @@ class RateRatioUnit(Unit):
             advance_tolerance=in_force,
             message=message,
         )
+
+    def interval_upper(self, evidence: Evidence) -> float | None:
+        if evidence.upper is not None:
+            return evidence.upper
+        return self.test.upper_bound(evidence.gate.alpha)
 
     def to_state(self) -> State:
         return {
@@ -195,9 +200,7 @@ class OneSampleRateUnit(Unit):
         rate = self.events / self.samples if self.samples else None
         lower = self._rate(self.test.lower_bound(self.alpha))
         upper = None if evidence.upper is None else self._rate(evidence.upper)
-        interval = (
-            self._rate(self.test.upper_bound(evidence.gate.alpha)) if upper is None else upper
-        )
+        interval = self.interval_upper(evidence)
         message = (
             f"canary {self.describe} {fmt(rate)} [{fmt(lower)}, {fmt(interval)}] vs budget "
             f"{self.budget:g}, e={fmt(e_value)} vs {fmt(1 / self.alpha)}"
@@ -214,6 +217,10 @@ class OneSampleRateUnit(Unit):
             advance_tolerance=self.budget,
             message=message,
         )
+
+    def interval_upper(self, evidence: Evidence) -> float | None:
+        tested = evidence.upper
+        return self._rate(self.test.upper_bound(evidence.gate.alpha) if tested is None else tested)
 
     def to_state(self) -> State:
         return {
@@ -281,11 +288,7 @@ class MeanDifferenceUnit(Unit):
         estimate = self.shown(mean) if self.diffs.count else None
         lower = self.shown(mean - self.diffs.radius(self.alpha)) if ready else None
         upper = None if evidence.upper is None else self.shown(evidence.upper)
-        interval: float | None
-        if upper is None and ready:  # context for the message, at the confidence in force
-            interval = self.shown(mean + self.diffs.radius(evidence.gate.alpha))
-        else:
-            interval = upper
+        interval = self.interval_upper(evidence)  # context for the message
         in_force = (
             self.shown(self.promote_limit) if evidence.gate.promoting else self.advance_tolerance
         )
@@ -300,6 +303,13 @@ class MeanDifferenceUnit(Unit):
             advance_tolerance=in_force,
             message=self.describe(estimate, lower, interval),
         )
+
+    def interval_upper(self, evidence: Evidence) -> float | None:
+        if evidence.upper is not None:
+            return self.shown(evidence.upper)
+        if self.diffs.count < 2:  # a spread needs two differences
+            return None
+        return self.shown(self.diffs.mean + self.diffs.radius(evidence.gate.alpha))
 
     def to_state(self) -> State:
         return {

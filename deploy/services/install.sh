@@ -5,11 +5,12 @@
 #   kcat     a third-party Kafka client producing telemetry and reading decisions
 #   prometheus and promtool (package prometheus): the alert rules and their unit tests, the
 #            worker's and actuators' /metrics checked, the dashboard's queries run for real
+#   chromium a headless browser rendering the rollout report (console errors, screenshots)
 # Java and Maven (for the local Kafka broker) come with the machine; `canarystream kafka up`
 # says so clearly if they are missing. Idempotent; apt-get needs root.
 set -euo pipefail
 missing=()
-for program in haproxy nginx kcat; do
+for program in haproxy nginx kcat chromium; do
   command -v "$program" >/dev/null 2>&1 || missing+=("$program")
 done
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)

@@ -1,6 +1,6 @@
-"""Command-line interface: ``canarystream replay | simulate | policy | kafka | topics | worker |
-actuate | demo | keys | approve | abort | pause | resume | audit |
-status | get | notify``."""
+"""Command-line interface: ``canarystream replay | report | simulate | policy | kafka | topics |
+worker | actuate | demo | keys | approve | abort | pause | resume | audit | status | get |
+notify``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from canarystream.cli import (  # noqa: F401  (registration)
     notify_cmd,
     policy_cmd,
     replay_cmd,
+    report_cmd,
     simulate_cmd,
     status_cmd,
     worker_cmd,

@@ -82,6 +82,7 @@ from canarystream.errors import BrokerError
 from canarystream.governance.access import Access, Action, load_access
 from canarystream.kafka.connection import Connection
 from canarystream.policy.loading import PolicyRegistry
+from canarystream.report import RolloutSeries, SeriesRecorder, render_report
 from canarystream.security import (
     insecure_gauge,
     warn_if_insecure,
@@ -108,6 +109,8 @@ _RAW: dict[str, Any] = {
     "value_serializer": "raw",
 }
 STATE_TABLE = "service-state"
+REPORT_POINTS = 720  # points per rollout and check on a live report (every other one beyond)
+REPORT_ROLLOUTS = 32  # rollouts whose series a worker keeps for their report (newest first)
 log = logging.getLogger(__name__)
 
 
@@ -202,6 +205,9 @@ class StreamWorker:
         self.processor = BatchProcessor(
             self.engine, self._load, time.time, telemetry_topic=topic(TELEMETRY_TOPIC)
         )
+        # What the engine weighed at each tick, for /rollouts/<deployment>/report.
+        self.series = SeriesRecorder(max_points=REPORT_POINTS, max_rollouts=REPORT_ROLLOUTS)
+        self.series.attach(self.engine)
         self._lock = asyncio.Lock()
         self._stream: faust.StreamT[bytes] | None = None
         self._unacked: list[faust.EventT[bytes]] = []
@@ -334,6 +340,8 @@ class StreamWorker:
         """Process ``batch``, publish its decisions, then queue ``events`` (the Faust events it
         came from, if any) and its offsets for the checkpoint."""
         result = self.processor.process(batch)
+        for decision in result.decisions:
+            self.series.decided(decision)
         self.metrics.record_batch(result, Counter(m.topic for m in batch))
         rollouts_of = self.engine.rollouts_of
         self.metrics.record_consumed(r for s in result.snapshots for r in rollouts_of(s))
@@ -591,9 +599,36 @@ class StreamWorker:
             "last_decision": last.model_dump(mode="json") if last is not None else None,
         }
 
+    def report(self, deployment: str) -> str | None:
+        """The HTML report of one rollout this worker holds, as far as it has seen it."""
+        rollout = self.engine.rollouts.get(deployment)
+        series = self.series.get(deployment)
+        if series is None:
+            if rollout is None:
+                return None
+            series = RolloutSeries(
+                rollout.deployment,
+                rollout.service,
+                rollout.baseline_version,
+                rollout.canary_version,
+                rollout.policy.name,
+                rollout.started_at,
+            )
+            if rollout.last_decision is not None:
+                series.decisions.append(rollout.last_decision)
+        if rollout is not None:
+            self.series.learn(rollout)
+        return render_report(
+            [series],
+            title=f"Rollout {deployment}",
+            note="Live, as this worker has seen it since it took the rollout (a restart "
+            "shows what was decided from then on); reload for the latest.",
+        )
+
     def _add_views(self) -> None:
         # Faust binds page handlers to its View: plain functions, not methods of ours.
         status = self.status
+        report = self.report
         engine = self.engine
         source = self.connection.topic(TELEMETRY_TOPIC)
         consumer = self.app.consumer
@@ -614,6 +649,13 @@ class StreamWorker:
             if found is None:
                 return view.json({"error": f"no rollout {deployment!r} on this worker"}, status=404)
             return view.json(found)
+
+        @self.app.page("/rollouts/{deployment}/report")
+        async def rollout_report(view: Any, request: Any, deployment: str) -> Any:
+            page = report(deployment)
+            if page is None:
+                return view.json({"error": f"no rollout {deployment!r} on this worker"}, status=404)
+            return view.html(page)
 
     def run(self, loglevel: str = "info") -> None:
         """Run until SIGTERM or SIGINT (blocks)."""

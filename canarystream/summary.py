@@ -65,6 +65,8 @@ def plain_value(kind: str, value: float | None, *, of: str = "estimate") -> str:
     ('×1.83', '+12.5%')
     >>> plain_value("latency", 1.02, of="bound"), plain_value("slo_error_rate", 0.0042)
     ('×1.02', '0.42%')
+    >>> plain_value("latency_shift", 0.031), plain_value("latency_shift", 0.15, of="bound")
+    ('+3.1%', '+15%')
     >>> plain_value("gauge", 12345.678), plain_value("error_rate", None)
     ('12346', '—')
     """
@@ -72,7 +74,7 @@ def plain_value(kind: str, value: float | None, *, of: str = "estimate") -> str:
         return "—"
     if kind in _RATIO_KINDS or (kind == "latency" and of == "bound"):
         return f"×{value:.3g}"
-    if kind == "latency":
+    if kind in ("latency", "latency_shift"):  # relative changes (0.05: 5 % slower)
         return f"{value * 100:+.3g}%"
     if kind.startswith("slo"):
         return f"{value * 100:.3g}%"

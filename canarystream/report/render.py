@@ -26,7 +26,8 @@ from canarystream.report.svg import (
     x_axis,
     y_axis,
 )
-from canarystream.report.text import RATIO_KINDS, duration, effect, iso_time
+from canarystream.report.text import RATIO_KINDS, duration, iso_time
+from canarystream.summary import plain_value, summarize
 
 __all__ = ["render_report"]
 
@@ -151,36 +152,46 @@ def _stage_text(series: RolloutSeries) -> str:
     return f"{reached}, up to {most:g}%"
 
 
+def _summary_row(index: int, series: RolloutSeries) -> str:
+    """One rollout in the summary, from the fold of its decisions (as ``status`` shows it)."""
+    folded = summarize(series.decisions)
+    anchor = f'<a href="#{_anchor(index, series.deployment)}">{_e(series.deployment)}</a>'
+    who = (
+        f'<div class="detail">{_e(series.service)}: {_e(series.baseline_version)} → '
+        f"{_e(series.canary_version)}</div>"
+    )
+    if not folded:
+        return f"<tr><td>{anchor}{who}</td><td colspan=4></td><td>no decision yet</td></tr>"
+    (summary,) = folded
+    outcome = summary.phase.value
+    ended = summary.ended_at if summary.ended_at is not None else series.last_ts
+    holding = "".join(
+        f'<div class="detail">{_e(check.check)} {_e(check.verdict.value)}: {_e(check.plain)}</div>'
+        for check in summary.attention
+        if not summary.phase.is_terminal
+    )
+    return (
+        f"<tr><td>{anchor}{who}</td>"
+        f"<td>{_badge(outcome, _OUTCOME_WORDS.get(outcome, outcome))}"
+        + (f" {_badge('page', 'paged')}" if summary.paged else "")
+        + "</td>"
+        f'<td class="num">{_e(_stage_text(series))}</td>'
+        f'<td class="num">{_e(duration(ended - summary.started_at))}</td>'
+        f'<td class="num">{summary.decisions}</td>'
+        f"<td>{_e(summary.last.summary)}{holding}</td></tr>"
+    )
+
+
 def _summary(rollouts: Sequence[RolloutSeries]) -> str:
     counts = Counter(_OUTCOME_WORDS.get(_outcome(s), _outcome(s)) for s in rollouts)
     told = ", ".join(f"{n} {word}" for word, n in sorted(counts.items()))
-    rows: list[str] = []
-    for index, series in enumerate(rollouts):
-        last = series.last_decision
-        start, end = _span(series)
-        pages = sum(d.page for d in series.decisions)
-        outcome = _outcome(series)
-        rows.append(
-            "<tr>"
-            f'<td><a href="#{_anchor(index, series.deployment)}">{_e(series.deployment)}</a>'
-            f'<div class="detail">{_e(series.service)}: {_e(series.baseline_version)} → '
-            f"{_e(series.canary_version)}</div></td>"
-            f"<td>{_badge(outcome, _OUTCOME_WORDS.get(outcome, outcome))}"
-            + (f" {_badge('page', f'{pages} page' + ('s' if pages > 1 else ''))}" if pages else "")
-            + "</td>"
-            f'<td class="num">{_e(_stage_text(series))}</td>'
-            f'<td class="num">{_e(duration(end - start))}</td>'
-            f'<td class="num">{len(series.decisions)}</td>'
-            f"<td>{_e(last.summary if last is not None else 'no decision yet')}</td>"
-            "</tr>"
-        )
     plural = "s" if len(rollouts) != 1 else ""
     return (
         f'<section class="summary"><h2>Summary</h2><p class="sub">{len(rollouts)} '
         f"rollout{plural}{': ' + _e(told) if told else ''}</p>"
         "<table><thead><tr><th>rollout</th><th>outcome</th><th>stage reached</th>"
         "<th>duration</th><th>decisions</th><th>last decision</th></tr></thead><tbody>"
-        + "".join(rows)
+        + "".join(_summary_row(i, series) for i, series in enumerate(rollouts))
         + "</tbody></table></section>"
     )
 
@@ -351,7 +362,7 @@ def _check_chart(series: RolloutSeries, check: CheckSeries, ident: str) -> str:
     body = [
         _backdrop(frame, series, labels=False),
         x_axis(frame, series.started_at),
-        y_axis(frame, lambda v: effect(check.kind, v), _axis_title(check.kind)),
+        y_axis(frame, lambda v: plain_value(check.kind, v), _axis_title(check.kind)),
         _verdict_strip(frame, points),
         f"<g {clip}>",
         polyline(frame, [(start, reference), (end, reference)], "ref"),
@@ -402,13 +413,14 @@ def _reading(check: CheckSeries) -> str:
         return "no evaluation recorded"
     p = check.points[-1]
     kind = check.kind
-    parts = [f"estimate {effect(kind, p.estimate)}"]
+    parts = [f"estimate {plain_value(kind, p.estimate)}"]
     if p.lower is not None or p.upper is not None:
-        parts[0] += f" [{effect(kind, p.lower)}, {effect(kind, p.upper)}]"
+        parts[0] += f" [{plain_value(kind, p.lower)}, {plain_value(kind, p.upper)}]"
     if p.tolerance is not None:
-        parts.append(f"tolerance {effect(kind, p.tolerance)}")
+        parts.append(f"tolerance {plain_value(kind, p.tolerance, of='tolerance')}")
     if p.bound is not None:
-        parts.append(f"to move on the upper bound must be ≤ {effect(kind, p.bound)}")
+        bound = plain_value(kind, p.bound, of="tolerance")
+        parts.append(f"to move on the upper bound must be ≤ {bound}")
     if p.e_value is not None and p.threshold is not None:
         parts.append(f"evidence of regression {p.e_value:.3g} of {p.threshold:.3g} needed to fail")
     parts.append(f"samples canary {p.canary_samples:,}, baseline {p.baseline_samples:,}")
@@ -437,16 +449,18 @@ def _checks(series: RolloutSeries, index: int) -> str:
 # --- decisions -------------------------------------------------------------------------------
 
 
-def _reason_text(reason: CheckReason, kinds: dict[str, str]) -> str:
-    kind = kinds.get(reason.check, reason.kind)
+def _reason_text(reason: CheckReason) -> str:
+    """One reason of a decision: verdict, numbers in the check's units, then its message."""
+    kind = reason.kind
     numbers: list[str] = []
     if reason.estimate is not None:
-        shown = f"{effect(kind, reason.estimate)}"
-        if reason.lower is not None or reason.upper is not None:
-            shown += f" [{effect(kind, reason.lower)}, {effect(kind, reason.upper)}]"
-        numbers.append(shown)
+        numbers.append(f"estimate {plain_value(kind, reason.estimate)}")
+    if reason.lower is not None:
+        numbers.append(f"lower bound {plain_value(kind, reason.lower)}")
+    if reason.upper is not None:  # a latency quantile's is a ratio of exceedances
+        numbers.append(f"upper bound {plain_value(kind, reason.upper, of='bound')}")
     if reason.tolerance is not None:
-        numbers.append(f"tolerance {effect(kind, reason.tolerance)}")
+        numbers.append(f"tolerance {plain_value(kind, reason.tolerance, of='tolerance')}")
     if reason.e_value is not None and reason.threshold is not None:
         numbers.append(f"evidence {reason.e_value:.3g} of {reason.threshold:.3g}")
     if reason.canary_samples or reason.baseline_samples:
@@ -463,10 +477,9 @@ def _reason_text(reason: CheckReason, kinds: dict[str, str]) -> str:
 def _decisions(series: RolloutSeries) -> str:
     if not series.decisions:
         return '<p class="empty">No decision recorded.</p>'
-    kinds = {name: check.kind for name, check in series.checks.items()}
     rows: list[str] = []
     for d in series.decisions:
-        reasons = "".join(_reason_text(r, kinds) for r in d.reasons)
+        reasons = "".join(_reason_text(r) for r in d.reasons)
         details = (
             f"<details><summary>{len(d.reasons)} reasons</summary>"
             f'<ul class="reasons">{reasons}</ul></details>'

@@ -1,18 +1,15 @@
-"""Numbers as a person reads them in the report: durations, times, effect sizes."""
+"""Numbers as a person reads them in the report: durations and times (a check's values:
+:func:`canarystream.summary.plain_value`)."""
 
 from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
 
-__all__ = ["RATIO_KINDS", "RELATIVE_KINDS", "SHARE_KINDS", "duration", "effect", "iso_time"]
+__all__ = ["RATIO_KINDS", "duration", "iso_time"]
 
 RATIO_KINDS = frozenset({"error_rate", "probe"})
 """Checks that compare canary over baseline as a ratio of rates (1 = the same)."""
-RELATIVE_KINDS = frozenset({"latency", "latency_shift"})
-"""Checks that compare a relative change (0.05 = 5 % slower)."""
-SHARE_KINDS = frozenset({"slo_error_rate", "slo_latency"})
-"""Checks that compare the canary's own rate with an absolute budget."""
 
 
 def duration(seconds: float) -> str:
@@ -46,24 +43,3 @@ def iso_time(ts: float) -> str:
     if not math.isfinite(ts):
         return "n/a"
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def effect(kind: str, value: float | None) -> str:
-    """A check's value (estimate, bound or tolerance) in the terms of its kind.
-
-    >>> effect("error_rate", 1.234), effect("latency", 0.041), effect("slo_error_rate", 0.0012)
-    ('×1.23', '+4.1%', '0.12%')
-    >>> effect("gauge", 12.5), effect("gauge", -0.0007252), effect("latency", None)
-    ('+12.5', '-0.000725', 'n/a')
-    """
-    if value is None or math.isnan(value):
-        return "n/a"
-    if math.isinf(value):
-        return "∞" if value > 0 else "-∞"
-    if kind in RATIO_KINDS:
-        return f"×{value:.3g}" if value < 100 else f"×{value:.0f}"
-    if kind in RELATIVE_KINDS:
-        return f"{value:+.1%}"
-    if kind in SHARE_KINDS:
-        return f"{value:.2%}" if value >= 0.0001 else f"{value:.2g}"
-    return f"{value:+.3g}"

@@ -24,9 +24,10 @@ worker derives the same decisions again from the last checkpoint.
 **Who steers.** With an access file (``access_file``), each announcement, command and
 heartbeat must be signed by a principal allowed to send it (see
 :mod:`canarystream.governance`); the verdict on each announcement and command read from the
-deployments topic (accepted, or refused and why) is published to ``canary.verdicts.v1``
-before the batch may be stored, as its decisions are: a verdict is never lost, and after a
-crash it may be published again with the same id.
+deployments topic (accepted, or refused and why) is published to ``canary.verdicts.v1``,
+signed with the worker's key as its decisions are (header ``canarystream-signature``), before
+the batch may be stored: a verdict is never lost, and after a crash it may be published again
+with the same id.
 
 **Heartbeats.** Every ``heartbeat_seconds`` the worker produces, to the deployments topic and
 keyed by the service, ``{"type": "heartbeat", "ts": ..., "service": ...}`` for each active
@@ -450,25 +451,32 @@ class StreamWorker:
             if pending and time.monotonic() >= self._next_checkpoint:
                 await self._checkpoint()
 
+    def _signature(self, value: bytes) -> list[tuple[str, bytes]] | None:
+        """The signature header of a message the worker writes (None when unsigned)."""
+        if self.signer is None:
+            return None
+        return [(SIGNATURE_HEADER, self.signer.sign(value).encode("ascii"))]
+
     async def _send_decision(self, decision: Decision) -> Any:
         value = encode_decision(decision)
-        headers = None
-        if self.signer is not None:
-            headers = [(SIGNATURE_HEADER, self.signer.sign(value).encode("ascii"))]
         return await self.decisions.send(
-            key=decision.deployment.encode(), value=value, headers=headers
+            key=decision.deployment.encode(), value=value, headers=self._signature(value)
         )
 
     async def _publish_verdicts(self, verdicts: list[InputVerdict]) -> None:
-        """Send the batch's verdicts and wait until the broker has them all (a failure or the
-        publish deadline stops the worker before anything of the batch is stored)."""
-        acks = [
-            await self.verdicts.send(
-                key=(verdict.deployment or verdict.service or "").encode(),
-                value=verdict.model_dump_json().encode(),
+        """Send the batch's verdicts, signed as decisions are, and wait until the broker has
+        them all (a failure or the publish deadline stops the worker before anything of the
+        batch is stored)."""
+        acks = []
+        for verdict in verdicts:
+            value = verdict.model_dump_json().encode()
+            acks.append(
+                await self.verdicts.send(
+                    key=(verdict.deployment or verdict.service or "").encode(),
+                    value=value,
+                    headers=self._signature(value),
+                )
             )
-            for verdict in verdicts
-        ]
         await asyncio.wait_for(asyncio.gather(*acks), self.settings.publish_deadline_seconds)
         self.metrics.verdicts.inc(len(verdicts))
 

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from canarystream.contracts.authn import message_credentials
+from canarystream.contracts.signing import SIGNATURE_HEADER
 from canarystream.contracts.topics import DEPLOYMENTS_TOPIC
 from canarystream.contracts.verdict import InputVerdict
 from canarystream.governance.access import load_access
@@ -143,6 +144,23 @@ def test_verdicts_reach_the_broker_before_the_decisions_and_the_ack(tmp_path: Pa
     assert log.index("decision") > max(i for i, name in enumerate(log) if name == "verdict")
     assert fake.acked == batch
     assert orjson.loads(decisions.sent[-1][0])["summary"].startswith("aborted by alice")
+
+
+def test_verdicts_are_signed_by_the_worker_as_its_decisions_are(tmp_path: Path) -> None:
+    made, log = worker(tmp_path)
+    verdicts, decisions = Producer(log, "verdict"), Producer(log, "decision")
+    made.verdicts.send = verdicts.send  # type: ignore[method-assign]
+    made.decisions.send = decisions.send  # type: ignore[method-assign]
+    batch = [_message(0, Stream(3).started(), DEPLOY), _message(1, Stream(3).started(), None)]
+
+    asyncio.run(made._consume(Stream1([batch])))  # type: ignore[arg-type]
+
+    worker_key = WORKER.signer.verifier()
+    assert len(verdicts.sent) == 2
+    for sent in (verdicts.sent, decisions.sent):
+        for value, headers in sent:
+            (signature,) = [v for k, v in headers if k == SIGNATURE_HEADER]
+            assert worker_key.check(value, signature) is None
 
 
 def test_a_batch_whose_verdicts_are_not_acknowledged_is_not_acked(tmp_path: Path) -> None:

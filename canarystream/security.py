@@ -15,8 +15,14 @@ from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from canarystream.audit.trust import TrailTrust
 from canarystream.contracts.signing import Signer, Verifier
-from canarystream.contracts.topics import DECISIONS_TOPIC, DEPLOYMENTS_TOPIC
+from canarystream.contracts.topics import (
+    ACTUATIONS_TOPIC,
+    DECISIONS_TOPIC,
+    DEPLOYMENTS_TOPIC,
+    VERDICTS_TOPIC,
+)
 from canarystream.errors import ConfigError
 
 __all__ = [
@@ -24,6 +30,7 @@ __all__ = [
     "actuator_verifier",
     "insecure_gauge",
     "insecure_warnings",
+    "recorder_trust",
     "warn_if_insecure",
     "warn_unauthenticated",
     "worker_signer",
@@ -31,7 +38,7 @@ __all__ = [
 
 INSECURE_GAUGE = "canarystream_insecure_mode"
 
-Role = Literal["worker", "actuator", "notifier"]
+Role = Literal["worker", "actuator", "notifier", "audit recorder"]
 
 _OPT_OUT = (
     "or, for a local drill only, run without signatures with --insecure (CANARYSTREAM_INSECURE=1)"
@@ -51,7 +58,7 @@ def _scheme_off(settings: Any) -> bool:
 
 
 def worker_signer(settings: Any) -> Signer | None:
-    """The worker's signer for decisions (and heartbeats); None only in insecure mode.
+    """The worker's signer for decisions, verdicts and heartbeats; None only in insecure mode.
 
     Without a key, :class:`ConfigError` names the settings and how to make a key.
     """
@@ -70,9 +77,9 @@ def worker_signer(settings: Any) -> Signer | None:
     return Signer.from_settings(settings.signing_scheme, settings.signing_key.get_secret_value())
 
 
-def actuator_verifier(settings: Any) -> Verifier | None:
-    """The actuators' verifier of decisions; None (unsigned decisions applied) only in
-    insecure mode. Without keys, :class:`ConfigError` names the settings."""
+def _worker_verifier(settings: Any, why: str) -> Verifier | None:
+    """A verifier of what the worker signs; None only in insecure mode. ``why`` opens the
+    error that names the settings when no key is configured."""
     if _scheme_off(settings):
         return None
     keys = [key.get_secret_value() for key in settings.verify_keys]
@@ -82,12 +89,48 @@ def actuator_verifier(settings: Any) -> Verifier | None:
         if settings.insecure:
             return None
         raise ConfigError(
-            "actuators act only on decisions the worker signed, and CANARYSTREAM_VERIFY_KEYS "
+            f"{why}, and CANARYSTREAM_VERIFY_KEYS "
             "(verify_keys) is empty: set it to a JSON list holding the worker's public key "
             "(worker.pub from `canarystream keys generate worker`; signing_scheme "
             f"{settings.signing_scheme}); " + _OPT_OUT
         )
     return Verifier.from_settings(settings.signing_scheme, keys)
+
+
+def actuator_verifier(settings: Any) -> Verifier | None:
+    """The actuators' verifier of decisions; None (unsigned decisions applied) only in
+    insecure mode. Without keys, :class:`ConfigError` names the settings."""
+    return _worker_verifier(settings, "actuators act only on decisions the worker signed")
+
+
+def recorder_trust(settings: Any, log: logging.Logger) -> TrailTrust:
+    """The audit recorder's keys: the worker's (``verify_keys``) for verdicts and decisions,
+    each actuator instance's (``audit_actuator_keys``) for its reports.
+
+    Without the worker's key, :class:`ConfigError` names the setting, unless in insecure mode,
+    where verdicts and decisions are chained unchecked. Without actuator keys, no report is
+    chained (unchecked in insecure mode). Either way the start says so at WARNING.
+    """
+    worker = _worker_verifier(
+        settings, "the audit recorder chains only the verdicts and decisions the worker signed"
+    )
+    keys: dict[str, Verifier] = {}
+    for instance, key in settings.audit_actuator_keys.items():
+        try:
+            keys[instance] = Verifier(ed25519_keys=[key])
+        except ConfigError as exc:
+            raise ConfigError(f"audit_actuator_keys.{instance}: {exc}") from exc
+    actuators = None if not keys and settings.insecure else keys
+    trust = TrailTrust(worker=worker, actuators=actuators)
+    if warn_if_insecure(settings, "audit recorder", log, signed=trust.checks_all):
+        return trust
+    if not actuators:
+        log.warning(
+            "CANARYSTREAM_AUDIT_ACTUATOR_KEYS (audit_actuator_keys) is empty: every actuation "
+            "report is left out of the trail (dead-lettered). Map each actuator instance "
+            '(kind/name) to its public key: {"haproxy/edge-1": "<edge-1.pub>"}'
+        )
+    return trust
 
 
 def insecure_warnings(
@@ -118,6 +161,12 @@ def insecure_warnings(
         lines.append(
             "INSECURE: unsigned decisions are applied; anyone who can write to "
             f"{DECISIONS_TOPIC} can move traffic and trigger compensation hooks."
+        )
+    if role == "audit recorder" and not signed:
+        lines.append(
+            "INSECURE: messages without a key to check them are chained unchecked; anyone who "
+            f"can write to {VERDICTS_TOPIC}, {DECISIONS_TOPIC} or {ACTUATIONS_TOPIC} can put "
+            "a forged verdict, decision or report in the audit trail."
         )
     lines.append(
         "INSECURE: make keys with `canarystream keys generate NAME` and drop --insecure to "

@@ -297,6 +297,13 @@ class Settings(BaseSettings):
     audit_metrics_port: int = Field(
         default=6068, ge=0, le=65535, description="Port of the audit recorder's /metrics; 0: none."
     )
+    audit_actuator_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="Audit recorder: each actuator instance (kind/name, as its reports name "
+        "it) and its Ed25519 public key (PEM or base64; the actuator signs its reports with "
+        "the private key of principal_key_file). Reports of other instances are left out of "
+        "the trail (JSON object).",
+    )
 
     # The notifier (canarystream notify): its routes file and its /metrics.
     notify_config: Path | None = Field(
@@ -326,8 +333,8 @@ class Settings(BaseSettings):
     )
     verify_keys: list[SecretStr] = Field(
         default_factory=list,
-        description="Actuators: trusted HMAC secrets or Ed25519 public keys (JSON list); "
-        "required unless insecure.",
+        description="Actuators and the audit recorder: the worker's trusted HMAC secrets or "
+        "Ed25519 public keys (JSON list); required unless insecure.",
     )
 
     # Who runs a command (canarystream approve|abort|pause|resume), and with which key.

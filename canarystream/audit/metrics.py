@@ -14,6 +14,9 @@ class AuditMetrics:
       decision, actuation, unreadable);
     * ``canarystream_audit_unreadable_total{topic}`` -- messages that were no record of their
       topic (recorded as unreadable all the same);
+    * ``canarystream_audit_unverified_total{topic,reason}`` -- messages left out of the trail
+      and dead-lettered because their writer's signature did not verify (unsigned,
+      bad_signature, unknown_actuator);
     * ``canarystream_audit_redelivered_skipped_total`` -- messages delivered again (after a
       crash or a rebalance) that the trail already held;
     * ``canarystream_audit_ignored_records_total{reason}`` -- records of the audit topic left out
@@ -34,6 +37,13 @@ class AuditMetrics:
             "canarystream_audit_unreadable_total",
             "Messages of an audited topic that were no record of it, recorded as unreadable.",
             ["topic"],
+            registry=r,
+        )
+        self.unverified = Counter(
+            "canarystream_audit_unverified_total",
+            "Messages of an audited topic left out of the trail (dead-lettered) because their "
+            "writer's signature did not verify, by topic and reason.",
+            ["topic", "reason"],
             registry=r,
         )
         self.skipped = Counter(

@@ -4,6 +4,15 @@ It reads ``canary.verdicts.v1``, ``canary.decisions.v1`` and ``canary.actuations
 consumer group of its own (``canarystream-audit``, behind the topic prefix) and appends one
 :class:`~canarystream.contracts.audit.AuditRecord` per message to the deployment's chain.
 
+Only what its writer signed is chained (:mod:`canarystream.audit.trust`): verdicts and
+decisions with the worker's key, actuation reports with the key of the actuator instance they
+name. Any other message is left out of the trail: counted
+(``canarystream_audit_unverified_total``), logged, and dead-lettered to ``canary.deadletter.v1``
+(reason ``unsigned``, ``bad_signature``, ``unknown_actuator`` or ``key_mismatch``: a genuine
+message copied under another deployment's key; id ``topic/partition@offset``)
+before its offset is committed, so a crash may dead-letter it twice under the same id, never
+lose it.
+
 Partitions. The three inputs and the audit topic have the same partition count and key, and
 the record of a message read from partition p goes to partition p of the audit topic (named
 explicitly, whatever partitioner the message's producer used). The group uses the range
@@ -63,10 +72,14 @@ from canarystream.audit.merge import PartitionMerge
 from canarystream.audit.metrics import AuditMetrics
 from canarystream.audit.reading import partition_count, read_to_end
 from canarystream.audit.subject import read_subject
+from canarystream.audit.trust import Refusal, TrailTrust
+from canarystream.contracts.actuation import DeadLetter
 from canarystream.contracts.audit import AuditKind
+from canarystream.contracts.authn import message_credentials
 from canarystream.contracts.topics import (
     ACTUATIONS_TOPIC,
     AUDIT_TOPIC,
+    DEADLETTER_TOPIC,
     DECISIONS_TOPIC,
     VERDICTS_TOPIC,
 )
@@ -105,6 +118,9 @@ class AuditRecorder:
     ----------
     connection:
         The cluster and the topic prefix.
+    trust:
+        The writers' keys: a message is chained only when its writer's signature verifies
+        (:meth:`TrailTrust.unverified` takes every message unchecked).
     metrics:
         Where to count; a fresh registry when None.
     metrics_port, metrics_host:
@@ -113,9 +129,10 @@ class AuditRecorder:
         Longest wait for messages, hence for noticing :meth:`stop`.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- keyword-only settings of the recorder
         self,
         connection: Connection,
+        trust: TrailTrust,
         *,
         metrics: AuditMetrics | None = None,
         metrics_port: int | None = None,
@@ -123,6 +140,7 @@ class AuditRecorder:
         poll_seconds: float = 0.5,
     ) -> None:
         self.connection = connection
+        self.trust = trust
         self.metrics = metrics or AuditMetrics()
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
@@ -131,6 +149,7 @@ class AuditRecorder:
         self.hold_seconds = 2.0
         self.group_id = audit_group_id(connection)
         self.audit_topic = connection.topic(AUDIT_TOPIC)
+        self.dead_letter_topic = connection.topic(DEADLETTER_TOPIC)
         self.kinds = {connection.topic(name): kind for name, kind in AUDITED.items()}
         # Set once the first assignment is rebuilt and positioned: from then on a message
         # produced to an input is recorded. A threading.Event, for supervisors in other threads.
@@ -317,7 +336,14 @@ class AuditRecorder:
         message: ConsumerRecord[bytes, bytes],
     ) -> None:
         raw = message.value or b""
-        subject = read_subject(self.kinds[message.topic], raw)
+        kind = self.kinds[message.topic]
+        refusal = self.trust.check(
+            kind, raw, message_credentials(message.headers)[1]
+        ) or self.trust.filed(kind, raw, message.key)
+        if refusal is not None:
+            await self._set_aside(producer, message, refusal)
+            return
+        subject = read_subject(kind, raw)
         deployment = chain_name(message.key)
         record = append(
             heads.heads.get(deployment),
@@ -341,6 +367,28 @@ class AuditRecorder:
                 message.offset,
                 subject.detail,
             )
+
+    async def _set_aside(
+        self,
+        producer: AIOKafkaProducer,
+        message: ConsumerRecord[bytes, bytes],
+        refusal: Refusal,
+    ) -> None:
+        """Count, log and dead-letter a message its writer did not sign; it is not chained."""
+        source = f"{message.topic}/{message.partition}@{message.offset}"
+        letter = DeadLetter.for_message(
+            message.value or b"",
+            reason=refusal.reason,
+            detail=f"left out of the audit trail: {refusal.detail}",
+            source=source,
+            ts=time.time(),
+        )
+        # Unkeyed, as every dead letter: a flood spreads over the topic's partitions.
+        await producer.send_and_wait(
+            self.dead_letter_topic, orjson.dumps(letter.model_dump(mode="json"))
+        )
+        self.metrics.unverified.labels(message.topic, refusal.reason).inc()
+        log.warning("left %s out of the trail (%s): %s", source, refusal.reason, refusal.detail)
 
     async def _commit(self, consumer: AIOKafkaConsumer, done: dict[TopicPartition, int]) -> None:
         assigned = consumer.assignment()

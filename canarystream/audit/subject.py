@@ -1,8 +1,9 @@
 """What a message of an audited topic is: a verdict, a decision, an actuation, or unreadable.
 
-Pure: the recorder hands in the topic's kind and the exact bytes. A message that is not a valid
-record of its topic is never dropped: it becomes an ``unreadable`` subject with the reason, its
-digest and, when it is JSON, its content, so a forgery attempt stays in the trail.
+Pure: the recorder hands in the topic's kind and the exact bytes of a message its writer signed
+(:mod:`canarystream.audit.trust`). One that is not a valid record of its topic is not dropped:
+it becomes an ``unreadable`` subject with the reason, its digest and, when it is JSON, its
+content, so a trusted writer's contract mismatch stays in the trail.
 
 >>> subject = read_subject(AuditKind.DECISION, b"{not json")
 >>> subject.kind.value, subject.value, subject.detail

@@ -265,6 +265,7 @@ def actuate(
         handler = plugin.handler(parsed, options)
         connection = Connection(settings)
         asyncio.run(create_topics(connection))
+        report_signer = _report_signer(settings)
         service_loop = ActuatorService(
             handler,
             connection,
@@ -272,7 +273,7 @@ def actuate(
             metrics_port=settings.actuator_metrics_port or None,
             metrics_host=settings.actuator_metrics_bind,
             start_from="earliest" if start_from is StartFrom.earliest else "latest",
-            report_signer=_report_signer(settings),
+            report_signer=report_signer,
         )
     except (ConfigError, BrokerError) as exc:
         _err.print(f"[red]error:[/] {escape(str(exc))}")
@@ -281,6 +282,14 @@ def actuate(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     warn_if_insecure(settings, "actuator", log, signed=verifier is not None)
+    if report_signer is None:
+        log.warning(
+            "reports are not signed (CANARYSTREAM_PRINCIPAL and CANARYSTREAM_PRINCIPAL_KEY_FILE "
+            "unset): the audit recorder leaves them out of the trail, and this instance's fence "
+            "takes in any report naming %s/%s",
+            handler.kind,
+            name,
+        )
     try:
         asyncio.run(_run(service_loop))
     except KafkaError as exc:

@@ -59,31 +59,55 @@ def record(
             show_default=False,
         ),
     ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Chain verdicts, decisions and reports without checking their signatures "
+            "when no key is configured (local drills only: anyone who can write to those "
+            "topics could then put forgeries in the trail; logged loudly at every start). "
+            "Default: CANARYSTREAM_INSECURE.",
+        ),
+    ] = False,
 ) -> None:
     """Append every message of the verdicts, decisions and actuations topics to the trail.
 
-    Blocks; SIGTERM stops it. Several may run: each partition has one writer at a time.
+    Only what its writer signed is chained: verdicts and decisions with the worker's key
+    (its public key, worker.pub, in CANARYSTREAM_VERIFY_KEYS), actuation reports with their
+    actuator's (CANARYSTREAM_AUDIT_ACTUATOR_KEYS, a JSON object of kind/name to public key).
+    Anything else is counted and dead-lettered. Blocks; SIGTERM stops it. Several may run:
+    each partition has one writer at a time.
     """
     import asyncio  # noqa: PLC0415
 
     from aiokafka.errors import KafkaError  # noqa: PLC0415  (aiokafka is slow to import)
 
+    from canarystream.audit.metrics import AuditMetrics  # noqa: PLC0415
     from canarystream.audit.recorder import AuditRecorder  # noqa: PLC0415
     from canarystream.cli.options import settings_with  # noqa: PLC0415
     from canarystream.kafka.admin import create_topics  # noqa: PLC0415
     from canarystream.kafka.connection import Connection  # noqa: PLC0415
+    from canarystream.security import insecure_gauge, recorder_trust  # noqa: PLC0415
 
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = settings_with(audit_metrics_bind=metrics_bind, audit_metrics_port=metrics_port)
+        settings = settings_with(
+            audit_metrics_bind=metrics_bind,
+            audit_metrics_port=metrics_port,
+            insecure=insecure or None,
+        )
+        logging.getLogger().setLevel(settings.log_level)
+        trust = recorder_trust(settings, logging.getLogger("canarystream.audit.recorder"))
         connection = Connection(settings)
         asyncio.run(create_topics(connection))
     except (ConfigError, BrokerError) as exc:
         raise _fail(exc) from exc
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    metrics = AuditMetrics()
+    insecure_gauge(metrics.registry, settings.insecure)
     recorder = AuditRecorder(
         connection,
+        trust,
+        metrics=metrics,
         metrics_port=settings.audit_metrics_port or None,
         metrics_host=settings.audit_metrics_bind,
     )

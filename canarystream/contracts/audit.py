@@ -10,9 +10,11 @@ level, orjson's rendering, UTF-8): see :func:`canarystream.audit.chain.record_ha
 
 ``subject`` is the message recorded, parsed as plain JSON; ``subject_sha256`` is the digest of
 its exact bytes, the part that proves which message it was (JSON integers beyond 64 bits read as
-floats, and an oversized message keeps only its digest). A message that is not a record of its
-topic (not JSON, wrong schema, not UTF-8) is recorded all the same as kind ``unreadable``, with
-the reason in ``detail``: attempts to slip something past the control plane belong in its trail.
+floats, and an oversized message keeps only its digest). Only a message its writer signed is
+recorded (the worker for verdicts and decisions, the actuator instance a report names for
+reports; see :mod:`canarystream.audit.trust`); others are dead-lettered, not recorded. A signed
+message that is not a record of its topic (not JSON, wrong schema, not UTF-8) is recorded all
+the same as kind ``unreadable``, with the reason in ``detail``.
 """
 
 from __future__ import annotations

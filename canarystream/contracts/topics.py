@@ -205,9 +205,10 @@ TOPICS: tuple[TopicSpec, ...] = (
         retention_ms=30 * _DAY_MS,
         description=(
             "The worker's verdict on every announcement and control event: accepted or "
-            "refused (with the reason), and the principal its signature authenticated. Keyed "
-            "by deployment, like decisions and actuations, so the audit recorder reads all "
-            "three co-partitioned. Kept 30 days."
+            "refused (with the reason), and the principal its signature authenticated; signed "
+            "by the worker as decisions are (header canarystream-signature). Keyed by "
+            "deployment, like decisions and actuations, so the audit recorder reads all three "
+            "co-partitioned. Kept 30 days."
         ),
         schema_name="input-verdict",
     ),
@@ -220,7 +221,8 @@ TOPICS: tuple[TopicSpec, ...] = (
         retention_ms=-1,
         description=(
             "The audit trail: one record per message of the verdicts, decisions and "
-            "actuations topics, hash-chained per deployment (seq, prev, hash), written by "
+            "actuations topics that its writer signed (others are dead-lettered), "
+            "hash-chained per deployment (seq, prev, hash), written by "
             "`canarystream audit record` alone and checked by `canarystream audit verify`. "
             "Partition p holds the records of partition p of those three topics (same key, "
             "same count), so one recorder owns a deployment's whole chain. Kept forever."

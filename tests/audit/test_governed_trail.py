@@ -81,7 +81,7 @@ def test_the_trail_names_who_steered_a_rollout_and_who_was_refused(
         telemetry += len(events)
         stack.wait_for(lambda: worker.telemetry_consumed() >= telemetry, 120, "telemetry read")
 
-    with running(recorder_of(stack)):
+    with running(recorder_of(stack, WORKER.public_pem)):
         send(stack, DEPLOYMENTS_TOPIC, [stream.started(policy=fast_policy())], DEPLOY)
         settled(1)
         traffic(0, 65)

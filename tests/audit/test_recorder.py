@@ -25,11 +25,14 @@ from typer.testing import CliRunner
 
 from canarystream.audit.chain import record_hash
 from canarystream.audit.recorder import AuditRecorder
+from canarystream.audit.trust import TrailTrust
 from canarystream.cli import app
 from canarystream.contracts.actuation import ActuationReport, ActuationStatus
+from canarystream.contracts.signing import SIGNATURE_HEADER, Signer, Verifier
 from canarystream.contracts.topics import (
     ACTUATIONS_TOPIC,
     AUDIT_TOPIC,
+    DEADLETTER_TOPIC,
     DECISIONS_TOPIC,
     TOPICS,
     VERDICTS_TOPIC,
@@ -45,6 +48,9 @@ from tests.support.broker import Stack
 pytestmark = pytest.mark.kafka
 
 INPUTS = (VERDICTS_TOPIC, DECISIONS_TOPIC, ACTUATIONS_TOPIC)
+ACTUATOR = "memory/test"  # the actuator instance whose reports the tests write
+WRITERS = {VERDICTS_TOPIC: "worker", DECISIONS_TOPIC: "worker", ACTUATIONS_TOPIC: "actuator"}
+"""The test principal whose key signs each audited topic's messages, as in production."""
 Message = tuple[str, bytes | None, bytes]  # topic, key, value
 
 
@@ -76,19 +82,29 @@ def rollout(deployment: str, decisions: int = 3) -> list[Message]:
             status=ActuationStatus.APPLIED,
             ts=1_700_000_100.0 + seq,
             traffic_percent_requested=decision.traffic_percent,
+            actuator=ACTUATOR,
         )
         out.append((DECISIONS_TOPIC, key, orjson.dumps(decision.model_dump(mode="json"))))
         out.append((ACTUATIONS_TOPIC, key, orjson.dumps(report.model_dump(mode="json"))))
     return out
 
 
-def publish(stack: Stack, messages: list[Message]) -> None:
+def publish(stack: Stack, messages: list[Message], *, signer: Signer | None = None) -> None:
+    """Produce ``messages``, each signed by its topic's writer (:data:`WRITERS`), or by
+    ``signer`` when given."""
+
+    def headers(topic: str, value: bytes) -> list[tuple[str, bytes]]:
+        by = signer or stack.keys.signer(WRITERS[topic])
+        return [(SIGNATURE_HEADER, by.sign(value).encode())]
+
     async def run() -> None:
         producer = AIOKafkaProducer(**stack.connection.client_kwargs(), acks="all")
         await producer.start()
         try:
             for topic, key, value in messages:
-                await producer.send(stack.topic(topic), value, key=key)
+                await producer.send(
+                    stack.topic(topic), value, key=key, headers=headers(topic, value)
+                )
             await producer.flush()
         finally:
             await producer.stop()
@@ -145,8 +161,17 @@ def running(recorder: AuditRecorder) -> Iterator[AuditRecorder]:
     assert not errors, errors
 
 
-def recorder_of(stack: Stack) -> AuditRecorder:
-    return AuditRecorder(stack.connection, poll_seconds=0.2)
+def trust_of(stack: Stack, worker_public: bytes | str | None = None) -> TrailTrust:
+    """The stack's writers' keys: the worker's (or ``worker_public``) and :data:`ACTUATOR`'s."""
+    worker = worker_public or stack.keys.public_pem("worker")
+    return TrailTrust(
+        worker=Verifier(ed25519_keys=[worker]),
+        actuators={ACTUATOR: Verifier(ed25519_keys=[stack.keys.public_pem("actuator")])},
+    )
+
+
+def recorder_of(stack: Stack, worker_public: bytes | str | None = None) -> AuditRecorder:
+    return AuditRecorder(stack.connection, trust_of(stack, worker_public), poll_seconds=0.2)
 
 
 def assert_each_input_once(stack: Stack, records: list[Any]) -> None:
@@ -171,9 +196,10 @@ def test_records_every_message_in_its_chain_and_verify_finds_tampering(
     stack: Stack, tmp_path: Path
 ) -> None:
     messages = [m for name in ("d-alpha", "d-beta", "d-gamma") for m in rollout(name)]
+    # Signed by their writers, yet no records of their topics: chained as unreadable.
     hostile = [
         (DECISIONS_TOPIC, b"d-alpha", b"{not json"),
-        (ACTUATIONS_TOPIC, b"d-beta", b'{"type": "actuation", "status": "applied"}'),
+        (ACTUATIONS_TOPIC, b"d-beta", b'{"type": "actuation", "actuator": "memory/test"}'),
         (VERDICTS_TOPIC, None, b'{"verdict": "accepted"}'),
     ]
     with running(recorder_of(stack)) as recorder:
@@ -310,10 +336,11 @@ def test_two_recorders_share_the_partitions_and_keep_each_chain_whole(stack: Sta
 def test_kill_9_mid_stream_then_restart_leaves_a_whole_trail(stack: Stack, tmp_path: Path) -> None:
     log = tmp_path / "recorder.log"
     command = [sys.executable, "-m", "canarystream", "audit", "record", "--metrics-port", "0"]
+    env = {**stack.env, **stack.keys.recorder_env({ACTUATOR: "actuator"})}
 
     def start() -> subprocess.Popen[bytes]:
         with log.open("ab") as sink:
-            return subprocess.Popen(command, env=stack.env, stdout=sink, stderr=subprocess.STDOUT)
+            return subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
 
     names = [f"k-{n}" for n in range(40)]
     messages = [m for name in names for m in rollout(name, 4)]  # 360 messages
@@ -380,4 +407,85 @@ def test_refuses_to_start_when_the_partition_counts_differ(kafka_bootstrap: str)
     )
     asyncio.run(create_topics(connection, specs))
     with pytest.raises(ConfigError, match=r"one partition count .*audit.v1: 3"):
-        asyncio.run(AuditRecorder(connection).run())
+        asyncio.run(AuditRecorder(connection, TrailTrust.unverified()).run())
+
+
+def test_forged_messages_stay_out_of_the_trail_counted_and_dead_lettered(stack: Stack) -> None:
+    """Whoever can write an audited topic but holds no writer's key puts nothing in the trail:
+    not an "accepted" verdict, not a decision, not a report of an actuator."""
+    genuine = rollout("d-real", 1)
+    verdict_key, verdict = genuine[0][1], orjson.loads(genuine[0][2])
+    stranger = Signer.ed25519(stack.keys.private_pem("deployer"))  # a key, not the worker's
+    forged_verdict = orjson.dumps({**verdict, "id": "canary.deployments.v1/0@9"})
+    forged_decision = orjson.dumps(
+        make_decision(1, traffic_percent=100.0, deployment="d-real").model_dump(mode="json")
+    )
+    report = orjson.loads(genuine[2][2])
+    old_format = orjson.dumps({k: v for k, v in report.items() if k != "actuator"})
+    with running(recorder_of(stack)) as recorder:
+        publish(stack, genuine)
+        publish(stack, [(VERDICTS_TOPIC, verdict_key, forged_verdict)], signer=stranger)
+        publish(stack, [(DECISIONS_TOPIC, b"d-real", forged_decision)], signer=stranger)
+        # The worker's key does not make a report of the actuator it names.
+        worker = stack.keys.signer("worker")
+        publish(stack, [(ACTUATIONS_TOPIC, b"d-real", orjson.dumps(report))], signer=worker)
+        publish(stack, [(ACTUATIONS_TOPIC, b"d-real", old_format)])  # names no actuator
+        # The genuine, signed verdict copied into another deployment's chain.
+        publish(stack, [(VERDICTS_TOPIC, b"d-other", genuine[0][2])])
+        stack.wait_for(lambda: len(stack.read(DEADLETTER_TOPIC)) >= 5, 60, "5 dead letters")
+        unverified = recorder.metrics.unverified
+        assert unverified.labels(stack.topic(VERDICTS_TOPIC), "bad_signature")._value.get() == 1
+        assert unverified.labels(stack.topic(DECISIONS_TOPIC), "bad_signature")._value.get() == 1
+        by_reason = unverified.labels(stack.topic(ACTUATIONS_TOPIC), "bad_signature")
+        assert by_reason._value.get() == 1
+        by_reason = unverified.labels(stack.topic(ACTUATIONS_TOPIC), "unknown_actuator")
+        assert by_reason._value.get() == 1
+        by_reason = unverified.labels(stack.topic(VERDICTS_TOPIC), "key_mismatch")
+        assert by_reason._value.get() == 1
+    # Unsigned is refused as well, after a restart as before it.
+    unsigned = orjson.dumps({**verdict, "id": "canary.deployments.v1/0@10"})
+    with running(recorder_of(stack)) as recorder:
+        publish_unsigned(stack, [(VERDICTS_TOPIC, verdict_key, unsigned)])
+        stack.wait_for(lambda: len(stack.read(DEADLETTER_TOPIC)) >= 6, 60, "6 dead letters")
+        counted = recorder.metrics.unverified.labels(stack.topic(VERDICTS_TOPIC), "unsigned")
+        assert counted._value.get() == 1
+
+    records = [orjson.loads(m.value) for m in trail(stack)]
+    assert [r["kind"] for r in records] == ["verdict", "decision", "actuation"]
+    assert {r["subject_sha256"] for r in records} == {
+        hashlib.sha256(value).hexdigest() for _, _, value in genuine
+    }
+    assert verify(stack)[1]["ok"]
+    letters = {(d["reason"], d["source"].rsplit("/", 1)[0]): d for d in stack.dead_letters()}
+    assert sorted(letters) == sorted(
+        [
+            ("bad_signature", stack.topic(VERDICTS_TOPIC)),
+            ("bad_signature", stack.topic(DECISIONS_TOPIC)),
+            ("bad_signature", stack.topic(ACTUATIONS_TOPIC)),
+            ("unknown_actuator", stack.topic(ACTUATIONS_TOPIC)),
+            ("key_mismatch", stack.topic(VERDICTS_TOPIC)),
+            ("unsigned", stack.topic(VERDICTS_TOPIC)),
+        ]
+    )
+    forged = letters[("bad_signature", stack.topic(VERDICTS_TOPIC))]
+    assert orjson.loads(forged["original"])["verdict"] == "accepted"
+    assert (
+        "names no actuator"
+        in letters[("unknown_actuator", stack.topic(ACTUATIONS_TOPIC))]["detail"]
+    )
+
+
+def publish_unsigned(stack: Stack, messages: list[Message]) -> None:
+    """Produce ``messages`` with no signature at all."""
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(**stack.connection.client_kwargs(), acks="all")
+        await producer.start()
+        try:
+            for topic, key, value in messages:
+                await producer.send(stack.topic(topic), value, key=key)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())

@@ -57,6 +57,17 @@ class TestKeys:
             "CANARYSTREAM_VERIFY_KEYS": orjson.dumps([self.public_pem("worker")]).decode(),
         }
 
+    def recorder_env(self, actuators: dict[str, str]) -> dict[str, str]:
+        """An audit recorder's settings: it trusts the ``worker`` key for verdicts and
+        decisions and, for each actuator instance (``kind/name``) of ``actuators``, the key of
+        the principal it maps to for that instance's reports."""
+        keys = {instance: self.public_pem(name) for instance, name in actuators.items()}
+        return {
+            "CANARYSTREAM_SIGNING_SCHEME": "ed25519",
+            "CANARYSTREAM_VERIFY_KEYS": orjson.dumps([self.public_pem("worker")]).decode(),
+            "CANARYSTREAM_AUDIT_ACTUATOR_KEYS": orjson.dumps(keys).decode(),
+        }
+
     def write_access(self, path: Path) -> Path:
         """An access file at ``path`` listing every principal with its public key and
         :data:`GRANTS`; returns ``path``."""

@@ -17,6 +17,11 @@ assignment of the decisions consumer, before any decision is consumed) read on f
 last one stopped. Memory stays bounded: the fence keeps the last ``seq`` and a few recent ids
 per deployment, and forgets ended rollouts beyond its ``max_finished``; reports are not kept.
 
+Reports written before the ``actuator`` field existed name no instance: they are read without
+failing and ignored (no instance can tell they are its own), counted in ``unattributed`` and
+logged once per catch-up. A decision that only such a report records (no later report of the
+instance on its rollout) is held off after the upgrade by the maximum decision age alone.
+
 Reports are plain messages: whoever may write to the topic could forge one (a high ``seq``)
 and make the actuator refuse genuine decisions after its next restart -- never apply one. An
 actuator given a key of its own (``CANARYSTREAM_PRINCIPAL_KEY_FILE``) signs its reports
@@ -73,6 +78,7 @@ class FenceRecovery:
         self.verifier = verifier
         self.read = 0  # reports of this instance taken in so far
         self.refused = 0  # reports naming this instance without its valid signature
+        self.unattributed = 0  # reports naming no instance (written before the field existed)
         self._consumer: AIOKafkaConsumer | None = None
         self._assigned: set[TopicPartition] = set()
 
@@ -104,7 +110,7 @@ class FenceRecovery:
             consumer.assign(sorted(self._assigned))
             await consumer.seek_to_beginning(*new)
         ends = await consumer.end_offsets(sorted(self._assigned))
-        before = self.read
+        before, unattributed = self.read, self.unattributed
         while True:
             behind = [tp for tp in self._assigned if await consumer.position(tp) < ends[tp]]
             if not behind:
@@ -114,6 +120,13 @@ class FenceRecovery:
                 for record in records:
                     self._take(record.value, _signature(record.headers))
         taken = self.read - before
+        if self.unattributed > unattributed:
+            log.info(
+                "fence of %s: ignored %d report(s) naming no actuator (written before reports "
+                "named their actuator); the decisions they record are held off by their age alone",
+                self.actuator,
+                self.unattributed - unattributed,
+            )
         if taken:
             log.info(
                 "fence of %s: %d report(s) read back from %s", self.actuator, taken, self.topic
@@ -125,6 +138,9 @@ class FenceRecovery:
             report = ActuationReport.model_validate_json(raw or b"")
         except ValidationError:
             return  # not a report: the topic's other readers deal with it
+        if report.actuator is None:
+            self.unattributed += 1
+            return
         if report.actuator != self.actuator:
             return
         if self.verifier is not None and self.verifier.check(raw or b"", signature) is not None:

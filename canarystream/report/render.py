@@ -457,12 +457,15 @@ def _reason_text(reason: CheckReason) -> str:
         numbers.append(f"estimate {plain_value(kind, reason.estimate)}")
     if reason.lower is not None:
         numbers.append(f"lower bound {plain_value(kind, reason.lower)}")
-    if reason.upper is not None:  # a latency quantile's is a ratio of exceedances
-        numbers.append(f"upper bound {plain_value(kind, reason.upper, of='bound')}")
+    if reason.upper is not None and kind == "latency":  # a ratio of exceedances, not a change
+        shown = plain_value(kind, reason.upper, of="bound")
+        numbers.append(f"exceedance upper bound {shown} (no harm at ×1 or less)")
+    elif reason.upper is not None:
+        numbers.append(f"upper bound {plain_value(kind, reason.upper)}")
     if reason.tolerance is not None:
         numbers.append(f"tolerance {plain_value(kind, reason.tolerance, of='tolerance')}")
     if reason.e_value is not None and reason.threshold is not None:
-        numbers.append(f"evidence {reason.e_value:.3g} of {reason.threshold:.3g}")
+        numbers.append(f"evidence of regression {reason.e_value:.3g} of {reason.threshold:.3g}")
     if reason.canary_samples or reason.baseline_samples:
         numbers.append(f"{reason.canary_samples:,} canary / {reason.baseline_samples:,} baseline")
     said = "; ".join(numbers)

@@ -74,6 +74,9 @@ def test_decisions_read_with_times_and_effect_sizes(page: str, recorder: SeriesR
     assert reason.estimate is not None and reason.tolerance is not None
     assert f"×{reason.estimate:.3g}" in section and f"tolerance ×{reason.tolerance:.3g}" in section
     assert "critical regression: error_rate" in section
+    # A latency quantile's upper bound is a ratio of exceedances, never shown as a change.
+    latency = next(r for r in rollback.reasons if r.kind == "latency" and r.upper is not None)
+    assert f"exceedance upper bound ×{latency.upper:.3g} (no harm at ×1 or less)" in section
 
 
 def test_the_same_series_render_the_same_bytes(recorder: SeriesRecorder, page: str) -> None:

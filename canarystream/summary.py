@@ -146,6 +146,7 @@ class RolloutSummary:
     first_seq: int
     decisions: int = 1
     ended_at: float | None = None
+    ending: Decision | None = None  # the decision that finished the rollout
     paged: bool = False  # some decision of the rollout asked for a person
 
     @property
@@ -170,8 +171,13 @@ class RolloutSummary:
 
     @property
     def attention(self) -> list[CheckStatus]:
-        """The last decision's checks that fail or are inconclusive (guards included)."""
-        return [CheckStatus.from_reason(r) for r in self.last.reasons if r.verdict in ATTENTION]
+        """The last decision's checks that fail or are inconclusive (guards included); for a
+        finished rollout whose last decision has none (a rollback verified), those of the
+        decision that finished it: why it ended."""
+        found = _attention(self.last)
+        if not found and self.ending is not None:
+            found = _attention(self.ending)
+        return found
 
     def age(self, now: float) -> float:
         """Seconds from the rollout's first decision to ``now`` (never negative)."""
@@ -188,6 +194,7 @@ class RolloutSummary:
             self.stage_since = decision.ts
         if self.ended_at is None and decision.phase.is_terminal:
             self.ended_at = decision.ts
+            self.ending = decision
         self.paged = self.paged or decision.page
         self.decisions += 1
         self.last = decision
@@ -246,6 +253,7 @@ class RolloutBook:
                 stage_since=decision.ts,
                 first_seq=decision.seq,
                 ended_at=decision.ts if decision.phase.is_terminal else None,
+                ending=decision if decision.phase.is_terminal else None,
                 paged=decision.page,
             )
             self._rollouts[decision.deployment] = summary
@@ -291,6 +299,10 @@ class RolloutBook:
 def summarize(decisions: Iterable[Decision]) -> list[RolloutSummary]:
     """Every rollout's summary from ``decisions`` (see :meth:`RolloutBook.summaries`)."""
     return RolloutBook(keep_timelines=False).extend(decisions).summaries()
+
+
+def _attention(decision: Decision) -> list[CheckStatus]:
+    return [CheckStatus.from_reason(r) for r in decision.reasons if r.verdict in ATTENTION]
 
 
 def _finite(value: float | None) -> float | None:

@@ -115,7 +115,27 @@ def test_time_in_stage_stops_when_the_rollout_ends_and_pages_are_remembered() ->
     assert summary.ended_at == T0 + 120
     assert summary.in_stage(T0 + 10_000) == 60  # stage entered at seq 1, ended at seq 2
     assert summary.paged and summary.last.action is Action.ROLLBACK_NOT_RECOVERING
+    assert summary.ending is not None and summary.ending.action is Action.ROLLBACK
     assert summary.first_seq == 1
+
+
+def test_a_finished_rollout_shows_the_checks_that_ended_it() -> None:
+    failing = [_reason("errors", Verdict.FAIL)]
+    recovered = [_reason("recovery", Verdict.PASS)]
+    book = RolloutBook().extend(
+        [
+            _decision(1),
+            _decision(2, Action.ROLLBACK, share=0, phase=Phase.ROLLED_BACK, reasons=failing),
+            _decision(3, Action.ROLLBACK_VERIFIED, share=0, phase=Phase.ROLLED_BACK,
+                      reasons=recovered),
+        ]
+    )  # fmt: skip
+    summary = book.get("d1")
+    assert summary is not None and summary.last.action is Action.ROLLBACK_VERIFIED
+    assert [c.check for c in summary.attention] == ["errors"]
+    live = RolloutBook().extend([_decision(1, Action.HOLD, phase=Phase.HELD, reasons=recovered)])
+    held = live.get("d1")
+    assert held is not None and held.attention == []
 
 
 def test_clock_behind_the_decisions_gives_no_negative_durations() -> None:

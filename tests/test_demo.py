@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,12 @@ def test_live_demo_rolls_back_the_regression_and_promotes_the_healthy_canary(
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "replay = live" in result.stdout
     assert "decisions, each signed by the worker's Ed25519 key" in result.stdout
+    # The recorder chained every verdict and decision, and the trail verifies.
+    assert re.search(
+        r"audit trail: (\d+) records of \1 verdicts and decisions signed by the worker, "
+        r"2 chains; audit verify: ok",
+        result.stdout,
+    ), result.stdout[-4000:]
     live, replay = tmp_path / "decisions.live.jsonl", tmp_path / "decisions.replay.jsonl"
     assert keys(live) == keys(replay)
     final = {key[0]: key[2] for key in keys(live) if key[2] in ("promote", "rollback")}

@@ -1,6 +1,7 @@
 """``make demo``: the live loop through Kafka and a real worker, then a replay to compare.
 
-1. A worker subprocess starts on this run's own topics (``demo-<random>.``).
+1. A worker subprocess starts on this run's own topics (``demo-<random>.``), and the audit
+   recorder beside it (:mod:`canarystream.demo.trail`).
 2. Both rollouts are announced (``deployment_started``); the demo waits until the worker
    lists them and their first decision (stage 0) is on the decisions topic.
 3. The simulated fleets send their telemetry in accelerated event time: windows of one second
@@ -15,8 +16,9 @@
 5. A live terminal view shows each rollout's phase, stage, traffic, checks and decisions;
    the run ends ``linger`` seconds of event time after both rollouts have been promoted or
    rolled back, or with the plan.
-6. The worker is stopped; the decisions on the topic are compared with an offline replay of
-   the recorded events, and shown as a timeline.
+6. The worker is stopped; once the audit trail holds every verdict and decision it is
+   verified; the decisions on the topic are compared with an offline replay of the recorded
+   events, and shown as a timeline.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from canarystream.contracts.decision import Decision, Phase
 from canarystream.demo.scenarios import PLAN_MINUTES, ROUTER_DELAY, demo_scenarios
 from canarystream.demo.stack import DemoStack, WorkerProcess
 from canarystream.demo.timeline import render_timeline
+from canarystream.demo.trail import DemoTrail
 from canarystream.demo.view import LiveView, RolloutState, clock_text
 from canarystream.kafka.admin import broker_ready, create_topics
 from canarystream.kafka.connection import LOCAL_BOOTSTRAP, Connection
@@ -87,8 +90,8 @@ def _expected_phase(scenario: Scenario) -> Phase:
 def run_live(options: LiveOptions, console: Console | None = None) -> int:
     """Run the live demo; return a process exit code.
 
-    0: replay = live and every rollout ended as it should (the regressed one rolled back,
-    the healthy one promoted); 1: otherwise; 2: no broker answers.
+    0: replay = live, every rollout ended as it should (the regressed one rolled back, the
+    healthy one promoted) and the audit trail verifies; 1: otherwise; 2: no broker answers.
     """
     console = console or Console()
     bootstrap = options.bootstrap or load_settings().kafka_bootstrap or LOCAL_BOOTSTRAP
@@ -111,6 +114,7 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="canarystream-demo-"))
     stack = DemoStack(bootstrap, data_dir)
     worker: WorkerProcess | None = None
+    trail: DemoTrail | None = None
     started = time.monotonic()
     try:
         console.print(
@@ -119,6 +123,8 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
             highlight=False,
         )
         asyncio.run(create_topics(stack.connection))
+        trail = DemoTrail(stack)
+        trail.start()
         worker = stack.start_worker(out_dir / "worker.log")
         worker.wait_ready()
         console.print(
@@ -149,15 +155,7 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
         _print_latency(view, console)
 
         console.print("[bold]3. Stopping[/] the worker and reading the decisions topic…")
-        code = worker.stop()
-        if code not in (0, None):
-            console.print(f"   [yellow]the worker exited with code {code}[/]")
-        live = asyncio.run(stack.read_decisions())
-        console.print(
-            f"   {len(live)} decisions, each signed by the worker's Ed25519 key (made for this "
-            "run; `canarystream keys generate` makes lasting ones)",
-            highlight=False,
-        )
+        live, trail_ok = _stop_and_collect(stack, worker, trail, console)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return 130
@@ -167,6 +165,8 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
     finally:
         if worker is not None:
             worker.stop()
+        if trail is not None:
+            trail.stop()
         with contextlib.suppress(Exception):
             asyncio.run(stack.delete_topics())
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -178,7 +178,34 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
 
     ok = _replay_and_compare(live, scenarios, out_dir, origin, console)
     console.print(f"total {time.monotonic() - started:.0f}s", style="dim")
-    return 0 if ok else 1
+    return 0 if ok and trail_ok else 1
+
+
+def _stop_and_collect(
+    stack: DemoStack, worker: WorkerProcess, trail: DemoTrail, console: Console
+) -> tuple[list[Decision], bool]:
+    """Stop the worker, read its decisions (each checked against its key) and verify the audit
+    trail once it holds every verdict and decision; the decisions and whether the trail is ok."""
+    code = worker.stop()
+    if code not in (0, None):
+        console.print(f"   [yellow]the worker exited with code {code}[/]")
+    live = asyncio.run(stack.read_decisions())
+    console.print(
+        f"   {len(live)} decisions, each signed by the worker's Ed25519 key (made for this "
+        "run; `canarystream keys generate` makes lasting ones)",
+        highlight=False,
+    )
+    clock = time.perf_counter()
+    recorded, report = trail.finish()
+    ok = report.ok and report.records == recorded
+    console.print(
+        f"   audit trail: {report.records} records of {recorded} verdicts and decisions "
+        f"signed by the worker, {report.deployments} chains; audit verify: "
+        + ("[green]ok[/]" if ok else f"[bold red]PROBLEMS {report.counts}[/]")
+        + f" ({time.perf_counter() - clock:.1f}s)",
+        highlight=False,
+    )
+    return live, ok
 
 
 def _replay_and_compare(

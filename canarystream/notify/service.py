@@ -178,6 +178,7 @@ class NotifyService:
         if starts:
             await self._commit_all(consumer, starts)
         self.ready.set()
+        log.info("notifier ready: %d partitions of %s assigned", len(assigned), self.topic)
 
     async def _commit_all(
         self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]

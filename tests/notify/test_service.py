@@ -4,6 +4,10 @@ right webhook bodies received once; forged decisions page nobody; no resend afte
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -163,3 +167,42 @@ def test_notify_without_a_file_names_the_setting(tmp_path: Path) -> None:
 def test_insecure_mode_says_what_a_writer_to_the_decisions_topic_can_do() -> None:
     lines = insecure_warnings("notifier", signed=False)
     assert any("page on-call" in line for line in lines)
+
+
+@pytest.mark.kafka
+def test_the_command_notifies_and_stops_cleanly_on_sigterm(
+    stack: Stack, receiver: Receiver, tmp_path: Path
+) -> None:
+    routes = config_for(receiver).model_dump(mode="json")
+    routes["routes"][2]["routing_key"] = "R0UT1NG"  # dumped as a masked secret
+    config = tmp_path / "notify.yaml"
+    config.write_text(yaml.safe_dump(routes))
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": stack.bootstrap,
+        "CANARYSTREAM_TOPIC_PREFIX": stack.prefix,
+        "CANARYSTREAM_NOTIFY_METRICS_PORT": "0",
+        **stack.keys.actuator_env(),
+    }
+    log = (tmp_path / "notify.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "canarystream", "notify", "--config", str(config)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait(
+            "the notifier to start",
+            lambda: "notifier ready" in (tmp_path / "notify.log").read_text(),
+            60,
+        )
+        publish(stack, [rollout("d1", "shop")[3]], stack.keys.signer("worker"))
+        _wait("the rollback", lambda: len(receiver.bodies("/hooks/json")) == 1, 60)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
+    assert "notifier stopped" in (tmp_path / "notify.log").read_text()

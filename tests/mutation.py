@@ -8,12 +8,14 @@ of ``mutmut results --all true`` and counts each module's mutants by status.
 ``-p tests.mutation`` (``pytest_add_cli_args``) loads
 the plugin: mutmut 3.7, the newest release that installs beside faust-streaming (both pin
 click), reads ``item._nodeid``, which pytest 9 no longer sets. The plugin also empties the
-``functools`` caches of canarystream when a session starts: mutmut forks each mutant's process
-after its clean run, whose cached values (the shared ratio grids) would otherwise hide the
-mutants of the code that computes them. (Not before every test: restored rollouts are checked
-to share the grids of rollouts built by earlier tests.) Only the first test of a session to
-need a cached value reaches the code that computes it, so mutmut runs only such tests on those
-mutants.
+``functools`` caches of canarystream and of the tests when a session starts: mutmut forks each
+mutant's process after its clean run, whose cached values (the shared ratio grids, the rollouts
+``tests/engine/test_state.py`` builds once) would otherwise hide the mutants of the code that
+computes them, and runs its clean session in the process of its statistics session, whose
+cached rollouts hold grids the clean session's cache no longer has. (Not before every test:
+restored rollouts are checked to share the grids of rollouts built by earlier tests.) Only the
+first test of a session to need a cached value reaches the code that computes it, so mutmut
+runs only such tests on those mutants.
 
 >>> only_mutate_line(["canarystream/engine/*", "canarystream/contracts/signing.py"])
 'only_mutate = ["canarystream/engine/*", "canarystream/contracts/signing.py"]'
@@ -39,9 +41,10 @@ _ONLY_MUTATE = re.compile(r"^only_mutate = \[[^\]]*\]", re.MULTILINE)
 
 
 def pytest_sessionstart(session: Any) -> None:
-    """Empty every module-level ``functools`` cache of canarystream (see the module doc)."""
+    """Empty every module-level ``functools`` cache of canarystream and of the tests (see the
+    module doc)."""
     for name, module in list(sys.modules.items()):
-        if name.startswith("canarystream") and module is not None:
+        if name.startswith(("canarystream", "tests")) and module is not None:
             for value in list(vars(module).values()):
                 if isinstance(value, functools._lru_cache_wrapper):
                     value.cache_clear()

@@ -8,8 +8,10 @@ import logging
 
 import orjson
 import pytest
+from typer.testing import CliRunner
 
 from canarystream.audit.trust import TrailTrust
+from canarystream.cli import app
 from canarystream.contracts.actuation import ActuationReport, ActuationStatus
 from canarystream.contracts.audit import AuditKind
 from canarystream.contracts.verdict import InputVerdict
@@ -206,3 +208,15 @@ def test_insecure_mode_records_unverified_and_says_so_at_every_start(
     settings = load_settings(insecure=True, verify_keys=[WORKER.public_pem.decode()])
     made = recorder_trust(settings, logging.getLogger("t"))
     assert made.check(AuditKind.VERDICT, b"anything", None).reason == "unsigned"
+
+
+def test_audit_record_without_the_worker_key_exits_2_naming_the_setting() -> None:
+    result = CliRunner().invoke(
+        app,
+        ["audit", "record"],
+        env={"CANARYSTREAM_VERIFY_KEYS": "[]", "CANARYSTREAM_INSECURE": "0"},
+    )
+    assert result.exit_code == 2
+    message = result.output.replace("\n", "")
+    assert "CANARYSTREAM_VERIFY_KEYS (verify_keys) is empty" in message
+    assert "--insecure" in message

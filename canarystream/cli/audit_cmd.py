@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from canarystream.cli.aliases import renamed
 from canarystream.cli.app import app, group
 from canarystream.errors import BrokerError, ConfigError
 
@@ -177,10 +178,13 @@ def verify(
 @audit_app.command("export")
 def export(
     deployment: Deployment = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="File to write; '-' or none: stdout.", show_default=False),
+    ] = None,
     output: Annotated[
-        Path,
-        typer.Option("--output", "-o", help="File to write; '-' writes stdout."),
-    ] = Path("-"),
+        Path | None, typer.Option("--output", hidden=True, help="Old name of --out.")
+    ] = None,
 ) -> None:
     """Write the trail as JSON Lines, in partition then offset order (``verify --file`` reads
     it back)."""
@@ -197,12 +201,13 @@ def export(
             written += 1
         return written
 
+    output = renamed(out, output, old="--output", new="--out") or Path("-")
     try:
         if str(output) == "-":
             written = asyncio.run(run(sys.stdout))
         else:
-            with output.open("w", encoding="utf-8") as out:
-                written = asyncio.run(run(out))
+            with output.open("w", encoding="utf-8") as handle:
+                written = asyncio.run(run(handle))
     except (OSError, ConfigError, BrokerError) as exc:
         raise _fail(exc) from exc
     _err.print(f"{written} records exported")

@@ -41,7 +41,7 @@ def demo(
             "shortens the policy's stages and the regression's onset with it.",
         ),
     ] = PLAN_MINUTES,
-    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out/demo"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("out/demo"),
     seed: Annotated[int, typer.Option(min=0, help="Seed of the simulated fleets.")] = 7,
     batch: Annotated[int, typer.Option(min=1, help="Telemetry events per Kafka message.")] = 50,
 ) -> None:

@@ -133,8 +133,10 @@ def replay(
     out: Annotated[
         Path | None,
         typer.Option(
+            "--out",
+            "-o",
             help="Write decisions here (JSON Lines; default stdout), through a temporary file "
-            "renamed over it only when the replay succeeds. Never one of the inputs."
+            "renamed over it only when the replay succeeds. Never one of the inputs.",
         ),
     ] = None,
     strict: Annotated[

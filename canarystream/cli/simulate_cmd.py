@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import typer
 
+from canarystream.cli.aliases import renamed
 from canarystream.cli.app import app
 from canarystream.errors import CanarystreamError
 
@@ -113,7 +114,7 @@ def _engine(share: float | None, policies: Sequence[Path]) -> EngineLike:
     try:
         return Engine(policies=PolicyRegistry.from_paths(policies))
     except CanarystreamError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--policies") from exc
+        raise typer.BadParameter(str(exc), param_hint="--policy") from exc
 
 
 def _to_stdout(events: Iterable[dict[str, Any]]) -> None:
@@ -200,13 +201,16 @@ def simulate_command(  # typer passes options by keyword
             show_default=False,
         ),
     ] = None,
-    policies: Annotated[
+    policy: Annotated[
         list[Path] | None,
         typer.Option(
-            "--policies",
-            help="Policy files or directories the engine knows by name; may repeat.",
+            "--policy",
+            help="Policy file or directory the engine knows by name (repeatable).",
             show_default=False,
         ),
+    ] = None,
+    policies: Annotated[
+        list[Path] | None, typer.Option("--policies", hidden=True, help="Old name of --policy.")
     ] = None,
     out: Annotated[
         Path | None,
@@ -233,7 +237,8 @@ def simulate_command(  # typer passes options by keyword
         )
     seconds = _seconds(duration)
     scenarios = _scenarios(presets or [], scenario or [], rps=rps, duration=seconds)
-    engine = _LastDecisions(_engine(share, policies or []))
+    policy = renamed(policy, policies, old="--policies", new="--policy")
+    engine = _LastDecisions(_engine(share, policy or []))
     events = simulate(scenarios, seed=seed, engine=engine, step=step)
     try:
         if out is None:

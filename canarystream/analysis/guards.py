@@ -21,6 +21,7 @@ from canarystream.analysis.cohort import CohortBucket, count_in
 from canarystream.analysis.sequential import RatioSequence
 from canarystream.analysis.state import Reader, State, number, reader
 from canarystream.contracts.decision import CheckReason, Verdict
+from canarystream.contracts.readable import instant, percent
 from canarystream.policy.model import DriftGuard, NoDataGuard, SampleRatioGuard
 
 __all__ = ["BaselineDriftGuard", "NoDataWatch", "SampleRatioWatch"]
@@ -163,7 +164,7 @@ class BaselineDriftGuard:
             detector.update(z)
             if detector.drift_detected:
                 self.active_until = now + self.config.cooldown
-                self.last_shift = f"baseline {name} shifted up at t={now:.0f}"
+                self.last_shift = f"baseline {name} shifted up at {instant(now)}"
 
     def active(self, now: float) -> bool:
         """Whether the rollout must hold for a shared degradation at ``now``."""
@@ -177,7 +178,7 @@ class BaselineDriftGuard:
             verdict=Verdict.FAIL if self.active(now) else Verdict.PASS,
             critical=False,
             message=(
-                f"{self.last_shift}; holding until t={self.active_until:.0f}"
+                f"{self.last_shift}; holding until {instant(self.active_until)}"
                 if self.active(now)
                 else "baseline stable"
             ),
@@ -267,8 +268,8 @@ class SampleRatioWatch:
             estimate=share,
             tolerance=self.config.tolerance,
             message=(
-                f"canary share {share if share is None else f'{share:.2%}'} vs routed "
-                f"{self.expected:.2%}" + (" (mismatch)" if self.mismatch else "")
+                f"canary share {percent(share)} vs routed {percent(self.expected)}"
+                + (" (mismatch)" if self.mismatch else "")
             ),
         )
 

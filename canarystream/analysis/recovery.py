@@ -18,6 +18,7 @@ from scipy import stats
 from canarystream.analysis.cohort import Slice, count_in
 from canarystream.analysis.state import Reader, State, reader
 from canarystream.contracts.decision import CheckReason, Verdict
+from canarystream.contracts.readable import change, percent
 from canarystream.policy.model import RollbackVerification
 
 __all__ = ["RecoveryWatch"]
@@ -144,7 +145,9 @@ class RecoveryWatch:
                 estimate=rate,
                 lower=lower,
                 threshold=allowed,
-                message=f"error rate {rate:.4f} after the rollback vs {ref_rate:.4f} before",
+                message=(
+                    f"error rate {percent(rate)} after the rollback vs {percent(ref_rate)} before"
+                ),
             ),
             CheckReason(
                 check="recovery-latency",
@@ -155,7 +158,7 @@ class RecoveryWatch:
                 estimate=math.expm1(shift),
                 lower=math.expm1(shift_lower),
                 tolerance=config.latency_tolerance,
-                message=f"typical latency {math.expm1(shift):+.1%} vs before the rollout",
+                message=f"typical latency {change(math.exp(shift))} vs before the rollout",
             ),
         ]
         if errors_bad or latency_bad:

@@ -38,6 +38,7 @@ from canarystream.contracts.decision import (
     decision_id_for,
 )
 from canarystream.contracts.events import CompensationHook, DeploymentStarted
+from canarystream.contracts.readable import duration
 from canarystream.contracts.topics import service_partition
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, EventClock, out_of_range
 from canarystream.governance.rules import MAX_CONTROLS
@@ -424,7 +425,7 @@ class Rollout:
         """Why the rollout must roll back (or freeze) now, or None."""
         policy = self.policy
         if found.silent >= policy.guards.no_data.rollback_after:
-            return f"no canary telemetry for {found.silent:.0f}s"
+            return f"no canary telemetry for {duration(found.silent)}"
         if found.critical_fail and not found.shared_incident:
             return f"critical regression: {', '.join(e.name for e in found.critical_fail)}"
         if found.pending_failures and found.past_deadline:
@@ -447,7 +448,7 @@ class Rollout:
         if self.ratio.mismatch:
             holds.append("sample ratio mismatch: canary share differs from routed share")
         if found.silent >= self.policy.guards.no_data.hold_after:
-            holds.append(f"no canary telemetry for {found.silent:.0f}s")
+            holds.append(f"no canary telemetry for {duration(found.silent)}")
         if found.pending_failures:
             holds.append(f"non-critical regression: {', '.join(found.pending_failures)}")
         return holds

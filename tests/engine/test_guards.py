@@ -23,14 +23,14 @@ SILENCE = {"no_data": {"hold_after": 30, "rollback_after": 90}, **NO_RATIO}
 
 
 @pytest.mark.parametrize(
-    ("guards", "hold_at", "rollback_at"),
+    ("guards", "hold_at", "rollback_at", "hold_after", "rollback_after"),
     [
-        pytest.param(SILENCE, 30, 90, id="policy"),
-        pytest.param(NO_RATIO, 120, 600, id="defaults"),
+        pytest.param(SILENCE, 30, 90, "30s", "1m 30s", id="policy"),
+        pytest.param(NO_RATIO, 120, 600, "2m 00s", "10m 00s", id="defaults"),
     ],
 )
 def test_silent_canary_holds_then_rolls_back(
-    guards: dict[str, Any], hold_at: float, rollback_at: float
+    guards: dict[str, Any], hold_at: float, rollback_at: float, hold_after: str, rollback_after: str
 ) -> None:
     stream = Stream(0)
     policy = fast_policy(guards=guards)
@@ -39,8 +39,14 @@ def test_silent_canary_holds_then_rolls_back(
     decisions = [d for d in decisions if d.action is not Action.ROLLBACK_VERIFIED]
 
     assert summary_rows(decisions) == [
-        ("hold", hold_at, 0, Phase.HELD, f"no canary telemetry for {hold_at}s"),
-        ("rollback", rollback_at, 0, Phase.ROLLED_BACK, f"no canary telemetry for {rollback_at}s"),
+        ("hold", hold_at, 0, Phase.HELD, f"no canary telemetry for {hold_after}"),
+        (
+            "rollback",
+            rollback_at,
+            0,
+            Phase.ROLLED_BACK,
+            f"no canary telemetry for {rollback_after}",
+        ),
     ]
     assert decisions[-1].traffic_percent == 0
     assert {r.verdict for r in decisions[-1].reasons if r.kind != "guard"} == {Verdict.NO_DATA}
@@ -71,7 +77,7 @@ def test_silence_is_measured_from_the_last_canary_tick() -> None:
     # The canary was last seen in the tick that ended at 25 s.
     assert summary_rows(run(events)) == [
         ("hold", 55, 0, Phase.HELD, "no canary telemetry for 30s"),
-        ("rollback", 115, 0, Phase.ROLLED_BACK, "no canary telemetry for 90s"),
+        ("rollback", 115, 0, Phase.ROLLED_BACK, "no canary telemetry for 1m 30s"),
     ]
 
 

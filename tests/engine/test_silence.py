@@ -31,7 +31,7 @@ def test_a_stage_entered_during_silence_counts_it_from_its_own_start() -> None:
         (Action.ADVANCE, 20, 1, Phase.RUNNING, "stage 0 approved by alice; stage 1 at 50% traffic"),
         # Silent since the rollout began, but in stage 1 only since 20 s.
         (Action.HOLD, 50, 1, Phase.HELD, "no canary telemetry for 30s"),
-        (Action.ROLLBACK, 110, 1, Phase.ROLLED_BACK, "no canary telemetry for 90s"),
+        (Action.ROLLBACK, 110, 1, Phase.ROLLED_BACK, "no canary telemetry for 1m 30s"),
     ]
 
 

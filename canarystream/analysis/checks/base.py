@@ -21,7 +21,6 @@ each unit once, :meth:`Unit.evaluate` with one :class:`Gate`, and builds the dec
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,7 +51,6 @@ __all__ = [
     "Trackers",
     "Unit",
     "check_order",
-    "fmt",
     "parse_duration",
     "parse_status_set",
 ]
@@ -369,15 +367,6 @@ class Unit:
     def restore(self, r: Reader, check: CheckModel, trackers: Trackers) -> None:
         """Set what the subclass's :meth:`to_state` adds to the base's."""
         raise NotImplementedError
-
-
-def fmt(value: float | None) -> str:
-    """A number for a message: four significant digits, ``n/a`` or ``inf``."""
-    if value is None:
-        return "n/a"
-    if math.isinf(value):
-        return "inf"
-    return f"{value:.4g}"
 
 
 def slice_of(bucket: CohortBucket, key: Any) -> Slice | None:

@@ -14,10 +14,10 @@ from canarystream.analysis.checks.base import (
     Duration,
     Tick,
     Trackers,
-    fmt,
 )
 from canarystream.analysis.checks.shapes import MeanDifferenceUnit
 from canarystream.analysis.state import Key, Reader, State
+from canarystream.contracts.readable import number
 
 __all__ = ["Direction", "GaugeCheck", "GaugeUnit"]
 
@@ -77,8 +77,8 @@ class GaugeUnit(MeanDifferenceUnit):
     def describe(self, estimate: float | None, lower: float | None, upper: float | None) -> str:
         worse = "increase" if self.sign > 0 else "decrease"
         return (
-            f"{self.metric}: canary-minus-baseline {worse} {fmt(estimate)} over "
-            f"{self.diffs.count} windows [{fmt(lower)}, {fmt(upper)}], tolerance "
+            f"{self.metric}: canary-minus-baseline {worse} {number(estimate)} over "
+            f"{self.diffs.count} windows [{number(lower)}, {number(upper)}], tolerance "
             f"{self.check.tolerance:g}"
         )
 

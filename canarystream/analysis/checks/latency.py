@@ -17,7 +17,6 @@ from canarystream.analysis.checks.base import (
     Trackers,
     Unit,
     check_order,
-    fmt,
     slice_of,
 )
 from canarystream.analysis.cohort import Slice
@@ -25,6 +24,7 @@ from canarystream.analysis.sequential import RatioSequence
 from canarystream.analysis.sketch import LogHistogram
 from canarystream.analysis.state import Key, Reader, State, key_to_state, reader
 from canarystream.contracts.decision import CheckReason, Verdict
+from canarystream.contracts.readable import change, evidence_text, number, percent, times
 
 __all__ = ["LatencyCheck", "LatencyQuantileUnit", "LatencyTracker"]
 
@@ -151,7 +151,7 @@ class LatencyQuantileUnit(Unit):
     def explain(self, evidence: Evidence) -> CheckReason:
         canary_q = self.tracker.canary.quantile(self.quantile)
         baseline_q = self.tracker.baseline.quantile(self.quantile)
-        change = canary_q / baseline_q - 1.0 if canary_q and baseline_q else None
+        ratio = canary_q / baseline_q if canary_q and baseline_q else None
         e_value = evidence.e_value
         if e_value is None:
             e_value = self.test.e_value(1.0)
@@ -160,21 +160,21 @@ class LatencyQuantileUnit(Unit):
         in_force = evidence.gate.in_force(self.advance_tolerance, self.promote_tolerance)
         label = f"p{self.quantile * 100:g}"
         message = (
-            f"{label} canary {fmt(canary_q)} ms vs baseline {fmt(baseline_q)} ms "
-            f"({'n/a' if change is None else f'{change:+.1%}'}); exceedance ratio at "
-            f"+{self.tolerance:.0%} {fmt(exceed)}, e={fmt(e_value)} vs {fmt(1 / self.alpha)}; "
-            f"upper bound at +{in_force * 100:g}% {fmt(upper)} (no harm if <= 1)"
+            f"{label} canary {number(canary_q)} ms vs baseline {number(baseline_q)} ms "
+            f"({change(ratio)}); exceedance ratio at +{self.tolerance:.0%} {times(exceed)}, "
+            f"{evidence_text(e_value, 1 / self.alpha)}; upper bound at +{in_force * 100:g}% "
+            f"{times(upper)} (no harm if <= x1)"
         )
         if evidence.verdict is Verdict.PASS and upper is not None and upper > 1.0:
             message += (
-                f"; no harm by blast radius: extra slow requests within {self.abs_margin:g} "
-                f"of all traffic at {evidence.gate.next_share:.0%}"
+                f"; no harm by blast radius: extra slow requests within "
+                f"{percent(self.abs_margin)} of all traffic at {percent(evidence.gate.next_share)}"
             )
         return self.account(
             evidence,
             canary_samples=self.samples[0],
             baseline_samples=self.samples[1],
-            estimate=change,
+            estimate=None if ratio is None else ratio - 1.0,
             upper=upper if upper is not None and math.isfinite(upper) else None,
             e_value=e_value,
             threshold=1.0 / self.alpha,

@@ -8,9 +8,10 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from canarystream.analysis.checks.base import CheckModel, Tick, Trackers, check_order, fmt
+from canarystream.analysis.checks.base import CheckModel, Tick, Trackers, check_order
 from canarystream.analysis.checks.shapes import MeanDifferenceUnit
 from canarystream.analysis.state import Key
+from canarystream.contracts.readable import change
 
 __all__ = ["LatencyShiftCheck", "LatencyShiftUnit"]
 
@@ -49,10 +50,12 @@ class LatencyShiftUnit(MeanDifferenceUnit):
         return math.expm1(value)  # a relative change, like the tolerance
 
     def describe(self, estimate: float | None, lower: float | None, upper: float | None) -> str:
-        change = "n/a" if estimate is None else f"{estimate:+.1%}"
+        def relative(value: float | None) -> str:
+            return change(None if value is None else 1.0 + value)
+
         return (
-            f"typical latency canary vs baseline {change} over {self.diffs.count} ticks "
-            f"[{fmt(lower)}, {fmt(upper)}], tolerance +{self.tolerance:.0%}"
+            f"typical latency canary vs baseline {relative(estimate)} over {self.diffs.count} "
+            f"ticks [{relative(lower)}, {relative(upper)}], tolerance +{self.tolerance:.0%}"
         )
 
 

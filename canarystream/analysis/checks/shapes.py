@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 
-from canarystream.analysis.checks.base import Evidence, Gate, Tick, Unit, fmt
+from canarystream.analysis.checks.base import Evidence, Gate, Tick, Unit
 from canarystream.analysis.cohort import CohortBucket, Slice
 from canarystream.analysis.sequential import MeanSequence, RatioSequence, rate_upper_bound
 from canarystream.analysis.state import Reader, State
 from canarystream.contracts.decision import CheckReason, Verdict
+from canarystream.contracts.readable import evidence_text, percent, times
 
 __all__ = ["MeanDifferenceUnit", "OneSampleRateUnit", "RateRatioUnit"]
 
@@ -100,14 +101,14 @@ class RateRatioUnit(Unit):
         # field is only the bound a PASS was tested with.
         interval = self.interval_upper(evidence)
         message = (
-            f"rate canary {fmt(rates[0])} vs baseline {fmt(rates[1])}; ratio {fmt(estimate)} "
-            f"[{fmt(lower)}, {fmt(interval)}], e={fmt(e_value)} vs {fmt(1 / self.alpha)}, "
-            f"tolerance {self.tolerance:g}"
+            f"rate canary {percent(rates[0])} vs baseline {percent(rates[1])}: "
+            f"{times(estimate)} [{times(lower)}, {times(interval)}], "
+            f"{evidence_text(e_value, 1 / self.alpha)}, tolerance {times(self.tolerance)}"
         )
         if evidence.verdict is Verdict.PASS and upper is not None and upper > in_force:
             message += (
-                f"; no harm by blast radius: extra bad requests within {self.abs_margin:g} "
-                f"of all traffic at {evidence.gate.next_share:.0%}"
+                f"; no harm by blast radius: extra bad requests within "
+                f"{percent(self.abs_margin)} of all traffic at {percent(evidence.gate.next_share)}"
             )
         return self.account(
             evidence,
@@ -202,8 +203,8 @@ class OneSampleRateUnit(Unit):
         upper = None if evidence.upper is None else self._rate(evidence.upper)
         interval = self.interval_upper(evidence)
         message = (
-            f"canary {self.describe} {fmt(rate)} [{fmt(lower)}, {fmt(interval)}] vs budget "
-            f"{self.budget:g}, e={fmt(e_value)} vs {fmt(1 / self.alpha)}"
+            f"canary {self.describe} {percent(rate)} [{percent(lower)}, {percent(interval)}] vs "
+            f"budget {percent(self.budget)}, {evidence_text(e_value, 1 / self.alpha)}"
         )
         return self.account(
             evidence,

@@ -465,15 +465,20 @@ def _replay_merged(
         report.result.lines, report.result.events = lines, events
 
 
-def open_input(path: str | Path, stack: ExitStack) -> tuple[str, Iterable[bytes]]:
+def open_input(
+    path: str | Path, stack: ExitStack, opened: list[BinaryIO] | None = None
+) -> tuple[str, Iterable[bytes]]:
     """``(name, lines)`` of one input: a file, or standard input for ``-``; gzip unpacked.
 
+    A file's handle is added to ``opened`` (its position is the bytes read so far).
     Errors while reading raise :class:`ReplayInputError` naming the input.
     """
     if str(path) == STDIN:
         name, raw = "<stdin>", sys.stdin.buffer
     else:
         name, raw = str(path), stack.enter_context(open(path, "rb"))  # noqa: SIM115
+        if opened is not None:
+            opened.append(raw)
     reader: Any = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
     if reader.peek(2)[:2] == _GZIP_MAGIC:
         reader = io.BufferedReader(gzip.GzipFile(fileobj=reader, mode="rb"))
@@ -494,16 +499,34 @@ def replay_files(  # noqa: PLR0913 -- keyword-only callbacks and options
     on_decision: Callable[[Decision], None] | None = None,
     on_reject: Callable[[Rejection], None] | None = None,
     strict: bool = False,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ReplayResult:
-    """Replay JSON Lines files (``-`` for standard input), merged by ``ts``, through ``engine``."""
+    """Replay JSON Lines files (``-`` for standard input), merged by ``ts``, through ``engine``.
+
+    ``on_progress(lines, read)`` is called now and then with the lines and the bytes of the
+    files (as stored: gzip compressed) read so far.
+    """
     with ExitStack() as stack:
-        sources = [open_input(path, stack) for path in paths]
+        opened: list[BinaryIO] = []
+        sources = [open_input(path, stack, opened) for path in paths]
+
+        def progress(lines: int) -> None:
+            if on_progress is not None:
+                on_progress(lines, sum(_position(handle) for handle in opened))
+
         return replay_lines(
             sources,
             engine=engine,
             on_decision=on_decision,
             on_reject=on_reject,
             strict=strict,
-            on_progress=on_progress,
+            on_progress=progress if on_progress is not None else None,
         )
+
+
+def _position(handle: BinaryIO) -> int:
+    """Bytes of ``handle`` read so far; 0 when it cannot tell."""
+    try:
+        return handle.tell()
+    except (OSError, ValueError):
+        return 0

@@ -116,12 +116,16 @@ def kafka_status(port: Port = None, secure: Secure = False) -> None:
 
 
 @topics_app.command("create")
-def topics_create() -> None:
+def topics_create(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
     """Create the contract's topics that are missing (idempotent)."""
     import asyncio  # noqa: PLC0415
 
+    from rich.console import Console  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
+    from canarystream.cli.tables import print_table  # noqa: PLC0415
     from canarystream.errors import BrokerError, ConfigError  # noqa: PLC0415
     from canarystream.kafka.admin import create_topics  # noqa: PLC0415  (aiokafka)
     from canarystream.kafka.connection import Connection  # noqa: PLC0415
@@ -132,6 +136,22 @@ def topics_create() -> None:
         results = asyncio.run(create_topics(connection))
     except (BrokerError, ConfigError) as exc:
         raise _fail(exc) from exc
+    if as_json:
+        import orjson  # noqa: PLC0415
+
+        rows = [
+            {
+                "topic": result.name,
+                "partitions": result.partitions,
+                "replicas": result.replication_factor,
+                "created": result.created,
+                "note": result.note or None,
+            }
+            for result in results
+        ]
+        document = {"bootstrap": connection.bootstrap, "topics": rows}
+        typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        return
     table = Table(title=f"Topics on {connection.bootstrap}", title_justify="left")
     for column in ("topic", "partitions", "replicas", "result"):
         table.add_column(column)
@@ -140,4 +160,4 @@ def topics_create() -> None:
         if result.note:
             outcome += f" ({result.note})"
         table.add_row(result.name, str(result.partitions), str(result.replication_factor), outcome)
-    Console().print(table)
+    print_table(Console(), table)

@@ -185,14 +185,14 @@ def replay(
     code = EXIT_OK
     try:
         with progress:
-            task = progress.add_task("replay", total=None)
+            task = progress.add_task("replay", total=_input_bytes(files) or None, lines=0)
             result = replay_files(
                 files,
                 engine=engine,
                 on_decision=on_decision,
                 on_reject=rejections,
                 strict=strict,
-                on_progress=lambda lines: progress.update(task, completed=lines),
+                on_progress=lambda lines, read: progress.update(task, completed=read, lines=lines),
             )
     except StrictReplayError as exc:
         err.print(f"[red]error:[/] {escape(str(exc.rejection))}", highlight=False, soft_wrap=True)
@@ -271,19 +271,34 @@ def _engine(err: Console, policy: list[Path] | None, access: Path | None) -> Eng
         raise typer.Exit(EXIT_USAGE) from exc
 
 
-def _progress(err: Console, files: list[Path], quiet: bool) -> Progress:
-    """The progress bar on stderr, shown unless quiet or the files are small."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+def _input_bytes(files: list[Path]) -> int:
+    """The size of the input files as stored (standard input counts for nothing)."""
+    return sum(path.stat().st_size for path in files if str(path) != STDIN)
 
-    total = sum(path.stat().st_size for path in files if str(path) != STDIN)
+
+def _progress(err: Console, files: list[Path], quiet: bool) -> Progress:
+    """The progress bar on stderr: bytes read of the files' size, as a percentage with the
+    time left; shown on a terminal unless quiet or the files are small."""
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     return Progress(
         TextColumn("replay"),
         BarColumn(),
-        TextColumn("{task.completed:,} lines"),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[lines]:,} lines"),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         console=err,
         transient=True,
-        disable=quiet or total < _PROGRESS_MIN_BYTES,
+        disable=quiet or not err.is_terminal or _input_bytes(files) < _PROGRESS_MIN_BYTES,
     )
 
 
@@ -303,7 +318,9 @@ def _print_nothing_judged(err: Console, result: ReplayResult, kept: Path | None)
 
 def _print_summary(err: Console, result: ReplayResult, reported: int) -> None:
     """The summary on stderr: decisions per rollout, counts, and the rejections not listed."""
-    err.print(summary_table(result))
+    from canarystream.cli.tables import print_table  # noqa: PLC0415
+
+    print_table(err, summary_table(result))
     by_reason = ", ".join(f"{k}={v}" for k, v in sorted(result.rejected.items()))
     actions = ", ".join(f"{k}={v}" for k, v in sorted(result.decisions.items()))
     lines = result.rejected_lines

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
@@ -16,12 +16,15 @@ from canarystream.cli.app import app
 from canarystream.errors import CanarystreamError
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from canarystream.simulate.closed_loop import DecisionLike, EngineLike
     from canarystream.simulate.scenario import Scenario
 
 __all__ = ["simulate_command"]
 
 _CHUNK = 4096  # events per write
+_PROGRESS_EVERY = 8192  # events between updates of the progress bar
 
 
 class _LastDecisions:
@@ -222,6 +225,9 @@ def simulate_command(  # typer passes options by keyword
     list_presets: Annotated[
         bool, typer.Option("--list", help="List the presets and exit.")
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option(help="No progress bar on stderr (it is shown on a terminal only).")
+    ] = False,
 ) -> None:
     """Generate rollout telemetry from presets or scenario files (see ``_HELP``)."""
     from canarystream.simulate.closed_loop import simulate  # noqa: PLC0415  (numpy, scipy)
@@ -240,17 +246,64 @@ def simulate_command(  # typer passes options by keyword
     policy = renamed(policy, policies, old="--policies", new="--policy")
     engine = _LastDecisions(_engine(share, policy or []))
     events = simulate(scenarios, seed=seed, engine=engine, step=step)
+    progress = _progress(quiet)
     try:
-        if out is None:
-            _to_stdout(events)
-        else:
-            count = _to_file(events, out)
-            typer.echo(f"wrote {count} events to {out}", err=True)
+        with progress:
+            events = _tracked(events, progress, scenarios)
+            if out is None:
+                _to_stdout(events)
+            else:
+                count = _to_file(events, out)
     except CanarystreamError as exc:  # e.g. a policy the engine cannot resolve
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+    if out is not None:
+        typer.echo(f"wrote {count} events to {out}", err=True)
     if share is None:
         _print_last(engine, scenarios)
+
+
+def _progress(quiet: bool) -> Progress:
+    """The progress bar on stderr, in event time simulated, shown on a terminal unless quiet."""
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    err = Console(stderr=True)
+    return Progress(
+        TextColumn("simulate"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[events]:,} events"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=quiet or not err.is_terminal,
+    )
+
+
+def _tracked(
+    events: Iterable[dict[str, Any]], progress: Progress, scenarios: Sequence[Scenario]
+) -> Iterator[dict[str, Any]]:
+    """``events``, moving ``progress`` along the event time they have reached."""
+    start = min(s.start_ts for s in scenarios)
+    total = max(s.end_ts for s in scenarios) - start
+    task = progress.add_task("simulate", total=total, events=0)
+    count = 0
+    for event in events:
+        yield event
+        count += 1
+        if not count % _PROGRESS_EVERY:
+            progress.update(task, completed=event["ts"] - start, events=count)
+    progress.update(task, completed=total, events=count)
 
 
 def _list_presets() -> None:
@@ -276,6 +329,8 @@ def _seconds(duration: str | None) -> float | None:
 
 def _print_last(engine: _LastDecisions, scenarios: list[Scenario]) -> None:
     """Each rollout's last decision, on stderr."""
+    from canarystream.contracts.readable import duration  # noqa: PLC0415
+
     for item in scenarios:
         decision = engine.last.get(item.deployment)
         if decision is None:
@@ -283,6 +338,6 @@ def _print_last(engine: _LastDecisions, scenarios: list[Scenario]) -> None:
         else:
             typer.echo(
                 f"{item.deployment}: {decision.phase} at {decision.traffic_percent:g} % "
-                f"(+{decision.ts - item.start_ts:.0f} s): {decision.summary}",
+                f"(+{duration(decision.ts - item.start_ts)}): {decision.summary}",
                 err=True,
             )

@@ -143,4 +143,4 @@ def test_closed_loop_by_default_with_a_summary(monkeypatch: pytest.MonkeyPatch) 
     events = lines(result.stdout)
     canary = [e for e in events if e.get("version") == "v2" and e["type"] == "request"]
     assert 0.1 < len(canary) / sum(e["type"] == "request" for e in events) < 0.3
-    assert "gauge-only: running at 20 % (+0 s): stage 0" in result.stderr
+    assert "gauge-only: running at 20 % (+0s): stage 0" in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -185,14 +186,14 @@ def replay(
     code = EXIT_OK
     try:
         with progress:
-            task = progress.add_task("replay", total=_input_bytes(files) or None, lines=0)
+            advance = _progress_task(progress, files, "replay")
             result = replay_files(
                 files,
                 engine=engine,
                 on_decision=on_decision,
                 on_reject=rejections,
                 strict=strict,
-                on_progress=lambda lines, read: progress.update(task, completed=read, lines=lines),
+                on_progress=advance,
             )
     except StrictReplayError as exc:
         err.print(f"[red]error:[/] {escape(str(exc.rejection))}", highlight=False, soft_wrap=True)
@@ -289,7 +290,7 @@ def _progress(err: Console, files: list[Path], quiet: bool) -> Progress:
     )
 
     return Progress(
-        TextColumn("replay"),
+        TextColumn("{task.description}"),
         BarColumn(),
         TaskProgressColumn(),
         TextColumn("{task.fields[lines]:,} lines"),
@@ -300,6 +301,16 @@ def _progress(err: Console, files: list[Path], quiet: bool) -> Progress:
         transient=True,
         disable=quiet or not err.is_terminal or _input_bytes(files) < _PROGRESS_MIN_BYTES,
     )
+
+
+def _progress_task(progress: Progress, files: list[Path], label: str) -> Callable[[int, int], None]:
+    """A task of ``progress`` over the files' bytes; the callback that moves it along."""
+    task = progress.add_task(label, total=_input_bytes(files) or None, lines=0)
+
+    def advance(lines: int, read: int) -> None:
+        progress.update(task, completed=read, lines=lines)
+
+    return advance
 
 
 def _print_nothing_judged(err: Console, result: ReplayResult, kept: Path | None) -> None:

@@ -25,8 +25,10 @@ def report(
     out: Annotated[
         Path,
         typer.Option(
+            "--out",
+            "-o",
             help="The HTML file to write ('-': stdout), through a temporary file renamed over "
-            "it once the report is complete. Never one of the inputs."
+            "it once the report is complete. Never one of the inputs.",
         ),
     ],
     policy: Annotated[
@@ -69,6 +71,7 @@ def report(
         _print_nothing_judged,
         _print_summary,
         _progress,
+        _progress_task,
         _Rejections,
     )
     from canarystream.replay import STDIN, ReplayInputError  # noqa: PLC0415
@@ -82,12 +85,12 @@ def report(
     progress = _progress(err, files, quiet)
     try:
         with progress:
-            task = progress.add_task("report", total=None)
+            advance = _progress_task(progress, files, "report")
             result, recorder = record_files(
                 files,
                 engine,
                 on_reject=rejections,
-                on_progress=lambda lines: progress.update(task, completed=lines),
+                on_progress=advance,
             )
     except ReplayInputError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)

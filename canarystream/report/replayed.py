@@ -19,7 +19,7 @@ def record_files(
     *,
     on_decision: Callable[[Decision], None] | None = None,
     on_reject: Callable[[Rejection], None] | None = None,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[ReplayResult, SeriesRecorder]:
     """Replay ``paths`` through ``engine`` with a recorder attached; the replay and the series.
 

@@ -2,7 +2,8 @@
 
 ``python -m canarystream.contracts.schemas topics`` rewrites ``topics/``: one
 ``<topic>.yaml`` per spec in :data:`canarystream.contracts.topics.TOPICS` and one
-``schemas/<name>.schema.json`` per message kind, plus the policy schema for editors.
+``schemas/<name>.schema.json`` per message kind, plus the policy and simulation-scenario
+schemas for editors.
 ``--check`` only reports differences (exit status 1), for CI. Output is deterministic:
 sorted keys, fixed indentation, a trailing newline.
 
@@ -43,6 +44,7 @@ from canarystream.contracts.events import (
 from canarystream.contracts.topics import TOPICS
 from canarystream.contracts.verdict import InputVerdict
 from canarystream.policy.model import Policy, parse_duration, parse_status_set
+from canarystream.simulate.scenario import Scenario
 
 __all__ = [
     "DURATION_PATTERN",
@@ -140,6 +142,14 @@ def _sources() -> dict[str, _Source]:
             "Rollout policy",
             "How a rollout proceeds and how the canary is judged (YAML or JSON policy files).",
             Policy,
+            "validation",
+        ),
+        "scenario": _Source(
+            "Simulation scenario file",
+            "What `canarystream simulate --scenario FILE` runs (YAML or JSON): one scenario, or "
+            "a non-empty list of scenarios run side by side. Times inside a scenario are seconds "
+            "after its start_ts; durations also accept strings such as '6m'.",
+            Scenario | Annotated[list[Scenario], Field(min_length=1)],
             "validation",
         ),
     }

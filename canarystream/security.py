@@ -1,16 +1,18 @@
 """What a service needs before it starts: its keys, or the explicit, loudly reported insecure mode.
 
 Signing is on by default (``signing_scheme: ed25519``): the worker refuses to start without
-its signing key and an actuator without the keys that verify decisions, with an error that
-names the settings and the command that makes keys. ``insecure: true``
-(``CANARYSTREAM_INSECURE``, ``--insecure``) lets either run without them, for local drills:
-every start then logs, at WARNING, what an attacker can do, and the service's ``/metrics``
-shows ``canarystream_insecure_mode 1``. Keys that are configured are used even then.
+its signing key and its access file (who may steer which rollouts), and an actuator without
+the keys that verify decisions, with an error that names the settings and how to make them.
+``insecure: true`` (``CANARYSTREAM_INSECURE``, ``--insecure``) lets either run without them,
+for local drills: every start then logs, at WARNING, what an attacker can do, and the
+service's ``/metrics`` shows ``canarystream_insecure_mode 1``. Keys and an access file that
+are configured are used even then.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -32,7 +34,7 @@ __all__ = [
     "insecure_warnings",
     "recorder_trust",
     "warn_if_insecure",
-    "warn_unauthenticated",
+    "worker_access_file",
     "worker_signer",
 ]
 
@@ -75,6 +77,24 @@ def worker_signer(settings: Any) -> Signer | None:
             "CANARYSTREAM_VERIFY_KEYS; " + _OPT_OUT
         )
     return Signer.from_settings(settings.signing_scheme, settings.signing_key.get_secret_value())
+
+
+def worker_access_file(settings: Any) -> Path | None:
+    """The worker's access file; None (everyone obeyed) only in insecure mode.
+
+    Without one, :class:`ConfigError` names the setting, the option and how to write one.
+    """
+    if settings.access_file is not None or settings.insecure:
+        return settings.access_file  # type: ignore[no-any-return]
+    raise ConfigError(
+        "the worker obeys only announcements and control events signed by a principal its "
+        "access file grants, and CANARYSTREAM_ACCESS_FILE (access_file, --access) is not set: "
+        "write one after deploy/access.example.yaml, with the public key "
+        "`canarystream keys generate NAME` prints for each principal (the deploy system, the "
+        "people who approve or abort, and the worker for its heartbeats); "
+        "or, for a local drill only, obey anyone who can write to "
+        f"{DEPLOYMENTS_TOPIC} with --insecure (CANARYSTREAM_INSECURE=1)"
+    )
 
 
 def _worker_verifier(settings: Any, why: str) -> Verifier | None:
@@ -196,18 +216,6 @@ def _unauthenticated_line() -> str:
         "INSECURE: announcements and control events are not authenticated; anyone who "
         f"can write to {DEPLOYMENTS_TOPIC} can start, approve, pause or abort rollouts."
     )
-
-
-def warn_unauthenticated(authenticated: bool, log: logging.Logger) -> bool:
-    """Log, at WARNING, that a worker without an access file obeys anyone; whether it did."""
-    if authenticated:
-        return False
-    log.warning("%s", _unauthenticated_line())
-    log.warning(
-        "INSECURE: give the worker an access file (--access, CANARYSTREAM_ACCESS_FILE) so that "
-        "only the principals it grants steer rollouts."
-    )
-    return True
 
 
 def insecure_gauge(registry: CollectorRegistry, insecure: bool) -> Gauge:

@@ -350,7 +350,8 @@ class Settings(BaseSettings):
     access_file: Path | None = Field(
         default=None,
         description="Worker and replay: the access file (who may steer which rollouts); "
-        "announcements, commands and heartbeats are then authenticated and authorised.",
+        "announcements, commands and heartbeats are then authenticated and authorised. "
+        "Required by the worker unless insecure; replay without it judges plain recordings.",
     )
     worker_principal: str = Field(
         default="worker",
@@ -359,8 +360,9 @@ class Settings(BaseSettings):
     )
     insecure: bool = Field(
         default=False,
-        description="Run without signatures (local drills only): the worker publishes "
-        "unsigned decisions and actuators act on them; every start says so loudly.",
+        description="Run without signatures or an access file (local drills only): the worker "
+        "publishes unsigned decisions and obeys unsigned announcements and commands, and "
+        "actuators act on unsigned decisions; every start says so loudly.",
     )
 
     @field_validator("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")

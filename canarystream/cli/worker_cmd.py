@@ -36,15 +36,17 @@ def worker(
     access: Annotated[
         Path | None,
         typer.Option(
-            help="Access file: who may steer which rollouts. Default: CANARYSTREAM_ACCESS_FILE."
+            help="Access file: who may steer which rollouts (required unless --insecure; see "
+            "deploy/access.example.yaml). Default: CANARYSTREAM_ACCESS_FILE."
         ),
     ] = None,
     insecure: Annotated[
         bool,
         typer.Option(
             "--insecure",
-            help="Run without a signing key (local drills only; logged loudly at every "
-            "start). Default: CANARYSTREAM_INSECURE.",
+            help="Run without a signing key or an access file, obeying anyone who can write "
+            "to the deployments topic (local drills only; logged loudly at every start). "
+            "Default: CANARYSTREAM_INSECURE.",
         ),
     ] = False,
 ) -> None:
@@ -52,7 +54,8 @@ def worker(
 
     Batching, Faust's tuning and the rest come from settings (CANARYSTREAM_* or the file
     named by CANARYSTREAM_CONFIG); the options above override them. Decisions are signed with
-    CANARYSTREAM_SIGNING_KEY (`canarystream keys generate worker`).
+    CANARYSTREAM_SIGNING_KEY (`canarystream keys generate worker`); only announcements and
+    commands signed by a principal the access file grants are obeyed.
     """
     import asyncio  # noqa: PLC0415
 
@@ -62,17 +65,19 @@ def worker(
     from canarystream.governance.access import load_access  # noqa: PLC0415
     from canarystream.kafka.admin import create_topics  # noqa: PLC0415  (aiokafka)
     from canarystream.kafka.connection import Connection  # noqa: PLC0415
-    from canarystream.security import worker_signer  # noqa: PLC0415
+    from canarystream.security import worker_access_file, worker_signer  # noqa: PLC0415
 
     err = Console(stderr=True, soft_wrap=True)
     try:
         settings = settings_with(
             web_bind=web_bind, web_port=web_port, access_file=access, insecure=insecure or None
         )
-        worker_signer(settings)  # no key and not insecure: refuse before anything starts
+        # No key or no access file, and not insecure: refuse before anything starts.
+        worker_signer(settings)
+        access_file = worker_access_file(settings)
         policies = build_engine(policy or settings.policies).policies
-        if settings.access_file is not None:
-            load_access(settings.access_file)  # its errors before anything starts
+        if access_file is not None:
+            load_access(access_file)  # its errors before anything starts
         results = asyncio.run(create_topics(Connection(settings)))
     except (ConfigError, PolicyError, BrokerError) as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")

@@ -21,7 +21,8 @@ batch), the engine has moved on in memory past what the topic shows: the worker 
 and acknowledges nothing more and exits with :data:`EXIT_UNPUBLISHED` (75), and the next
 worker derives the same decisions again from the last checkpoint.
 
-**Who steers.** With an access file (``access_file``), each announcement, command and
+**Who steers.** The access file (``access_file``; only insecure mode runs without one, and
+then obeys anyone) says who may send what: each announcement, command and
 heartbeat must be signed by a principal allowed to send it (see
 :mod:`canarystream.governance`); the verdict on each announcement and command read from the
 deployments topic (accepted, or refused and why) is published to ``canary.verdicts.v1``,
@@ -87,7 +88,7 @@ from canarystream.report import RolloutSeries, SeriesRecorder, render_report
 from canarystream.security import (
     insecure_gauge,
     warn_if_insecure,
-    warn_unauthenticated,
+    worker_access_file,
     worker_signer,
 )
 from canarystream.settings import Settings
@@ -197,7 +198,9 @@ class StreamWorker:
             key_type=bytes,  # bytes keys and values: Faust stores them raw, not as JSON
             value_type=bytes,
         )
-        access = load_access(settings.access_file) if settings.access_file else None
+        self.signer = worker_signer(settings)  # no key: refused unless insecure
+        access_file = worker_access_file(settings)  # none: refused unless insecure
+        access = load_access(access_file) if access_file is not None else None
         if access is not None:
             _check_heartbeats(access, settings)
         self.engine = Engine(
@@ -219,12 +222,8 @@ class StreamWorker:
         self._next_checkpoint = 0.0
         self.metrics = WorkerMetrics()
         self.last_decision: dict[str, Decision] = {}
-        self.signer = worker_signer(settings)
         signed, authenticated = self.signer is not None, access is not None
-        if not warn_if_insecure(
-            settings, "worker", log, signed=signed, authenticated=authenticated
-        ):
-            warn_unauthenticated(authenticated, log)
+        warn_if_insecure(settings, "worker", log, signed=signed, authenticated=authenticated)
         insecure_gauge(self.metrics.registry, settings.insecure)
         self.index = PublishedIndex(
             self.signer.verifier() if self.signer else None, self.metrics.forged_decisions.inc

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,6 +16,7 @@ import canarystream.kafka.admin as kafka_admin
 import canarystream.streaming.worker as worker_module
 from canarystream.actuators.executor import Actuator
 from canarystream.cli import app
+from canarystream.demo.stack import free_port
 from canarystream.kafka.admin import TopicResult
 from tests.support.keys import TestKeys, test_keys
 
@@ -29,6 +32,8 @@ def env(monkeypatch: pytest.MonkeyPatch, test_keys: TestKeys) -> pytest.MonkeyPa
             monkeypatch.delenv(key)
     for name, value in {**test_keys.worker_env(), **test_keys.actuator_env()}.items():
         monkeypatch.setenv(name, value)
+    access = test_keys.write_access(test_keys.directory / "access.yaml")
+    monkeypatch.setenv("CANARYSTREAM_ACCESS_FILE", str(access))
 
     async def no_topics(connection: Any) -> list[TopicResult]:
         return [TopicResult("t", created=False, partitions=12, replication_factor=1)]
@@ -177,3 +182,38 @@ def test_worker_and_actuator_need_keys_unless_insecure_given(env: pytest.MonkeyP
     env.setenv("CANARYSTREAM_INSECURE", "true")
     assert _worker(env).insecure is True
     assert _actuator(env).handler.verifier is None
+
+
+def test_a_worker_without_an_access_file_refuses_to_start_before_connecting(
+    test_keys: TestKeys, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CANARYSTREAM_")}
+    # Nothing listens on the broker's port: the refusal must come before any connection.
+    env.update(test_keys.worker_env(), KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}")
+    env["CANARYSTREAM_DATA_DIR"] = str(tmp_path)
+    refused = subprocess.run(
+        [sys.executable, "-m", "canarystream", "worker"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2, refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert "CANARYSTREAM_ACCESS_FILE (access_file, --access) is not set" in message
+    assert "deploy/access.example.yaml" in message
+    assert "canarystream keys generate" in message
+    assert "--insecure" in message
+    assert "broker" not in message.lower()  # it never tried to reach one
+
+
+def test_the_insecure_worker_runs_without_an_access_file(env: pytest.MonkeyPatch) -> None:
+    env.delenv("CANARYSTREAM_ACCESS_FILE")
+    result = runner.invoke(app, ["worker"])
+    assert result.exit_code == 2
+    assert "CANARYSTREAM_ACCESS_FILE (access_file, --access) is not set" in " ".join(
+        result.stderr.split()
+    )
+    settings = _worker(env, "--insecure")
+    assert (settings.insecure, settings.access_file) == (True, None)

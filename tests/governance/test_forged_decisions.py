@@ -18,10 +18,10 @@ import pytest
 from canarystream.contracts.signing import SIGNATURE_HEADER, Signer
 from canarystream.settings import load_settings
 from canarystream.streaming.worker import StreamWorker
-from tests.support.access import principal
+from tests.support.access import grant, origin_of, principal, write_access
 from tests.support.streams import DEPLOYMENT, Stream
 
-WORKER, MALLORY = principal("worker"), principal("mallory")
+WORKER, MALLORY, DEPLOYER = principal("worker"), principal("mallory"), principal("deployer")
 
 
 def forged(seq: int, signer: Signer | None) -> tuple[bytes, list[tuple[str, bytes]]]:
@@ -31,8 +31,16 @@ def forged(seq: int, signer: Signer | None) -> tuple[bytes, list[tuple[str, byte
 
 
 def signing_worker(tmp_path: Path) -> StreamWorker:
+    access = write_access(
+        tmp_path / "access.yaml",
+        [WORKER, DEPLOYER],
+        [grant([WORKER], ["heartbeat"]), grant([DEPLOYER], ["start"])],
+    )
     settings = load_settings(
-        data_dir=tmp_path, signing_scheme="ed25519", signing_key=WORKER.private_pem.decode()
+        data_dir=tmp_path,
+        signing_scheme="ed25519",
+        signing_key=WORKER.private_pem.decode(),
+        access_file=access,
     )
     return StreamWorker(settings)
 
@@ -41,7 +49,7 @@ def test_forged_high_seq_decisions_are_ignored_counted_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     worker = signing_worker(tmp_path)
-    caplog.clear()  # what its start logged (it has no access file)
+    caplog.clear()  # what its start logged
     caplog.set_level(logging.WARNING)
 
     worker.index.add_message(*forged(10**9, None))
@@ -68,7 +76,10 @@ def test_the_worker_still_publishes_its_decisions_after_a_forged_one(tmp_path: P
         return ack
 
     worker.decisions.send = send  # type: ignore[method-assign]
-    decisions = worker.engine.process(Stream(1).started())
+    started = Stream(1).started()
+    assert worker.engine.access is not None
+    origin = origin_of(worker.engine.access, DEPLOYER, orjson.dumps(started))
+    decisions = worker.engine.process(started, origin=origin)
 
     outcome = asyncio.run(worker.outbox.publish(decisions))
 

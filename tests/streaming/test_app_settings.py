@@ -61,7 +61,8 @@ def test_the_app_takes_the_faust_settings_and_the_web_address(
 
 def test_the_worker_batches_as_the_settings_say(tmp_path: Path, test_keys: TestKeys) -> None:
     key = test_keys.private_pem("worker")
-    default = StreamWorker(load_settings(data_dir=tmp_path, signing_key=key))
+    access = test_keys.write_access(tmp_path / "access.yaml")
+    default = StreamWorker(load_settings(data_dir=tmp_path, signing_key=key, access_file=access))
     assert default.batching == Batching(2000, 0.02, 1.0)
     settings = load_settings(
         data_dir=tmp_path,
@@ -69,6 +70,7 @@ def test_the_worker_batches_as_the_settings_say(tmp_path: Path, test_keys: TestK
         batch_within_seconds=0.5,
         checkpoint_seconds=3,
         signing_key=key,
+        access_file=access,
     )
     assert StreamWorker(settings).batching == Batching(10, 0.5, 3.0)
 
@@ -129,11 +131,17 @@ def test_the_worker_will_not_start_unsigned_unless_told_and_then_says_so_loudly(
         "INSECURE: announcements and control events are not authenticated; anyone who can "
         "write to canary.deployments.v1 can start, approve, pause or abort rollouts."
     )
+    with pytest.raises(ConfigError) as refused:
+        StreamWorker(load_settings(data_dir=tmp_path, signing_key=key))  # no access file
+    assert "CANARYSTREAM_ACCESS_FILE (access_file, --access) is not set" in str(refused.value)
+    assert "deploy/access.example.yaml" in str(refused.value)
+
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        StreamWorker(load_settings(data_dir=tmp_path, signing_key=key))  # no access file
+        StreamWorker(load_settings(data_dir=tmp_path, signing_key=key, insecure=True))
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert unauthenticated in warnings
+    assert unauthenticated in warnings  # signed, but obeying anyone: said at every start
+    assert warnings[0].startswith("INSECURE MODE: this worker runs with insecure=true")
     assert not any("decisions are not signed" in line for line in warnings)
 
     caplog.clear()

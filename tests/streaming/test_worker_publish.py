@@ -16,13 +16,13 @@ import orjson
 import pytest
 
 from canarystream.contracts.codec import decode_decision
-from canarystream.contracts.signing import generate_ed25519_key
 from canarystream.contracts.topics import DEPLOYMENTS_TOPIC, TELEMETRY_TOPIC
 from canarystream.errors import BrokerError
 from canarystream.settings import load_settings
 from canarystream.streaming.gaps import GapFiller
 from canarystream.streaming.processor import Inbound
 from canarystream.streaming.worker import EXIT_UNPUBLISHED, StreamWorker
+from tests.support.access import grant, principal, write_access
 
 START = 1_790_000_000.0
 
@@ -34,6 +34,7 @@ class FakeMessage:
     offset: int
     key: bytes
     value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
     refcount: int = 0
 
     def incref(self) -> None:
@@ -91,12 +92,20 @@ async def _acknowledged(**_: Any) -> Any:
     return ack
 
 
-WORKER_KEY, _ = generate_ed25519_key()
+DEPLOYER, WORKER = principal("deployer"), principal("worker")
 
 
 def worker_with(producer: FailingProducer, tmp_path: Path) -> tuple[StreamWorker, list[Any]]:
+    access = write_access(
+        tmp_path / "access.yaml",
+        [DEPLOYER, WORKER],
+        [grant([DEPLOYER], ["start"]), grant([WORKER], ["heartbeat"])],
+    )
     settings = load_settings(
-        data_dir=tmp_path, publish_deadline_seconds=1.0, signing_key=WORKER_KEY.decode()
+        data_dir=tmp_path,
+        publish_deadline_seconds=1.0,
+        signing_key=WORKER.private_pem.decode(),
+        access_file=access,
     )
     worker = StreamWorker(settings)
     worker.outbox.first_backoff = 0.01
@@ -126,7 +135,8 @@ def announcement(offset: int, service: str) -> FakeEvent:
         "canary_version": "v2",
     }
     value = orjson.dumps(event)
-    return FakeEvent(FakeMessage(DEPLOYMENTS_TOPIC, 0, offset, service.encode(), value))
+    headers = DEPLOYER.headers(value)
+    return FakeEvent(FakeMessage(DEPLOYMENTS_TOPIC, 0, offset, service.encode(), value, headers))
 
 
 def test_decisions_are_retried_until_acknowledged_then_the_batch_is_stored(tmp_path) -> None:

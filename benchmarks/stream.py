@@ -171,7 +171,8 @@ async def _latency_run(
     ]
     latencies: list[float] = []
     produced_background = 0
-    async with EventPublisher(stack.connection, linger_ms=2) as publisher:
+    signed_as = stack.keys.signed_as("deployer")  # the worker obeys signed announcements only
+    async with EventPublisher(stack.connection, linger_ms=2, signed_as=signed_as) as publisher:
         consumer = AIOKafkaConsumer(
             stack.topic(DECISIONS_TOPIC),
             **stack.connection.client_kwargs(),

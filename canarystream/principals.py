@@ -20,9 +20,12 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from canarystream.atomicfile import write_atomically
 from canarystream.contracts.signing import Signer, generate_ed25519_key
@@ -35,6 +38,7 @@ __all__ = [
     "check_principal",
     "generate_key_pair",
     "principal_signer",
+    "write_access_file",
 ]
 
 PRINCIPAL_PATTERN = r"^[a-z0-9][a-z0-9._@-]{0,127}$"
@@ -92,6 +96,23 @@ def access_snippet(pair: KeyPair) -> str:
     """The access-file entry that introduces the principal by its public key (grants to add)."""
     key = "\n".join(f"      {line}" for line in pair.public_pem.strip().splitlines())
     return f"principals:\n  {pair.principal}:\n    public_key: |\n{key}\n"
+
+
+def write_access_file(
+    path: Path, pairs: Iterable[KeyPair], grants: Iterable[Mapping[str, Any]]
+) -> Path:
+    """Write an access file at ``path`` listing ``pairs`` (their public keys inline) and
+    ``grants`` as given; return ``path``. For a run's own principals (the demo, tests)."""
+    document = {
+        "version": 1,
+        "principals": {pair.principal: {"public_key": pair.public_pem} for pair in pairs},
+        "grants": [dict(grant) for grant in grants],
+    }
+    try:
+        write_atomically(path, yaml.safe_dump(document, sort_keys=False).encode(), mode=0o644)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write the access file: {exc.strerror}") from exc
+    return path
 
 
 def _read_private_key(path: Path) -> bytes:

@@ -82,9 +82,11 @@ def test_live_demo_rolls_back_the_regression_and_promotes_the_healthy_canary(
     simulated = simulate(demo_scenarios(minutes=16), seed=1, delay=ROUTER_DELAY)
     assert sent == [orjson.dumps(e) for e in itertools.islice(simulated, len(sent))]
     assert [orjson.loads(line)["type"] for line in sent[:2]] == ["deployment_started"] * 2
-    assert (tmp_path / "worker.log").exists()
     watch = f". {tmp_path / 'watch.env'} && canarystream status --watch --clock event"
     assert watch in result.stdout
+    # Governed, as in production: the worker obeyed the deployer's signed announcements.
+    assert "announcements were signed by the deployer's" in " ".join(result.stdout.split())
+    assert "INSECURE" not in (tmp_path / "worker.log").read_text()
 
 
 def test_live_demo_without_a_broker_says_so_and_exits_2(tmp_path: Path) -> None:

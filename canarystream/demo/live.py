@@ -191,8 +191,9 @@ def _stop_and_collect(
         console.print(f"   [yellow]the worker exited with code {code}[/]")
     live = asyncio.run(stack.read_decisions())
     console.print(
-        f"   {len(live)} decisions, each signed by the worker's Ed25519 key (made for this "
-        "run; `canarystream keys generate` makes lasting ones)",
+        f"   {len(live)} decisions, each signed by the worker's Ed25519 key; the "
+        "announcements were signed by the deployer's, as the run's access file requires "
+        "(keys made for this run; `canarystream keys generate` makes lasting ones)",
         highlight=False,
     )
     clock = time.perf_counter()
@@ -274,7 +275,7 @@ async def _play(
     ]
     player = _Player(worker, view, options, tasks)
     try:
-        async with EventPublisher(stack.connection) as publisher:
+        async with EventPublisher(stack.connection, signed_as=stack.deployer()) as publisher:
             with (
                 (options.out_dir / _EVENTS).open("wb") as sink,
                 Live(view, console=console, auto_refresh=False, transient=False) as live,

@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaError
 
 from canarystream.contracts.codec import decode_decision
 from canarystream.contracts.decision import Decision
-from canarystream.contracts.signing import SIGNATURE_HEADER, Verifier
+from canarystream.contracts.signing import SIGNATURE_HEADER, Signer, Verifier
 from canarystream.contracts.topics import (
     DECISIONS_TOPIC,
     DEPLOYMENTS_TOPIC,
@@ -38,7 +38,7 @@ from canarystream.contracts.topics import (
     topic_spec,
 )
 from canarystream.kafka.connection import Connection
-from canarystream.principals import generate_key_pair
+from canarystream.principals import generate_key_pair, write_access_file
 from canarystream.settings import load_settings
 
 __all__ = ["DemoStack", "WorkerProcess", "free_port", "free_ports"]
@@ -178,10 +178,26 @@ class WorkerProcess:
         return self.process.returncode
 
 
+#: What the demo's principals may do: the deploy system starts rollouts, with any policy;
+#: the worker's heartbeats move silent rollouts' event time on.
+DEMO_GRANTS = (
+    {
+        "principals": ["deployer"],
+        "actions": ["start", "supersede", "abort", "pause", "resume"],
+        "services": ["*"],
+        "policies": ["*"],
+        "inline_policies": True,
+    },
+    {"principals": ["worker"], "actions": ["heartbeat"], "services": ["*"]},
+)
+
+
 @dataclass
 class DemoStack:
     """One demo run's names on the broker: topic prefix, application id, data directory, and
-    the worker's key pair (in ``data_dir/keys``) that signs its decisions."""
+    its principals' key pairs (in ``data_dir/keys``): the worker's signs its decisions, the
+    deployer's the announcements, and the run's access file (``data_dir/access.yaml``)
+    grants each its part."""
 
     bootstrap: str
     data_dir: Path
@@ -193,8 +209,18 @@ class DemoStack:
         self.connection = Connection(
             load_settings(kafka_bootstrap=self.bootstrap, topic_prefix=self.prefix)
         )
-        # Signed, as in production: the run's own worker key, made at start.
-        self.worker_key = generate_key_pair("worker", self.data_dir / "keys", force=True)
+        # Signed and governed, as in production: the run's own keys, made at start.
+        keys = self.data_dir / "keys"
+        self.worker_key = generate_key_pair("worker", keys, force=True)
+        self.deployer_key = generate_key_pair("deployer", keys, force=True)
+        self.access_file = write_access_file(
+            self.data_dir / "access.yaml", [self.worker_key, self.deployer_key], DEMO_GRANTS
+        )
+
+    def deployer(self) -> tuple[str, Signer]:
+        """The principal that announces this run's rollouts, and its signer."""
+        key = self.deployer_key
+        return key.principal, Signer.ed25519(key.private_file.read_bytes())
 
     def topic(self, name: str) -> str:
         return self.connection.topic(name)
@@ -225,6 +251,7 @@ class DemoStack:
             "CANARYSTREAM_DATA_DIR": str(self.data_dir),
             "CANARYSTREAM_SIGNING_SCHEME": "ed25519",
             "CANARYSTREAM_SIGNING_KEY": self.worker_key.private_file.read_text(),
+            "CANARYSTREAM_ACCESS_FILE": str(self.access_file),
         }
         # In its own session: a Ctrl-C in the terminal reaches only the demo.
         return WorkerProcess.start(env, log, new_session=True)

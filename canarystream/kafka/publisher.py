@@ -3,6 +3,9 @@
 Telemetry goes to the telemetry topic and deployment events to the deployments topic, both
 keyed by service so they are co-partitioned; several telemetry events of one service may share
 one message as a JSON array (a batch), which is far cheaper to produce and consume.
+A publisher given a principal's key (``signed_as``) signs each deployments-topic message as
+that principal (:func:`~canarystream.contracts.authn.signed_headers`), as the worker's access
+file requires of announcements and control events.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from canarystream.contracts.authn import signed_headers
 from canarystream.contracts.codec import TELEMETRY_TYPES
+from canarystream.contracts.signing import Signer
 from canarystream.contracts.topics import DEPLOYMENTS_TOPIC, TELEMETRY_TOPIC
 from canarystream.kafka.connection import Connection
 
@@ -26,8 +31,15 @@ class EventPublisher:
     Use as ``async with EventPublisher(connection) as publisher: await publisher.send(...)``.
     """
 
-    def __init__(self, connection: Connection, *, linger_ms: int = 5) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        linger_ms: int = 5,
+        signed_as: tuple[str, Signer] | None = None,
+    ) -> None:
         self.connection = connection
+        self.signed_as = signed_as  # (principal, its signer) for deployments-topic messages
         self.telemetry_topic = connection.topic(TELEMETRY_TOPIC)
         self.deployments_topic = connection.topic(DEPLOYMENTS_TOPIC)
         self.producer = AIOKafkaProducer(
@@ -60,8 +72,9 @@ class EventPublisher:
                 continue
             if service in pending:
                 messages += await self._flush(service, pending.pop(service))
+            value = orjson.dumps(event)
             await self.producer.send(
-                self.deployments_topic, orjson.dumps(event), key=service.encode()
+                self.deployments_topic, value, key=service.encode(), headers=self._sign(value)
             )
             messages += 1
         for service, group in pending.items():
@@ -72,6 +85,12 @@ class EventPublisher:
     async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         """Produce bytes as they are (tests and drills of bad input)."""
         await self.producer.send_and_wait(self.connection.topic(topic), value, key=key)
+
+    def _sign(self, value: bytes) -> list[tuple[str, bytes]] | None:
+        if self.signed_as is None:
+            return None
+        principal, signer = self.signed_as
+        return signed_headers(signer, principal, value)
 
     async def _flush(self, service: str, group: list[dict[str, Any]]) -> int:
         value = orjson.dumps(group[0] if len(group) == 1 else group)

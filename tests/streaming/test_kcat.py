@@ -8,6 +8,7 @@ import subprocess
 import orjson
 import pytest
 
+from canarystream.contracts.authn import signed_headers
 from canarystream.contracts.codec import decode_decision
 from canarystream.contracts.topics import DECISIONS_TOPIC, DEPLOYMENTS_TOPIC, TELEMETRY_TOPIC
 from tests.support.broker import Stack, key, replayed, rollout_events
@@ -24,17 +25,27 @@ def kcat() -> str:
     return path
 
 
-def _produce(kcat: str, stack: Stack, topic: str, events: list[dict]) -> None:
+def _produce(
+    kcat: str, stack: Stack, topic: str, events: list[dict], *, headers: tuple[str, ...] = ()
+) -> None:
     # librdkafka's default partitioner differs from the Java client's; murmur2 is what keeps a
     # service's telemetry on the partition of its deployments (see topics/).
     lines = b"".join(e["service"].encode() + b"|" + orjson.dumps(e) + b"\n" for e in events)
     subprocess.run(
         [kcat, "-P", "-b", stack.bootstrap, "-t", stack.topic(topic), "-K", "|",
-         "-X", "topic.partitioner=murmur2_random"],
+         "-X", "topic.partitioner=murmur2_random", *(f"-H{h}" for h in headers)],
         input=lines,
         check=True,
         timeout=60,
     )  # fmt: skip
+
+
+def _announce(kcat: str, stack: Stack, starts: list[dict]) -> None:
+    """Each announcement signed as the deployer over its exact bytes, in kcat headers."""
+    for start in starts:
+        signed = signed_headers(stack.keys.signer("deployer"), "deployer", orjson.dumps(start))
+        headers = [f"{name}={value.decode()}" for name, value in signed]
+        _produce(kcat, stack, DEPLOYMENTS_TOPIC, [start], headers=tuple(headers))
 
 
 def test_kcat_produces_telemetry_and_reads_the_decisions(stack: Stack, kcat: str) -> None:
@@ -42,7 +53,7 @@ def test_kcat_produces_telemetry_and_reads_the_decisions(stack: Stack, kcat: str
     expected = replayed(events)
     worker = stack.start_worker()
     starts = [e for e in events if e["type"] == "deployment_started"]
-    _produce(kcat, stack, DEPLOYMENTS_TOPIC, starts)
+    _announce(kcat, stack, starts)
     stack.wait_for(lambda: worker.get_json("/rollouts/")["rollouts"], what="the announcement")
     _produce(kcat, stack, TELEMETRY_TOPIC, [e for e in events if e not in starts])
     stack.wait_until_caught_up(expected)

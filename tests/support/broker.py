@@ -2,8 +2,10 @@
 
 Every stack gets its own topic prefix and application id, so tests share one broker without
 seeing each other's messages or consumer groups. Workers are the product's
-:class:`~canarystream.demo.stack.WorkerProcess`. A test module or conftest that needs the
-fixtures imports them from here.
+:class:`~canarystream.demo.stack.WorkerProcess`, started signed and governed as in production:
+each stack makes its principals' keys and an access file (:mod:`tests.support.keys`), and its
+announcements and control events are signed as ``deployer`` unless a test says otherwise.
+A test module or conftest that needs the fixtures imports them from here.
 """
 
 from __future__ import annotations
@@ -122,9 +124,12 @@ class Stack:
             "CANARYSTREAM_IDLE_AFTER_SECONDS": "3600",
             **self.worker_env,
         }
-        # Signed, as in production: the worker's key, and the actuators' trust in it.
+        # Signed and governed, as in production: the worker's key, the actuators' trust in
+        # it, and an access file granting the stack's principals their parts (a worker
+        # started with its own --access uses that one instead).
         self.keys = generate_test_keys(self.workdir / "keys")
-        self.env.update(self.keys.worker_env())
+        self.access_file = self.keys.write_access(self.workdir / "access.yaml")
+        self.env.update(self.keys.worker_env(), CANARYSTREAM_ACCESS_FILE=str(self.access_file))
         self.connection = Connection(
             load_settings(
                 **{"kafka_bootstrap": self.bootstrap, **self.security},
@@ -159,9 +164,15 @@ class Stack:
             worker.kill(signal.SIGTERM if worker.alive() else signal.SIGKILL)
 
     # -------------------------------------------------------------- clients
-    def produce(self, events: list[dict[str, Any]], *, batch: int = 20) -> int:
+    def produce(
+        self, events: list[dict[str, Any]], *, batch: int = 20, signed_by: str | None = "deployer"
+    ) -> int:
+        """Publish ``events`` (telemetry batched by ``batch``); each deployments-topic message
+        is signed as ``signed_by``, a principal of :attr:`keys` (None: unsigned)."""
+        signed_as = self.keys.signed_as(signed_by) if signed_by else None
+
         async def run() -> int:
-            async with EventPublisher(self.connection) as publisher:
+            async with EventPublisher(self.connection, signed_as=signed_as) as publisher:
                 return await publisher.send(events, batch=batch)
 
         return asyncio.run(run())

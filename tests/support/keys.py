@@ -14,10 +14,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-import yaml
 
 from canarystream.contracts.signing import Signer
-from canarystream.principals import KeyPair, generate_key_pair
+from canarystream.principals import KeyPair, generate_key_pair, write_access_file
 
 __all__ = ["GRANTS", "PRINCIPALS", "TestKeys", "generate_test_keys", "test_keys"]
 
@@ -42,6 +41,10 @@ class TestKeys:
     def signer(self, principal: str) -> Signer:
         """A signer with ``principal``'s private key."""
         return Signer.ed25519(self.private_pem(principal))
+
+    def signed_as(self, principal: str) -> tuple[str, Signer]:
+        """``principal`` and its signer, as an event publisher signs with them."""
+        return principal, self.signer(principal)
 
     def worker_env(self) -> dict[str, str]:
         """A worker's settings: it signs decisions with the ``worker`` key."""
@@ -83,20 +86,20 @@ class TestKeys:
 
 #: What each test principal may do in :meth:`TestKeys.write_access`'s file, on every service.
 GRANTS = (
-    {"principals": ["deployer"], "actions": ["start", "supersede"], "policies": ["*"]},
+    {
+        "principals": ["deployer"],
+        "actions": ["start", "supersede"],
+        "policies": ["*"],
+        "inline_policies": True,  # simulated rollouts may carry one
+    },
     {"principals": ["approver"], "actions": ["approve", "abort", "pause", "resume"]},
     {"principals": ["worker"], "actions": ["heartbeat"]},
 )
 
 
 def _write_access(keys: TestKeys, path: Path) -> Path:
-    document = {
-        "version": 1,
-        "principals": {name: {"public_key": keys.public_pem(name)} for name in keys.pairs},
-        "grants": [{"services": ["*"], **grant} for grant in GRANTS],
-    }
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
+    grants = [{"services": ["*"], **grant} for grant in GRANTS]
+    return write_access_file(path, keys.pairs.values(), grants)
 
 
 def generate_test_keys(directory: Path) -> TestKeys:

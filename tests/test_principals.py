@@ -13,8 +13,14 @@ from canarystream.cli import app
 from canarystream.contracts.authn import message_credentials, signed_headers
 from canarystream.contracts.signing import Verifier
 from canarystream.errors import ConfigError
-from canarystream.governance.access import Action, access_from_mapping
-from canarystream.principals import check_principal, generate_key_pair, principal_signer
+from canarystream.governance.access import Action, access_from_mapping, load_access
+from canarystream.governance.identity import authenticate
+from canarystream.principals import (
+    check_principal,
+    generate_key_pair,
+    principal_signer,
+    write_access_file,
+)
 from canarystream.settings import load_settings
 
 runner = CliRunner()
@@ -107,3 +113,28 @@ def test_the_principal_setting_is_validated_naming_its_variable(
     monkeypatch.setenv("CANARYSTREAM_PRINCIPAL", "Not A Name")
     with pytest.raises(ConfigError, match="CANARYSTREAM_PRINCIPAL"):
         load_settings()
+
+
+def test_a_written_access_file_grants_its_principals_and_verifies_their_keys(
+    tmp_path: Path,
+) -> None:
+    deployer = generate_key_pair("deployer", tmp_path / "keys")
+    worker = generate_key_pair("worker", tmp_path / "keys")
+    grants = [
+        {"principals": ["deployer"], "actions": ["start"], "services": ["shop*"]},
+        {"principals": ["worker"], "actions": ["heartbeat"], "services": ["*"]},
+    ]
+    path = write_access_file(tmp_path / "access.yaml", [deployer, worker], grants)
+
+    access = load_access(path)
+    assert access.allows("deployer", Action.START, "shop-eu")
+    assert not access.allows("deployer", Action.START, "payments")
+    assert not access.allows("worker", Action.START, "shop-eu")
+    value = b'{"type":"deployment_started"}'
+    signer = principal_signer(
+        load_settings(principal="deployer", principal_key_file=deployer.private_file)
+    )[1]
+    assert authenticate(access, "deployer", signer.sign(value), value).principal == "deployer"
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigError, match="cannot write the access file"):
+        write_access_file(tmp_path / "a-file" / "access.yaml", [deployer], grants)

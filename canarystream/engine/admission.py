@@ -32,6 +32,7 @@ from collections import deque
 from typing import Any
 
 from canarystream.analysis.state import Reader, State, reader
+from canarystream.contracts.readable import duration, instant
 from canarystream.errors import ContractError, StateFormatError
 from canarystream.policy.model import Admission
 
@@ -120,8 +121,8 @@ class EventClock:
             return target
         self.rejected += 1
         raise out_of_range(
-            f"ts {ts:.3f} is {ts - clock:.0f} s ahead of the rollout's clock ({clock:.3f}); "
-            f"at most {admission.max_skew:g} s (admission.max_skew)"
+            f"ts {ts:.3f} ({instant(ts)}) is {duration(ts - clock)} ahead of the rollout's clock "
+            f"({instant(clock)}); at most {duration(admission.max_skew)} (admission.max_skew)"
         )
 
     def due(self, limit: float) -> list[tuple[int, int, Any, float]]:

@@ -27,6 +27,7 @@ from canarystream.contracts.events import (
     DeploymentStarted,
     Heartbeat,
 )
+from canarystream.contracts.readable import duration, instant
 from canarystream.contracts.topics import service_partition
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, out_of_range
 from canarystream.engine.rollout import Observer, Rollout
@@ -424,9 +425,10 @@ class Engine:
             # A command may move its rollout's clock, by at most the admission's skew.
             if event.ts > rollout.clock + rollout.policy.admission.max_skew:
                 raise out_of_range(
-                    f"ts {event.ts:.3f} is {event.ts - rollout.clock:.0f} s ahead of the "
-                    f"clock of deployment {rollout.deployment!r}; at most "
-                    f"{rollout.policy.admission.max_skew:g} s (admission.max_skew)"
+                    f"ts {event.ts:.3f} ({instant(event.ts)}) is "
+                    f"{duration(event.ts - rollout.clock)} ahead of the clock of deployment "
+                    f"{rollout.deployment!r}; at most "
+                    f"{duration(rollout.policy.admission.max_skew)} (admission.max_skew)"
                 )
             decisions += rollout.advance_clock(event.ts)
         if key is not None:

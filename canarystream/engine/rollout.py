@@ -38,7 +38,7 @@ from canarystream.contracts.decision import (
     decision_id_for,
 )
 from canarystream.contracts.events import CompensationHook, DeploymentStarted
-from canarystream.contracts.readable import duration
+from canarystream.contracts.readable import duration, instant
 from canarystream.contracts.topics import service_partition
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, EventClock, out_of_range
 from canarystream.governance.rules import MAX_CONTROLS
@@ -199,9 +199,9 @@ class Rollout:
         if ts < self.admit_from:
             self.admission.rejected += 1
             raise out_of_range(
-                f"ts {ts:.3f} is before deployment {self.deployment!r} started "
-                f"({self.started_at:.3f}) minus {self.policy.admission.grace:g} s "
-                "(admission.grace)"
+                f"ts {ts:.3f} ({instant(ts)}) is before deployment {self.deployment!r} "
+                f"started ({instant(self.started_at)}) minus "
+                f"{duration(self.policy.admission.grace)} (admission.grace)"
             )
 
     def offer(

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from canarystream.cli.actuate_cmd import StartFrom
 from canarystream.cli.app import app
 from canarystream.errors import BrokerError, ConfigError
 
@@ -21,6 +22,7 @@ log = logging.getLogger("canarystream.notify")
 
 @app.command("notify")
 def notify(
+    *,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -43,13 +45,16 @@ def notify(
             show_default=False,
         ),
     ] = None,
+    start_from: Annotated[
+        StartFrom,
+        typer.Option(
+            help="Where a new consumer group starts reading the decisions (latest: decisions "
+            "from now on)."
+        ),
+    ] = StartFrom.latest,
     from_beginning: Annotated[
         bool,
-        typer.Option(
-            "--from-beginning",
-            help="A new group starts at the beginning of the decisions topic (default: the "
-            "end, decisions from now on).",
-        ),
+        typer.Option("--from-beginning", hidden=True, help="Old name of --start-from earliest."),
     ] = False,
     insecure: Annotated[
         bool,
@@ -84,6 +89,9 @@ def notify(
         warn_if_insecure,
     )
 
+    if from_beginning:
+        typer.echo("warning: --from-beginning is deprecated; use --start-from earliest", err=True)
+        start_from = StartFrom.earliest
     err = Console(stderr=True, soft_wrap=True)
     try:
         settings = settings_with(
@@ -108,7 +116,7 @@ def notify(
             metrics=metrics,
             metrics_port=settings.notify_metrics_port or None,
             metrics_host=settings.notify_metrics_bind,
-            start_from="earliest" if from_beginning else "latest",
+            start_from="earliest" if start_from is StartFrom.earliest else "latest",
         )
     except (ConfigError, BrokerError) as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")

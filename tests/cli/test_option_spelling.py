@@ -42,7 +42,15 @@ def _visible_options() -> dict[str, dict[str, set[str]]]:
 def test_each_concept_has_one_spelling_everywhere() -> None:
     options = _visible_options()
     spelled = {option for by_command in options.values() for option in by_command}
-    assert not spelled & {"--policies", "--output", "--output-file", "--policy-file"}
+    assert not spelled & {
+        "--policies",
+        "--output",
+        "--output-file",
+        "--policy-file",
+        "--from-beginning",
+    }
+    for command in ("actuate", "notify"):  # consumer groups: where a new one starts
+        assert "--start-from" in options[command], command
     for command in ("replay", "simulate", "worker"):
         assert "--policy" in options[command], command
     for command, by_name in options.items():

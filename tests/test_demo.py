@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -19,6 +20,7 @@ from canarystream.cli import app
 from canarystream.contracts.decision import Action, CheckReason, Decision, Phase, Verdict
 from canarystream.contracts.signing import Signer
 from canarystream.demo import demo_scenarios
+from canarystream.demo.inbox import NotificationInbox, demo_notify_config
 from canarystream.demo.scenarios import ROUTER_DELAY
 from canarystream.demo.stack import DemoStack, free_port
 from canarystream.demo.view import LiveView
@@ -87,6 +89,15 @@ def test_live_demo_rolls_back_the_regression_and_promotes_the_healthy_canary(
     # Governed, as in production: the worker obeyed the deployer's signed announcements.
     assert "announcements were signed by the deployer's" in " ".join(result.stdout.split())
     assert "INSECURE" not in (tmp_path / "worker.log").read_text()
+    # The notifier ran beside the worker and told the demo's inbox of both outcomes.
+    received = [
+        orjson.loads(line) for line in (tmp_path / "notifications.jsonl").read_bytes().splitlines()
+    ]
+    told = {(n["body"]["event"], n["body"]["deployment"]) for n in received}
+    assert {("rollback", "payments-errors-x3"), ("promote", "checkout-healthy")} <= told, told
+    assert all(n["body"]["decision"]["decision_id"] == n["body"]["decision_id"] for n in received)
+    assert "notification: rollback of payments-errors-x3 (json, route demo)" in result.stdout
+    assert re.search(r"notifications: (\d+) of \1 →", result.stdout), result.stdout[-4000:]
 
 
 def test_live_demo_without_a_broker_says_so_and_exits_2(tmp_path: Path) -> None:
@@ -242,3 +253,29 @@ def test_the_watch_file_lets_status_verify_the_runs_decisions(tmp_path: Path) ->
     verifier = actuator_verifier(settings)
     worker = Signer.ed25519(stack.worker_key.private_file.read_text())
     assert verifier is not None and verifier.verify(b"decision", worker.sign(b"decision"))
+
+
+def test_the_demo_inbox_records_every_post_and_summarises_it(tmp_path: Path) -> None:
+    lines: list[str] = []
+    inbox = NotificationInbox(tmp_path / "notifications.jsonl", lines.append)
+    config = demo_notify_config(inbox.base_url)
+    (route,) = config.routes
+    try:
+        for body in (b'{"event": "rollback", "deployment": "d1"}', b"not json"):
+            request = urllib.request.Request(route.url, data=body, method="POST")
+            with urllib.request.urlopen(request, timeout=5) as response:
+                assert response.status == 200
+        assert inbox.wait_for(2, 5)
+    finally:
+        inbox.close()
+    saved = [
+        orjson.loads(line) for line in (tmp_path / "notifications.jsonl").read_bytes().splitlines()
+    ]
+    assert [(n["route"], n["body"]) for n in saved] == [
+        ("demo", {"event": "rollback", "deployment": "d1"}),
+        ("demo", "not json"),
+    ]
+    assert lines == [
+        "notification: rollback of d1 (json, route demo)",
+        "notification: an unreadable body on route demo",
+    ]

@@ -1,7 +1,8 @@
 """``make demo``: the live loop through Kafka and a real worker, then a replay to compare.
 
-1. A worker subprocess starts on this run's own topics (``demo-<random>.``), and the audit
-   recorder beside it (:mod:`canarystream.demo.trail`).
+1. A worker subprocess starts on this run's own topics (``demo-<random>.``), the audit
+   recorder beside it (:mod:`canarystream.demo.trail`), and ``canarystream notify`` posting
+   to a local webhook receiver (:mod:`canarystream.demo.inbox`).
 2. Both rollouts are announced (``deployment_started``); the demo waits until the worker
    lists them and their first decision (stage 0) is on the decisions topic.
 3. The simulated fleets send their telemetry in accelerated event time: windows of one second
@@ -17,8 +18,9 @@
    the run ends ``linger`` seconds of event time after both rollouts have been promoted or
    rolled back, or with the plan.
 6. The worker is stopped; once the audit trail holds every verdict and decision it is
-   verified; the decisions on the topic are compared with an offline replay of the recorded
-   events, and shown as a timeline.
+   verified, and once every notification has arrived the notifier is stopped; the decisions
+   on the topic are compared with an offline replay of the recorded events, and shown as a
+   timeline.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from rich.markup import escape
 
 from canarystream.contracts.codec import encode_decision
 from canarystream.contracts.decision import Decision, Phase
+from canarystream.demo.inbox import DemoNotifications
 from canarystream.demo.scenarios import PLAN_MINUTES, ROUTER_DELAY, demo_scenarios
 from canarystream.demo.stack import DemoStack, WorkerProcess
 from canarystream.demo.timeline import render_timeline
@@ -91,7 +94,8 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
     """Run the live demo; return a process exit code.
 
     0: replay = live, every rollout ended as it should (the regressed one rolled back, the
-    healthy one promoted) and the audit trail verifies; 1: otherwise; 2: no broker answers.
+    healthy one promoted), the audit trail verifies and every notification arrived;
+    1: otherwise; 2: no broker answers.
     """
     console = console or Console()
     bootstrap = options.bootstrap or load_settings().kafka_bootstrap or LOCAL_BOOTSTRAP
@@ -113,28 +117,10 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
     origin = min(s.start_ts for s in scenarios)
     data_dir = Path(tempfile.mkdtemp(prefix="canarystream-demo-"))
     stack = DemoStack(bootstrap, data_dir)
-    worker: WorkerProcess | None = None
-    trail: DemoTrail | None = None
+    running = contextlib.ExitStack()  # stops what _start started, the last first
     started = time.monotonic()
     try:
-        console.print(
-            f"[bold]1. Starting[/] a worker on topics {stack.prefix}* at {escape(bootstrap)} "
-            f"(log: {out_dir / 'worker.log'})…",
-            highlight=False,
-        )
-        asyncio.run(create_topics(stack.connection))
-        trail = DemoTrail(stack)
-        trail.start()
-        worker = stack.start_worker(out_dir / "worker.log")
-        worker.wait_ready()
-        console.print(
-            f"   worker pid {worker.process.pid} serves http://127.0.0.1:{worker.port}/rollouts/ "
-            f"after {time.monotonic() - started:.1f}s\n   watch it from another terminal: "
-            f". {stack.write_watch_env(out_dir / 'watch.env')} && "
-            "canarystream status --watch --clock event",
-            highlight=False,
-            soft_wrap=True,
-        )
+        worker, trail, notes = _start(stack, out_dir, scenarios, running, console)
         console.print(
             f"[bold]2. Running[/] two rollouts live: {options.minutes:g} minutes of event time "
             f"at {options.speed:g}× (Ctrl-C stops)…",
@@ -156,6 +142,7 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
 
         console.print("[bold]3. Stopping[/] the worker and reading the decisions topic…")
         live, trail_ok = _stop_and_collect(stack, worker, trail, console)
+        notified = _await_notifications(notes, live, console)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return 130
@@ -163,10 +150,7 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
         console.print(f"[bold red]demo failed:[/] {escape(str(exc))}", highlight=False)
         return 1
     finally:
-        if worker is not None:
-            worker.stop()
-        if trail is not None:
-            trail.stop()
+        running.close()
         with contextlib.suppress(Exception):
             asyncio.run(stack.delete_topics())
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -178,7 +162,60 @@ def run_live(options: LiveOptions, console: Console | None = None) -> int:
 
     ok = _replay_and_compare(live, scenarios, out_dir, origin, console)
     console.print(f"total {time.monotonic() - started:.0f}s", style="dim")
-    return 0 if ok and trail_ok else 1
+    return 0 if ok and trail_ok and notified else 1
+
+
+def _start(
+    stack: DemoStack,
+    out_dir: Path,
+    scenarios: list[Scenario],
+    running: contextlib.ExitStack,
+    console: Console,
+) -> tuple[WorkerProcess, DemoTrail, DemoNotifications]:
+    """Start the audit recorder, the worker and the notifier, each to be stopped by
+    ``running``; once the worker answers, print where to watch the run."""
+    started = time.monotonic()
+    console.print(
+        f"[bold]1. Starting[/] a worker on topics {stack.prefix}* at {escape(stack.bootstrap)} "
+        f"(log: {out_dir / 'worker.log'})…",
+        highlight=False,
+    )
+    asyncio.run(create_topics(stack.connection))
+    trail = DemoTrail(stack)
+    trail.start()
+    running.callback(trail.stop)
+    worker = stack.start_worker(out_dir / "worker.log")
+    running.callback(worker.stop)
+    notes = DemoNotifications(
+        stack, out_dir, lambda line: console.print(f"   {escape(line)}", highlight=False)
+    )
+    running.callback(notes.stop)
+    worker.wait_ready()
+    regressed = next(s for s in scenarios if s.regression is not None)
+    console.print(
+        f"   worker pid {worker.process.pid} serves http://127.0.0.1:{worker.port}/rollouts/ "
+        f"after {time.monotonic() - started:.1f}s; a rollout's report while it runs: "
+        f"{worker.url(f'/rollouts/{regressed.deployment}/report')}\n"
+        f"   notify (log: {notes.notifier.log}) posts to {notes.url} → {notes.path}\n"
+        "   watch it from another terminal: "
+        f". {stack.write_watch_env(out_dir / 'watch.env')} && "
+        "canarystream status --watch --clock event",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return worker, trail, notes
+
+
+def _await_notifications(notes: DemoNotifications, live: list[Decision], console: Console) -> bool:
+    """Wait for the notifications of the ``live`` decisions; whether they all arrived."""
+    received, want = notes.finish(live)
+    ok = received >= want
+    console.print(
+        f"   notifications: {received} of {want} → {notes.path}"
+        + ("" if ok else f" [bold red]MISSING[/]\n{escape(notes.notifier.tail())}"),
+        highlight=False,
+    )
+    return ok
 
 
 def _stop_and_collect(

@@ -9,16 +9,15 @@ decisions into summaries. With signing on, only decisions signed with the worker
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 import time
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from canarystream.cli.app import app
+from canarystream.contracts.readable import duration, instant
 from canarystream.errors import BrokerError, ConfigError
 
 if TYPE_CHECKING:
@@ -70,34 +69,6 @@ def _now(book: RolloutBook, clock: ClockKind) -> float:
     return time.time() if newest is None else newest
 
 
-def duration_text(seconds: float) -> str:
-    """A duration a person reads at a glance.
-
-    >>> duration_text(42.4), duration_text(754), duration_text(7500), duration_text(200_000)
-    ('42s', '12m 34s', '2h 05m', '2d 07h')
-    """
-    total = int(max(seconds, 0.0)) if math.isfinite(seconds) else 0
-    days, rest = divmod(total, 86_400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours:02d}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
-
-
-def iso_time(ts: float) -> str:
-    """Epoch seconds as ISO 8601 in UTC, to the second.
-
-    >>> iso_time(1790000605.4)
-    '2026-09-21T14:23:25Z'
-    """
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _fail(message: str, code: int = 2) -> typer.Exit:
     from rich.console import Console  # noqa: PLC0415
     from rich.markup import escape  # noqa: PLC0415
@@ -140,7 +111,7 @@ def _table(
     from rich.table import Table  # noqa: PLC0415
     from rich.text import Text  # noqa: PLC0415
 
-    title = f"rollouts at {iso_time(now)}" + (" (event time)" if clock is ClockKind.event else "")
+    title = f"rollouts at {instant(now)}" + (" (event time)" if clock is ClockKind.event else "")
     table = Table(title=title, title_justify="left", expand=False)
     for name in ("deployment", "service", "versions", "phase", "stage", "traffic", "age"):
         table.add_column(name, overflow="fold")
@@ -161,9 +132,9 @@ def _table(
             f"[{_PHASE_STYLE.get(summary.phase.value, '')}]{summary.phase.value}[/]",
             str(summary.stage),
             f"{summary.traffic_percent:g}%",
-            duration_text(summary.age(now)),
-            duration_text(summary.in_stage(now)),
-            f"{last.action.value}{page} {duration_text(max(0.0, now - last.ts))} ago: "
+            duration(summary.age(now)),
+            duration(summary.in_stage(now)),
+            f"{last.action.value}{page} {duration(max(0.0, now - last.ts))} ago: "
             f"{escape(last.summary)}",
             escape(checks) or "—",
         )
@@ -326,7 +297,7 @@ def _timeline(summary: RolloutSummary, decisions: list[Decision]) -> RenderableT
         page = " [bold red]PAGE[/]" if decision.page else ""
         lines.append(
             Text.from_markup(
-                f"{iso_time(decision.ts)} (+{duration_text(decision.ts - origin)}) "
+                f"{instant(decision.ts)} (+{duration(decision.ts - origin)}) "
                 f"#{decision.seq} [bold]{decision.action.value}[/]{page} stage "
                 f"{decision.stage} · {decision.traffic_percent:g}% · {decision.phase.value}: "
                 f"{escape(decision.summary)}"

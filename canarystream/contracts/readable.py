@@ -1,7 +1,7 @@
 """Numbers as a person reads them in a decision's reasons: durations, times, shares, effects.
 
 Every reason message is built with these helpers, so the same quantity reads the same way
-everywhere (``1m 30s``, ``2026-09-21T14:23:25Z``, ``2.67%``, ``x6.50``, ``+8.3%``) while
+everywhere (``1m 30s``, ``2026-09-21T14:23:25Z``, ``2.67%``, ``×6.50``, ``+8.3%``) while
 the decision's fields keep the raw numbers. They are pure functions of their arguments (no
 clock, no locale), so a replay writes the same words as the live worker.
 """
@@ -86,15 +86,15 @@ def times(ratio: float | None) -> str:
     """A ratio of canary to baseline as a multiple: three significant digits.
 
     >>> times(6.5), times(1.105), times(18.17), times(0.9849), times(math.inf), times(0.0)
-    ('x6.50', 'x1.10', 'x18.2', 'x0.985', 'x inf', 'x0')
+    ('×6.50', '×1.10', '×18.2', '×0.985', '×inf', '×0')
     """
     if ratio is None or math.isnan(ratio):
         return _NA
     if math.isinf(ratio):
-        return "x inf"
+        return "×inf"
     if ratio == 0:
-        return "x0"
-    return f"x{ratio:#.3g}".rstrip(".")
+        return "×0"
+    return f"×{ratio:#.3g}".rstrip(".")
 
 
 def change(ratio: float | None) -> str:

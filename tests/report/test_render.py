@@ -69,7 +69,7 @@ def test_decisions_read_with_times_and_effect_sizes(page: str, recorder: SeriesR
     section = page[start:]
     assert "2026-09-21T" in section  # ISO 8601 event time, UTC
     after = rollback.ts - series.started_at
-    assert f"+{after // 60:.0f} min" in section
+    assert f"+{after // 60:.0f}m " in section  # readable.duration: "+14m 35s"
     reason = next(r for r in rollback.reasons if r.check == "error_rate")
     assert reason.estimate is not None and reason.tolerance is not None
     assert f"×{reason.estimate:.3g}" in section and f"tolerance ×{reason.tolerance:.3g}" in section

@@ -163,7 +163,7 @@ class LatencyQuantileUnit(Unit):
             f"{label} canary {number(canary_q)} ms vs baseline {number(baseline_q)} ms "
             f"({change(ratio)}); exceedance ratio at +{self.tolerance:.0%} {times(exceed)}, "
             f"{evidence_text(e_value, 1 / self.alpha)}; upper bound at +{in_force * 100:g}% "
-            f"{times(upper)} (no harm if <= x1)"
+            f"{times(upper)} (no harm at ×1 or less)"
         )
         if evidence.verdict is Verdict.PASS and upper is not None and upper > 1.0:
             message += (

@@ -21,8 +21,8 @@ from canarystream.analysis.cohort import CohortBucket, count_in
 from canarystream.analysis.sequential import RatioSequence
 from canarystream.analysis.state import Reader, State, number, reader
 from canarystream.contracts.decision import CheckReason, Verdict
-from canarystream.contracts.readable import instant, percent
 from canarystream.policy.model import DriftGuard, NoDataGuard, SampleRatioGuard
+from canarystream.readable import instant, percent
 
 __all__ = ["BaselineDriftGuard", "NoDataWatch", "SampleRatioWatch"]
 

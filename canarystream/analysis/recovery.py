@@ -18,8 +18,8 @@ from scipy import stats
 from canarystream.analysis.cohort import Slice, count_in
 from canarystream.analysis.state import Reader, State, reader
 from canarystream.contracts.decision import CheckReason, Verdict
-from canarystream.contracts.readable import change, percent
 from canarystream.policy.model import RollbackVerification
+from canarystream.readable import change, percent
 
 __all__ = ["RecoveryWatch"]
 

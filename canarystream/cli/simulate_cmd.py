@@ -329,7 +329,7 @@ def _seconds(duration: str | None) -> float | None:
 
 def _print_last(engine: _LastDecisions, scenarios: list[Scenario]) -> None:
     """Each rollout's last decision, on stderr."""
-    from canarystream.contracts.readable import duration  # noqa: PLC0415
+    from canarystream.readable import duration  # noqa: PLC0415
 
     for item in scenarios:
         decision = engine.last.get(item.deployment)

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from canarystream.cli.app import app
-from canarystream.contracts.readable import duration, instant
 from canarystream.errors import BrokerError, ConfigError
+from canarystream.readable import duration, instant
 
 if TYPE_CHECKING:
     from rich.console import RenderableType

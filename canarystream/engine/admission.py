@@ -32,9 +32,9 @@ from collections import deque
 from typing import Any
 
 from canarystream.analysis.state import Reader, State, reader
-from canarystream.contracts.readable import duration, instant
 from canarystream.errors import ContractError, StateFormatError
 from canarystream.policy.model import Admission
+from canarystream.readable import duration, instant
 
 __all__ = ["EventClock", "out_of_range"]
 

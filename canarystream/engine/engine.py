@@ -27,7 +27,6 @@ from canarystream.contracts.events import (
     DeploymentStarted,
     Heartbeat,
 )
-from canarystream.contracts.readable import duration, instant
 from canarystream.contracts.topics import service_partition
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, out_of_range
 from canarystream.engine.rollout import Observer, Rollout
@@ -36,6 +35,7 @@ from canarystream.governance.access import Access, Action
 from canarystream.governance.identity import Origin
 from canarystream.governance.rules import Request, authorize
 from canarystream.policy.loading import PolicyRegistry
+from canarystream.readable import duration, instant
 
 __all__ = ["DEFAULT_TOMBSTONE_TTL", "Engine"]
 

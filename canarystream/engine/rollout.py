@@ -38,11 +38,11 @@ from canarystream.contracts.decision import (
     decision_id_for,
 )
 from canarystream.contracts.events import CompensationHook, DeploymentStarted
-from canarystream.contracts.readable import duration, instant
 from canarystream.contracts.topics import service_partition
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, EventClock, out_of_range
 from canarystream.governance.rules import MAX_CONTROLS
 from canarystream.policy.model import Policy
+from canarystream.readable import duration, instant
 
 __all__ = ["BASELINE", "CANARY", "Observer", "Rollout"]
 

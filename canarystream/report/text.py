@@ -1,11 +1,11 @@
 """Numbers as a person reads them in the report: durations and times, worded as in the
-decisions' reasons (:mod:`canarystream.contracts.readable`); a check's values:
+decisions' reasons (:mod:`canarystream.readable`); a check's values:
 :func:`canarystream.summary.plain_value`."""
 
 from __future__ import annotations
 
-from canarystream.contracts.readable import duration
-from canarystream.contracts.readable import instant as iso_time
+from canarystream.readable import duration
+from canarystream.readable import instant as iso_time
 
 __all__ = ["RATIO_KINDS", "duration", "iso_time"]
 

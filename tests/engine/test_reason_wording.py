@@ -1,7 +1,7 @@
 """Reasons read as a person reads them: no raw e-values, epoch seconds or
 long decimals.
 
-The numbers stay in the reasons' fields; the messages use :mod:`canarystream.contracts.readable`.
+The numbers stay in the reasons' fields; the messages use :mod:`canarystream.readable`.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from canarystream.analysis.checks.base import (
 )
 from canarystream.analysis.checks.shapes import MeanDifferenceUnit
 from canarystream.analysis.state import Key, Reader, State
-from canarystream.contracts.readable import number
+from canarystream.readable import number
 
 __all__ = ["Direction", "GaugeCheck", "GaugeUnit"]
 

@@ -24,7 +24,7 @@ from canarystream.analysis.sequential import RatioSequence
 from canarystream.analysis.sketch import LogHistogram
 from canarystream.analysis.state import Key, Reader, State, key_to_state, reader
 from canarystream.contracts.decision import CheckReason, Verdict
-from canarystream.contracts.readable import change, evidence_text, number, percent, times
+from canarystream.readable import change, evidence_text, number, percent, times
 
 __all__ = ["LatencyCheck", "LatencyQuantileUnit", "LatencyTracker"]
 

@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from canarystream.analysis.checks.base import CheckModel, Tick, Trackers, check_order
 from canarystream.analysis.checks.shapes import MeanDifferenceUnit
 from canarystream.analysis.state import Key
-from canarystream.contracts.readable import change
+from canarystream.readable import change
 
 __all__ = ["LatencyShiftCheck", "LatencyShiftUnit"]
 

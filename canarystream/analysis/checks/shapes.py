@@ -17,7 +17,7 @@ from canarystream.analysis.cohort import CohortBucket, Slice
 from canarystream.analysis.sequential import MeanSequence, RatioSequence, rate_upper_bound
 from canarystream.analysis.state import Reader, State
 from canarystream.contracts.decision import CheckReason, Verdict
-from canarystream.contracts.readable import evidence_text, percent, times
+from canarystream.readable import evidence_text, percent, times
 
 __all__ = ["MeanDifferenceUnit", "OneSampleRateUnit", "RateRatioUnit"]
 

@@ -73,12 +73,14 @@ def kafka_bootstrap() -> str:
 
 @pytest.fixture
 def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
-    """A :class:`Stack` of this test alone; its workers are stopped at the end."""
+    """A :class:`Stack` of this test alone; its workers are stopped and its topics deleted at
+    the end."""
     stack = Stack(kafka_bootstrap, tmp_path)
     try:
         yield stack
     finally:
         stack.stop()
+        stack.delete_topics()
 
 
 @pytest.fixture
@@ -196,6 +198,28 @@ class Stack:
                 await producer.stop()
 
         asyncio.run(run())
+
+    def delete_topics(self) -> list[str]:
+        """Delete the stack's topics and its workers' internal ones (changelogs, Faust's
+        assignor), once its workers are stopped: a broker holds a few files open per
+        partition, and a test run of hundreds of stacks would otherwise exhaust them."""
+
+        async def run() -> list[str]:
+            admin = AIOKafkaAdminClient(**self.connection.client_kwargs())
+            await admin.start()
+            try:
+                ours = sorted(
+                    name
+                    for name in await admin.list_topics()
+                    if name.startswith((self.prefix, f"{self.app_id}-"))
+                )
+                if ours:
+                    await admin.delete_topics(ours)
+                return ours
+            finally:
+                await admin.close()
+
+        return asyncio.run(run())
 
     def set_topic_config(self, topic: str, configs: dict[str, str]) -> None:
         """Set configuration entries of one of the stack's topics, keeping its other overrides."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from canarystream.analysis.cohort import CohortBucket, Slice
+from canarystream.analysis.cohort import CohortBucket, Slice, count_in
 from canarystream.errors import StateFormatError
 
 
@@ -34,6 +34,12 @@ def test_gauge_samples_sum_and_count_per_metric() -> None:
 
 def test_probe_results_count_ok_and_failed_per_probe() -> None:
     assert _bucket().probes == {"login": [2, 1]}
+
+
+def test_status_ranges_include_both_ends() -> None:
+    statuses = {499: 1, 500: 2, 503: 4, 599: 8, 600: 16, 429: 32}
+    assert count_in(statuses, ((500, 599),)) == 14
+    assert count_in(statuses, ((429, 429), (500, 599))) == 46
 
 
 def test_a_stored_bucket_is_read_back_whole() -> None:

@@ -31,11 +31,11 @@ def _slice(latencies: np.ndarray, errors: int) -> Slice:
     return found
 
 
-def _watch(reference: Slice, after: Slice) -> RecoveryWatch:
+def _watch(reference: Slice, *after: Slice) -> RecoveryWatch:
     watch = RecoveryWatch(CONFIG, ERRORS)
     watch.fold_reference(reference)
     watch.start(100.0)
-    watch.fold_after(after)
+    watch.fold_after(*after)
     return watch
 
 
@@ -45,8 +45,9 @@ AFTER = RNG.lognormal(math.log(50.0), 0.3, 400)
 
 
 def test_the_reasons_carry_the_bounds_of_their_definition() -> None:
+    # The traffic after the rollback arrives in two ticks (two slices): both are counted.
     recovered, summary, (errors, latency) = _watch(
-        _slice(REFERENCE, 10), _slice(AFTER, 8)
+        _slice(REFERENCE, 10), _slice(AFTER[:150], 3), _slice(AFTER[150:], 5)
     ).verdict()
 
     z = stats.norm.ppf(0.95)
@@ -66,6 +67,24 @@ def test_the_reasons_carry_the_bounds_of_their_definition() -> None:
     assert shift_lower > math.log1p(0.1)
     assert latency.verdict is Verdict.FAIL
     assert (recovered, summary) == (False, "not back at baseline levels: recovery-latency")
+    for reason in (errors, latency):
+        assert (reason.kind, reason.canary_samples, reason.baseline_samples) == (
+            "recovery",
+            400,
+            1000,
+        )
+    assert latency.tolerance == 0.1
+    assert errors.message == "error rate 0.0200 after the rollback vs 0.0100 before"
+    assert latency.message == f"typical latency {math.expm1(shift):+.1%} vs before the rollout"
+
+
+def test_both_failures_are_named_when_errors_and_latency_are_up() -> None:
+    recovered, summary, reasons = _watch(_slice(REFERENCE, 10), _slice(AFTER, 40)).verdict()
+    assert [r.verdict for r in reasons] == [Verdict.FAIL, Verdict.FAIL]
+    assert (recovered, summary) == (
+        False,
+        "not back at baseline levels: recovery-error-rate, recovery-latency",
+    )
 
 
 def test_a_service_back_at_its_levels_is_recovered() -> None:

@@ -1,0 +1,114 @@
+"""Events waiting for a rollout's clock survive a restart, and a stored one that does not fit
+is refused naming its path.
+
+A restart can come while events stamped in a later tick wait (pending) for the clock to move;
+they are stored with the rollout and must come back as they were, in their order, so that the
+restarted worker applies them to the same ticks. A stored item of the wrong shape is refused
+(what a dead letter carries), never applied half read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from canarystream.engine.admission import METRIC, PROBE, REQUEST, EventClock
+from canarystream.errors import StateFormatError
+from canarystream.policy.model import Admission
+
+ADMISSION = Admission()
+REQUEST_EVENT = {"type": "request", "version": "v2"}
+METRIC_EVENT = {"type": "metric", "name": "cpu", "value": 0.5}
+PROBE_EVENT = {"type": "probe", "probe": "login", "ok": True}
+
+
+def _waiting() -> EventClock:
+    clock = EventClock(ADMISSION)
+    clock.hold(107.0, REQUEST, 1, (41.5, 200, REQUEST_EVENT), arrived=10)
+    clock.hold(106.0, METRIC, 0, METRIC_EVENT, arrived=11)
+    clock.hold(106, PROBE, 1, PROBE_EVENT, arrived=12)
+    return clock
+
+
+def _through_json(clock: EventClock) -> EventClock:
+    return EventClock.from_state(orjson.loads(orjson.dumps(clock.to_state())), ADMISSION)
+
+
+def test_pending_events_come_back_in_their_order_with_their_payloads() -> None:
+    clock = _waiting()
+    again = _through_json(clock)
+
+    assert again.pending == clock.pending
+    assert again.to_state() == clock.to_state()
+    # Due in event-time order, ties in arrival order; a request's payload is a tuple again.
+    assert again.due(200.0) == [
+        (METRIC, 0, METRIC_EVENT, 106.0),
+        (PROBE, 1, PROBE_EVENT, 106),
+        (REQUEST, 1, (41.5, 200, REQUEST_EVENT), 107.0),
+    ]
+    assert (again.order, again.witness_score, again.witness_mark) == (3, 3, 13)
+
+
+def _stored(item: Any) -> dict[str, Any]:
+    return {**_waiting().to_state(), "pending": [item]}
+
+
+SHAPE = "EventClock.pending.0: expected [ts, order, kind, cohort, event]"
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ((106.0, 0, METRIC, 0, METRIC_EVENT), SHAPE),  # not a list
+        ([106.0, 0, METRIC, 0], SHAPE),
+        ([106.0, 0, METRIC, 0, METRIC_EVENT, 1], SHAPE),
+        (["106", 0, METRIC, 0, METRIC_EVENT], SHAPE),
+        ([106.0, 0.0, METRIC, 0, METRIC_EVENT], SHAPE),
+        ([106.0, 0, 1.0, 0, METRIC_EVENT], SHAPE),
+        ([106.0, 0, 3, 0, METRIC_EVENT], SHAPE),
+        ([106.0, 0, METRIC, 0.0, METRIC_EVENT], SHAPE),
+        ([106.0, 0, METRIC, 2, METRIC_EVENT], SHAPE),
+        ([106.0, 0, METRIC, 0, [1]], "EventClock.pending.0.4: expected an event"),
+        ([106.0, 0, PROBE, 1, "ok"], "EventClock.pending.0.4: expected an event"),
+        (
+            [106.0, 0, REQUEST, 1, REQUEST_EVENT],
+            "EventClock.pending.0.4: expected [latency, status, event]",
+        ),
+        (
+            [106.0, 0, REQUEST, 1, [41.5, 200]],
+            "EventClock.pending.0.4: expected [latency, status, event]",
+        ),
+        (
+            [106.0, 0, REQUEST, 1, ["41.5", 200, REQUEST_EVENT]],
+            "EventClock.pending.0.4: expected [latency, status, event]",
+        ),
+        (
+            [106.0, 0, REQUEST, 1, [41.5, 200.0, REQUEST_EVENT]],
+            "EventClock.pending.0.4: expected [latency, status, event]",
+        ),
+        (
+            [106.0, 0, REQUEST, 1, [41.5, 200, "event"]],
+            "EventClock.pending.0.4: expected [latency, status, event]",
+        ),
+    ],
+)
+def test_a_stored_pending_event_of_the_wrong_shape_is_refused(item: Any, message: str) -> None:
+    with pytest.raises(StateFormatError) as refused:
+        EventClock.from_state(_stored(item), ADMISSION)
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        [106, 0, METRIC, 0, METRIC_EVENT],  # an integer time
+        [106.0, 5, PROBE, 1, PROBE_EVENT],
+        [106.0, 0, REQUEST, 0, [41, 503, REQUEST_EVENT]],  # an integer latency
+    ],
+)
+def test_every_shape_of_a_pending_event_is_read(item: list[Any]) -> None:
+    (pending,) = EventClock.from_state(_stored(item), ADMISSION).pending
+    expected = tuple(item[:4]) + ((tuple(item[4]),) if item[2] == REQUEST else (item[4],))
+    assert pending == expected

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, EventClock
-from canarystream.errors import StateFormatError
+from canarystream.errors import ContractError, StateFormatError
 from canarystream.policy.model import Admission
 
 ADMISSION = Admission()
@@ -112,3 +112,45 @@ def test_every_shape_of_a_pending_event_is_read(item: list[Any]) -> None:
     (pending,) = EventClock.from_state(_stored(item), ADMISSION).pending
     expected = tuple(item[:4]) + ((tuple(item[4]),) if item[2] == REQUEST else (item[4],))
     assert pending == expected
+
+
+# ------------------------------------------------------------------ far events and gaps
+
+GAP = Admission(gap_witnesses=3)
+
+
+def _far(clock: EventClock, ts: float, arrived: int, message: str | None = None) -> float | None:
+    try:
+        return clock.beyond(ts, 100.0, arrived, message)
+    except ContractError as refused:
+        assert refused.reason == "ts_out_of_range"
+        assert str(refused) == (
+            f"ts {ts:.3f} is {ts - 100.0:.0f} s ahead of the rollout's clock (100.000); "
+            "at most 300 s (admission.max_skew)"
+        )
+        return None
+
+
+def test_a_far_event_is_refused_saying_how_far_ahead_and_counted_once() -> None:
+    clock = EventClock(GAP)
+    assert _far(clock, 1000.0, arrived=0) is None
+    assert _far(clock, 1001.0, arrived=0) is None
+    assert clock.rejected == 2
+
+
+def test_a_gap_needs_its_witnesses_again_after_the_clock_moved_over_one() -> None:
+    clock = EventClock(GAP)
+    assert [_far(clock, ts, arrived=0) for ts in (1002.0, 1000.0, 1001.0)] == [None, None, 1000.0]
+    assert clock.far_score == 0
+    # The next gap is shown by three new far events, not two.
+    assert [_far(clock, ts, arrived=0) for ts in (5000.0, 5001.0)] == [None, None]
+    assert _far(clock, 5002.0, arrived=0) == 5000.0
+
+
+def test_far_events_cancelled_by_in_range_arrivals_are_forgotten() -> None:
+    clock = EventClock(GAP)
+    assert _far(clock, 900.0, arrived=0) is None
+    # One in-range event arrived since: the one far witness is cancelled (score back to 0),
+    # so it does not count towards the next gap nor set where the clock moves.
+    moves = [_far(clock, ts, arrived=1) for ts in (2000.0, 2001.0, 2002.0)]
+    assert moves == [None, None, 2000.0]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pydantic import BaseModel
 
-from canarystream.analysis.state import Reader, number, reader
+from canarystream.analysis.state import Reader, key_to_state, number, reader
 from canarystream.errors import StateFormatError
 
 
@@ -127,10 +127,27 @@ def test_nested_objects_and_models_carry_the_path_down() -> None:
     assert first.fields() == ["x"]
     with pytest.raises(StateFormatError) as refused:
         child.models("list", Point)
-    assert str(refused.value).startswith("top.inner.list.1.x: ")
+    assert str(refused.value) == (
+        "top.inner.list.1.x: Input should be a valid integer, unable to parse string as an integer"
+    )
     with pytest.raises(StateFormatError) as whole:
         Reader({"p": 3}, "top").model("p", Point)
-    assert str(whole.value).startswith("top.p: ")
+    assert str(whole.value) == "top.p: Input should be a valid dictionary or instance of Point"
+    with pytest.raises(StateFormatError, match=r"^top\.inner\.list: expected 3 items, got 2$"):
+        child.children("list", 3)
+
+
+def test_lists_of_a_fixed_length_are_refused_at_any_other_length() -> None:
+    for method in ("integers", "reals"):
+        with pytest.raises(StateFormatError, match=r"^obj\.f: expected 2 items, got 1$"):
+            _read(method, [1], 2)
+
+
+def test_a_plain_state_is_read_under_the_path_given() -> None:
+    r = reader({"a": 1}, "obj")
+    assert (r.path, r.integer("a")) == ("obj", 1)
+    assert key_to_state(("endpoint", "/cart")) == ["endpoint", "/cart"]
+    assert (key_to_state("cpu"), key_to_state(None)) == ("cpu", None)
 
 
 def test_a_non_finite_number_is_written_as_a_string_read_back() -> None:

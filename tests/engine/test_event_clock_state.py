@@ -154,3 +154,37 @@ def test_far_events_cancelled_by_in_range_arrivals_are_forgotten() -> None:
     # so it does not count towards the next gap nor set where the clock moves.
     moves = [_far(clock, ts, arrived=1) for ts in (2000.0, 2001.0, 2002.0)]
     assert moves == [None, None, 2000.0]
+
+
+def test_an_event_past_the_pending_limit_is_refused_and_counted() -> None:
+    clock = EventClock(Admission(max_pending=2))
+    clock.hold(106.0, METRIC, 0, METRIC_EVENT, arrived=0)
+    clock.hold(107.0, METRIC, 0, METRIC_EVENT, arrived=1)
+    with pytest.raises(ContractError) as refused:
+        clock.hold(108.0, METRIC, 0, METRIC_EVENT, arrived=2)
+    assert str(refused.value) == (
+        "2 events already wait for the rollout's clock (admission.max_pending); "
+        "ts 108.000 not admitted"
+    )
+    assert (len(clock.pending), clock.rejected) == (2, 1)
+
+
+def test_the_heartbeat_mark_and_the_last_far_message_survive_a_restart() -> None:
+    clock = EventClock(GAP)
+    assert not clock.idle_since_last_heartbeat(arrived=4)
+    _far(clock, 1000.0, arrived=4, message="m1")
+    again = _through_json(clock)
+    assert (again.heartbeat_mark, again.far_message) == (4, "m1")
+    assert again.idle_since_last_heartbeat(arrived=4)
+    # The same message again is no new witness of a gap.
+    _far(again, 1001.0, arrived=4, message="m1")
+    assert (again.far_score, list(again.far)) == (1, [1000.0])
+
+
+def test_stored_witnesses_beyond_what_the_policy_keeps_are_refused() -> None:
+    state = EventClock(GAP).to_state()
+    kept = EventClock.from_state({**state, "far": [1.0, 2.0, 3.0]}, GAP)
+    assert list(kept.far) == [1.0, 2.0, 3.0]
+    with pytest.raises(StateFormatError) as refused:
+        EventClock.from_state({**state, "far": [1.0, 2.0, 3.0, 4.0]}, GAP)
+    assert str(refused.value) == "EventClock.far: more than the 3 the policy keeps"

@@ -166,7 +166,9 @@ def test_an_event_past_the_pending_limit_is_refused_and_counted() -> None:
         "2 events already wait for the rollout's clock (admission.max_pending); "
         "ts 108.000 not admitted"
     )
-    assert (len(clock.pending), clock.rejected) == (2, 1)
+    with pytest.raises(ContractError):
+        clock.hold(109.0, METRIC, 0, METRIC_EVENT, arrived=2)
+    assert (len(clock.pending), clock.rejected) == (2, 2)
 
 
 def test_the_heartbeat_mark_and_the_last_far_message_survive_a_restart() -> None:

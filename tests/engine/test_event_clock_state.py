@@ -190,3 +190,10 @@ def test_stored_witnesses_beyond_what_the_policy_keeps_are_refused() -> None:
     with pytest.raises(StateFormatError) as refused:
         EventClock.from_state({**state, "far": [1.0, 2.0, 3.0, 4.0]}, GAP)
     assert str(refused.value) == "EventClock.far: more than the 3 the policy keeps"
+
+
+def test_the_very_first_event_ahead_is_one_witness_only() -> None:
+    # Nothing arrived yet: the first event of a later tick is one witness of two, not two.
+    clock = EventClock(Admission(witnesses=2))
+    assert clock.hold(106.0, METRIC, 0, METRIC_EVENT, arrived=0) is None
+    assert clock.hold(107.0, METRIC, 0, METRIC_EVENT, arrived=1) == 106.0

@@ -197,3 +197,16 @@ def test_the_very_first_event_ahead_is_one_witness_only() -> None:
     clock = EventClock(Admission(witnesses=2))
     assert clock.hold(106.0, METRIC, 0, METRIC_EVENT, arrived=0) is None
     assert clock.hold(107.0, METRIC, 0, METRIC_EVENT, arrived=1) == 106.0
+
+
+def test_only_events_stamped_before_the_limit_are_due() -> None:
+    clock = _waiting()
+    assert clock.due(107.0) == [(METRIC, 0, METRIC_EVENT, 106.0), (PROBE, 1, PROBE_EVENT, 106)]
+    assert clock.due(107.0) == []
+    assert [ts for *_, ts in clock.due(107.5)] == [107.0]
+
+
+def test_a_witness_stamped_at_the_new_tick_start_stays_a_witness() -> None:
+    clock = _waiting()
+    clock.moved(107.0)
+    assert (list(clock.witnesses), clock.witness_score) == ([107.0], 1)

@@ -19,6 +19,7 @@ from canarystream.analysis.recovery import RecoveryWatch
 from canarystream.contracts.decision import Verdict
 from canarystream.errors import StateFormatError
 from canarystream.policy.model import RollbackVerification
+from canarystream.readable import change
 
 CONFIG = RollbackVerification()  # 95 %, ratio 1.5 plus 0.001, latency +10 %, 100 requests
 ERRORS = ((500, 599),)
@@ -74,8 +75,8 @@ def test_the_reasons_carry_the_bounds_of_their_definition() -> None:
             1000,
         )
     assert latency.tolerance == 0.1
-    assert errors.message == "error rate 0.0200 after the rollback vs 0.0100 before"
-    assert latency.message == f"typical latency {math.expm1(shift):+.1%} vs before the rollout"
+    assert errors.message == "error rate 2% after the rollback vs 1% before"
+    assert latency.message == f"typical latency {change(math.exp(shift))} vs before the rollout"
 
 
 def test_both_failures_are_named_when_errors_and_latency_are_up() -> None:

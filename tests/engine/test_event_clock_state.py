@@ -17,6 +17,7 @@ import pytest
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, EventClock
 from canarystream.errors import ContractError, StateFormatError
 from canarystream.policy.model import Admission
+from canarystream.readable import duration, instant
 
 ADMISSION = Admission()
 REQUEST_EVENT = {"type": "request", "version": "v2"}
@@ -125,8 +126,8 @@ def _far(clock: EventClock, ts: float, arrived: int, message: str | None = None)
     except ContractError as refused:
         assert refused.reason == "ts_out_of_range"
         assert str(refused) == (
-            f"ts {ts:.3f} is {ts - 100.0:.0f} s ahead of the rollout's clock (100.000); "
-            "at most 300 s (admission.max_skew)"
+            f"ts {ts:.3f} ({instant(ts)}) is {duration(ts - 100.0)} ahead of the rollout's "
+            f"clock ({instant(100.0)}); at most 5m 00s (admission.max_skew)"
         )
         return None
 

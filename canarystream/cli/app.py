@@ -2,13 +2,13 @@
 
 Registering a command must stay cheap: ``canarystream --help`` builds every command, so a
 command module imports its heavy dependencies (Faust, aiokafka, the engine with scipy and
-river) inside the function that needs them, never at module level. Help is drawn with rich
-on a terminal and as plain text otherwise (no boxes in a pipe, and rich is not even loaded).
+river) inside the function that needs them, never at module level. Help is plain text
+(click's), on a terminal as in a pipe: drawing it with rich took longer than the rest of
+``--help`` together (0.37 s of CPU against 0.22 s).
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any, Literal
 
 import typer
@@ -19,8 +19,8 @@ __all__ = ["app", "group"]
 
 
 def _markup_mode() -> Literal["rich"] | None:
-    """``rich`` help on a terminal; plain text (click's) in a pipe or a file."""
-    return "rich" if sys.stdout.isatty() else None
+    """No rich markup: help is click's plain text everywhere."""
+    return None
 
 
 app = typer.Typer(

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from typer.core import TyperCommand
 
 from canarystream.cli.app import app
+from canarystream.cli.console import err_console, escape
 from canarystream.errors import BrokerError, ConfigError
 
 if TYPE_CHECKING:
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["COMMON_OPTIONS", "retry_policy", "scope_from", "section_from_args"]
 
-_err = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("canarystream.actuate")
 
 #: The options of every backend (as keys), which no backend key may shadow.
@@ -276,7 +274,7 @@ def actuate(
             report_signer=report_signer,
         )
     except (ConfigError, BrokerError) as exc:
-        _err.print(f"[red]error:[/] {escape(str(exc))}")
+        err_console().print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -293,7 +291,7 @@ def actuate(
     try:
         asyncio.run(_run(service_loop))
     except KafkaError as exc:
-        _err.print(f"[red]error:[/] kafka: {escape(str(exc))}")
+        err_console().print(f"[red]error:[/] kafka: {escape(str(exc))}")
         raise typer.Exit(1) from exc
 
 

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from canarystream.cli.aliases import renamed
 from canarystream.cli.app import app, group
+from canarystream.cli.console import err_console, escape
 from canarystream.errors import BrokerError, ConfigError
 
 if TYPE_CHECKING:
@@ -35,11 +34,9 @@ audit_app = group(
 )
 app.add_typer(audit_app, name="audit")
 
-_err = Console(stderr=True, soft_wrap=True)
-
 
 def _fail(exc: Exception, code: int = 2) -> typer.Exit:
-    _err.print(f"[red]error:[/] {escape(str(exc))}")
+    err_console().print(f"[red]error:[/] {escape(str(exc))}")
     return typer.Exit(code)
 
 
@@ -210,7 +207,7 @@ def export(
                 written = asyncio.run(run(handle))
     except (OSError, ConfigError, BrokerError) as exc:
         raise _fail(exc) from exc
-    _err.print(f"{written} records exported")
+    err_console().print(f"{written} records exported")
 
 
 async def _trail() -> Any:

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from canarystream.cli.app import app
+from canarystream.cli.console import err_console, escape
 from canarystream.errors import BrokerError, ConfigError, ContractError
 
 if TYPE_CHECKING:
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []
 
-_err = Console(stderr=True, soft_wrap=True)
 
 _HELP = {
     "approve": "Approve a rollout waiting at an approval stage (another principal than the one "
@@ -49,9 +47,9 @@ def _kafka_failure(exc: Exception, connection: Connection) -> None:
 
     from canarystream.kafka.admin import refusal  # noqa: PLC0415
 
-    _err.print(f"[red]error:[/] kafka: {escape(str(exc))}")
+    err_console().print(f"[red]error:[/] kafka: {escape(str(exc))}")
     if reason := asyncio.run(refusal(connection)):
-        _err.print(f"  {escape(reason)}")
+        err_console().print(f"  {escape(reason)}")
 
 
 def _run(
@@ -129,10 +127,10 @@ def _run(
 
         sent, verdict = asyncio.run(send())
     except _NotDoneError as exc:
-        _err.print(f"[red]error:[/] {escape(str(exc))}")
+        err_console().print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(exc.code) from exc
     except (ConfigError, ContractError, BrokerError) as exc:
-        _err.print(f"[red]error:[/] {escape(str(exc))}")
+        err_console().print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     except KafkaError as exc:
         _kafka_failure(exc, connection)
@@ -144,13 +142,13 @@ def _run(
 def _report(sent: Sent, verdict: InputVerdict | None, wait: float) -> None:
     """Print the worker's verdict on ``sent``; exit 1 unless it accepted it."""
     if verdict is None:
-        _err.print(
+        err_console().print(
             f"[yellow]no verdict from the worker on {sent.source} within {wait:g} s[/] "
             "(is a worker running for this service?)"
         )
         raise typer.Exit(1)
     if verdict.verdict == "refused":
-        _err.print(f"[red]refused by the worker:[/] {escape(str(verdict.reason))}")
+        err_console().print(f"[red]refused by the worker:[/] {escape(str(verdict.reason))}")
         raise typer.Exit(1)
     typer.echo(f"accepted by the worker as {verdict.principal}")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from canarystream.cli.app import app, group
+from canarystream.cli.console import console as new_console
+from canarystream.cli.console import err_console, escape
 
 if TYPE_CHECKING:
     from canarystream.kafka.local import LocalKafka
@@ -20,7 +20,6 @@ topics_app = group(help="The topics of the contract (topics/).")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 
-_err = Console(stderr=True, soft_wrap=True)
 PLAIN_PORT = 19092
 SECURE_PORT = 19094  # and 19095: beside a plain broker on the default ports
 Port = Annotated[
@@ -41,7 +40,7 @@ Secure = Annotated[
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    _err.print(f"[red]error:[/] {escape(str(exc))}")
+    err_console().print(f"[red]error:[/] {escape(str(exc))}")
     return typer.Exit(1)
 
 
@@ -122,7 +121,6 @@ def topics_create(
     """Create the contract's topics that are missing (idempotent)."""
     import asyncio  # noqa: PLC0415
 
-    from rich.console import Console  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
     from canarystream.cli.tables import print_table  # noqa: PLC0415
@@ -160,4 +158,4 @@ def topics_create(
         if result.note:
             outcome += f" ({result.note})"
         table.add_row(result.name, str(result.partitions), str(result.replication_factor), outcome)
-    print_table(Console(), table)
+    print_table(new_console(), table)

@@ -6,18 +6,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from canarystream.cli.app import app, group
+from canarystream.cli.console import err_console, escape
 from canarystream.errors import ConfigError
 
 __all__: list[str] = []
 
 keys_app = group(help="Principals' Ed25519 keys (people, deploy system, worker, actuators).")
 app.add_typer(keys_app, name="keys")
-
-_err = Console(stderr=True, soft_wrap=True)
 
 
 @keys_app.command("generate")
@@ -49,7 +46,7 @@ def generate(
     try:
         pair = generate_key_pair(name, directory, force=force)
     except ConfigError as exc:
-        _err.print(f"[red]error:[/] {escape(str(exc))}")
+        err_console().print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     typer.echo(f"private key: {pair.private_file} (keep it secret; mode 0600)")
     typer.echo(f"public key:  {pair.public_file}\n")

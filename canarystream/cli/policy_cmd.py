@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from canarystream.cli.app import app, group
+from canarystream.cli.console import console as new_console
+from canarystream.cli.console import err_console, escape
 
 __all__ = ["policy_app"]
 
@@ -24,13 +24,11 @@ def validate(path: Annotated[Path, typer.Argument(help="Policy file (.yaml or .j
     from canarystream.policy.loading import load_policy  # noqa: PLC0415
     from canarystream.policy.model import check_name  # noqa: PLC0415
 
-    console = Console(soft_wrap=True)
+    console = new_console(soft_wrap=True)
     try:
         policy = load_policy(path)
     except PolicyError as exc:
-        Console(stderr=True, soft_wrap=True).print(
-            f"[red]invalid:[/] {escape(str(exc))}", highlight=False
-        )
+        err_console().print(f"[red]invalid:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from exc
     stages = ", ".join(f"{s.traffic_percent:g}%" for s in policy.stages)
     checks = ", ".join(check_name(c) for c in policy.checks)
@@ -55,8 +53,6 @@ def show(
     try:
         policy = load_policy(path) if path else Policy()
     except PolicyError as exc:
-        Console(stderr=True, soft_wrap=True).print(
-            f"[red]invalid:[/] {escape(str(exc))}", highlight=False
-        )
+        err_console().print(f"[red]invalid:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from exc
     typer.echo(yaml.safe_dump(policy.model_dump(mode="json"), sort_keys=False).rstrip())

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from canarystream.cli.app import app
+from canarystream.cli.console import err_console, escape
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
@@ -171,7 +171,7 @@ def replay(
         replay_files,
     )
 
-    err = Console(stderr=True, soft_wrap=True)
+    err = err_console()
     _check_usage(err, files, out)
     engine = _engine(err, policy, access)
     writer = AtomicFile(out) if out is not None and str(out) != STDIN else None

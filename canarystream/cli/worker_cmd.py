@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from canarystream.cli.app import app
+from canarystream.cli.console import err_console, escape
 
 __all__: list[str] = []
 
@@ -67,7 +66,7 @@ def worker(
     from canarystream.kafka.connection import Connection  # noqa: PLC0415
     from canarystream.security import worker_access_file, worker_signer  # noqa: PLC0415
 
-    err = Console(stderr=True, soft_wrap=True)
+    err = err_console()
     try:
         settings = settings_with(
             web_bind=web_bind, web_port=web_port, access_file=access, insecure=insecure or None

@@ -25,7 +25,9 @@ OWN_HEAVY = (
     "canarystream.engine",
     "canarystream.settings",
 )
-HEAVY = ("faust", "mode", "aiokafka", "scipy", "river", "numpy", "prometheus_client", "asyncio")
+HEAVY = (
+    "faust", "mode", "aiokafka", "scipy", "river", "numpy", "prometheus_client", "asyncio", "rich",
+)  # fmt: skip
 
 _LOADED = """
 import runpy, sys

@@ -1,0 +1,37 @@
+"""Consoles and markup escaping for the commands, loaded when first used.
+
+``canarystream --help`` builds every command module; importing rich there cost about a fifth
+of its start-up, so the modules ask for a console when they print, not when they load.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["console", "err_console", "escape"]
+
+
+@cache
+def err_console() -> Console:
+    """The standard error console of every command (soft-wrapped, never cut)."""
+    from rich.console import Console  # noqa: PLC0415
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+def console(**options: object) -> Console:
+    """A new standard output console with rich's ``options``."""
+    from rich.console import Console  # noqa: PLC0415
+
+    return Console(**options)  # type: ignore[arg-type]  # rich's keyword arguments, passed on
+
+
+def escape(text: str) -> str:
+    """``text`` with rich's markup characters escaped."""
+    from rich.markup import escape as rich_escape  # noqa: PLC0415
+
+    return rich_escape(text)

@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(WITH_BROKER) $(PY) -m canarystream demo
 
-# Peer programs the tests run for real, when missing: HAProxy, NGINX, kcat, PostgreSQL and
+# Peer programs the tests run for real, when missing: HAProxy, NGINX, kcat, PostgreSQL, Chromium and
 # Prometheus (with promtool) from Debian, Unleash from npm (deploy/services/unleash).
 services:
 	bash deploy/services/install.sh

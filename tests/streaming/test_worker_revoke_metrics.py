@@ -11,6 +11,7 @@ from faust.types import TP
 
 from canarystream.contracts.topics import DEPLOYMENTS_TOPIC, TELEMETRY_TOPIC
 from tests.streaming.test_worker_publish import (
+    DEPLOYER,
     START,
     FailingProducer,
     FakeEvent,
@@ -29,7 +30,10 @@ def _announce(service: str, partition: int) -> FakeEvent:
         "baseline_version": "v1",
         "canary_version": "v2",
     }
-    message = FakeMessage(DEPLOYMENTS_TOPIC, partition, 0, service.encode(), orjson.dumps(event))
+    value = orjson.dumps(event)  # signed by the deployer, as the worker's access file requires
+    message = FakeMessage(
+        DEPLOYMENTS_TOPIC, partition, 0, service.encode(), value, DEPLOYER.headers(value)
+    )
     return FakeEvent(message)
 
 

@@ -276,15 +276,21 @@ def test_after_a_rebalance_the_new_owner_refuses_what_the_old_one_applied(stack:
     a, b = service(routers["a"]), service(routers["b"])
     with running(a), running(b):
         # Both read the reports back at start, when there were none; the group splits the
-        # partitions between them.
+        # partitions between them (two members join in more than one round: waited for here,
+        # so that the decisions are not published into a rebalance).
+        stack.wait_for(
+            lambda: len(a.assignment) + len(b.assignment) == 12 and a.assignment and b.assignment,
+            60,
+            "the group to split the partitions",
+        )
         publish(stack, [signed(d) for d in rollout])
-        wait_for_reports(stack, 3)
+        wait_for_reports(stack, 3, timeout=60)
         owner = "a" if routers["a"].history else "b"
         other = {"a": b, "b": a}[owner]
         ({"a": a, "b": b}[owner]).stop()  # leaves the group: its partitions move to the other
         stack.wait_for(lambda: len(other.assignment) == 12, 30, "the partitions to move over")
         publish(stack, [signed(rollout[1])])  # the signed seq-1 decision, replayed
-        got = wait_for_reports(stack, 4)
+        got = wait_for_reports(stack, 4, timeout=60)
     survivor = "b" if owner == "a" else "a"
     assert routers[survivor].history == []
     assert got[3].status is ActuationStatus.REJECTED and "applied already" in got[3].detail

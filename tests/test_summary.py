@@ -10,9 +10,9 @@ from canarystream.contracts.decision import (
     Decision,
     Phase,
     Verdict,
-    decision_id_for,
 )
 from canarystream.summary import CheckStatus, RolloutBook, plain_value, summarize
+from tests.support.decisions import decision
 
 T0 = 1_790_000_000.0
 
@@ -29,23 +29,10 @@ def _decision(
     page: bool = False,
     reasons: list[CheckReason] | None = None,
 ) -> Decision:
-    return Decision(
-        decision_id=decision_id_for(deployment, seq, action.value),
-        deployment=deployment,
-        service=service,
-        seq=seq,
-        action=action,
-        ts=T0 + 60 * seq,
-        stage=stage,
-        traffic_percent=share,
-        phase=phase,
-        baseline_version="v1",
-        canary_version="v2",
-        policy="default",
-        summary=f"{action.value} at stage {stage}",
-        reasons=reasons or [],
-        page=page,
-    )
+    return decision(
+        deployment, seq, action, service=service, stage=stage, share=share, phase=phase,
+        page=page, ts=T0, spacing=60.0, reasons=reasons,
+    )  # fmt: skip
 
 
 def _reason(check: str, verdict: Verdict, kind: str = "error_rate") -> CheckReason:

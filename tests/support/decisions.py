@@ -41,16 +41,18 @@ def decision(
     page: bool = False,
     summary: str | None = None,
     ts: float | None = None,
+    spacing: float = 30.0,
     reasons: list[CheckReason] | None = None,
 ) -> Decision:
-    """A decision as the engine makes it (its id derived the engine's way)."""
+    """A decision as the engine makes it (its id derived the engine's way), stamped ``ts``
+    (default: ten minutes ago) plus ``spacing`` seconds per ``seq``."""
     return Decision(
         decision_id=decision_id_for(deployment, seq, action.value),
         deployment=deployment,
         service=service,
         seq=seq,
         action=action,
-        ts=(time.time() - 600 if ts is None else ts) + 30 * seq,
+        ts=(time.time() - 600 if ts is None else ts) + spacing * seq,
         stage=stage,
         traffic_percent=share,
         phase=phase,

@@ -316,9 +316,6 @@ class StreamWorker:
 
     async def _apply(self, events: Sequence[faust.EventT[bytes]]) -> None:
         """One batch: process, publish its decisions, and only then queue it for the checkpoint."""
-        now = time.monotonic()
-        for event in events:
-            self._delivered_at[(event.message.topic, event.message.partition)] = now
         batch = await self.gaps.complete(
             [
                 Inbound(
@@ -354,12 +351,13 @@ class StreamWorker:
         # The broker has every decision of the batch: from here on it may be stored and acked.
         self._unacked.extend(events)
         self._dirty.update(result.snapshots)
-        processed = self._processed
+        processed, delivered, now = self._processed, self._delivered_at, time.monotonic()
         for message in batch:
             tp = (message.topic, message.partition)
+            delivered[tp] = now
             if message.offset > processed.get(tp, -1):  # messages delivered again lie below
                 processed[tp] = message.offset
-        self._note_activity(batch, result.snapshots, time.monotonic())
+        self._note_activity(batch, result.snapshots, now)
         self._record_lag(batch)
         if time.monotonic() >= self._next_checkpoint:
             await self._checkpoint()

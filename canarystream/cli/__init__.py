@@ -1,12 +1,13 @@
-"""Command-line interface: ``canarystream replay | report | simulate | policy | kafka | topics |
-worker | actuate | demo | keys | approve | abort | pause | resume | audit | status | get |
-notify``."""
+"""Command-line interface: ``canarystream replay | backtest | report | simulate | policy |
+kafka | topics | worker | actuate | demo | keys | approve | abort | pause | resume | audit |
+status | get | notify``."""
 
 from __future__ import annotations
 
 from canarystream.cli import (  # noqa: F401  (registration)
     actuate_cmd,
     audit_cmd,
+    backtest_cmd,
     control_cmd,
     demo_cmd,
     kafka_cmd,

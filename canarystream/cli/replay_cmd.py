@@ -332,6 +332,11 @@ def _print_summary(err: Console, result: ReplayResult, reported: int) -> None:
     from canarystream.cli.tables import print_table  # noqa: PLC0415
 
     print_table(err, summary_table(result))
+    _print_counts(err, result, reported)
+
+
+def _print_counts(err: Console, result: ReplayResult, reported: int) -> None:
+    """Lines, events, rejections by reason, decisions by action; the rejections not listed."""
     by_reason = ", ".join(f"{k}={v}" for k, v in sorted(result.rejected.items()))
     actions = ", ".join(f"{k}={v}" for k, v in sorted(result.decisions.items()))
     lines = result.rejected_lines

@@ -64,7 +64,8 @@ def test_the_top_level_help_loads_no_heavy_library(args: tuple[str, ...]) -> Non
 
 
 @pytest.mark.parametrize(
-    "command", ["replay", "simulate", "worker", "demo", "approve", "policy show", "kafka up"]
+    "command",
+    ["replay", "backtest", "simulate", "worker", "demo", "approve", "policy show", "kafka up"],
 )
 def test_a_commands_help_loads_no_heavy_library(command: str) -> None:
     assert _loaded(*command.split(), "--help") & set(HEAVY) == set()

@@ -2,19 +2,16 @@
 
 Each canary request is an event with probability ``p``; the unit tests ``H0: p <= budget``
 on the odds ratio against the budget. Its e-value and bounds are recomputed here from the
-binomial likelihood of all the canary's requests (``scipy.stats.binom``) over the unit's own
-grid and prior: the mixture of likelihood ratios above the budget for the e-value, the first
-ratio that the mixture below rejects for the upper bound. The baseline plays no part.
+binomial likelihood of all the canary's requests (``scipy.stats.binom``, in
+:class:`tests.support.mixture.MixtureOracle`) over the unit's own grid and prior. The
+baseline plays no part.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
-from scipy.special import logsumexp
-from scipy.stats import binom
 
 from canarystream.analysis.checks import (
     CheckGroup,
@@ -29,6 +26,7 @@ from canarystream.analysis.checks.shapes import OneSampleRateUnit
 from canarystream.analysis.cohort import CohortBucket
 from canarystream.contracts.decision import Verdict
 from canarystream.readable import evidence_text, percent
+from tests.support.mixture import MixtureOracle
 
 T0 = 1_790_000_000.0
 READY = Gate(ready=True, next_share=0.5, promoting=False, alpha=0.1)
@@ -57,43 +55,12 @@ def _feed(unit: OneSampleRateUnit, ticks: list[tuple[int, int]]) -> None:
         unit.update(Tick(_errors(requests, errors), _errors(50, 25), {}, T0 + 5.0 * k))
 
 
-class _Oracle:
-    """The binomial likelihood of ``events`` in ``samples`` over the unit's grid of odds
-    ratios ``psi`` (rate ``budget psi / (budget psi + 1 - budget)``)."""
-
-    def __init__(self, unit: OneSampleRateUnit, events: int, samples: int) -> None:
-        grid = unit.test.grid
-        self.psi, self.prior = grid.psi, grid.log_prior
-        budget = unit.budget
-        rates = budget * self.psi / (budget * self.psi + 1.0 - budget)
-        self.loglik = binom.logpmf(events, samples, rates)
-        self.at_budget = grid.anchor_index[1.0]
-
-    def e_value(self) -> float:
-        above = slice(self.at_budget + 1, None)
-        log_e = logsumexp(self.prior[above] + self.loglik[above] - self.loglik[self.at_budget])
-        return float(np.exp(log_e - logsumexp(self.prior[above])))
-
-    def upper(self, alpha: float) -> float:
-        for j in range(int(np.argmax(self.loglik)), self.psi.size):
-            if j == 0:
-                continue
-            below = slice(0, j)
-            log_e = logsumexp(self.prior[below] + self.loglik[below]) - self.loglik[j]
-            if log_e - logsumexp(self.prior[below]) >= math.log(1.0 / alpha):
-                return float(self.psi[j])
-        return math.inf
-
-    def lower(self, alpha: float) -> float:
-        found = 0.0
-        for j in range(int(np.argmax(self.loglik)) + 1):
-            if j == self.psi.size - 1:
-                break
-            above = slice(j + 1, None)
-            log_e = logsumexp(self.prior[above] + self.loglik[above]) - self.loglik[j]
-            if log_e - logsumexp(self.prior[above]) >= math.log(1.0 / alpha):
-                found = float(self.psi[j])
-        return found
+def _oracle(unit: OneSampleRateUnit, events: int, samples: int) -> MixtureOracle:
+    """The binomial likelihood of ``events`` in ``samples`` requests over the unit's grid of
+    odds ratios (each request an event with odds ``psi`` times the budget's)."""
+    grid = unit.test.grid
+    oracle = MixtureOracle(grid.psi, grid.log_prior)
+    return oracle.add(events, samples - events, unit.budget, 1.0 - unit.budget)
 
 
 def _rate(budget: float, odds_ratio: float) -> float:
@@ -118,12 +85,12 @@ def test_e_value_and_upper_bound_are_those_of_the_binomial_likelihood(
     unit = _unit(SloErrorRateCheck(max_error_rate=budget))
     _feed(unit, ticks)
     events, samples = sum(e for _, e in ticks), sum(n for n, _ in ticks)
-    oracle = _Oracle(unit, events, samples)
+    oracle = _oracle(unit, events, samples)
     evidence = unit.evaluate(READY)
 
-    assert evidence.e_value == pytest.approx(oracle.e_value(), rel=1e-9)
+    assert evidence.e_value == pytest.approx(oracle.e_value(1.0), rel=1e-9)
     assert unit.test.upper_bound(READY.alpha) == oracle.upper(READY.alpha)
-    fails = oracle.e_value() * unit.alpha >= 1.0
+    fails = oracle.e_value(1.0) * unit.alpha >= 1.0
     assert (evidence.verdict is Verdict.FAIL) == fails
     assert evidence.upper == (None if fails else oracle.upper(READY.alpha))
     assert unit.test.lower_bound(unit.alpha) == oracle.lower(unit.alpha)
@@ -161,7 +128,7 @@ def test_the_check_fails_at_the_first_tick_its_e_value_reaches_one_over_alpha() 
     for k in range(40):
         unit.update(Tick(_errors(50, 4), CohortBucket(), {}, T0 + 5.0 * k))
         events, samples = events + 4, samples + 50
-        e_value = _Oracle(unit, events, samples).e_value()
+        e_value = _oracle(unit, events, samples).e_value(1.0)
         verdict = unit.evaluate(NOT_READY).verdict
         assert verdict is (Verdict.FAIL if e_value >= 100.0 else Verdict.INCONCLUSIVE), k
         if verdict is Verdict.FAIL:
@@ -192,7 +159,7 @@ def test_the_reason_of_an_slo_check() -> None:
     _feed(unit, [(250, 2), (250, 3)])
     evidence = unit.evaluate(READY)
     reason = evidence.reason()
-    oracle = _Oracle(unit, 5, 500)
+    oracle = _oracle(unit, 5, 500)
     lower = _rate(0.02, oracle.lower(0.04))
     upper = _rate(0.02, oracle.upper(READY.alpha))
 

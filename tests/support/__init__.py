@@ -8,7 +8,9 @@
 - :mod:`tests.support.actuators`: decisions and proxies for actuator tests;
 - :mod:`tests.support.keys`: the principals' Ed25519 keys (worker, actuator, deployer,
   approver) and the environments that use them;
-- :mod:`tests.support.unleash`: a real Unleash server (a session fixture) for flag tests.
+- :mod:`tests.support.unleash`: a real Unleash server (a session fixture) for flag tests;
+- :mod:`tests.support.mixture`: the ratio tests' e-values and bounds recomputed from the
+  binomial likelihood with scipy, to check the checks against.
 
 Tests and benchmarks import helpers from here or from the product, never from a test module.
 """

@@ -55,8 +55,8 @@ class Course:
         at = decision.ts - start
         if decision.phase != self.phase or decision.stage != self.stage:
             self.phase_since = at
-            if decision.action is Action.ADVANCE:
-                self.stages.append(decision.traffic_percent)
+        if decision.action is Action.ADVANCE and decision.stage != self.stage:
+            self.stages.append(decision.traffic_percent)  # not a hold cleared at its stage
         if decision.action is Action.HOLD and self.first_hold is None:
             self.first_hold = at
         if decision.action in (Action.ROLLBACK, Action.PROMOTE) and self.ended is None:

@@ -15,10 +15,13 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from canarystream.backtest import Course
 from canarystream.cli import app
+from canarystream.contracts.decision import Action, Phase
 from canarystream.engine import Engine
 from canarystream.simulate.closed_loop import simulate
 from canarystream.simulate.scenario import scenario_from_mapping
+from tests.support.decisions import decision
 
 runner = CliRunner()
 T0 = 1_790_000_000.0
@@ -184,3 +187,29 @@ def test_bad_files_exit_as_replay_does(
     assert message in result.stderr and str(path) in result.stderr
     assert out.read_bytes() == b"old\n"
     assert _backtest(path, "--out", path).exit_code == 2
+
+
+def test_a_course_counts_each_stage_once_and_times_from_the_start() -> None:
+    steps = [
+        (0, Action.ADVANCE, 0, 1.0, Phase.RUNNING),
+        (45, Action.HOLD, 0, 1.0, Phase.HELD),
+        (90, Action.ADVANCE, 0, 1.0, Phase.RUNNING),  # hold cleared: the same stage
+        (400, Action.ADVANCE, 1, 5.0, Phase.RUNNING),
+        (500, Action.HOLD, 1, 5.0, Phase.HELD),
+        (520, Action.ROLLBACK, 1, 0.0, Phase.ROLLED_BACK),
+        (820, Action.ROLLBACK_VERIFIED, 1, 0.0, Phase.ROLLED_BACK),
+    ]
+    course = Course()
+    for seq, (at, action, stage, share, phase) in enumerate(steps):
+        made = decision(
+            "d", seq, action, stage=stage, share=share, phase=phase, ts=T0 + at, spacing=0
+        )
+        course.add(made, T0)
+    assert course.stages == [1.0, 5.0]
+    assert (course.first_hold, course.ended, course.phase_since) == (
+        45.0,
+        (Action.ROLLBACK, 520.0),
+        520.0,
+    )
+    assert course.outcome == "rolled_back (recovery verified)"
+    assert course.decisions == 7

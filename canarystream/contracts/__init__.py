@@ -29,6 +29,7 @@ from canarystream.contracts.events import (
     ProbeResult,
     RequestSample,
     TelemetryEvent,
+    TrafficShifted,
     input_event_adapter,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "ProbeResult",
     "RequestSample",
     "TelemetryEvent",
+    "TrafficShifted",
     "Verdict",
     "decision_id_for",
     "decode_message",

@@ -29,6 +29,7 @@ __all__ = [
     "ProbeResult",
     "RequestSample",
     "TelemetryEvent",
+    "TrafficShifted",
     "input_event_adapter",
 ]
 
@@ -158,6 +159,33 @@ class Heartbeat(_Event):
     service: Name = Field(description="Service whose rollouts' event time moves on.")
 
 
+class TrafficShifted(_Event):
+    """The canary's share of the cohorts' requests, as routed from ``ts`` on.
+
+    Actuators publish one after each change they applied, with the share read back from their
+    backend (router weights, a flag's rollout percentage), keyed by the service on the
+    deployments topic. The engine judges the sample ratio against the latest observed share,
+    and holds a rollout whose decision is not observed as applied within the policy's
+    ``actuation_deadline``. Recorded, it makes replay (and backtests of recordings whose
+    routing something else set) follow the routing as it was.
+    """
+
+    type: Literal["traffic_shifted"] = "traffic_shifted"
+    deployment: Name = Field(description="Id of the rollout whose routing changed.")
+    service: Name = Field(description="Service of the rollout; producers key the message by it.")
+    traffic_percent: float = Field(
+        ge=0.0,
+        le=100.0,
+        description="The canary's share of the cohorts' requests, %, from ts on (read back).",
+    )
+    backend: Name | None = Field(
+        default=None, description="What routes the traffic (a router or flag service kind)."
+    )
+    decision_id: Name | None = Field(
+        default=None, description="The decision whose application this reports, if any."
+    )
+
+
 class _Telemetry(_Event):
     service: Name = Field(description="Service that produced the sample.")
     version: Name = Field(description="Version of the service; selects the cohort.")
@@ -197,7 +225,7 @@ class ProbeResult(_Telemetry):
 
 
 ControlEvent = DeploymentAborted | DeploymentPaused | DeploymentResumed | DeploymentApproved
-DeploymentEvent = DeploymentStarted | ControlEvent
+DeploymentEvent = DeploymentStarted | ControlEvent | TrafficShifted
 TelemetryEvent = RequestSample | MetricSample | ProbeResult
 InputEvent = Annotated[
     DeploymentStarted
@@ -206,6 +234,7 @@ InputEvent = Annotated[
     | DeploymentResumed
     | DeploymentApproved
     | Heartbeat
+    | TrafficShifted
     | RequestSample
     | MetricSample
     | ProbeResult,

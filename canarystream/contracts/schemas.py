@@ -40,6 +40,7 @@ from canarystream.contracts.events import (
     MetricSample,
     ProbeResult,
     RequestSample,
+    TrafficShifted,
 )
 from canarystream.contracts.topics import TOPICS
 from canarystream.contracts.verdict import InputVerdict
@@ -77,7 +78,8 @@ _Deployment = Annotated[
     | DeploymentAborted
     | DeploymentPaused
     | DeploymentResumed
-    | DeploymentApproved,
+    | DeploymentApproved
+    | TrafficShifted,
     Field(discriminator="type"),
 ]
 
@@ -100,7 +102,7 @@ def _sources() -> dict[str, _Source]:
         ),
         "deployment": _Source(
             "Deployment message",
-            f"Rollout announcements and control commands. {batch}",
+            f"Rollout announcements, control commands and observed routing. {batch}",
             _Deployment | list[_Deployment],
             "validation",
         ),
@@ -127,7 +129,8 @@ def _sources() -> dict[str, _Source]:
         ),
         "input-verdict": _Source(
             "Input verdict",
-            "The worker's verdict on one announcement or control event, and who sent it.",
+            "The worker's verdict on one announcement, control event or traffic shift, and who "
+            "sent it.",
             InputVerdict,
             "serialization",
         ),

@@ -145,11 +145,13 @@ TOPICS: tuple[TopicSpec, ...] = (
         retention_ms=30 * _DAY_MS,
         description=(
             "Rollout announcements (deployment_started) and control commands (aborted, paused, "
-            "resumed, approved) from deployment systems and people. Keyed by service with the "
-            "same partition count as telemetry, so the worker that owns a service's telemetry "
-            "also owns its rollouts. Control events carry no service field: their producer "
-            "keys them with the service of the rollout. Not compacted: every event of a key "
-            "matters, not only the last. Kept 30 days for audit and to rebuild rollout state."
+            "resumed, approved) from deployment systems and people, and the routed canary "
+            "share actuators read back after each change (traffic_shifted). Keyed by service "
+            "with the same partition count as telemetry, so the worker that owns a service's "
+            "telemetry also owns its rollouts. Control events carry no service field: their "
+            "producer keys them with the service of the rollout. Not compacted: every event of "
+            "a key matters, not only the last. Kept 30 days for audit and to rebuild rollout "
+            "state."
         ),
         schema_name="deployment",
     ),
@@ -204,9 +206,10 @@ TOPICS: tuple[TopicSpec, ...] = (
         cleanup_policy="delete",
         retention_ms=30 * _DAY_MS,
         description=(
-            "The worker's verdict on every announcement and control event: accepted or "
-            "refused (with the reason), and the principal its signature authenticated; signed "
-            "by the worker as decisions are (header canarystream-signature). Keyed by "
+            "The worker's verdict on every announcement, control event and traffic shift: "
+            "accepted or refused (with the reason), and the principal its signature "
+            "authenticated; signed by the worker as decisions are (header "
+            "canarystream-signature). Keyed by "
             "deployment, like decisions and actuations, so the audit recorder reads all three "
             "co-partitioned. Kept 30 days."
         ),

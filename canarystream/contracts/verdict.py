@@ -1,9 +1,11 @@
-"""The worker's verdict on each announcement and control event: accepted or refused, and by whom.
+"""The worker's verdict on each announcement, control event and traffic shift: accepted or
+refused, and by whom.
 
 Published on ``canary.verdicts.v1`` (keyed by deployment) for every ``deployment_started``,
-``deployment_aborted``, ``deployment_paused``, ``deployment_resumed`` and
-``deployment_approved`` the worker judges, so the audit trail holds every attempt to steer a
-rollout, including the refused ones, with the principal its signature authenticated.
+``deployment_aborted``, ``deployment_paused``, ``deployment_resumed``,
+``deployment_approved`` and ``traffic_shifted`` the worker judges, so the audit trail holds
+every attempt to steer a rollout, including the refused ones, with the principal its signature
+authenticated.
 """
 
 from __future__ import annotations

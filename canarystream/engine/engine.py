@@ -26,6 +26,7 @@ from canarystream.contracts.events import (
     DeploymentResumed,
     DeploymentStarted,
     Heartbeat,
+    TrafficShifted,
 )
 from canarystream.contracts.topics import service_partition
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, out_of_range
@@ -52,6 +53,7 @@ _CONTROL_TYPES = frozenset(
         "deployment_resumed",
         "deployment_approved",
         "heartbeat",
+        "traffic_shifted",
     }
 )
 _COMMANDS: dict[type, Action] = {
@@ -92,9 +94,10 @@ class Engine:
         a re-sent announcement of it is rejected rather than started again.
 
     access
-        Who may steer which rollouts (an access file). With it, every announcement, command
-        and heartbeat needs the :class:`~canarystream.governance.identity.Origin` its driver
-        authenticated from the message's bytes, and is refused (``unauthorized``,
+        Who may steer which rollouts (an access file). With it, every announcement, command,
+        heartbeat and traffic shift needs the
+        :class:`~canarystream.governance.identity.Origin` its driver authenticated from the
+        message's bytes, and is refused (``unauthorized``,
         ``duplicate_control``) unless :func:`~canarystream.governance.rules.authorize` allows
         it; decisions then name the authenticated principal, never the event's ``actor``.
         Without it (None) every input is obeyed and ``actor`` is reported as sent.
@@ -419,18 +422,12 @@ class Engine:
             return self._start(event)
         if isinstance(event, Heartbeat):
             return self._heartbeat(event)
+        if isinstance(event, TrafficShifted):
+            return self._traffic_shifted(event)
         rollout, actor, key = self._command(event)
         decisions: list[Decision] = []
         if rollout.is_active:
-            # A command may move its rollout's clock, by at most the admission's skew.
-            if event.ts > rollout.clock + rollout.policy.admission.max_skew:
-                raise out_of_range(
-                    f"ts {event.ts:.3f} ({instant(event.ts)}) is "
-                    f"{duration(event.ts - rollout.clock)} ahead of the clock of deployment "
-                    f"{rollout.deployment!r}; at most "
-                    f"{duration(rollout.policy.admission.max_skew)} (admission.max_skew)"
-                )
-            decisions += rollout.advance_clock(event.ts)
+            decisions += self._move_clock(rollout, event.ts)
         if key is not None:
             rollout.take_control(key)  # obeyed once: a copy published again is refused
         # A late command takes effect now, not in the past: decisions never go back in time.
@@ -444,6 +441,55 @@ class Engine:
                 decisions += rollout.resume(ts, actor)
             case DeploymentApproved():
                 decisions += rollout.approve(ts, actor)
+        self._retire_finished(rollout)
+        return decisions
+
+    @staticmethod
+    def _move_clock(rollout: Rollout, ts: float) -> list[Decision]:
+        """A control input moves its rollout's clock to ``ts``, by at most the admission's
+        skew (one further ahead is refused, ``ts_out_of_range``)."""
+        if ts > rollout.clock + rollout.policy.admission.max_skew:
+            raise out_of_range(
+                f"ts {ts:.3f} ({instant(ts)}) is {duration(ts - rollout.clock)} ahead of the "
+                f"clock of deployment {rollout.deployment!r}; at most "
+                f"{duration(rollout.policy.admission.max_skew)} (admission.max_skew)"
+            )
+        return rollout.advance_clock(ts)
+
+    def _traffic_shifted(self, event: TrafficShifted) -> list[Decision]:
+        """The routing of a rollout observed: it moves the rollout's clock as a command does,
+        then the rollout judges by it (see :meth:`Rollout.observe_routing`).
+
+        With an access file it needs ``route`` on the service. A shift for a finished rollout
+        (the actuators report every rollback and promotion they apply) and one not newer than
+        the rollout's latest are counted and change nothing; one for an unknown deployment, or
+        naming another service than its rollout's, is refused (``unknown_deployment``).
+        """
+        if self.access is not None:
+            authorize(self.access, self._origin, Request(Action.ROUTE, event.service))
+        rollout = self.rollouts.get(event.deployment)
+        if rollout is None:
+            if self.finished_at(event.service, event.deployment) is not None:
+                self.counters["traffic_shifted_after_finish"] += 1
+                return []
+            raise ContractError(
+                f"deployment {event.deployment!r} is unknown", reason="unknown_deployment"
+            )
+        if rollout.service != event.service:
+            raise ContractError(
+                f"deployment {event.deployment!r} is a rollout of service "
+                f"{rollout.service!r}, not of {event.service!r}",
+                reason="unknown_deployment",
+            )
+        if not rollout.is_live:
+            self.counters["traffic_shifted_after_finish"] += 1
+            return []
+        if rollout.routing.at is not None and event.ts <= rollout.routing.at:
+            self.counters["traffic_shifted_stale"] += 1
+            return []
+        decisions = self._move_clock(rollout, event.ts)
+        if rollout.is_live:
+            rollout.observe_routing(event.ts, event.traffic_percent, event.decision_id)
         self._retire_finished(rollout)
         return decisions
 

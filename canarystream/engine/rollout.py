@@ -40,6 +40,7 @@ from canarystream.contracts.decision import (
 from canarystream.contracts.events import CompensationHook, DeploymentStarted
 from canarystream.contracts.topics import service_partition
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, EventClock, out_of_range
+from canarystream.engine.routing import Routing
 from canarystream.governance.rules import MAX_CONTROLS
 from canarystream.policy.model import Policy
 from canarystream.readable import duration, instant
@@ -61,6 +62,7 @@ class _Findings:
     shared_incident: bool  # the baseline degrades too
     silent: float  # seconds without canary telemetry
     past_deadline: bool  # the stage's deadline has passed
+    unapplied: str | None  # a decision not observed as applied within the deadline (why)
 
 
 Observer = Callable[["Rollout", float, list[Evidence]], None]
@@ -114,6 +116,7 @@ class Rollout:
         self.drift = BaselineDriftGuard(policy.guards.baseline_drift, policy.tick)
         self.ratio = SampleRatioWatch(policy.guards.sample_ratio)
         self.no_data = NoDataWatch(policy.guards.no_data)
+        self.routing = Routing()  # as observed (traffic_shifted); see observe_routing
         self.paused_by: str | None = None
         self.started_by: str | None = None  # the authenticated announcer (None: unknown)
         self.controls: list[str] = []  # keys of the signed commands taken, oldest first
@@ -321,6 +324,34 @@ class Rollout:
         self.controls.append(key)
         del self.controls[:-MAX_CONTROLS]
 
+    def observe_routing(self, ts: float, percent: float, decision_id: str | None) -> None:
+        """The canary's share of the cohorts' requests is ``percent`` from ``ts`` on.
+
+        From the first observation on, the sample-ratio guard judges the canary's share against
+        the latest observed share (restarted, with its settle, at each change of it) instead of
+        the share decided, and is blind while a decision is awaited (see
+        :mod:`canarystream.engine.routing`). In paired baseline mode the compared baseline is
+        as large as the canary whatever the share, so the guard keeps expecting half of the
+        cohorts' requests; a shift restarts it all the same (the routing changed), and 0 %
+        turns it off. A stage whose decision was awaited starts when its share is observed.
+        """
+        routing = self.routing
+        awaited = routing.awaited
+        awaiting = self.policy.actuation_deadline is not None
+        if routing.observe(ts, percent, decision_id, self.traffic_percent, awaiting):
+            self.ratio.restart(self._cohort_share(percent), ts)
+        if awaited is not None and routing.awaited is None and ts > self.stage_started_at:
+            # Applied late: the stage's share is routed from ts on, and so is its minimum
+            # duration (and its samples) counted, not from the decision.
+            self.stage_started_at = ts
+            self.stage_requests = [0, 0]
+
+    def _cohort_share(self, percent: float) -> float:
+        """The canary's expected share of cohort requests when ``percent`` % is routed to it."""
+        if self.policy.baseline_mode == "paired":
+            return 0.5 if percent > 0.0 else 0.0
+        return percent / 100.0
+
     def supersede(self, ts: float, by: str) -> list[Decision]:
         """A newer deployment of the same service replaces this one."""
         if not self.is_live:
@@ -361,11 +392,15 @@ class Rollout:
                 tracker.update(canary.requests, baseline.requests)
             else:
                 tracker.update(canary.slices.get(key, empty), baseline.slices.get(key, empty))
-        self.drift.fold(baseline, now)
-        self.ratio.fold(canary.requests.requests, baseline.requests.requests, now)
+        self._fold_guards(canary, baseline, now)
         self.stage_requests[BASELINE] += baseline.requests.requests
         self.stage_requests[CANARY] += canary.requests.requests
         return self._evaluate(now)
+
+    def _fold_guards(self, canary: CohortBucket, baseline: CohortBucket, now: float) -> None:
+        self.drift.fold(baseline, now)
+        if self.routing.awaited is None:  # blind while the routing changes (observe_routing)
+            self.ratio.fold(canary.requests.requests, baseline.requests.requests, now)
 
     def _next_share(self) -> float:
         stages = self.policy.stages
@@ -401,7 +436,8 @@ class Rollout:
             return [self._rollback_or_freeze(now, why, found.evidence)]
         holds = self._hold_causes(found)
         if holds:
-            return self._hold(now, "; ".join(holds), found.evidence)
+            page = found.unapplied is not None and self.routing.page()
+            return self._hold(now, "; ".join(holds), found.evidence, page=page)
         return self._progress(now, ready, found)
 
     def _findings(self, now: float, ready: bool) -> _Findings:
@@ -419,6 +455,9 @@ class Rollout:
             shared_incident=self.drift.active(now),
             silent=self.no_data.silent_for(now, self.stage_started_at),
             past_deadline=now - self.stage_started_at >= self.policy.stages[self.stage].deadline,
+            unapplied=self.routing.overdue(
+                now, self.policy.actuation_deadline, self.traffic_percent
+            ),
         )
 
     def _rollback_cause(self, now: float, found: _Findings) -> str | None:
@@ -438,6 +477,8 @@ class Rollout:
     def _hold_causes(self, found: _Findings) -> list[str]:
         """Every reason to hold the rollout where it is (none: it may move on)."""
         holds: list[str] = []
+        if found.unapplied is not None:
+            holds.append(found.unapplied)
         if self.paused_by is not None:
             holds.append(f"paused by {self.paused_by}")
         if found.shared_incident:
@@ -491,13 +532,16 @@ class Rollout:
 
     # ------------------------------------------------------------ transitions
 
-    def _hold(self, now: float, summary: str, evidence: list[Evidence]) -> list[Decision]:
-        if self.phase is Phase.HELD:
+    def _hold(
+        self, now: float, summary: str, evidence: list[Evidence], *, page: bool = False
+    ) -> list[Decision]:
+        """Hold (a decision only when the rollout was not held yet, or to page)."""
+        if self.phase is Phase.HELD and not page:
             self.hold_summary = summary
             return []
         self.phase = Phase.HELD
         self.hold_summary = summary
-        return [self._decide(Action.HOLD, now, summary, evidence=evidence)]
+        return [self._decide(Action.HOLD, now, summary, page=page, evidence=evidence)]
 
     def _next_stage(self, now: float, why: str, evidence: list[Evidence]) -> Decision:
         if self.stage + 1 >= len(self.policy.stages):
@@ -517,8 +561,8 @@ class Rollout:
         self.phase = Phase.RUNNING
         self.awaiting_approval = False
         self.hold_summary = ""
-        expected = 0.5 if self.policy.baseline_mode == "paired" else stage.traffic_percent / 100
-        self.ratio.restart(expected, now)
+        if not self.routing.observed:  # else the guard follows the routing observed
+            self.ratio.restart(self._cohort_share(stage.traffic_percent), now)
         summary = f"{why}; stage {index} at {stage.traffic_percent:g}% traffic"
         return self._decide(Action.ADVANCE, now, summary, evidence=evidence)
 
@@ -618,6 +662,11 @@ class Rollout:
             compensation=compensation or [],
         )
         self.last_decision = decision
+        if action.changes_traffic:
+            # A final decision is not awaited: the rollout takes no more decisions, and
+            # rollback verification judges whether the service recovered.
+            awaiting = self.policy.actuation_deadline is not None and self.is_live
+            self.routing.decide(decision.decision_id, self.traffic_percent, now, awaiting)
         return decision
 
     # ------------------------------------------------------------------ state
@@ -663,6 +712,7 @@ class Rollout:
             "drift": self.drift.to_state(),
             "ratio": self.ratio.to_state(),
             "no_data": self.no_data.to_state(),
+            "routing": self.routing.to_state(),
             "paused_by": self.paused_by,
             "started_by": self.started_by,
             "controls": list(self.controls),
@@ -723,6 +773,7 @@ class Rollout:
         rollout.drift = BaselineDriftGuard.from_state(r.child("drift"), guards.baseline_drift)
         rollout.ratio = SampleRatioWatch.from_state(r.child("ratio"), guards.sample_ratio)
         rollout.no_data = NoDataWatch.from_state(r.child("no_data"), guards.no_data)
+        rollout.routing = Routing.from_state(r.child("routing"))
         # Who paused and who started it, and the signed commands it took.
         rollout.paused_by, rollout.started_by, rollout.controls = (
             r.text("paused_by", none=True),
@@ -735,8 +786,7 @@ class Rollout:
         rollout.acknowledged = set(r.texts("acknowledged"))
         failed = r.child("noncritical_failed")
         rollout.noncritical_failed = {name: failed.real(name) for name in failed.fields()}
-        rollout.hold_summary = r.text("hold_summary")
-        rollout.late_events = r.integer("late_events")
+        rollout.hold_summary, rollout.late_events = r.text("hold_summary"), r.integer("late_events")
         rollout.last_decision = None
         if r.raw("last_decision") is not None:
             rollout.last_decision = r.model("last_decision", Decision)

@@ -56,6 +56,7 @@ class Action(StrEnum):
     RESUME = "resume"
     APPROVE = "approve"
     HEARTBEAT = "heartbeat"  # move a silent rollout's event time on (the worker's own)
+    ROUTE = "route"  # report the routed canary share (traffic_shifted; actuators)
 
 
 Name = Annotated[str, Field(min_length=1, max_length=256)]

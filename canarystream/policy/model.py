@@ -331,6 +331,16 @@ class Policy(_Strict):
     )
     rollback_verification: RollbackVerification = RollbackVerification()
     admission: Admission = Admission()
+    actuation_deadline: Duration | None = Field(
+        default=60.0,
+        gt=0,
+        le=MAX_DURATION,
+        description="Once a rollout has observed its routing (traffic_shifted events from the "
+        "actuators), a decision that changes the canary's share and is not observed as applied "
+        "within this much event time (s) holds the rollout and pages (judged each tick); null "
+        "means decisions are not awaited (a backtest: the recording's routing is what was "
+        "routed).",
+    )
 
     @field_validator("stages")
     @classmethod

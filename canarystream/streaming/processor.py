@@ -41,7 +41,7 @@ Who sent what (with an access file, ``engine.access``): each message on the depl
 topic, and any message carrying credentials, is authenticated here, where its exact bytes and
 headers are known (:func:`~canarystream.governance.identity.authenticate_headers`); the engine
 then authorizes each of its events against the rollout's state, as it does in replay. Every
-announcement and command of a deployments-topic message gets an
+announcement, command and traffic shift of a deployments-topic message gets an
 :class:`~canarystream.contracts.verdict.InputVerdict` (accepted, or refused with the reason of
 its dead letter) in :attr:`BatchResult.verdicts`, with or without an access file.
 """
@@ -83,7 +83,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = "canarystream/service-state"
-STATE_VERSION = 3
+STATE_VERSION = 4
 """Version of what :meth:`ServiceSnapshot.dumps` writes. Any change to what a ``to_state``
 writes or a ``from_state`` expects bumps it and adds a migration from the previous version to
 :data:`MIGRATIONS` (tests/engine/test_state.py fails for an attribute that is not carried)."""
@@ -124,7 +124,31 @@ def _v2_to_v3(state: dict[str, Any]) -> dict[str, Any]:
     return upgraded
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _rollout_v3_to_v4(rollout: dict[str, Any]) -> dict[str, Any]:
+    routing = dict.fromkeys(("share", "at", "awaited", "awaited_since", "paged"))
+    last = rollout.get("last_decision")
+    routing["decided"] = last.get("decision_id") if type(last) is dict else None
+    return {**rollout, "routing": routing}
+
+
+def _v3_to_v4(state: dict[str, Any]) -> dict[str, Any]:
+    """Version 4 adds each rollout's observed routing (traffic_shifted): none was observed
+    before, so the share decided is taken as routed, as it was, and no decision is awaited;
+    the decision that set the share is taken to be the latest one."""
+    rollouts = state.get("rollouts")
+    upgraded = {**state, "version": 4}
+    if type(rollouts) is list:
+        upgraded["rollouts"] = [
+            _rollout_v3_to_v4(item) if type(item) is dict else item for item in rollouts
+        ]
+    return upgraded
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+    3: _v3_to_v4,
+}
 """Upgrades of stored state: ``MIGRATIONS[n]`` turns a decoded version-``n`` snapshot (the
 whole envelope, plain data) into version ``n + 1``, and :meth:`ServiceSnapshot.loads` chains
 them up to :data:`STATE_VERSION`. A version without a path to the current one is refused,
@@ -550,6 +574,7 @@ VERDICT_TYPES = frozenset(
         "deployment_paused",
         "deployment_resumed",
         "deployment_approved",
+        "traffic_shifted",
     }
 )
 
@@ -557,7 +582,8 @@ VERDICT_TYPES = frozenset(
 def _verdicts(
     message: Inbound, service: str, values: list[Any], origin: Origin | None, problems: _Problems
 ) -> list[InputVerdict]:
-    """The verdict on each announcement and command of a message (see the module doc)."""
+    """The verdict on each announcement, command and traffic shift of a message (see the
+    module doc)."""
     refused = problems.refused or {}
     source = f"{message.topic}/{message.partition}@{message.offset}"
     digest = origin.sha256 if origin is not None else None

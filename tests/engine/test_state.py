@@ -36,6 +36,7 @@ from canarystream.contracts.decision import Action, Decision
 from canarystream.engine import Engine
 from canarystream.engine.admission import EventClock
 from canarystream.engine.rollout import Rollout
+from canarystream.engine.routing import Routing
 from canarystream.simulate.closed_loop import simulate
 from canarystream.simulate.presets import build_preset
 from canarystream.simulate.scenario import Scenario
@@ -117,6 +118,16 @@ def frozen_with_hooks() -> list[dict[str, Any]]:
     return merge([started], stream.requests(0, 150, rate=20), [stream.control("paused", 20.0)])
 
 
+def awaiting_a_decision() -> list[dict[str, Any]]:
+    """A rollout whose routing is observed, its advance not applied: held, paged, awaiting."""
+    stream = Stream(4)
+    started = stream.started(policy=fast_policy(name="routed", baseline_mode="stable"))
+    shift = {"type": "traffic_shifted", "ts": started["ts"] + 2, "traffic_percent": 10.0}
+    shift |= {"deployment": started["deployment"], "service": started["service"]}
+    requests = stream.requests(0, 260, rate=90, canary_rate=10)
+    return merge([started, shift], requests)
+
+
 @cache
 def rollouts_at(case: str, position: int) -> tuple[Rollout, ...]:
     """The rollouts after the first ``position`` events of ``case`` (shared: do not change)."""
@@ -136,7 +147,12 @@ def sample_rollouts() -> tuple[tuple[str, Rollout], ...]:
     ]
     engine = Engine()
     engine.process_all(frozen_with_hooks())
-    return (*samples, *(("frozen", rollout) for rollout in engine.rollouts.values()))
+    frozen = [("frozen", rollout) for rollout in engine.rollouts.values()]
+    engine = Engine()
+    engine.process_all(awaiting_a_decision())
+    routed = [("routed", rollout) for rollout in engine.rollouts.values()]
+    assert routed[0][1].routing.paged is not None, "the sample must be awaiting, and paged"
+    return (*samples, *frozen, *routed)
 
 
 def through_json(state: State) -> Any:
@@ -193,6 +209,7 @@ def parts(rollout: Rollout) -> Iterator[tuple[str, Any, Rebuild]]:
     )
     yield "ratio.test", rollout.ratio.test, RatioSequence.from_state
     yield "no_data", rollout.no_data, lambda s: NoDataWatch.from_state(s, guards_config.no_data)
+    yield "routing", rollout.routing, Routing.from_state
     verification = rollout.policy.rollback_verification
     yield "recovery", rollout.recovery, lambda s: RecoveryWatch.from_state(s, verification)
     yield "recovery.reference", rollout.recovery.reference, _Tally.from_state
@@ -336,6 +353,7 @@ KNOWN = {
     RecoveryWatch,
     _Tally,
     EventClock,
+    Routing,
 }
 
 

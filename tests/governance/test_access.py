@@ -76,7 +76,9 @@ def test_the_example_loads_from_anywhere(tmp_path: Path) -> None:
         "alice",
         "bob",
         "worker",
+        "edge-1",
     }
+    assert load_access(tmp_path / "access.yaml").allows("edge-1", Action.ROUTE, "checkout")
 
 
 def _error(document: dict) -> str:

@@ -158,8 +158,21 @@ def test_the_version_2_migration_gives_no_starter_and_no_command_taken() -> None
     rollout = {"deployment": f"{A}-1", "service": A, "partition": service_partition(A)}
     state = {"format": processor.STATE_FORMAT, "version": 2, "service": A, "rollouts": [rollout]}
     upgraded = processor.MIGRATIONS[2](dict(state))
-    assert upgraded["version"] == 3 == processor.STATE_VERSION
+    assert upgraded["version"] == 3
     assert upgraded["rollouts"] == [{**rollout, "started_by": None, "controls": []}]
+    assert {k: v for k, v in upgraded.items() if k not in ("version", "rollouts")} == {
+        k: v for k, v in state.items() if k not in ("version", "rollouts")
+    }
+
+
+def test_the_version_3_migration_gives_no_routing_observed() -> None:
+    last = {"decision_id": "d-7", "action": "hold"}
+    rollout = {"deployment": f"{A}-1", "service": A, "last_decision": last}
+    state = {"format": processor.STATE_FORMAT, "version": 3, "service": A, "rollouts": [rollout]}
+    upgraded = processor.MIGRATIONS[3](dict(state))
+    assert upgraded["version"] == 4 == processor.STATE_VERSION
+    routing = {"share": None, "at": None, "awaited": None, "awaited_since": None, "paged": None}
+    assert upgraded["rollouts"] == [{**rollout, "routing": {**routing, "decided": "d-7"}}]
     assert {k: v for k, v in upgraded.items() if k not in ("version", "rollouts")} == {
         k: v for k, v in state.items() if k not in ("version", "rollouts")
     }

@@ -8,6 +8,8 @@ must keep loading and deciding as the run it came from (regenerate it only with 
 version, next to the old one: ``python -m tests.streaming.test_state``).
 ``fixtures/service-state-v2.json`` is the same snapshot as version 2 wrote it (through the
 version-1 migration), which version 3 reads with no starter and no command taken.
+``fixtures/service-state-v3.json`` is that snapshot as version 3 wrote it, which version 4
+reads with no routing observed and its latest decision as the one that set the share.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def test_version_1_is_read_as_the_current_version_without_tombstones() -> None:
     """Version 2 added the finished deployment ids; a version-1 record knows none."""
     restored = ServiceSnapshot.loads(FIXTURE.read_bytes())
     assert restored.tombstones == {}
-    assert orjson.loads(restored.dumps())["version"] == STATE_VERSION == 3
+    assert orjson.loads(restored.dumps())["version"] == STATE_VERSION == 4
 
 
 def test_version_2_is_read_with_no_starter_and_no_command_taken() -> None:
@@ -152,6 +154,27 @@ def test_version_2_is_read_with_no_starter_and_no_command_taken() -> None:
     restored = ServiceSnapshot.loads(blob)
 
     assert [(r.started_by, r.controls) for r in restored.rollouts] == [(None, [])]
+    assert restored.dumps() == ServiceSnapshot.loads(FIXTURE.read_bytes()).dumps()
+
+
+def test_version_3_is_read_with_no_routing_observed() -> None:
+    """Version 4 added each rollout's observed routing; a version-3 record observed none, so
+    its rollouts take the share decided as routed, as they did, and await no decision."""
+    blob = (FIXTURES / "service-state-v3.json").read_bytes()
+    assert orjson.loads(blob)["version"] == 3
+
+    restored = ServiceSnapshot.loads(blob)
+
+    [rollout] = restored.rollouts
+    assert rollout.last_decision is not None
+    assert rollout.routing.to_state() == {
+        "share": None,
+        "at": None,
+        "decided": rollout.last_decision.decision_id,
+        "awaited": None,
+        "awaited_since": None,
+        "paged": None,
+    }
     assert restored.dumps() == ServiceSnapshot.loads(FIXTURE.read_bytes()).dumps()
 
 

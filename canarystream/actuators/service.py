@@ -66,10 +66,18 @@ from prometheus_client import CollectorRegistry, start_http_server
 from canarystream.actuators.base import Handler
 from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.actuators.recovery import FenceRecovery
+from canarystream.actuators.routing import encode_shift, observed_shift
 from canarystream.contracts.actuation import ActuationReport, DeadLetter
+from canarystream.contracts.authn import signed_headers
 from canarystream.contracts.codec import decode_decision
+from canarystream.contracts.decision import Decision
 from canarystream.contracts.signing import SIGNATURE_HEADER, Signer
-from canarystream.contracts.topics import ACTUATIONS_TOPIC, DEADLETTER_TOPIC, DECISIONS_TOPIC
+from canarystream.contracts.topics import (
+    ACTUATIONS_TOPIC,
+    DEADLETTER_TOPIC,
+    DECISIONS_TOPIC,
+    DEPLOYMENTS_TOPIC,
+)
 from canarystream.errors import ConfigError, ContractError
 from canarystream.kafka.connection import Connection
 
@@ -115,6 +123,11 @@ class ActuatorService:
         This instance's own key: it signs each report (header ``canarystream-signature``) and
         the fence is rebuilt from signed reports only. None: reports are unsigned, and any
         report naming this instance counts.
+    principal:
+        The principal whose key ``report_signer`` holds: it signs the ``traffic_shifted``
+        published after each applied change (headers ``canarystream-principal`` and
+        ``canarystream-signature``), which the worker's access file must grant ``route``.
+        None: shifts are published unsigned (a worker without an access file obeys them).
     """
 
     def __init__(  # noqa: PLR0913 -- keyword-only settings of the consumer
@@ -128,6 +141,7 @@ class ActuatorService:
         start_from: Literal["latest", "earliest"] = "latest",
         poll_seconds: float = 0.5,
         report_signer: Signer | None = None,
+        principal: str | None = None,
     ) -> None:
         if handler.metrics is None:
             handler.metrics = ActuationMetrics(CollectorRegistry())
@@ -142,6 +156,8 @@ class ActuatorService:
         self.start_from = start_from
         self.poll_seconds = poll_seconds
         self.report_signer = report_signer
+        self.principal = principal
+        self.deployments_topic = connection.topic(DEPLOYMENTS_TOPIC)
         self.decisions_topic = connection.topic(DECISIONS_TOPIC)
         self.actuations_topic = connection.topic(ACTUATIONS_TOPIC)
         self.deadletter_topic = connection.topic(DEADLETTER_TOPIC)
@@ -262,7 +278,9 @@ class ActuatorService:
         except ContractError as exc:
             await self._undecodable(raw, signature, exc, producer)
             return None
-        report = await self._publish(producer, await self.handler.actuate(decision, signature, raw))
+        report = await self.handler.actuate(decision, signature, raw)
+        await self._publish_shift(producer, decision, report)
+        report = await self._publish(producer, report)
         log.info(
             "%s seq %d %s: %s: %s",
             decision.deployment,
@@ -286,6 +304,27 @@ class ActuatorService:
             self.actuations_topic, value, key=report.deployment.encode("utf-8"), headers=headers
         )
         return report
+
+    async def _publish_shift(
+        self, producer: AIOKafkaProducer, decision: Decision, report: ActuationReport
+    ) -> None:
+        """Publish the routing ``report`` observed (a change applied and read back) to the
+        deployments topic, keyed by service, signed as :attr:`principal`; wait for the ack.
+
+        Before the report: should the report not reach the broker, the decision is delivered
+        again, applied again and its shift published again (a later one: harmless).
+        """
+        shift = observed_shift(decision, report, self.actuator)
+        if shift is None:
+            return
+        value = encode_shift(shift)
+        signer, principal = self.report_signer, self.principal
+        headers = (
+            [] if signer is None or principal is None else signed_headers(signer, principal, value)
+        )
+        await producer.send_and_wait(
+            self.deployments_topic, value, key=shift.service.encode("utf-8"), headers=headers
+        )
 
     async def _undecodable(
         self,

@@ -263,7 +263,7 @@ def actuate(
         handler = plugin.handler(parsed, options)
         connection = Connection(settings)
         asyncio.run(create_topics(connection))
-        report_signer = _report_signer(settings)
+        principal, report_signer = _report_signer(settings)
         service_loop = ActuatorService(
             handler,
             connection,
@@ -272,6 +272,7 @@ def actuate(
             metrics_host=settings.actuator_metrics_bind,
             start_from="earliest" if start_from is StartFrom.earliest else "latest",
             report_signer=report_signer,
+            principal=principal,
         )
     except (ConfigError, BrokerError) as exc:
         err_console().print(f"[red]error:[/] {escape(str(exc))}")
@@ -283,8 +284,9 @@ def actuate(
     if report_signer is None:
         log.warning(
             "reports are not signed (CANARYSTREAM_PRINCIPAL and CANARYSTREAM_PRINCIPAL_KEY_FILE "
-            "unset): the audit recorder leaves them out of the trail, and this instance's fence "
-            "takes in any report naming %s/%s",
+            "unset): the audit recorder leaves them out of the trail, this instance's fence "
+            "takes in any report naming %s/%s, and a worker with an access file refuses the "
+            "traffic shifts it publishes",
             handler.kind,
             name,
         )
@@ -311,14 +313,14 @@ def scope_from(settings: Settings) -> Scope:
     )
 
 
-def _report_signer(settings: Settings) -> Signer | None:
-    """The actuator's own key, when ``principal_key_file`` names one: it signs its reports,
-    and its fence trusts signed reports only."""
+def _report_signer(settings: Settings) -> tuple[str | None, Signer | None]:
+    """The actuator's principal and own key, when ``principal_key_file`` names one: it signs
+    its reports (its fence trusts signed reports only) and the traffic shifts it publishes."""
     from canarystream.principals import principal_signer  # noqa: PLC0415
 
     if settings.principal_key_file is None:
-        return None
-    return principal_signer(settings)[1]
+        return None, None
+    return principal_signer(settings)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

@@ -188,6 +188,21 @@ def test_a_decision_not_applied_pages_once_and_clears_once_observed(how: str) ->
     assert rollout_of(engine).routing.awaited is None
 
 
+def test_a_rollout_already_held_still_pages_for_a_decision_not_applied() -> None:
+    stream = Stream(14)
+    engine = Engine()
+    decided = run([stream.started(policy=stable()), shifted(2, 10)], engine)
+    decided += run(merge(routed(stream, 0, 130, 10), [stream.control("paused", 70)]), engine)
+    assert [(seconds(d), d.action, d.page) for d in decided] == [
+        (0.0, Action.ADVANCE, False),
+        (60.0, Action.ADVANCE, False),
+        (70.0, Action.HOLD, False),  # paused
+        (120.0, Action.HOLD, True),  # and now a decision not applied: a person must know
+    ]
+    assert decided[-1].summary.startswith(f"decision not applied: {decided[1].decision_id}")
+    assert decided[-1].summary.endswith("; paused by alice")
+
+
 def test_a_shift_that_is_not_the_awaited_share_keeps_the_hold() -> None:
     stream = Stream(9)
     engine = Engine()

@@ -47,6 +47,7 @@ def _scenarios(
     *,
     rps: float | None,
     duration: float | None,
+    routing: list[dict[str, float]] | None = None,
 ) -> list[Scenario]:
     from canarystream.simulate.presets import PRESETS, build_preset, preset_names  # noqa: PLC0415
     from canarystream.simulate.scenario import load_scenarios  # noqa: PLC0415
@@ -63,24 +64,28 @@ def _scenarios(
         uses[name] = uses.get(name, 0) + 1
         # A preset named twice runs twice, as another service with its own draws.
         again = uses[name] > 1
-        scenarios.append(
-            build_preset(
-                name,
-                rps=rps,
-                duration=duration,
-                service=f"{name}-{uses[name]}" if again else None,
-                seed_offset=uses[name] - 1,
+        try:
+            scenarios.append(
+                build_preset(
+                    name,
+                    rps=rps,
+                    duration=duration,
+                    service=f"{name}-{uses[name]}" if again else None,
+                    seed_offset=uses[name] - 1,
+                    routing=routing,
+                )
             )
-        )
+        except CanarystreamError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--routing/--duration") from exc
     for path in files:
         try:
             loaded = load_scenarios(path)
         except CanarystreamError as exc:
             raise typer.BadParameter(str(exc), param_hint="--scenario") from exc
         try:
-            scenarios += [s.override(rps=rps, duration=duration) for s in loaded]
+            scenarios += [s.override(rps=rps, duration=duration, routing=routing) for s in loaded]
         except CanarystreamError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--rps/--duration") from exc
+            raise typer.BadParameter(str(exc), param_hint="--rps/--duration/--routing") from exc
     deployments = [s.deployment for s in scenarios]
     duplicated = sorted({d for d in deployments if deployments.count(d) > 1})
     if duplicated:
@@ -99,12 +104,12 @@ def _silence_stdout() -> None:
         pass
 
 
-def _engine(share: float | None, policies: Sequence[Path]) -> EngineLike:
+def _engine(open_loop: bool, policies: Sequence[Path]) -> EngineLike:
     from canarystream.policy.loading import PolicyRegistry  # noqa: PLC0415
     from canarystream.simulate.closed_loop import FixedShareEngine  # noqa: PLC0415
 
-    if share is not None:
-        return FixedShareEngine(share)
+    if open_loop:  # nothing follows the decisions: no engine needed
+        return FixedShareEngine(0.0)
     try:
         from canarystream.engine import Engine  # noqa: PLC0415  (only for closed-loop runs)
     except ImportError as exc:
@@ -159,8 +164,36 @@ _HELP = (
     "Generate rollout telemetry (JSON Lines) from presets or scenario files.\n\n"
     "By default the run is closed-loop: the engine judges the telemetry as it is produced and "
     "each canary's traffic share follows its decisions; the last decision per rollout is "
-    "summarised on stderr. --share runs open-loop instead, without the engine."
+    "summarised on stderr. --share and --routing run open loop instead, without the engine: "
+    "the routing is fixed and recorded as traffic_shifted events, a recording for "
+    "`canarystream backtest`."
 )
+
+
+def _routing(share: float | None, routing: str | None) -> list[dict[str, float]] | None:
+    """The routing steps of ``--share`` or ``--routing`` (None: closed loop)."""
+    from canarystream.policy.model import parse_duration  # noqa: PLC0415
+
+    if share is not None and routing is not None:
+        raise typer.BadParameter("give --share or --routing, not both", param_hint="--routing")
+    if share is not None:
+        return [{"at": 0.0, "percent": share}]
+    if routing is None:
+        return None
+    steps: list[dict[str, float]] = []
+    for index, item in enumerate(routing.split(",")):
+        percent, at_sign, at = item.strip().partition("@")
+        try:
+            if not at_sign and index:
+                raise ValueError("every share after the first needs its time: PERCENT@TIME")
+            try:
+                value = float(percent)
+            except ValueError:
+                raise ValueError(f"{percent.strip()!r} is not a percentage") from None
+            steps.append({"at": parse_duration(at) if at_sign else 0.0, "percent": value})
+        except ValueError as exc:
+            raise typer.BadParameter(f"{item.strip()!r}: {exc}", param_hint="--routing") from exc
+    return steps
 
 
 @app.command("simulate", help=_HELP)
@@ -200,7 +233,16 @@ def simulate_command(  # typer passes options by keyword
             min=0.0,
             max=100.0,
             help="Open loop: give every canary this traffic % from its start instead of "
-            "following the engine's decisions.",
+            "following the engine's decisions (as --routing PERCENT).",
+            show_default=False,
+        ),
+    ] = None,
+    routing: Annotated[
+        str | None,
+        typer.Option(
+            help="Open loop: every canary's traffic % over time, e.g. '20,40@10m,60@20m' "
+            "(20 % from the start, 40 % from 10 min...), whatever the engine decides; each "
+            "step is recorded as a traffic_shifted event. Sets the scenarios' routing.",
             show_default=False,
         ),
     ] = None,
@@ -242,9 +284,11 @@ def simulate_command(  # typer passes options by keyword
             param_hint="PRESET",
         )
     seconds = _seconds(duration)
-    scenarios = _scenarios(presets or [], scenario or [], rps=rps, duration=seconds)
+    steps = _routing(share, routing)
+    scenarios = _scenarios(presets or [], scenario or [], rps=rps, duration=seconds, routing=steps)
     policy = renamed(policy, policies, old="--policies", new="--policy")
-    engine = _LastDecisions(_engine(share, policy or []))
+    open_loop = all(s.routing is not None for s in scenarios)
+    engine = _LastDecisions(_engine(open_loop, policy or []))
     events = simulate(scenarios, seed=seed, engine=engine, step=step)
     progress = _progress(quiet)
     try:
@@ -259,8 +303,7 @@ def simulate_command(  # typer passes options by keyword
         raise typer.Exit(1) from exc
     if out is not None:
         typer.echo(f"wrote {count} events to {out}", err=True)
-    if share is None:
-        _print_last(engine, scenarios)
+    _print_last(engine, scenarios)
 
 
 def _progress(quiet: bool) -> Progress:
@@ -333,7 +376,14 @@ def _print_last(engine: _LastDecisions, scenarios: list[Scenario]) -> None:
 
     for item in scenarios:
         decision = engine.last.get(item.deployment)
-        if decision is None:
+        if item.routing is not None:
+            shares = "→".join(f"{step.percent:g}" for step in item.routing)
+            typer.echo(
+                f"{item.deployment}: open loop, routed {shares} %; judge it with "
+                "canarystream backtest",
+                err=True,
+            )
+        elif decision is None:
             typer.echo(f"{item.deployment}: no decision", err=True)
         else:
             typer.echo(

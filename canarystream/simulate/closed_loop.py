@@ -4,6 +4,10 @@ A real router sends nothing to a canary until told, so each scenario's canary sh
 0 and thereafter is the ``traffic_percent`` of the last decision about its deployment; a
 terminal decision stops the rollout (rolled back or aborted: the canary gets nothing;
 promoted: the canary gets everything and the baseline nothing).
+
+A scenario with ``routing`` runs open loop instead, as a rollout routed by something else: its
+share follows the steps, whatever the engine decides, and each step is recorded as a
+``traffic_shifted`` event at the moment it takes effect (a recording for ``backtest``).
 """
 
 from __future__ import annotations
@@ -106,6 +110,7 @@ def simulate(
 
     fleets = [Fleet(scenario, seed, stream=index) for index, scenario in enumerate(scenarios)]
     shares = {scenario.deployment: 0.0 for scenario in scenarios}
+    steered = {s.deployment for s in scenarios if s.routing is None}  # by the decisions
     waiting: deque[DecisionLike] = deque()  # taken, not yet applied by the router (ts order)
     pending = sorted(fleets, key=lambda fleet: fleet.scenario.start_ts)
     origin = pending[0].scenario.start_ts
@@ -118,7 +123,7 @@ def simulate(
             shares[decision.deployment] = share_after(decision)
         batch = _window(fleets, pending, shares, t0, t1)
         for event in batch:
-            waiting.extend(d for d in engine.process(event) if d.deployment in shares)
+            waiting.extend(d for d in engine.process(event) if d.deployment in steered)
             yield event
         window += 1
         if (
@@ -134,21 +139,64 @@ def _window(
     fleets: list[Fleet], pending: list[Fleet], shares: dict[str, float], t0: float, t1: float
 ) -> list[dict[str, Any]]:
     """The events of the window [t0, t1) in ``ts`` order: the rollouts that start in it
-    (taken from ``pending``), then every running fleet's telemetry at its canary's share."""
+    (taken from ``pending``), the routing changes of open-loop ones, then every running
+    fleet's telemetry at its canary's share."""
     batch: list[dict[str, Any]] = []
     while pending and pending[0].scenario.start_ts < t1:
         batch.append(pending.pop(0).deployment_event())
     sources = len(batch)
+    telemetry: list[dict[str, Any]] = []
     for fleet in fleets:
         scenario = fleet.scenario
         if scenario.start_ts < t1 and t0 < scenario.end_ts:
-            events = fleet.step(t0, t1 - t0, shares[scenario.deployment])
+            if scenario.routing is None:
+                events = fleet.step(t0, t1 - t0, shares[scenario.deployment])
+            else:
+                shifts, events = _routed(fleet, t0, t1)
+                batch += shifts
+                sources += bool(shifts)
             if events:
-                batch += events
+                telemetry += events
                 sources += 1
+    batch += telemetry
     if sources > 1:
         batch.sort(key=_BY_TS)  # stable: a deployment_started precedes telemetry at its ts
     return batch
+
+
+def _routed(
+    fleet: Fleet, t0: float, t1: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """An open-loop fleet's ``traffic_shifted`` events in [t0, t1) and its telemetry there,
+    stepped piece by piece so that each share holds exactly from its shift on."""
+    scenario = fleet.scenario
+    assert scenario.routing is not None
+    start = scenario.start_ts
+    lo, hi = max(t0, start), min(t1, scenario.end_ts)
+    steps = [(round(start + step.at, 3), step.percent) for step in scenario.routing]
+    percent = next((p for at, p in reversed(steps) if at <= lo), 0.0)
+    shifts: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    cut = lo
+    for at, next_percent in steps:
+        if not lo <= at < hi:
+            continue
+        if at > cut:
+            events += fleet.step(cut, at - cut, percent / 100.0)
+            cut = at
+        percent = next_percent
+        shifts.append(
+            {
+                "type": "traffic_shifted",
+                "ts": at,
+                "deployment": scenario.deployment,
+                "service": scenario.service,
+                "traffic_percent": fleet.cohort_percent(percent),
+            }
+        )
+    if hi > cut:
+        events += fleet.step(cut, hi - cut, percent / 100.0)
+    return shifts, events
 
 
 class FixedShareEngine:

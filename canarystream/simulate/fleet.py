@@ -245,6 +245,21 @@ class Fleet:
             return 0.0, traffic.total_rps
         return traffic.cohort_rps, traffic.cohort_rps
 
+    def cohort_percent(self, percent: float) -> float:
+        """The canary's share (%) of the cohorts' requests when the router gives it ``percent``.
+
+        What a ``traffic_shifted`` event states: the routed share itself in stable mode; in
+        paired mode each cohort gets ``cohort_rps`` while the rollout runs, so 50 %.
+
+        >>> from canarystream.simulate.scenario import Scenario
+        >>> Fleet(Scenario(deployment="d", service="s")).cohort_percent(16.5)
+        16.5
+        """
+        percent = min(max(percent, 0.0), 100.0)
+        if self.scenario.traffic.baseline_mode == "stable" or percent in (0.0, 100.0):
+            return percent
+        return 50.0
+
     def step(self, t0: float, dt: float, canary_share: float) -> list[dict[str, Any]]:
         """Telemetry events with ``t0 <= ts < t0 + dt`` (epoch s), sorted by ``ts``.
 

@@ -117,11 +117,13 @@ def build_preset(  # noqa: PLR0913 -- keyword-only overrides
     service: str | None = None,
     duration: float | str | None = None,
     start_ts: float | None = None,
+    routing: list[dict[str, float]] | None = None,
 ) -> Scenario:
     """The scenario of preset ``name``, with optional overrides.
 
     ``service`` defaults to the preset's name; the deployment id is the preset's name, or
-    ``<service>-<name>`` when a service is given. ``rps`` sets the service's request rate.
+    ``<service>-<name>`` when a service is given. ``rps`` sets the service's request rate;
+    ``routing`` (open loop) the canary's share over time.
 
     >>> build_preset("errors-x3").regression.factor
     3.0
@@ -138,4 +140,6 @@ def build_preset(  # noqa: PLR0913 -- keyword-only overrides
         **fields,
     }
     scenario = scenario_from_mapping(data, source=f"preset {name!r}")
-    return scenario.override(rps=rps, duration=duration, seed_offset=seed_offset, start_ts=start_ts)
+    return scenario.override(
+        rps=rps, duration=duration, seed_offset=seed_offset, start_ts=start_ts, routing=routing
+    )

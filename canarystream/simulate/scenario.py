@@ -43,6 +43,7 @@ __all__ = [
     "LoadPattern",
     "ProbeSpec",
     "Regression",
+    "RoutingStep",
     "Scenario",
     "TailOnly",
     "Traffic",
@@ -278,6 +279,13 @@ class GaugeShift(_Regression):
     add: float = Field(description="Absolute shift of its samples.")
 
 
+class RoutingStep(_Strict):
+    """From ``at`` seconds after the start on, the router gives the canary ``percent``."""
+
+    at: Duration = Field(ge=0.0, description="Seconds after the start the share takes effect.")
+    percent: float = Field(ge=0.0, le=100.0, description="The canary's traffic share (%).")
+
+
 Regression = Annotated[
     ErrorsMult | ErrorsAdd | LatencyMult | TailOnly | Gradual | GaugeShift,
     Field(discriminator="kind"),
@@ -385,6 +393,15 @@ class Scenario(_Strict):
     regression: Regression | None = Field(
         default=None, description="What is wrong with the canary; None: nothing."
     )
+    routing: list[RoutingStep] | None = Field(
+        default=None,
+        min_length=1,
+        description="Open loop: the canary's traffic share follows these steps (times strictly "
+        "increasing, within the duration; 0 before the first) whatever the engine decides, "
+        "and each change is recorded as a traffic_shifted event, as a recording of a rollout "
+        "routed by something else would hold it. None: closed loop, the share follows the "
+        "engine's decisions.",
+    )
 
     @property
     def end_ts(self) -> float:
@@ -408,7 +425,20 @@ class Scenario(_Strict):
                     raise ValueError(f"endpoints.{index}.dependencies: unknown dependency {name!r}")
         self._check_regression()
         self._check_policy()
+        self._check_routing()
         return self
+
+    def _check_routing(self) -> None:
+        previous = -math.inf
+        for index, step in enumerate(self.routing or ()):
+            if step.at <= previous:
+                raise ValueError(f"routing.{index}.at: times must increase strictly")
+            if step.at >= self.duration:
+                raise ValueError(
+                    f"routing.{index}.at: {step.at:g} s is not within the duration "
+                    f"({self.duration:g} s)"
+                )
+            previous = step.at
 
     def _check_regression(self) -> None:
         regression = self.regression
@@ -459,10 +489,12 @@ class Scenario(_Strict):
         deployment: str | None = None,
         seed_offset: int | None = None,
         start_ts: float | None = None,
+        routing: list[dict[str, float]] | None = None,
     ) -> Scenario:
         """A validated copy with common knobs changed.
 
-        ``rps`` sets ``total_rps`` in stable mode and ``cohort_rps`` in paired mode.
+        ``rps`` sets ``total_rps`` in stable mode and ``cohort_rps`` in paired mode;
+        ``routing`` (steps as mappings) makes the run open loop.
         """
         data = self.model_dump()
         if rps is not None:
@@ -474,6 +506,7 @@ class Scenario(_Strict):
             "deployment": deployment,
             "seed_offset": seed_offset,
             "start_ts": start_ts,
+            "routing": routing,
         }
         data.update({key: value for key, value in updates.items() if value is not None})
         return scenario_from_mapping(data, source=f"scenario {self.deployment!r}")

@@ -29,11 +29,11 @@ def test_writes_valid_json_lines_to_stdout() -> None:
     result = runner.invoke(app, ["simulate", "healthy", "--duration", "20", "--share", "10"])
     assert result.exit_code == 0, result.output
     events = lines(result.stdout)
-    assert events[0]["type"] == "deployment_started"
+    assert [e["type"] for e in events[:2]] == ["deployment_started", "traffic_shifted"]
     assert len(events) > 3000
     for event in events:
         input_event_adapter.validate_python(event)
-    assert {e.get("version") for e in events[1:]} == {"v1", "v2"}
+    assert {e.get("version") for e in events[2:]} == {"v1", "v2"}
 
 
 def test_the_seed_makes_runs_reproducible() -> None:

@@ -3,7 +3,9 @@
 A backtest is a replay (:mod:`canarystream.replay`: the same inputs, decoder, engine and
 decisions) of a recording whose routing was set by something else, so the routing is the
 recording's: each ``traffic_shifted`` event says what share the canary received from its
-``ts`` on, whatever the policy decides. Two kinds of line are taken aside on the way:
+``ts`` on, whatever the policy decides. So no decision is awaited: every policy is applied
+with no ``actuation_deadline``, and no rollout is held because the recording never routed
+what the policy decided. Two kinds of line are taken aside on the way:
 
 * ``decision`` lines (the decisions topic recorded beside the events, or a decisions file
   given as one more input): what happened at the time. They are compared with the policy's,
@@ -18,7 +20,7 @@ or promotion, all in event time from the rollout's start. Same input, same resul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +31,18 @@ from canarystream.contracts.codec import decode_decision
 from canarystream.contracts.decision import Action, Decision, Phase
 from canarystream.engine import Engine
 from canarystream.governance.identity import Origin
+from canarystream.policy.loading import PolicyRegistry
+from canarystream.policy.model import Policy
 from canarystream.replay import Rejection, ReplayResult, replay_files
 
-__all__ = ["BacktestEngine", "BacktestResult", "Comparison", "Course", "backtest_files"]
+__all__ = [
+    "BacktestEngine",
+    "BacktestResult",
+    "Comparison",
+    "Course",
+    "Unawaited",
+    "backtest_files",
+]
 
 _DECISION = "decision"
 _SHIFT = "traffic_shifted"
@@ -104,15 +115,36 @@ class BacktestResult:
         return self.replay.judged
 
 
+class Unawaited(PolicyRegistry):
+    """The policies of another registry, inline ones included, with no actuation deadline."""
+
+    def __init__(self, base: PolicyRegistry) -> None:
+        named = [_unawaited(base.resolve(name)) for name in base.names()]
+        super().__init__(named, default=_unawaited(base.default))
+
+    def resolve(self, spec: str | Mapping[str, Any] | None) -> Policy:
+        """The policy a deployment asks for (see :meth:`PolicyRegistry.resolve`), unawaited."""
+        return _unawaited(super().resolve(spec))
+
+
+def _unawaited(policy: Policy) -> Policy:
+    if policy.actuation_deadline is None:
+        return policy
+    return policy.model_copy(update={"actuation_deadline": None})
+
+
 class BacktestEngine(Engine):
     """The engine, with the recording's decision lines taken aside and its routing noted.
 
     Everything else is the engine's own: telemetry, announcements, commands and
-    ``traffic_shifted`` events are applied exactly as in ``replay`` and the worker.
+    ``traffic_shifted`` events are applied exactly as in ``replay`` and the worker, under the
+    same policies with no actuation deadline (:class:`Unawaited`).
     """
 
     def __init__(self, engine: Engine) -> None:
-        super().__init__(engine.policies, tombstone_ttl=engine.tombstone_ttl, access=engine.access)
+        super().__init__(
+            Unawaited(engine.policies), tombstone_ttl=engine.tombstone_ttl, access=engine.access
+        )
         self.recorded: list[Decision] = []
         self.routed: dict[str, list[float]] = {}
 

@@ -92,6 +92,19 @@ class CheckReason(BaseModel):
     advance_tolerance: float | None = Field(
         default=None, description="Bound the upper confidence limit must be under to advance."
     )
+    ruled_out: float | None = Field(
+        default=None,
+        description="The guarantee at promotion: the upper confidence bound at the promote "
+        "confidence, in the tolerance's units (a ratio, a relative increase, a difference, a "
+        "rate); a regression beyond it is ruled out. Null until the last stage is judged.",
+    )
+    more_samples: int | None = Field(
+        default=None,
+        ge=0,
+        description="For an inconclusive check: estimated further canary samples before its "
+        "upper bound reaches the bound in force (its width taken to shrink as 1/sqrt(n)); "
+        "null if none can be estimated.",
+    )
     message: str = Field(default="", description="One readable sentence.")
 
 

@@ -515,12 +515,14 @@ class Rollout:
             return [self._next_stage(now, why, evidence)]
         if found.past_deadline:
             waiting = [
-                e.name for e in evidence if e.verdict is not Verdict.PASS and e.verdict is not None
+                self._still_needs(e, now)
+                for e in evidence
+                if e.verdict is not Verdict.PASS and e.verdict is not None
             ]
             return self._hold(
                 now,
                 f"stage {self.stage} deadline passed without evidence of no harm"
-                + (f" ({', '.join(waiting)})" if waiting else " (too few samples)"),
+                + (f" ({'; '.join(waiting)})" if waiting else " (too few samples)"),
                 evidence,
             )
         if self.phase is Phase.HELD and not self.awaiting_approval:
@@ -529,6 +531,37 @@ class Rollout:
             why = f"hold cleared; stage {self.stage} resumes"
             return [self._decide(Action.ADVANCE, now, why, evidence=evidence)]
         return []
+
+    def _canary_rate(self, counts: str, now: float) -> float:
+        """Canary samples per second of a kind: requests in this stage, others overall."""
+        if counts == "request":
+            elapsed, seen = now - self.stage_started_at, self.stage_requests[CANARY]
+        else:
+            elapsed, seen = now - self.started_at, self.consumed[counts][CANARY]
+        return seen / elapsed if elapsed > 0 else 0.0
+
+    def _still_needs(self, evidence: Evidence, now: float) -> str:
+        """An inconclusive check and what it still needs: samples and time, estimated."""
+        more, counts = evidence.more, evidence.unit.counts
+        if evidence.verdict is not Verdict.INCONCLUSIVE:
+            return evidence.name
+        if more is None:
+            return f"{evidence.name}: no estimate yet of the {counts}s it needs"
+        rate = self._canary_rate(counts, now)
+        wait = f", about {duration(more / rate)} at the current rate" if rate > 0 else ""
+        return f"{evidence.name}: an estimated {more:,} more canary {counts}s{wait}"
+
+    @staticmethod
+    def _guarantee(evidence: list[Evidence], confidence: float) -> str:
+        """What a promotion rests on: per check, the regression ruled out beyond its bound."""
+        parts = [
+            f"{e.name} {'none' if e.ruled_out is None else e.unit.bound_text(e.ruled_out)}"
+            for e in evidence
+            if e.verdict is not None
+        ]
+        if not parts:
+            return ""
+        return f"; guarantee at {confidence:.0%} confidence: {', '.join(parts)}"
 
     # ------------------------------------------------------------ transitions
 
@@ -545,8 +578,9 @@ class Rollout:
 
     def _next_stage(self, now: float, why: str, evidence: list[Evidence]) -> Decision:
         if self.stage + 1 >= len(self.policy.stages):
+            why += "; promoted" + self._guarantee(evidence, self.policy.promote_confidence)
             return self._terminate(
-                Action.PROMOTE, Phase.PROMOTED, now, why + "; promoted", None, evidence=evidence
+                Action.PROMOTE, Phase.PROMOTED, now, why, None, evidence=evidence
             )
         return self._enter_stage(self.stage + 1, now, why, evidence)
 

@@ -71,6 +71,8 @@ def full_decision() -> Decision:
                 threshold=120.0,
                 tolerance=1.1,
                 advance_tolerance=1.5,
+                ruled_out=4.4,
+                more_samples=1_200,
                 message="rate canary 0.031 vs baseline 0.01",
             )
         ],
@@ -115,6 +117,8 @@ REASON_TAMPERS: dict[str, Any] = {
     "threshold": 40.0,
     "tolerance": 2.0,
     "advance_tolerance": 3.0,
+    "ruled_out": 1.3,
+    "more_samples": 0,
     "message": "fine",
 }
 

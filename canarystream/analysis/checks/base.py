@@ -21,6 +21,7 @@ each unit once, :meth:`Unit.evaluate` with one :class:`Gate`, and builds the dec
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ __all__ = [
     "check_order",
     "parse_duration",
     "parse_status_set",
+    "samples_to_reach",
 ]
 
 MAX_UNITS_PER_CHECK = 16
@@ -258,11 +260,27 @@ class Evidence:
 
     ``e_value`` is the one compared with ``threshold`` (``None`` if the unit had no data);
     ``upper`` the bound compared with ``bound`` (``None`` when no PASS was tested: stage not
-    ready, a FAIL first, no data). The full account (:meth:`reason`) is built on first use
-    from the same numbers, within the same tick, so it cannot disagree with the verdict.
+    ready, a FAIL first, no data). When the gate is promoting and a PASS was tested,
+    ``ruled_out`` is the guarantee a promotion would rest on: the largest regression not yet
+    ruled out at the promote confidence, in the tolerance's units (``None`` if none is).
+    ``more`` estimates, for an INCONCLUSIVE verdict whose bound was tested, the further canary
+    samples its bound needs to reach the one in force (:func:`samples_to_reach`). The full
+    account (:meth:`reason`) is built on first use from the same numbers, within the same
+    tick, so it cannot disagree with the verdict.
     """
 
-    __slots__ = ("_reason", "bound", "e_value", "explain", "gate", "unit", "upper", "verdict")
+    __slots__ = (
+        "_reason",
+        "bound",
+        "e_value",
+        "explain",
+        "gate",
+        "more",
+        "ruled_out",
+        "unit",
+        "upper",
+        "verdict",
+    )
 
     def __init__(  # noqa: PLR0913 -- one argument per field of the evidence
         self,
@@ -273,9 +291,12 @@ class Evidence:
         e_value: float | None = None,
         upper: float | None = None,
         bound: float | None = None,
+        ruled_out: float | None = None,
+        more: int | None = None,
     ) -> None:
         self.unit, self.gate, self.verdict = unit, gate, verdict
         self.e_value, self.upper, self.bound = e_value, upper, bound
+        self.ruled_out, self.more = ruled_out, more
         self._reason: CheckReason | None = None
 
     @property
@@ -295,6 +316,30 @@ class Evidence:
         return self._reason
 
 
+def samples_to_reach(samples: int, estimate: float, upper: float, bound: float) -> int | None:
+    """Further samples before an upper bound at ``upper`` reaches ``bound`` (an estimate).
+
+    The bound's distance from the estimate is taken to shrink as ``1/sqrt(n)`` (an
+    anytime-valid bound shrinks a little slower, so this is a floor more than a promise); all
+    three on a scale where that holds (a log ratio, a mean). None when it cannot be said: no
+    samples yet, a non-finite number, or the estimate itself at or beyond ``bound``.
+
+    >>> samples_to_reach(1000, 0.0, 0.2, 0.1)  # half the width: four times the samples
+    3000
+    >>> samples_to_reach(1000, 0.0, 0.05, 0.1)
+    0
+    >>> samples_to_reach(1000, 0.12, 0.3, 0.1) is None
+    True
+    """
+    numbers = (estimate, upper, bound)
+    if samples <= 0 or not all(math.isfinite(x) for x in numbers) or estimate >= bound:
+        return None
+    if upper <= bound:
+        return 0
+    total = samples * ((upper - estimate) / (bound - estimate)) ** 2
+    return max(0, math.ceil(min(total, 1e15) - samples))
+
+
 # --- units -----------------------------------------------------------------------------------
 
 
@@ -302,9 +347,15 @@ class Unit:
     """One sequential test inside a check (one breakdown key, one gauge, or the whole check)."""
 
     kind: ClassVar[str]
+    counts: ClassVar[str] = "request"
+    """What the unit's samples are: ``request``, ``metric`` or ``probe`` events."""
     name: str
     critical: bool
     alpha: float
+
+    def bound_text(self, value: float) -> str:
+        """A bound in the tolerance's units as a person reads it: ``<= 0.02`` for a gauge."""
+        return f"≤ {value:+.3g}"
 
     def update(self, tick: Tick) -> None:
         """Add one tick of both cohorts."""
@@ -334,6 +385,8 @@ class Unit:
             kind=self.kind,
             verdict=evidence.verdict or Verdict.NO_DATA,
             critical=self.critical,
+            ruled_out=evidence.ruled_out,
+            more_samples=evidence.more,
             **fields,
         )
 

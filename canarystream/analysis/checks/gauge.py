@@ -39,6 +39,7 @@ class GaugeUnit(MeanDifferenceUnit):
     """
 
     kind = "gauge"
+    counts = "metric"
 
     def __init__(self, name: str, metric: str, check: GaugeCheck, alpha: float) -> None:
         super().__init__(target=20)

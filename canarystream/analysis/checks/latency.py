@@ -17,6 +17,7 @@ from canarystream.analysis.checks.base import (
     Trackers,
     Unit,
     check_order,
+    samples_to_reach,
     slice_of,
 )
 from canarystream.analysis.cohort import Slice
@@ -106,6 +107,9 @@ class LatencyQuantileUnit(Unit):
         self.samples = [0, 0]
         self.tracker = tracker
 
+    def bound_text(self, value: float) -> str:
+        return f"≤ {change(1.0 + value)}"
+
     def update(self, tick: Tick) -> None:
         c, b = slice_of(tick.canary, self.key), slice_of(tick.baseline, self.key)
         nc = c.requests if c is not None else 0
@@ -138,15 +142,41 @@ class LatencyQuantileUnit(Unit):
             return Evidence(self, gate, Verdict.INCONCLUSIVE, e_value=e_value)
         # Promotion must rule out (1 + promote_tolerance); earlier stages only
         # (1 + advance_tolerance).
-        upper = (self.promotable if gate.promoting else self.no_harm).upper_bound(gate.alpha)
+        in_force = self.promotable if gate.promoting else self.no_harm
+        upper = in_force.upper_bound(gate.alpha)
         # Extra requests beyond (1 + tolerance in force) x the baseline quantile, as a share
         # of all traffic at the next stage, bounded by the margin (see RateRatioUnit).
-        passes = upper <= 1.0 or (upper - 1.0) * (1.0 - self.quantile) * gate.next_share <= (
-            self.abs_margin
+        share = (1.0 - self.quantile) * gate.next_share
+        passes = upper <= 1.0 or (upper - 1.0) * share <= self.abs_margin
+        more = None
+        estimate = in_force.estimate()
+        if not passes and estimate is not None and 0.0 < estimate < math.inf:
+            limit = 1.0 + self.abs_margin / share if share > 0.0 else 1.0
+            more = samples_to_reach(
+                self.samples[0], math.log(estimate), math.log(upper), math.log(limit)
+            )
+        return Evidence(
+            self,
+            gate,
+            Verdict.PASS if passes else Verdict.INCONCLUSIVE,
+            e_value=e_value,
+            upper=upper,
+            bound=gate.in_force(self.advance_tolerance, self.promote_tolerance),
+            ruled_out=self._ruled_out(upper, gate.alpha) if gate.promoting else None,
+            more=more,
         )
-        verdict = Verdict.PASS if passes else Verdict.INCONCLUSIVE
-        bound = gate.in_force(self.advance_tolerance, self.promote_tolerance)
-        return Evidence(self, gate, verdict, e_value=e_value, upper=upper, bound=bound)
+
+    def _ruled_out(self, promotable: float, alpha: float) -> float | None:
+        """The smallest relative increase of the quantile ruled out at ``alpha``: the
+        tolerance, the promote or the advance tolerance, whichever sequence's bound on the
+        exceedance ratio is within 1 first (None if none is)."""
+        if promotable <= 1.0:
+            if self.test.upper_bound(alpha) <= 1.0:
+                return self.tolerance
+            return self.promote_tolerance
+        if self.no_harm.upper_bound(alpha) <= 1.0:
+            return self.advance_tolerance
+        return None
 
     def explain(self, evidence: Evidence) -> CheckReason:
         canary_q = self.tracker.canary.quantile(self.quantile)

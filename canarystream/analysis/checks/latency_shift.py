@@ -46,6 +46,9 @@ class LatencyShiftUnit(MeanDifferenceUnit):
                 float(np.log1p(c.latency_array()).mean() - np.log1p(b.latency_array()).mean())
             )
 
+    def bound_text(self, value: float) -> str:
+        return f"≤ {change(1.0 + value)}"
+
     def shown(self, value: float) -> float:
         return math.expm1(value)  # a relative change, like the tolerance
 

@@ -18,6 +18,7 @@ class ProbeUnit(RateRatioUnit):
     """Probe failure-rate ratio, for one probe or all of them pooled."""
 
     kind = "probe"
+    counts = "probe"
 
     def __init__(self, name: str, check: ProbeCheck, alpha: float) -> None:
         super().__init__(

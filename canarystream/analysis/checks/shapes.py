@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from canarystream.analysis.checks.base import Evidence, Gate, Tick, Unit
+from canarystream.analysis.checks.base import Evidence, Gate, Tick, Unit, samples_to_reach
 from canarystream.analysis.cohort import CohortBucket, Slice
 from canarystream.analysis.sequential import MeanSequence, RatioSequence, rate_upper_bound
 from canarystream.analysis.state import Reader, State
@@ -44,6 +44,9 @@ class RateRatioUnit(Unit):
         self.test = RatioSequence(anchors=(tolerance, advance_tolerance))
         self.exposure = [0, 0]  # canary, baseline
         self.events = [0, 0]
+
+    def bound_text(self, value: float) -> str:
+        return f"ratio ≤ {times(value)}"
 
     def extract(self, bucket: CohortBucket) -> tuple[int, int]:
         """(events, exposure) of one cohort in one tick."""
@@ -85,8 +88,30 @@ class RateRatioUnit(Unit):
             return Evidence(self, gate, Verdict.INCONCLUSIVE, e_value=e_value)
         upper = self.test.upper_bound(gate.alpha)
         bound = gate.in_force(self.advance_tolerance, self.promote_tolerance)
-        verdict = Verdict.PASS if self._passes(upper, bound, gate) else Verdict.INCONCLUSIVE
-        return Evidence(self, gate, verdict, e_value=e_value, upper=upper, bound=bound)
+        passes = self._passes(upper, bound, gate)
+        return Evidence(
+            self,
+            gate,
+            Verdict.PASS if passes else Verdict.INCONCLUSIVE,
+            e_value=e_value,
+            upper=upper,
+            bound=bound,
+            ruled_out=upper if gate.promoting and math.isfinite(upper) else None,
+            more=None if passes else self._more(upper, bound, gate),
+        )
+
+    def _more(self, upper: float, bound: float, gate: Gate) -> int | None:
+        """Further canary exposure before the upper bound passes (log-ratio scale)."""
+        estimate = self.test.estimate()
+        if estimate is None or not 0.0 < estimate < math.inf or not math.isfinite(upper):
+            return None
+        # The blast-radius clause passes a bound up to 1 + margin / (base rate x next share).
+        base_rate = self.events[1] / self.exposure[1] if self.exposure[1] else 0.0
+        if base_rate > 0.0 and gate.next_share > 0.0:
+            bound = max(bound, 1.0 + self.abs_margin / (base_rate * gate.next_share))
+        return samples_to_reach(
+            self.exposure[0], math.log(estimate), math.log(upper), math.log(bound)
+        )
 
     def explain(self, evidence: Evidence) -> CheckReason:
         e_value = evidence.e_value
@@ -165,6 +190,9 @@ class OneSampleRateUnit(Unit):
         self.events = 0
         self.samples = 0
 
+    def bound_text(self, value: float) -> str:
+        return f"rate ≤ {percent(value)}"
+
     def extract(self, requests: Slice) -> int:
         """Canary requests in one tick that count against the budget."""
         raise NotImplementedError
@@ -191,8 +219,21 @@ class OneSampleRateUnit(Unit):
         if not gate.ready:
             return Evidence(self, gate, Verdict.INCONCLUSIVE, e_value=e_value)
         upper = self.test.upper_bound(gate.alpha)
-        verdict = Verdict.PASS if upper <= 1.0 else Verdict.INCONCLUSIVE
-        return Evidence(self, gate, verdict, e_value=e_value, upper=upper, bound=1.0)
+        passes = upper <= 1.0
+        more = None
+        estimate = self.test.estimate()
+        if not passes and estimate is not None and 0.0 < estimate < math.inf:
+            more = samples_to_reach(self.samples, math.log(estimate), math.log(upper), 0.0)
+        return Evidence(
+            self,
+            gate,
+            Verdict.PASS if passes else Verdict.INCONCLUSIVE,
+            e_value=e_value,
+            upper=upper,
+            bound=1.0,
+            ruled_out=self._rate(upper) if gate.promoting and math.isfinite(upper) else None,
+            more=more,
+        )
 
     def explain(self, evidence: Evidence) -> CheckReason:
         e_value = evidence.e_value
@@ -280,8 +321,18 @@ class MeanDifferenceUnit(Unit):
             return Evidence(self, gate, Verdict.INCONCLUSIVE)
         limit = gate.in_force(self.advance_limit, self.promote_limit)
         upper = self.diffs.mean + self.diffs.radius(gate.alpha)
-        verdict = Verdict.PASS if upper <= limit else Verdict.INCONCLUSIVE
-        return Evidence(self, gate, verdict, upper=upper, bound=limit)
+        passes = upper <= limit
+        return Evidence(
+            self,
+            gate,
+            Verdict.PASS if passes else Verdict.INCONCLUSIVE,
+            upper=upper,
+            bound=limit,
+            ruled_out=self.shown(upper) if gate.promoting else None,
+            more=None
+            if passes
+            else samples_to_reach(self.samples[0], self.diffs.mean, upper, limit),
+        )
 
     def explain(self, evidence: Evidence) -> CheckReason:
         ready = self.diffs.count >= 2

@@ -1,0 +1,78 @@
+"""What a promotion rests on, and what a held low-traffic canary still needs.
+
+A promotion's summary states, per check, the regression its promote-confidence bound rules out
+(the reason's ``ruled_out``, the bound the PASS was tested with); a hold at the stage deadline
+names, per inconclusive check, the further canary requests its bound is estimated to need and
+the time that takes at the stage's rate, and carrying on that long does settle it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from canarystream.contracts.decision import Action, Decision, Verdict
+from canarystream.engine import Engine
+from tests.support.streams import Cohort, Stream, fast_policy, run, seconds
+
+ERRORS_10PCT = Cohort(error_rate=0.1)
+
+
+def _checks(decision: Decision) -> dict[str, object]:
+    return {r.check: r for r in decision.reasons if r.kind in ("error_rate", "latency")}
+
+
+def test_a_promotion_states_the_bound_each_check_rests_on() -> None:
+    stream = Stream(seed=3)
+    decisions = run([stream.started(policy=fast_policy()), *stream.requests(0, 150)])
+    promote = next(d for d in decisions if d.action is Action.PROMOTE)
+    error, latency = (r for r in promote.reasons if r.kind in ("error_rate", "latency"))
+    # The error ratio's guarantee is the upper bound its PASS was tested with (90 % here).
+    assert error.verdict is Verdict.PASS and error.ruled_out == error.upper
+    assert error.upper is not None
+    # The quantile's is the tightest tolerance whose exceedance bound is within 1.
+    assert latency.ruled_out in (0.1, 0.2, 0.3)
+    assert "guarantee at 90% confidence:" in promote.summary
+    assert f"error_rate ratio ≤ ×{error.upper:#.3g}".rstrip(".") in promote.summary
+    assert f"latency-p90 ≤ +{latency.ruled_out:.1%}" in promote.summary
+    # Earlier decisions are not promotions: they state no guarantee.
+    advances = [d for d in decisions if d.action is Action.ADVANCE]
+    assert advances and all(r.ruled_out is None for d in advances for r in d.reasons)
+    assert all("guarantee" not in d.summary for d in advances)
+
+
+def _slow_policy() -> dict[str, object]:
+    """One stage whose error check needs more than its 60 s deadline at 10 req/s."""
+    return fast_policy(
+        stages=[{"traffic_percent": 50, "min_duration": 30, "max_duration": 60}],
+        checks=[
+            {
+                "kind": "error_rate",
+                "tolerance": 1.1,
+                "advance_tolerance": 1.5,
+                "promote_tolerance": 1.5,
+                "advance_abs_margin": 0,
+            }
+        ],
+    )
+
+
+def test_a_hold_at_the_deadline_says_what_each_check_still_needs() -> None:
+    stream = Stream(seed=5, baseline=ERRORS_10PCT, canary=ERRORS_10PCT)
+    engine = Engine()
+    decisions = run(
+        [stream.started(policy=_slow_policy()), *stream.requests(0, 70, rate=10)], engine
+    )
+    hold = next(d for d in decisions if d.action is Action.HOLD)
+    assert seconds(hold) == 60
+    (reason,) = (r for r in hold.reasons if r.kind == "error_rate")
+    assert reason.verdict is Verdict.INCONCLUSIVE
+    assert reason.more_samples is not None and reason.more_samples > 0
+    match = re.search(
+        r"error_rate: an estimated ([\d,]+) more canary requests, about (.+?) at", hold.summary
+    )
+    assert match, hold.summary
+    assert int(match.group(1).replace(",", "")) == reason.more_samples
+    # Carrying on at the same rate for twice the estimate settles it: the canary is promoted.
+    wait = 2 * reason.more_samples / 10
+    later = run(stream.requests(70, 70 + wait, rate=10), engine)
+    assert any(d.action is Action.PROMOTE for d in later), [d.summary for d in later]

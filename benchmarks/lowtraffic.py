@@ -1,0 +1,199 @@
+"""Low-traffic benchmark: healthy canaries at 1, 2 and 5 req/s on the default 30-minute plan.
+
+Run with ``python -m benchmarks.lowtraffic [--scale X] [--workers 2]``. Same telemetry and
+feeding as :mod:`benchmarks.detection` (paired cohorts of ``rate`` req/s each, the default
+policy with ``baseline_mode: paired``: stages 1, 5, 10, 25, 50 % of 6 minutes), engine only.
+A rollout runs until its first rollback or promotion, or 45 minutes of event time. Reported
+per cell: promoted by the plan's end (30 min) and by 45 min, held, rolled back, and for the
+healthy promotions the largest effect each check ruled out at the promote confidence.
+Results: ``benchmarks/results/lowtraffic.json`` and ``benchmarks/results/lowtraffic.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.detection import clopper_pearson_upper
+from canarystream.engine import Engine
+from canarystream.simulate.paired import CHUNK, T0, Cell, PairedRollout
+
+__all__ = ["CELLS", "main", "run_rollout"]
+
+RESULTS = Path(__file__).parent / "results"
+HORIZON_MIN = 45
+PLAN_S = 1800.0
+
+
+def _cells() -> list[tuple[Cell, int]]:
+    rates = (1.0, 2.0, 5.0)
+    cells = [(Cell(f"aa-{rate:g}rps", rate=rate), 200) for rate in rates]
+    for rate in rates:
+        cells.append(
+            (Cell(f"reg-errors-x3-{rate:g}rps", rate=rate, null=False, error_mult=3.0), 60)
+        )
+        cells.append(
+            (Cell(f"reg-latency-x1.25-{rate:g}rps", rate=rate, null=False, latency_mult=1.25), 60)
+        )
+    return cells
+
+
+CELLS = _cells()
+
+
+def run_rollout(cell: Cell, seed: int, horizon_min: int = HORIZON_MIN) -> dict[str, Any]:
+    """One rollout of ``cell``: its outcome, when, and the last decision's account."""
+    gen = PairedRollout(cell, seed)
+    engine = Engine()
+    engine.process(gen.deployment_event())
+    outcome, seconds, last = "held", None, None
+    for k in range(horizon_min):
+        events, _ = gen.chunk(float(k * CHUNK), build=True)
+        for event in events:
+            for decision in engine.process(event):
+                last = decision
+                if decision.action.value in ("rollback", "promote"):
+                    outcome, seconds = decision.action.value, decision.ts - T0
+            if seconds is not None:
+                break
+        if seconds is not None:
+            break
+    checks: dict[str, dict[str, Any]] = {}
+    if last is not None:
+        for reason in last.reasons:
+            checks[reason.check] = {
+                "verdict": reason.verdict.value,
+                "ruled_out": getattr(reason, "ruled_out", None),
+            }
+    return {
+        "cell": cell.name,
+        "seed": seed,
+        "outcome": outcome,
+        "seconds": seconds,
+        "stage": None if last is None else last.stage,
+        "summary": "" if last is None else last.summary[:400],
+        "checks": checks,
+    }
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per cell: shares promoted (by the plan's end and by 45 min), held, rolled back."""
+    by_cell: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_cell[row["cell"]].append(row)
+    out: dict[str, Any] = {}
+    for cell, _ in CELLS:
+        found = by_cell.get(cell.name, [])
+        if not found:
+            continue
+        n = len(found)
+        promoted = [r for r in found if r["outcome"] == "promote"]
+        rollbacks = [r for r in found if r["outcome"] == "rollback"]
+        on_plan = [r for r in promoted if r["seconds"] <= PLAN_S + 1e-6]
+        held = [r for r in found if r["outcome"] == "held"]
+        # Which checks were still short of a verdict in the held rollouts' last decision.
+        waiting: Counter[str] = Counter()
+        for row in held:
+            for name, check in row["checks"].items():
+                if check["verdict"] == "inconclusive":
+                    waiting[name] += 1
+        guarantees: dict[str, list[float]] = defaultdict(list)
+        for row in promoted:
+            for name, check in row["checks"].items():
+                if check["ruled_out"] is not None:
+                    guarantees[name].append(check["ruled_out"])
+        times = np.array([r["seconds"] for r in promoted], dtype=float)
+        out[cell.name] = {
+            "null": cell.null,
+            "rate": cell.rate,
+            "n": n,
+            "promoted_by_plan_end": len(on_plan) / n,
+            "promoted_by_45m": len(promoted) / n,
+            "held": len(held) / n,
+            "rollback": len(rollbacks) / n,
+            "rollback_upper95": clopper_pearson_upper(len(rollbacks), n),
+            "promote_median_s": float(np.median(times)) if times.size else None,
+            "held_waiting_on": dict(waiting.most_common()),
+            "ruled_out_median": {k: float(np.median(v)) for k, v in sorted(guarantees.items())},
+        }
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The table for the README."""
+    lines = [
+        "| cell | n | promoted by 30 min % | promoted by 45 min % | held % | rolled back % "
+        "(95 % upper) | held: checks still inconclusive (count) |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, e in summary.items():
+        waiting = ", ".join(f"{k} {v}" for k, v in e["held_waiting_on"].items()) or "–"
+        lines.append(
+            f"| {name} | {e['n']} | {_pct(e['promoted_by_plan_end'])} | "
+            f"{_pct(e['promoted_by_45m'])} | {_pct(e['held'])} | {_pct(e['rollback'])} "
+            f"({_pct(e['rollback_upper95'])}) | {waiting} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _task(args: tuple[int, int]) -> dict[str, Any]:
+    index, seed = args
+    return run_rollout(CELLS[index][0], seed)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the cells and write the results."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply rollout counts")
+    parser.add_argument("--tag", default="lowtraffic", help="results file name")
+    args = parser.parse_args(argv)
+    tasks = []
+    for index, (_cell, count) in enumerate(CELLS):
+        # Seeds differ per cell (and from the detection matrix's), so no two cells share draws.
+        tasks += [
+            (index, 7_000_003 * (index + 1) + s) for s in range(max(2, round(count * args.scale)))
+        ]
+    tasks.sort(key=lambda t: -CELLS[t[0]][0].rate)
+    started = time.perf_counter()
+    load = os.getloadavg()[0]
+    with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+        rows = list(pool.imap_unordered(_task, tasks, chunksize=4))
+    elapsed = time.perf_counter() - started
+    summary = summarise(rows)
+    meta = {
+        "rollouts": len(rows),
+        "seconds": round(elapsed, 1),
+        "workers": args.workers,
+        "scale": args.scale,
+        "load_average_at_start": round(load, 1),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.tag}.json").write_text(
+        json.dumps({"meta": meta, "summary": summary, "rollouts": rows}, indent=1)
+    )
+    table = markdown(summary)
+    (RESULTS / f"{args.tag}.md").write_text(table)
+    print(table)
+    print(json.dumps(meta))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -32,7 +32,7 @@ def walk(
 
 
 def _cause(summary: str) -> str:
-    return summary.split("; guarantee at ")[0]
+    return summary.split("; guarantee at ", maxsplit=1)[0]
 
 
 HEALTHY: list[Row] = [

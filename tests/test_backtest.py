@@ -165,3 +165,25 @@ def test_the_table_shows_the_recorded_routing(one_in_six: Path) -> None:
         "-",
         "0",
     ]
+
+
+def test_an_inline_policy_awaits_no_decision_either(tmp_path: Path) -> None:
+    scenario = build_preset(
+        "healthy", rps=60, duration=150, start_ts=T0, routing=[{"at": 0, "percent": 30}]
+    ).model_dump()
+    scenario["policy"] = {
+        "name": "inline-fast",
+        "stages": [
+            {"traffic_percent": 5, "min_duration": "30s"},
+            {"traffic_percent": 50, "min_duration": "30s"},
+            {"traffic_percent": 80, "min_duration": "30s"},
+        ],
+        "checks": [{"kind": "latency_shift", "min_ticks": 3}],
+    }
+    events = simulate([scenario_from_mapping(scenario)], seed=2, engine=FixedShareEngine(0.0))
+    path = tmp_path / "inline.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(event) + b"\n" for event in events))
+    result, decisions = judge(path)
+    assert result.rollouts[0].policy_name == "inline-fast"
+    assert [d for d in decisions if d.action is Action.HOLD] == []
+    assert [d.traffic_percent for d in decisions if d.action is Action.ADVANCE][:3] == [5, 50, 80]

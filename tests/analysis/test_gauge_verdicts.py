@@ -24,6 +24,7 @@ from canarystream.analysis.checks import (
 )
 from canarystream.analysis.checks.shapes import MeanDifferenceUnit
 from canarystream.analysis.cohort import CohortBucket
+from canarystream.analysis.sequential import MeanSequence
 from canarystream.contracts.decision import Verdict
 from canarystream.readable import change
 from canarystream.readable import number as shown_number
@@ -49,13 +50,14 @@ def _gauge_unit(check: GaugeCheck, alpha: float = 0.05) -> GaugeUnit:
 
 
 def _windows(unit: GaugeUnit, diffs: list[float], base: float = 0.5) -> None:
-    """One tick a window (the check's window is 5 s), canary = baseline + diff."""
+    """One tick a window (the check's window is 5 s), canary = baseline + diff (one canary
+    sample and two baseline samples a window)."""
     if unit.window_end is None:  # the first tick opens the first window
         unit.update(Tick(_gauges(), _gauges(), {}, T0))
     assert unit.window_end is not None
     start = unit.window_end - 5.0
     for k, diff in enumerate(diffs):
-        canary, baseline = _gauges(cpu=[base + diff]), _gauges(cpu=[base])
+        canary, baseline = _gauges(cpu=[base + diff]), _gauges(cpu=[base, base])
         unit.update(Tick(canary, baseline, {}, start + 5.0 * (k + 1)))
 
 
@@ -157,7 +159,7 @@ def test_the_reason_of_a_gauge() -> None:
 
     assert evidence.verdict is Verdict.PASS
     assert (reason.check, reason.kind, reason.critical) == ("gauge-cpu", "gauge", False)
-    assert (reason.canary_samples, reason.baseline_samples) == (8, 8)
+    assert (reason.canary_samples, reason.baseline_samples) == (8, 16)
     assert reason.estimate == pytest.approx(float(np.mean(diffs)), rel=1e-9)
     assert reason.lower == pytest.approx(lower, rel=1e-12)
     assert reason.upper == pytest.approx(upper, rel=1e-12)
@@ -247,3 +249,55 @@ def test_no_tick_with_both_cohorts_has_no_estimate() -> None:
     )
     assert reason.message.startswith("typical latency canary vs baseline n/a over 0 ticks")
     assert isinstance(unit, MeanDifferenceUnit)
+
+
+@pytest.mark.parametrize(
+    ("canary", "baseline", "counted"),
+    [(2, 2, 1), (1, 2, 0), (2, 1, 0), (3, 5, 1)],
+)
+def test_a_tick_gives_a_difference_from_two_requests_in_each_cohort(
+    canary: int, baseline: int, counted: int
+) -> None:
+    (unit,) = CheckGroup(LatencyShiftCheck(), alpha=0.01, trackers={}).units.values()
+    assert isinstance(unit, LatencyShiftUnit)
+    c, b = CohortBucket(), CohortBucket()
+    for k in range(canary):
+        c.requests.add(90.0 + k, 200)
+    for k in range(baseline):
+        b.requests.add(60.0 + k, 200)
+    unit.update(Tick(c, b, {}, T0))
+
+    assert unit.diffs.count == counted
+    assert unit.samples == [canary, baseline]
+
+
+def test_the_confidence_sequences_are_tuned_for_thirty_ticks_and_twenty_windows() -> None:
+    """A radius is that of the mean's confidence sequence tuned to be tightest after 30
+    differences for typical latency (a tick each) and 20 for gauges (a window each)."""
+    rng = np.random.default_rng(9)
+    (shift,) = CheckGroup(LatencyShiftCheck(), alpha=0.01, trackers={}).units.values()
+    gauge = _gauge_unit(GaugeCheck(metric="cpu", window=5))
+    assert isinstance(shift, LatencyShiftUnit)
+    tuned = {30: MeanSequence(target=30), 20: MeanSequence(target=20)}
+    for k in range(12):
+        c, b = rng.lognormal(4.4, 0.3, 8), rng.lognormal(4.3, 0.3, 8)
+        shift.update(Tick(_latency_bucket(c), _latency_bucket(b), {}, T0 + 5.0 * k))
+        tuned[30].update(float(np.log1p(c).mean() - np.log1p(b).mean()))
+    diffs = (0.1 + rng.normal(0.0, 0.05, 12)).tolist()
+    _windows(gauge, diffs)
+    for diff in diffs:
+        tuned[20].update(diff)
+
+    for unit, target in ((shift, 30), (gauge, 20)):
+        for other in (target - 1, target + 1):
+            assert MeanSequence(target=other).update(1.0).update(2.0).radius(0.05) != (
+                MeanSequence(target=target).update(1.0).update(2.0).radius(0.05)
+            )
+        assert unit.diffs.radius(0.05) == pytest.approx(tuned[target].radius(0.05), rel=1e-9)
+
+
+def _latency_bucket(values: np.ndarray) -> CohortBucket:
+    bucket = CohortBucket()
+    for value in values:
+        bucket.requests.add(float(value), 200)
+    return bucket

@@ -112,6 +112,15 @@ def test_error_rate_verdicts_without_data_before_the_stage_is_ready_and_at_a_fai
     baseline_only = _ErrorRun(check).feed(0, 0, 500, 5)
     assert baseline_only.unit.evaluate(ADVANCING).verdict is Verdict.NO_DATA
     assert baseline_only.unit.evaluate(ADVANCING).e_value is None
+    assert baseline_only.unit.evaluate(ADVANCING).gate is ADVANCING
+    no_data = baseline_only.unit.evaluate(ADVANCING).reason()
+    assert (no_data.verdict, no_data.canary_samples, no_data.baseline_samples) == (
+        Verdict.NO_DATA,
+        0,
+        500,
+    )
+    assert no_data.advance_tolerance == 1.5
+    assert no_data.e_value == pytest.approx(1.0, rel=1e-12)  # no evidence, not none
 
     waiting = _ErrorRun(check).feed(500, 2, 500, 2, times_=4).unit.evaluate(NOT_READY)
     assert (waiting.verdict, waiting.upper, waiting.bound) == (Verdict.INCONCLUSIVE, None, None)

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 WITH_BROKER := deploy/kafka/with-broker.sh $(PY)
 
-.PHONY: demo test e2e lint services bench bench-detection bench-speed bench-stream schemas fuzz mutation clean
+.PHONY: demo test e2e lint services bench bench-detection bench-open-loop bench-speed bench-stream schemas fuzz mutation clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,10 @@ bench-stream: $(STAMP)
 
 bench-detection: $(STAMP)
 	$(PY) -m benchmarks.detection
+
+# Open-loop recordings (routing fixed by the recording) judged with backtest.
+bench-open-loop: $(STAMP)
+	$(PY) -m benchmarks.open_loop
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build *.egg-info

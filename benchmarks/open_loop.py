@@ -178,6 +178,7 @@ def summarise(rows: list[dict[str, Any]], cells: list[OpenLoopCell]) -> dict[str
                 "promoted": sum(o["outcome"] == "promote" for o in outcomes) / n,
                 "rollback": sum(o["outcome"] == "rollback" for o in outcomes) / n,
                 "held": sum(o["outcome"] == "held" for o in outcomes) / n,
+                "running": sum(o["outcome"] == "running" for o in outcomes) / n,
                 "ratio_holds": sum(o["ratio_holds"] for o in outcomes),
                 "unapplied_holds": sum(o["unapplied_holds"] for o in outcomes),
                 "ttd_median_s": float(np.median(detect)) if detect else None,
@@ -196,19 +197,21 @@ def _s(x: float | None) -> str:
 
 
 def markdown(summary: dict[str, Any]) -> str:
-    """One table: per cell, each policy's promoted / rolled back / held %, holds for the sample
-    ratio or a decision not applied, and the time to detect from the onset."""
+    """One table: per cell, each policy's promoted / rolled back / held / still running % at
+    the end, holds for the sample ratio or a decision not applied, and the time to detect
+    from the onset."""
     lines = [
-        "| cell | n | policy | promoted % | rolled back % | held % | sample-ratio holds | "
-        "not-applied holds | TTD median s | TTD p90 s |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| cell | n | policy | promoted % | rolled back % | held % | running % | "
+        "sample-ratio holds | not-applied holds | TTD median s | TTD p90 s |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, entry in summary.items():
         for policy in POLICIES:
             e = entry[policy]
             lines.append(
                 f"| {name} | {entry['n']} | {policy} | {_pct(e['promoted'])} | "
-                f"{_pct(e['rollback'])} | {_pct(e['held'])} | {e['ratio_holds']} | "
+                f"{_pct(e['rollback'])} | {_pct(e['held'])} | {_pct(e['running'])} | "
+                f"{e['ratio_holds']} | "
                 f"{e['unapplied_holds']} | {_s(e['ttd_median_s'])} | {_s(e['ttd_p90_s'])} |"
             )
     return "\n".join(lines) + "\n"

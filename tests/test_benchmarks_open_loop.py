@@ -24,4 +24,4 @@ def test_two_short_open_loop_rollouts_are_recorded_judged_and_summed_up(tmp_path
             assert row[policy]["outcome"] == "running"
     summary = summarise(rows, [healthy, late])
     assert summary["aa-1in6-10rps"]["matched"]["promoted"] == 0.0
-    assert "| aa-1in6-10rps | 1 | default | 0 | 0 | 0 | 0 | 0 | - | - |" in markdown(summary)
+    assert "| aa-1in6-10rps | 1 | default | 0 | 0 | 0 | 100 | 0 | 0 | - | - |" in markdown(summary)

@@ -194,6 +194,9 @@ def write_readme(
     rows = targets(detection, speed) + (stream_targets(stream) if stream else [])
     body = [head, "", "## Targets", "", *rows, ""]
     body += ["## Detection results", "", (RESULTS / "detection.md").read_text().rstrip(), ""]
+    open_loop = RESULTS / "open_loop.md"
+    if open_loop.exists():
+        body += ["## Open-loop results", "", open_loop.read_text().rstrip(), ""]
     if speed:
         body += [*speed_section(speed), ""]
     if stream:

@@ -350,6 +350,14 @@ def test_the_stored_detector_is_river_s_own() -> None:
 
 def test_the_band_is_one_plus_the_tolerance_and_its_inverse() -> None:
     watch = SampleRatioWatch(SampleRatioGuard(tolerance=0.25))
+    state = watch.to_state()
+    assert (state["expected"], state["since"], state["mismatch"], state["folds"]) == (
+        0.0,
+        0.0,
+        False,
+        0,
+    )
+    assert SampleRatioWatch.from_state(state, SampleRatioGuard()).to_state() == state
 
     assert (watch.high, watch.low) == (1.25, 0.8)
     assert watch.observed_share() is None
@@ -374,6 +382,7 @@ def test_no_fold_without_two_cohorts_routed(expected: float) -> None:
     watch.fold(10, 10, T0 + 5.0)
 
     assert watch.observed_share() is None
+    assert watch.to_state()["folds"] == 0
 
 
 def test_a_disabled_watch_folds_nothing() -> None:
@@ -417,6 +426,47 @@ def test_a_mismatch_is_tested_every_fourth_tick_at_half_the_alpha(
         first = seen.index(True)
         assert (first + 1) % 4 == 0
         assert all(seen[first:])
+
+
+@pytest.mark.parametrize(
+    ("canary", "mismatch", "lower", "upper"),
+    [
+        (164, False, 1.2214, None),  # at alpha / 2 the lower bound is below 1.25; at 2 alpha not
+        (165, False, 1.25, None),  # exactly at the band's end: still within
+        (168, True, 1.2712, None),  # above 1.25 at alpha / 2, not at alpha / 3
+        (56, False, None, 0.8),  # the upper bound exactly at the band's lower end
+        (52, True, None, 0.7558),
+    ],
+)
+def test_a_mismatch_needs_the_whole_interval_at_half_the_alpha_outside_the_band(
+    canary: int, mismatch: bool, lower: float | None, upper: float | None
+) -> None:
+    watch = SampleRatioWatch(SampleRatioGuard(tolerance=0.25, alpha=0.001, settle=0.0))
+    watch.restart(0.5, T0)
+    for k in range(1, 5):
+        watch.fold(canary, 100, T0 + 5.0 * k)
+
+    if lower is not None:
+        assert watch.test.lower_bound(0.0005) == pytest.approx(lower, abs=1e-4)
+    if upper is not None:
+        assert watch.test.upper_bound(0.0005) == pytest.approx(upper, abs=1e-4)
+    assert watch.mismatch is mismatch
+
+
+@pytest.mark.parametrize("extra", [496, 820])
+def test_an_estimate_exactly_at_an_end_of_the_band_clears_a_mismatch_at_once(extra: int) -> None:
+    """80 canary against 720 baseline requests is a mismatch; 496 more canary requests make
+    the estimate 576 / 720 = 0.8 exactly, 820 more make it 1.25: within the band, cleared at
+    the ninth fold, without waiting for the twelfth's re-test."""
+    watch = SampleRatioWatch(SampleRatioGuard(tolerance=0.25, settle=0.0))
+    watch.restart(0.5, T0)
+    for k in range(1, 9):
+        watch.fold(10, 90, T0 + 5.0 * k)
+    assert watch.mismatch
+    watch.fold(extra, 0, T0 + 45.0)
+
+    assert watch.test.estimate() in (0.8, 1.25)
+    assert watch.mismatch is False
 
 
 def test_a_mismatch_clears_once_the_estimate_is_back_in_the_band() -> None:

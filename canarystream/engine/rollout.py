@@ -330,16 +330,19 @@ class Rollout:
         From the first observation on, the sample-ratio guard judges the canary's share against
         the latest observed share (restarted, with its settle, at each change of it) instead of
         the share decided, and is blind while a decision is awaited (see
-        :mod:`canarystream.engine.routing`). In paired baseline mode the compared baseline is
-        as large as the canary whatever the share, so the guard keeps expecting half of the
-        cohorts' requests; a shift restarts it all the same (the routing changed), and 0 %
-        turns it off. A stage whose decision was awaited starts when its share is observed.
+        :mod:`canarystream.engine.routing`). A shift that names a decision is an actuator's
+        read-back of the router's canary weight: in paired baseline mode the compared baseline
+        gets as much, so the guard expects half of the cohorts' requests (0 % turns it off). A
+        shift that names none states the cohorts' share itself (a recording, or routing set by
+        something else), which the guard expects in either mode. A stage whose decision was
+        awaited starts when its share is observed.
         """
         routing = self.routing
         awaited = routing.awaited
         awaiting = self.policy.actuation_deadline is not None
         if routing.observe(ts, percent, decision_id, self.traffic_percent, awaiting):
-            self.ratio.restart(self._cohort_share(percent), ts)
+            stated = decision_id is None
+            self.ratio.restart(percent / 100.0 if stated else self._cohort_share(percent), ts)
         if awaited is not None and routing.awaited is None and ts > self.stage_started_at:
             # Applied late: the stage's share is routed from ts on, and so is its minimum
             # duration (and its samples) counted, not from the decision.

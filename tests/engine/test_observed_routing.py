@@ -224,15 +224,30 @@ def test_without_shifts_the_actuation_deadline_changes_nothing() -> None:
     assert decisions(5) == decisions(None)
 
 
-def test_paired_mode_expects_half_whatever_the_share_and_nothing_at_zero() -> None:
+def test_paired_mode_expects_half_of_an_applied_decision_and_nothing_at_zero() -> None:
     stream = Stream(11)
     engine = Engine()
     run([stream.started(policy=fast_policy()), *stream.requests(0, 20, rate=20)], engine)
     rollout = rollout_of(engine)
-    run([shifted(21, 10)], engine)
+    decided = rollout.last_decision
+    assert decided is not None
+    # an actuator's read-back of the router's canary weight: the paired baseline gets as much
+    run([shifted(21, 10, decided.decision_id)], engine)
     assert (rollout.ratio.expected, rollout.ratio.since) == (0.5, T0 + 21 + 30)
-    run([shifted(22, 0)], engine)
+    run([shifted(22, 0, decided.decision_id)], engine)
     assert rollout.ratio.expected == 0.0
+
+
+def test_a_shift_naming_no_decision_states_the_cohorts_share_in_paired_mode_too() -> None:
+    # A recording of a stable canary (one request in six beside the old fleet) judged under a
+    # paired policy: the stated share is what the cohorts get, not the half a paired baseline
+    # would.
+    stream = Stream(12)
+    engine = Engine()
+    run([stream.started(policy=fast_policy()), *stream.requests(0, 20, rate=20)], engine)
+    rollout = rollout_of(engine)
+    run([shifted(21, 100 / 6)], engine)
+    assert (rollout.ratio.expected, rollout.ratio.since) == (pytest.approx(1 / 6), T0 + 21 + 30)
 
 
 # --- inputs refused or ignored ------------------------------------------------------------

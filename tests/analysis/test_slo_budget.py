@@ -123,17 +123,21 @@ def test_the_verdicts_against_the_budget() -> None:
 
 
 def test_the_check_fails_at_the_first_tick_its_e_value_reaches_one_over_alpha() -> None:
+    # 1 error in 20 requests a tick (5 % against a 2 % budget): the e-value grows slowly
+    # enough to cross 100 below 200, so the threshold itself is what is tested.
     unit = _unit(SloErrorRateCheck(max_error_rate=0.02), alpha=0.01)
     events = samples = 0
-    for k in range(40):
-        unit.update(Tick(_errors(50, 4), CohortBucket(), {}, T0 + 5.0 * k))
-        events, samples = events + 4, samples + 50
+    for k in range(60):
+        unit.update(Tick(_errors(20, 1), CohortBucket(), {}, T0 + 5.0 * k))
+        events, samples = events + 1, samples + 20
         e_value = _oracle(unit, events, samples).e_value(1.0)
-        verdict = unit.evaluate(NOT_READY).verdict
-        assert verdict is (Verdict.FAIL if e_value >= 100.0 else Verdict.INCONCLUSIVE), k
-        if verdict is Verdict.FAIL:
+        evidence = unit.evaluate(NOT_READY)
+        assert evidence.e_value == pytest.approx(e_value, rel=1e-9)
+        assert evidence.verdict is (Verdict.FAIL if e_value >= 100.0 else Verdict.INCONCLUSIVE)
+        if evidence.verdict is Verdict.FAIL:
             break
-    assert verdict is Verdict.FAIL
+    assert evidence.verdict is Verdict.FAIL
+    assert 100.0 <= e_value < 200.0
 
 
 def test_without_canary_requests_there_is_no_data_whatever_the_baseline() -> None:

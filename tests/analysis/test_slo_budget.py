@@ -122,6 +122,17 @@ def test_the_verdicts_against_the_budget() -> None:
     assert at_budget.evaluate(READY).upper > 1.0  # type: ignore[operator]
 
 
+def test_an_upper_bound_exactly_at_the_budget_passes() -> None:
+    # 10 errors in 2,000 requests against a 1 % budget: the upper bound on the odds ratio at
+    # 90 % is the grid point 1 itself, the budget: within it.
+    unit = _unit(SloErrorRateCheck(max_error_rate=0.01))
+    _feed(unit, [(2000, 10)])
+    evidence = unit.evaluate(READY)
+
+    assert evidence.upper == _oracle(unit, 10, 2000).upper(READY.alpha) == 1.0
+    assert evidence.verdict is Verdict.PASS
+
+
 def test_the_check_fails_at_the_first_tick_its_e_value_reaches_one_over_alpha() -> None:
     # 1 error in 20 requests a tick (5 % against a 2 % budget): the e-value grows slowly
     # enough to cross 100 below 200, so the threshold itself is what is tested.

@@ -549,7 +549,8 @@ class Rollout:
         if evidence.verdict is not Verdict.INCONCLUSIVE:
             return evidence.name
         if more is None:
-            return f"{evidence.name}: no estimate yet of the {counts}s it needs"
+            why = evidence.unit.unestimated() or f"no estimate yet of the {counts}s it needs"
+            return f"{evidence.name}: {why}"
         rate = self._canary_rate(counts, now)
         wait = f", about {duration(more / rate)} at the current rate" if rate > 0 else ""
         return f"{evidence.name}: an estimated {more:,} more canary {counts}s{wait}"

@@ -8,6 +8,7 @@ the time that takes at the stage's rate, and carrying on that long does settle i
 
 from __future__ import annotations
 
+import math
 import re
 
 from canarystream.contracts.decision import Action, Decision, Verdict
@@ -76,3 +77,21 @@ def test_a_hold_at_the_deadline_says_what_each_check_still_needs() -> None:
     wait = 2 * reason.more_samples / 10
     later = run(stream.requests(70, 70 + wait, rate=10), engine)
     assert any(d.action is Action.PROMOTE for d in later), [d.summary for d in later]
+
+
+def test_a_quantile_without_a_baseline_threshold_says_what_traffic_it_takes() -> None:
+    policy = fast_policy(
+        stages=[{"traffic_percent": 50, "min_duration": 30, "max_duration": 60, "min_samples": 10}],
+        checks=[{"kind": "latency", "quantile": 0.99}],
+    )
+    stream = Stream(seed=2)
+    decisions = run([stream.started(policy=policy), *stream.requests(0, 70, rate=2)])
+    hold = next(d for d in decisions if d.action is Action.HOLD)
+    (reason,) = (r for r in hold.reasons if r.kind == "latency")
+    assert reason.verdict is Verdict.INCONCLUSIVE and reason.more_samples is None
+    # A decayed sketch with a 5-minute half-life holds r x 300 / ln 2 requests at r req/s;
+    # a p99 needs 10 / 0.01 = 1,000 of them: 2.3 req/s, whatever the rollout's length.
+    held = re.search(r"its sketch holds (\d+) of the 1,000 requests", hold.summary)
+    assert held, hold.summary
+    assert 100 < int(held.group(1)) <= 120  # 2 req/s for 60 s, barely decayed
+    assert f"which takes at least {1000 * math.log(2) / 300:.1f} baseline req/s" in hold.summary

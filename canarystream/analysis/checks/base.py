@@ -353,6 +353,10 @@ class Unit:
     critical: bool
     alpha: float
 
+    def unestimated(self) -> str | None:
+        """Why the unit has no bound to estimate from yet, if it can say (else None)."""
+        return None
+
     def bound_text(self, value: float) -> str:
         """A bound in the tolerance's units as a person reads it: ``<= 0.02`` for a gauge."""
         return f"≤ {value:+.3g}"

@@ -44,11 +44,29 @@ class LatencyTracker:
         self.canary = LogHistogram()
         self.decay = 0.5 ** (tick / _BASELINE_HALF_LIFE_S)
 
+    @staticmethod
+    def needed(quantile: float) -> float:
+        """Baseline requests the decayed sketch must hold to estimate ``quantile``."""
+        return max(50.0, 10.0 / (1.0 - quantile))
+
     def threshold(self, quantile: float) -> float | None:
         """The baseline's current ``quantile`` once it has enough samples to estimate it."""
-        if self.baseline.total < max(50.0, 10.0 / (1.0 - quantile)):
+        if self.baseline.total < self.needed(quantile):
             return None
         return self.baseline.quantile(quantile)
+
+    def shortfall(self, quantile: float) -> str | None:
+        """Why no threshold exists for ``quantile`` yet, with the baseline rate it takes."""
+        needed = self.needed(quantile)
+        if self.baseline.total >= needed:
+            return None
+        # A steady r req/s fills the decayed sketch to r x half-life / ln 2 requests.
+        rate = needed * math.log(2) / _BASELINE_HALF_LIFE_S
+        return (
+            f"no baseline p{quantile * 100:g} to compare with yet: its sketch holds "
+            f"{self.baseline.total:,.0f} of the {needed:,.0f} requests it needs, which takes "
+            f"at least {rate:.1f} baseline req/s"
+        )
 
     def update(self, canary: Slice, baseline: Slice) -> None:
         """Add one tick of latencies."""
@@ -109,6 +127,9 @@ class LatencyQuantileUnit(Unit):
 
     def bound_text(self, value: float) -> str:
         return f"≤ {change(1.0 + value)}"
+
+    def unestimated(self) -> str | None:
+        return self.tracker.shortfall(self.quantile)
 
     def update(self, tick: Tick) -> None:
         c, b = slice_of(tick.canary, self.key), slice_of(tick.baseline, self.key)

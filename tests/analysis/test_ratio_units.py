@@ -184,12 +184,25 @@ def test_a_pass_by_blast_radius_says_so() -> None:
     assert (upper - 1.0) * 0.01 * 0.25 <= 0.01
 
     assert (evidence.verdict, evidence.upper) == (Verdict.PASS, upper)
+    assert evidence.reason().message.startswith("rate canary 1% vs baseline 1%: ×")
     assert evidence.reason().message.endswith(
         "; no harm by blast radius: extra bad requests within 1% of all traffic at 25%"
     )
     direct = _ErrorRun(check, alpha=0.05).feed(3000, 1, 27000, 270, times_=2)
     assert direct.unit.evaluate(ADVANCING).verdict is Verdict.PASS
     assert "blast radius" not in direct.unit.evaluate(ADVANCING).reason().message
+
+
+def test_an_upper_bound_exactly_at_the_tolerance_passes_without_the_blast_radius() -> None:
+    # 51 canary errors against 57 in equal traffic: the upper bound at 90 % is the grid
+    # point 1.5 itself, the advance tolerance.
+    check = ErrorRateCheck(advance_tolerance=1.5, advance_abs_margin=0.0)
+    run = _ErrorRun(check, alpha=0.05).feed(1000, 51, 1000, 57)
+    gate = Gate(ready=True, next_share=0.5, promoting=False, alpha=0.1)
+    evidence = run.unit.evaluate(gate)
+
+    assert (evidence.verdict, evidence.upper, evidence.bound) == (Verdict.PASS, 1.5, 1.5)
+    assert "blast radius" not in evidence.reason().message
 
 
 def test_errors_only_in_the_canary_have_no_finite_estimate() -> None:

@@ -111,6 +111,7 @@ def test_the_verdicts_against_the_budget() -> None:
     assert clean.evaluate(READY).upper is not None
     assert clean.evaluate(READY).upper <= 1.0  # type: ignore[operator]
     assert clean.evaluate(READY).bound == 1.0
+    assert clean.evaluate(READY).gate is READY
     assert clean.evaluate(NOT_READY).verdict is Verdict.INCONCLUSIVE
     assert clean.evaluate(NOT_READY).upper is None
     assert breaching.evaluate(NOT_READY).verdict is Verdict.FAIL

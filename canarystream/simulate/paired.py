@@ -47,6 +47,8 @@ class Cell:
     latency_mult: float = 1.0
     tail_mult: float = 1.0
     slow_instance: float = 1.0  # factor on one canary instance
+    onset: float = 0.0  # seconds after the start when the canary's effects begin
+    latency_drift: float = 0.0  # canary latency grows by this fraction per 10 min from onset
     null: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -126,10 +128,7 @@ class PairedRollout:
                 lat[shared] *= 1.5
                 p_err[shared] *= 5.0
             if cohort == 1:
-                lat *= cell.latency_mult
-                if cell.tail_mult != 1.0:
-                    lat[z > TAIL_Z] *= cell.tail_mult
-                p_err *= cell.error_mult
+                self._canary_effects(secs[sec_of], z, lat, p_err)
             err = rng.random(n) < p_err
             requests[cohort], errors[cohort] = n, err.sum()
             if n:
@@ -153,6 +152,24 @@ class PairedRollout:
             return [], stats
         parts = (ts_parts, lat_parts, err_parts, coh_parts, inst_parts)
         return self._events(start, load, parts), stats
+
+    def _canary_effects(
+        self, t: np.ndarray, z: np.ndarray, lat: np.ndarray, p_err: np.ndarray
+    ) -> None:
+        """Apply the cell's effects in place to canary requests at ``t`` s from the start."""
+        cell = self.cell
+        if cell.onset <= 0.0 and cell.latency_drift == 0.0:  # from the start: one product
+            lat *= cell.latency_mult
+            if cell.tail_mult != 1.0:
+                lat[z > TAIL_Z] *= cell.tail_mult
+            p_err *= cell.error_mult
+            return
+        on = t >= cell.onset
+        since = np.maximum(t - cell.onset, 0.0)
+        lat *= np.where(on, cell.latency_mult * (1.0 + cell.latency_drift * since / 600.0), 1.0)
+        if cell.tail_mult != 1.0:
+            lat[on & (z > TAIL_Z)] *= cell.tail_mult
+        p_err[on] *= cell.error_mult
 
     def _events(
         self,

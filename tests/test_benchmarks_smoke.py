@@ -28,7 +28,7 @@ EXPECTED = {
         "threshold-1m": ("rollback", 300),  # the fixed threshold's false alarm
     },
     "smoke-errors-x5": {
-        "engine": ("rollback", 80.0),
+        "engine": ("rollback", 85.0),
         "kayenta-5m": ("held", None),
         "kayenta-5m-critical": ("rollback", 300),
         "kayenta-30m": ("held", None),
@@ -52,13 +52,13 @@ def test_two_short_rollouts_through_engine_and_peers() -> None:
     assert rows[0]["engine"]["exposed"] is None  # counted for rollbacks only
     summary = summarise(rows, [null, regressed])
     assert summary["smoke-errors-x5"]["engine"]["rollback"] == 1.0
-    assert summary["smoke-errors-x5"]["engine"]["ttd_median_s"] == 80.0
+    assert summary["smoke-errors-x5"]["engine"]["ttd_median_s"] == 85.0
     assert summary["smoke-null"]["engine"]["rollback"] == 0.0
     assert summary["smoke-null"]["engine"]["held"] == 1.0
     assert summary["smoke-null"]["threshold-1m"]["rollback"] == 1.0
     table = markdown(summary)
     assert "| smoke-null | 1 | 0.0 | 97.5 | 100.0 | 0.0 |" in table
-    assert "| smoke-errors-x5 | 1 | 100.0 | 0.0 | 0.0 | 80 | 80 |" in table
+    assert "| smoke-errors-x5 | 1 | 100.0 | 0.0 | 0.0 | 85 | 85 |" in table
 
 
 def test_clopper_pearson_upper_matches_the_rule_of_three() -> None:

@@ -15,6 +15,24 @@ Two primitives serve every check:
 
 and :func:`rate_upper_bound`, a confidence sequence for one Bernoulli rate (the canary's own
 error rate), used when no ratio can be judged because neither cohort has any errors.
+
+Rollbacks are decided by *change-aware* tests, so that evidence gathered while the canary was
+healthy does not have to be outweighed before a later regression shows:
+
+* a :class:`RatioSequence` given ``detect=anchor`` also keeps an e-detector (Shin, Ramdas,
+  Rinaldo, "E-detectors: a nonparametric framework for sequential change detection"): a
+  mixture, over the step at which a regression might have started (the prior of
+  :func:`onset_weight`), of the e-processes started at that step.
+* :class:`MeanRestarts` restarts the confidence sequence of a stream of differences every few
+  observations, each restart at its own share of alpha (the same prior, by restart).
+
+The guarantee is the one the cumulative tests gave: under no regression, the detector is a
+nonnegative supermartingale that starts at 1 (the prior's masses sum to 1, and the mass of
+onsets still to come counts as 1 each), so by Ville's inequality the chance that it *ever*
+reaches ``1/alpha`` is at most ``alpha``, over any horizon and however often it is looked at;
+for the restarted sequences, a union bound over the restarts gives the same. There is no
+threshold to tune by horizon: what changes is the price of a late onset, about
+``log(1/prior mass)`` more evidence than a regression present from the start needs.
 """
 
 from __future__ import annotations
@@ -28,10 +46,65 @@ import numpy as np
 from canarystream.analysis.state import Reader, State, reader
 from canarystream.errors import AnalysisError
 
-__all__ = ["MeanSequence", "RatioGrid", "RatioSequence", "rate_upper_bound"]
+__all__ = [
+    "ONSET_HORIZON",
+    "ONSET_START",
+    "MeanRestarts",
+    "MeanSequence",
+    "RatioGrid",
+    "RatioSequence",
+    "onset_unspent",
+    "onset_weight",
+    "rate_upper_bound",
+]
 
 _LOG_STEP = 0.02  # 2 % resolution of the reported bounds
 _LOG_SPAN = 4.0  # psi from e^-4 (0.018) to e^4 (54.6)
+
+ONSET_START = 0.5
+"""Prior mass of a regression present from the first step (the cumulative test's share)."""
+ONSET_HORIZON = 360
+"""Steps over which later onsets share their prior mass evenly (30 minutes of 5 s ticks)."""
+_ONSET_EVEN = 0.75  # of the mass left after the start: even over the horizon; the rest after it
+
+
+def onset_weight(step: int, horizon: int = ONSET_HORIZON, start: float = ONSET_START) -> float:
+    """Prior mass of a regression that starts at ``step`` (1 for the first step).
+
+    ``start`` at step 1; then ``(1 - start) * 3/4`` spread evenly over steps 2 to
+    ``horizon + 1``; then the last quarter of what is left over the steps after the horizon, as
+    ``h / (j (j - 1))`` with ``j = step - 1``, which sums to 1 over ``j > h``. Every mass is
+    fixed in advance, so the mixture stays a supermartingale.
+
+    >>> onset_weight(1), round(onset_weight(2, horizon=100), 6), onset_weight(0)
+    (0.5, 0.00375, 0.0)
+    >>> round(sum(onset_weight(k, horizon=10) for k in range(1, 100_000)), 4)
+    1.0
+    """
+    if step < 1:
+        return 0.0
+    if step == 1:
+        return start
+    j, rest = step - 1, 1.0 - start
+    if j <= horizon:
+        return rest * _ONSET_EVEN / horizon
+    return rest * (1.0 - _ONSET_EVEN) * horizon / (j * (j - 1))
+
+
+def onset_unspent(steps: int, horizon: int = ONSET_HORIZON, start: float = ONSET_START) -> float:
+    """Prior mass of the onsets after ``steps`` steps (closed form of the tail sum).
+
+    >>> onset_unspent(0), onset_unspent(1)
+    (1.0, 0.5)
+    >>> abs(onset_unspent(30, 10) - (1 - sum(onset_weight(k, 10) for k in range(1, 31)))) < 1e-12
+    True
+    """
+    if steps < 1:
+        return 1.0
+    j, rest = steps - 1, 1.0 - start
+    even = rest * _ONSET_EVEN * min(j, horizon) / horizon
+    tail = rest * (1.0 - _ONSET_EVEN) * (1.0 - horizon / j) if j > horizon else 0.0
+    return max(rest - even - tail, 0.0)
 
 
 def rate_upper_bound(events: int, trials: int, alpha: float) -> float:
@@ -118,6 +191,9 @@ class RatioSequence:
     ----------
     anchors
         Ratios the e-processes test against (the tolerances); placed exactly on the grid.
+    detect
+        One of the anchors: also keep the e-detector against ``H0: psi <= detect`` (see
+        :meth:`detector`), for tests that decide rollbacks.
 
     Examples
     --------
@@ -130,13 +206,23 @@ class RatioSequence:
     (True, True)
     """
 
-    def __init__(self, anchors: Iterable[float] = (1.0,)) -> None:
+    def __init__(self, anchors: Iterable[float] = (1.0,), detect: float | None = None) -> None:
         self.grid = ratio_grid(tuple(sorted({float(a) for a in anchors})))
+        if detect is not None and float(detect) not in self.grid.anchor_index:
+            raise AnalysisError(f"the detector's anchor {detect} is not one of the anchors")
+        self.detect = None if detect is None else float(detect)
         self.loglik = np.zeros_like(self.grid.log_psi)
         self.x_total = 0
         self.y_total = 0
         self._mh_num = 0.0  # Mantel-Haenszel numerator and denominator
         self._mh_den = 0.0
+        # The e-detector: steps taken (updates with events), and per grid ratio above the
+        # anchor log R(psi) = log sum over onsets s of mass(s) prod_{i >= s} LR_i(psi); ``mass``
+        # scales the onset prior (0: only the cumulative test, as a state written before).
+        self.steps = 0
+        self.mass = 1.0
+        above = 0 if detect is None else self.grid.psi.size - self.grid.anchor_index[detect] - 1
+        self.log_r = np.full(above, -np.inf)
 
     def update(self, x: int, y: int, a: float, b: float) -> RatioSequence:
         """Fold one stratum: ``x`` treatment and ``y`` control events, exposures ``a``, ``b``."""
@@ -146,7 +232,14 @@ class RatioSequence:
         if k == 0 or a == 0 or b == 0:
             return self  # an empty stratum, or one cohort absent: no information on psi
         ratio = a / b
-        self.loglik += x * self.grid.log_psi - k * np.log1p(ratio * self.grid.psi)
+        step = x * self.grid.log_psi - k * np.log1p(ratio * self.grid.psi)
+        self.loglik += step
+        if self.detect is not None:
+            index = self.grid.anchor_index[self.detect]
+            self.steps += 1
+            weight = self.mass * onset_weight(self.steps)
+            born = np.logaddexp(self.log_r, math.log(weight)) if weight > 0 else self.log_r
+            self.log_r = born + (step[index + 1 :] - step[index])
         self.x_total += x
         self.y_total += y
         self._mh_num += x * b / (a + b)
@@ -169,6 +262,29 @@ class RatioSequence:
             - self.grid.log_mass_above[index]
         )
         return math.exp(min(float(log_e), 700.0))
+
+    def detector(self) -> float:
+        """E-detector against ``H0: psi <= detect`` at every step so far (1 before any).
+
+        ``M_t = sum_s mass(s) E_{s:t} + (mass of onsets after t)``, where ``E_{s:t}`` is the
+        mixture e-process of :meth:`e_value` fed only the steps from ``s`` on. Each
+        ``E_{s:.}`` is a supermartingale under the null, so ``M`` is one starting at 1 and
+        ``P(M ever >= 1/alpha) <= alpha`` (Ville). ``M_t >= mass(1) E_{1:t}``: a regression
+        present from the start costs ``log(1/ONSET_START)`` more evidence than the cumulative
+        test needs, one starting later about ``log(1/mass(s))`` less the evidence of the
+        onsets near ``s``, instead of all that the healthy steps before it gathered.
+        """
+        if self.detect is None:
+            raise AnalysisError("this sequence keeps no detector")
+        if self.mass == 0.0:  # no onset after the first step: the cumulative e-process
+            return self.e_value(self.detect)
+        index = self.grid.anchor_index[self.detect]
+        log_prior = self.grid.log_prior[index + 1 :] - self.grid.log_mass_above[index]
+        log_m = float(np.logaddexp.reduce(log_prior + self.log_r)) if self.steps else -math.inf
+        unspent = self.mass * onset_unspent(self.steps)
+        if unspent > 0:
+            log_m = float(np.logaddexp(log_m, math.log(unspent)))
+        return math.exp(min(log_m, 700.0))
 
     def upper_bound(self, alpha: float) -> float:
         """Anytime-valid upper confidence bound on ``psi`` at level ``1 - alpha``.
@@ -215,20 +331,61 @@ class RatioSequence:
             "y_total": self.y_total,
             "mh_num": self._mh_num,
             "mh_den": self._mh_den,
+            "detect": self.detect,
+            "steps": self.steps,
+            "mass": self.mass,
+            "log_r": self.log_r.tolist() if self.steps else [],
         }
 
     @classmethod
     def from_state(cls, state: State | Reader) -> RatioSequence:
-        """The sequence :meth:`to_state` described."""
+        """The sequence :meth:`to_state` described (state version 5 on)."""
         r = reader(state, "RatioSequence")
         anchors = r.reals("anchors")
         if not anchors or min(anchors) <= 0:
             raise r.fail("anchors", "expected positive ratios")
-        seq = cls(anchors)
+        detect = r.real("detect", none=True)
+        if detect is not None and detect not in anchors:
+            raise r.fail("detect", f"{detect} is not one of the anchors")
+        seq = cls(anchors, detect)
         seq.loglik = r.array("loglik", seq.grid.log_psi.size)
         seq.x_total, seq.y_total = r.integer("x_total"), r.integer("y_total")
         seq._mh_num, seq._mh_den = r.real("mh_num"), r.real("mh_den")
+        seq.steps, seq.mass = r.integer("steps"), r.real("mass")
+        if seq.steps < 0 or (detect is None and seq.steps):
+            raise r.fail("steps", "expected 0 without a detector, else a count")
+        if not 0.0 <= seq.mass <= 1.0:
+            raise r.fail("mass", "expected a share within [0, 1]")
+        if seq.steps:
+            seq.log_r = r.array("log_r", seq.log_r.size)
+        else:
+            r.items("log_r", 0)
         return seq
+
+    @staticmethod
+    def upgrade_state(state: State, detect: float | None) -> State:
+        """A sequence stored before detectors (state version 4) with one against ``detect``.
+
+        The evidence already gathered becomes the detector's whole prior (``mass`` 0, no later
+        onsets): the restored detector is exactly the cumulative e-process the rollout was
+        judged by, so the rollout keeps its guarantee across the upgrade; a sequence with no
+        step yet starts a full detector.
+        """
+        upgraded = {**state, "detect": detect, "steps": 0, "mass": 1.0, "log_r": []}
+        loglik = state.get("loglik")
+        anchors = state.get("anchors")
+        if detect is None or type(loglik) is not list or type(anchors) is not list:
+            return upgraded  # nothing to carry; from_state names any problem
+        try:
+            grid = ratio_grid(tuple(sorted({float(a) for a in anchors})))
+            index = grid.anchor_index[float(detect)]
+            values = np.asarray(loglik, dtype=float)
+        except (KeyError, TypeError, ValueError, AnalysisError):
+            return upgraded
+        if values.shape != grid.log_psi.shape or not values.any():
+            return upgraded
+        log_r = values[index + 1 :] - values[index]
+        return {**upgraded, "steps": 1, "mass": 0.0, "log_r": log_r.tolist()}
 
 
 class MeanSequence:
@@ -271,12 +428,13 @@ class MeanSequence:
             return math.inf
         return max(self._m2 / (self.count - 1), self.min_variance)
 
-    def radius(self, alpha: float) -> float:
+    def radius(self, alpha: float, variance: float | None = None) -> float:
         """Half-width of the two-sided ``1 - alpha`` confidence sequence at the current count.
 
         The boundary is applied to the standardised sum ``S_t / sigma`` (Robbins' normal
         mixture with mixing variance ``rho**2``), so its tuning does not depend on the scale of
         the data: a gauge in [0, 1] and a queue depth in the thousands get the same coverage.
+        ``variance`` replaces the running one (a restart uses the longer stream's too).
         """
         if self.count < 2:
             return math.inf
@@ -287,7 +445,7 @@ class MeanSequence:
         # sqrt((t+1)/(t-1)) widens the first few looks, where the plug-in variance is itself
         # uncertain; simulated coverage of Gaussian window differences stays within alpha for
         # t >= 6 with it (about twice alpha without it).
-        sigma = math.sqrt(self.variance * (t + 1) / (t - 1))
+        sigma = math.sqrt((self.variance if variance is None else variance) * (t + 1) / (t - 1))
         return sigma * math.sqrt(2.0 * v / (t * t * rho2) * math.log(math.sqrt(v) / alpha))
 
     def interval(self, alpha: float) -> tuple[float, float]:
@@ -312,3 +470,111 @@ class MeanSequence:
         seq = cls(r.integer("target"), r.real("min_variance"))
         seq.count, seq.mean, seq._m2 = r.integer("count"), r.real("mean"), r.real("m2")
         return seq
+
+
+class MeanRestarts:
+    """Confidence sequences of a stream's mean, restarted every ``every`` observations.
+
+    Restart ``k`` (1, 2, ...) holds the observations from number ``k * every + 1`` on; the
+    stream's own cumulative :class:`MeanSequence` (kept by the caller) is restart 0. Restart
+    ``k`` is judged at ``alpha * onset_weight(k + 1, horizon)``, where ``horizon`` is the
+    restarts in 30 minutes, so the cumulative sequence (at ``alpha * ONSET_START``) and every
+    restart together keep the chance that *any* of them ever excludes the true mean within
+    ``alpha`` (a union bound). The spread of a restart is the larger of its own and the
+    cumulative stream's (``pooled``), so a short restart is not judged on a variance estimated
+    from a handful of observations. Only the ``keep`` latest restarts are kept: dropping one
+    only gives up chances to reject. Restarts that are not ``live`` (a stream stored before
+    them) never start, and the cumulative sequence keeps all of alpha (:meth:`start_share`).
+
+    >>> restarts = MeanRestarts(every=5, horizon=20)
+    >>> whole = MeanSequence(target=20)
+    >>> for t in range(60):
+    ...     value = (0.0 if t < 30 else 1.0) + 0.1 * ((t * 7) % 5 - 2)
+    ...     _ = whole.update(value), restarts.update(value)
+    >>> whole.mean - whole.radius(0.01) > 0.5, restarts.exceeds(0.5, 0.01, whole.variance, 6)
+    (False, True)
+    """
+
+    def __init__(self, target: int = 20, every: int = 6, horizon: int = 60, keep: int = 24) -> None:
+        if every < 1 or horizon < 1 or keep < 1:
+            raise AnalysisError("every, horizon and keep must be at least 1")
+        self.target, self.every, self.horizon, self.keep = target, every, horizon, keep
+        self.count = 0  # observations seen
+        self.live = True
+        self.restarts: list[tuple[int, MeanSequence]] = []  # (restart number, its sequence)
+
+    def start_share(self) -> float:
+        """The share of alpha the caller's cumulative sequence is judged at."""
+        return ONSET_START if self.live else 1.0
+
+    def update(self, value: float) -> MeanRestarts:
+        """Add one observation to every kept restart, starting a new one every ``every``."""
+        if self.live and self.count and self.count % self.every == 0:
+            self.restarts.append((self.count // self.every, MeanSequence(target=self.target)))
+            del self.restarts[: -self.keep]
+        self.count += 1
+        for _, seq in self.restarts:
+            seq.update(value)
+        return self
+
+    def alpha_of(self, number: int, alpha: float) -> float:
+        """The level restart ``number`` is judged at."""
+        return alpha * onset_weight(number + 1, self.horizon)
+
+    def highest_lower(self, alpha: float, pooled: float, min_count: int) -> float:
+        """The highest lower bound of the restarts with ``min_count`` observations, each at
+        its level (its spread the larger of its own variance and ``pooled``); -inf if none."""
+        highest = -math.inf
+        for number, seq in self.restarts:
+            if seq.count < max(min_count, 2):
+                continue
+            variance = max(seq.variance, pooled)
+            highest = max(highest, seq.mean - seq.radius(self.alpha_of(number, alpha), variance))
+        return highest
+
+    def exceeds(self, limit: float, alpha: float, pooled: float, min_count: int) -> bool:
+        """Whether a restart's lower bound (:meth:`highest_lower`) lies above ``limit``."""
+        return self.highest_lower(alpha, pooled, min_count) > limit
+
+    def to_state(self) -> State:
+        """The restarts as plain data."""
+        return {
+            "target": self.target,
+            "every": self.every,
+            "horizon": self.horizon,
+            "keep": self.keep,
+            "count": self.count,
+            "live": self.live,
+            "restarts": [
+                {"number": number, "seq": seq.to_state()} for number, seq in self.restarts
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, state: State | Reader) -> MeanRestarts:
+        """The restarts :meth:`to_state` described."""
+        r = reader(state, "MeanRestarts")
+        try:
+            restarts = cls(r.integer("target"), r.integer("every"), r.integer("horizon"))
+        except AnalysisError as exc:
+            raise r.fail("every", str(exc)) from None
+        restarts.keep = r.integer("keep")
+        if restarts.keep < 1:
+            raise r.fail("keep", "expected at least 1")
+        restarts.count, restarts.live = r.integer("count"), r.flag("live")
+        restarts.restarts = [
+            (item.integer("number"), MeanSequence.from_state(item.child("seq")))
+            for item in r.children("restarts")
+        ]
+        if len(restarts.restarts) > restarts.keep:
+            raise r.fail("restarts", f"more than keep ({restarts.keep})")
+        return restarts
+
+    @staticmethod
+    def upgrade_state(count: int, target: int, every: int = 6, horizon: int = 60) -> State:
+        """Restarts for a stream stored before them (state version 4) with ``count``
+        observations: none ever started (``live`` false), so the rollout is judged to the end
+        as it was, by its cumulative sequence at all of alpha; a stream with no observation
+        yet gets live restarts."""
+        fresh = MeanRestarts(target, every, horizon).to_state()
+        return {**fresh, "count": count, "live": count == 0}

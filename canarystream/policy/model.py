@@ -289,7 +289,9 @@ class Policy(_Strict):
         default=0.05,
         ge=_MIN_ALPHA,
         lt=0.5,
-        description="False-rollback budget for the whole rollout, shared by all checks.",
+        description="False-rollback budget for the whole rollout, shared by all checks: the "
+        "chance that a check's change detector ever fails a canary with no regression beyond "
+        "its tolerance, however long the rollout runs and whenever a regression may start.",
     )
     advance_confidence: float = Field(
         default=0.9,

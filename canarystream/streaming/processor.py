@@ -59,6 +59,7 @@ from typing import Any
 
 import orjson
 
+from canarystream.analysis.sequential import MeanRestarts, RatioSequence
 from canarystream.analysis.state import Reader
 from canarystream.contracts.actuation import MAX_DETAIL_CHARS, DeadLetter, clip
 from canarystream.contracts.codec import TELEMETRY_TYPES, decode_events
@@ -83,7 +84,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = "canarystream/service-state"
-STATE_VERSION = 4
+STATE_VERSION = 5
 """Version of what :meth:`ServiceSnapshot.dumps` writes. Any change to what a ``to_state``
 writes or a ``from_state`` expects bumps it and adds a migration from the previous version to
 :data:`MIGRATIONS` (tests/engine/test_state.py fails for an attribute that is not carried)."""
@@ -144,10 +145,76 @@ def _v3_to_v4(state: dict[str, Any]) -> dict[str, Any]:
     return upgraded
 
 
+_RATIO_TESTS = {"error_rate": "tolerance", "probe": "tolerance"}  # detector's anchor field
+_UNIT_RATIO_TESTS = {"latency", "slo_error_rate", "slo_latency"}  # detector against ratio 1
+_RESTARTS = {"latency_shift": (6, 60), "gauge": (3, 20)}  # (every, horizon) of their restarts
+
+
+def _sequences_v4_to_v5(node: Any) -> Any:
+    """Every rate-ratio sequence under ``node`` with no detector (guards, no-harm bounds)."""
+    if type(node) is list:
+        return [_sequences_v4_to_v5(item) for item in node]
+    if type(node) is not dict:
+        return node
+    if "loglik" in node and "mh_num" in node and "detect" not in node:
+        return RatioSequence.upgrade_state(node, None)
+    return {key: _sequences_v4_to_v5(value) for key, value in node.items()}
+
+
+def _unit_v4_to_v5(unit: dict[str, Any]) -> dict[str, Any]:
+    """One check unit: its rollback test gains a detector, its difference stream restarts."""
+    kind, test, diffs = unit.get("kind"), unit.get("test"), unit.get("diffs")
+    upgraded = dict(unit)
+    if type(test) is dict and (kind in _RATIO_TESTS or kind in _UNIT_RATIO_TESTS):
+        anchor = unit.get(_RATIO_TESTS[kind]) if kind in _RATIO_TESTS else 1.0
+        upgraded["test"] = RatioSequence.upgrade_state(test, anchor)
+    if kind in _RESTARTS and type(diffs) is dict:
+        count, target = diffs.get("count"), diffs.get("target")
+        if type(count) is int and type(target) is int:
+            upgraded["restarts"] = MeanRestarts.upgrade_state(count, target, *_RESTARTS[kind])
+    return upgraded
+
+
+def _group_v4_to_v5(group: Any) -> Any:
+    units = group.get("units") if type(group) is dict else None
+    if type(units) is not list:
+        return group
+    return {
+        **group,
+        "units": [
+            {**item, "unit": _unit_v4_to_v5(item["unit"])}
+            if type(item) is dict and type(item.get("unit")) is dict
+            else item
+            for item in units
+        ],
+    }
+
+
+def _rollout_v4_to_v5(rollout: Any) -> Any:
+    groups = rollout.get("groups") if type(rollout) is dict else None
+    if type(groups) is not list:
+        return rollout
+    return _sequences_v4_to_v5({**rollout, "groups": [_group_v4_to_v5(g) for g in groups]})
+
+
+def _v4_to_v5(state: dict[str, Any]) -> dict[str, Any]:
+    """Version 5 adds change detectors to the tests that decide rollbacks: an e-detector in
+    each rate-ratio rollback test, restarted confidence sequences beside each stream of
+    differences. A rollout stored before goes on with the evidence it has: its detector is
+    its cumulative e-process with no later onset (the restarts never start), so it is judged
+    to the end as it was, with the same guarantee; other sequences get no detector."""
+    rollouts = state.get("rollouts")
+    upgraded = {**state, "version": 5}
+    if type(rollouts) is list:
+        upgraded["rollouts"] = [_rollout_v4_to_v5(item) for item in rollouts]
+    return upgraded
+
+
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
     3: _v3_to_v4,
+    4: _v4_to_v5,
 }
 """Upgrades of stored state: ``MIGRATIONS[n]`` turns a decoded version-``n`` snapshot (the
 whole envelope, plain data) into version ``n + 1``, and :meth:`ServiceSnapshot.loads` chains

@@ -154,7 +154,10 @@ def test_the_reason_of_a_gauge() -> None:
     _windows(unit, diffs)
     evidence = unit.evaluate(ADVANCING)
     reason = evidence.reason()
-    mean, lower = unit.diffs.mean, unit.diffs.mean - unit.diffs.radius(unit.alpha)
+    mean, lower = (
+        unit.diffs.mean,
+        unit.diffs.mean - unit.diffs.radius(unit.alpha / 2),
+    )  # the whole stream: half of alpha
     upper = mean + unit.diffs.radius(ADVANCING.alpha)
 
     assert evidence.verdict is Verdict.PASS
@@ -198,7 +201,10 @@ def test_the_reason_of_a_typical_latency_shift_is_in_relative_change() -> None:
     unit = _shift_unit(ticks=10, factor=1.03)
     evidence = unit.evaluate(ADVANCING)
     reason = evidence.reason()
-    mean, radius = unit.diffs.mean, unit.diffs.radius(unit.alpha)
+    mean, radius = (
+        unit.diffs.mean,
+        unit.diffs.radius(unit.alpha / 2),
+    )  # the whole stream: half of alpha
     upper = mean + unit.diffs.radius(ADVANCING.alpha)
 
     assert reason.estimate == pytest.approx(math.expm1(mean), rel=1e-12)

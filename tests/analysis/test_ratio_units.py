@@ -87,7 +87,7 @@ def test_error_rate_evidence_is_that_of_the_binomial_strata(
     for stratum in strata:
         run.feed(*stratum)
     unit, oracle = run.unit, run.oracle
-    e_value = oracle.e_value(1.2)
+    e_value = oracle.detector(1.2)
 
     for gate, bound in ((ADVANCING, 2.0), (PROMOTING, 1.5)):
         evidence = unit.evaluate(gate)
@@ -129,7 +129,7 @@ def test_error_rate_verdicts_without_data_before_the_stage_is_ready_and_at_a_fai
     run = _ErrorRun(check, alpha=0.01)
     for k in range(60):
         run.feed(100, 5, 100, 1)
-        fails = run.oracle.e_value(1.1) * 0.01 >= 1.0
+        fails = run.oracle.detector(1.1) * 0.01 >= 1.0
         assert (run.unit.evaluate(NOT_READY).verdict is Verdict.FAIL) == fails, k
         if fails:
             break
@@ -303,7 +303,7 @@ def test_latency_evidence_is_that_of_the_exceedances(factor: float, promoting: b
     gate = PROMOTING if promoting else ADVANCING
     evidence = run.unit.evaluate(gate)
     test, no_harm, promotable = run.oracles
-    e_value = test.e_value(1.0)
+    e_value = test.detector(1.0)
 
     assert evidence.e_value == pytest.approx(e_value, rel=1e-9)
     assert run.unit.no_harm.e_value(1.0) == pytest.approx(no_harm.e_value(1.0), rel=1e-9)
@@ -350,7 +350,7 @@ def test_a_slower_canary_fails_the_latency_check() -> None:
     evidence = run.unit.evaluate(NOT_READY)
 
     assert evidence.verdict is Verdict.FAIL
-    assert evidence.e_value == pytest.approx(run.oracles[0].e_value(1.0), rel=1e-9)
+    assert evidence.e_value == pytest.approx(run.oracles[0].detector(1.0), rel=1e-9)
 
 
 def test_the_blast_radius_of_slow_requests() -> None:

@@ -29,7 +29,7 @@ from canarystream.analysis.checks import UNIT_CLASSES, CheckGroup, LatencyTracke
 from canarystream.analysis.cohort import CohortBucket, Slice
 from canarystream.analysis.guards import BaselineDriftGuard, NoDataWatch, SampleRatioWatch
 from canarystream.analysis.recovery import RecoveryWatch, _Tally
-from canarystream.analysis.sequential import MeanSequence, RatioGrid, RatioSequence
+from canarystream.analysis.sequential import MeanRestarts, MeanSequence, RatioGrid, RatioSequence
 from canarystream.analysis.sketch import LogHistogram
 from canarystream.analysis.state import State, reader
 from canarystream.contracts.decision import Action, Decision
@@ -62,7 +62,7 @@ CASES: dict[str, tuple[str, float, float, Any, list[Action]]] = {
         50,
         1700,
         None,
-        [Action.ADVANCE, Action.ADVANCE, Action.ROLLBACK, Action.ROLLBACK_VERIFIED],
+        [Action.ADVANCE, Action.ADVANCE, Action.ADVANCE, Action.ROLLBACK, Action.ROLLBACK_VERIFIED],
     ),
     "breakdowns-and-gauges": (
         "endpoint-only",
@@ -190,7 +190,7 @@ def parts(rollout: Rollout) -> Iterator[tuple[str, Any, Rebuild]]:
         for key, unit in group.units.items():
             yield f"groups.{group.name}.{key}", unit, unit_from
             for name, value in vars(unit).items():
-                if isinstance(value, (RatioSequence, MeanSequence)):
+                if isinstance(value, (RatioSequence, MeanSequence, MeanRestarts)):
                     yield f"groups.{group.name}.{key}.{name}", value, type(value).from_state
     guards_config = rollout.policy.guards
     yield (
@@ -346,6 +346,7 @@ KNOWN = {
     *UNIT_CLASSES.values(),
     RatioSequence,
     MeanSequence,
+    MeanRestarts,
     BaselineDriftGuard,
     guards._Standardiser,
     SampleRatioWatch,

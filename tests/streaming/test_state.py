@@ -10,12 +10,15 @@ version, next to the old one: ``python -m tests.streaming.test_state``).
 version-1 migration), which version 3 reads with no starter and no command taken.
 ``fixtures/service-state-v3.json`` is that snapshot as version 3 wrote it, which version 4
 reads with no routing observed and its latest decision as the one that set the share.
+``fixtures/service-state-v4.json`` the same again as version 4 wrote it, which version 5
+reads with change detectors that go on exactly as the cumulative tests it stored.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -147,7 +150,7 @@ def test_version_1_is_read_as_the_current_version_without_tombstones() -> None:
     """Version 2 added the finished deployment ids; a version-1 record knows none."""
     restored = ServiceSnapshot.loads(FIXTURE.read_bytes())
     assert restored.tombstones == {}
-    assert orjson.loads(restored.dumps())["version"] == STATE_VERSION == 4
+    assert orjson.loads(restored.dumps())["version"] == STATE_VERSION == 5
 
 
 def test_version_2_is_read_with_no_starter_and_no_command_taken() -> None:
@@ -181,6 +184,33 @@ def test_version_3_is_read_with_no_routing_observed() -> None:
         "paged": None,
     }
     assert restored.dumps() == ServiceSnapshot.loads(FIXTURE.read_bytes()).dumps()
+
+
+def test_version_4_goes_on_as_its_cumulative_tests_with_no_later_onset() -> None:
+    """Version 5 added the change detectors; a version-4 rollout keeps the evidence it has:
+    its detectors are its cumulative e-processes (no onset mass left), its restarts never
+    start, so it decides as the run it came from."""
+    blob = (FIXTURES / "service-state-v4.json").read_bytes()
+    assert orjson.loads(blob)["version"] == 4
+    restored = ServiceSnapshot.loads(blob)
+    assert restored.dumps() == ServiceSnapshot.loads(FIXTURE.read_bytes()).dumps()
+    units = [unit for group in restored.rollouts[0].groups for unit in group.units.values()]
+    tests = [unit.test for unit in units if unit.kind in ("error_rate", "probe", "latency")]
+    assert tests and all(t.mass == 0.0 for t in tests if t.steps)
+    for test in tests:
+        if test.steps and test.detect is not None:
+            assert math.isclose(test.detector(), test.e_value(test.detect), rel_tol=1e-9)
+    gauges = [unit for unit in units if unit.kind == "gauge"]
+    assert gauges and all(not unit.restarts.live for unit in gauges if unit.diffs.count)
+
+    engine = Engine()
+    engine.adopt(restored.rollouts)
+    continuation = orjson.loads(CONTINUATION.read_bytes())
+    decisions = engine.process_all(continuation["events"])
+    added = {"reasons": {"__all__": set(ADDED_REASON_FIELDS)}}
+    assert [d.model_dump(mode="json", exclude=added) for d in decisions] == continuation[
+        "decisions"
+    ]
 
 
 def test_tombstones_survive_a_restart() -> None:

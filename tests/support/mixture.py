@@ -5,8 +5,9 @@ the statement of the test) and accumulates the log likelihood of each stratum wi
 ``scipy.stats.binom``: given ``x + y`` events, ``x`` is binomial with success probability
 ``a psi / (a psi + b)``. From that it computes, by the definitions and one point at a
 time, the e-value against ``psi <= anchor`` (the prior mixture above the anchor over the
-likelihood at it) and the anytime-valid bounds (the first ratio that the mixture on its far
-side rejects at ``1 / alpha``).
+likelihood at it), the anytime-valid bounds (the first ratio that the mixture on its far
+side rejects at ``1 / alpha``), and the change detector: the same e-value computed afresh
+from each onset's strata on, weighted by the onset prior.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import math
 import numpy as np
 from scipy.special import logsumexp
 from scipy.stats import binom
+
+from canarystream.analysis.sequential import onset_unspent, onset_weight
 
 __all__ = ["MixtureOracle"]
 
@@ -27,12 +30,27 @@ class MixtureOracle:
         self.psi = np.asarray(psi, dtype=float)
         self.prior = np.asarray(log_prior, dtype=float)
         self.loglik = np.zeros_like(self.psi)
+        self.strata: list[np.ndarray] = []  # each informative stratum's log likelihood
 
     def add(self, x: int, y: int, a: float, b: float) -> MixtureOracle:
         """One stratum: ``x`` events of exposure ``a`` and ``y`` of exposure ``b``."""
         if x + y and a and b:
-            self.loglik = self.loglik + binom.logpmf(x, x + y, a * self.psi / (a * self.psi + b))
+            step = binom.logpmf(x, x + y, a * self.psi / (a * self.psi + b))
+            self.loglik = self.loglik + step
+            self.strata.append(step)
         return self
+
+    def detector(self, anchor: float) -> float:
+        """sum over onsets s of prior(s) x the e-value of the strata from s on, plus the
+        prior mass of onsets still to come."""
+        index = int(np.flatnonzero(np.isclose(self.psi, anchor, rtol=1e-12))[0])
+        above = slice(index + 1, None)
+        total = onset_unspent(len(self.strata))
+        for start in range(len(self.strata)):
+            loglik = np.sum(self.strata[start:], axis=0)
+            log_e = logsumexp(self.prior[above] + loglik[above]) - logsumexp(self.prior[above])
+            total += onset_weight(start + 1) * math.exp(min(float(log_e - loglik[index]), 700.0))
+        return total
 
     def _log_e(self, index: int, side: slice) -> float:
         mixture = logsumexp(self.prior[side] + self.loglik[side]) - logsumexp(self.prior[side])

@@ -10,8 +10,9 @@ Every tick each unit gets :meth:`Unit.update` with one :class:`Tick`; then the e
 each unit once, :meth:`Unit.evaluate` with one :class:`Gate`, and builds the decision's action
 *and* its reasons from the :class:`Evidence` returned, so a reason shows what decided:
 
-* ``FAIL`` — the e-process against "no regression beyond ``tolerance``" reached ``1/alpha``
-  (anytime-valid: looking every tick does not inflate false rollbacks);
+* ``FAIL`` — the change detector against "no regression beyond ``tolerance``" reached
+  ``1/alpha`` (anytime-valid: looking every tick does not inflate false rollbacks, and a
+  regression that starts late is not held back by the healthy evidence before it);
 * ``PASS`` — the stage is ready and the anytime-valid upper confidence bound rules out a
   degradation beyond the tolerance in force (``advance_tolerance``, or the promote tolerance
   when promoting): evidence of no harm, not mere absence of significance;

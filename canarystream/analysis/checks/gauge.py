@@ -42,7 +42,7 @@ class GaugeUnit(MeanDifferenceUnit):
     counts = "metric"
 
     def __init__(self, name: str, metric: str, check: GaugeCheck, alpha: float) -> None:
-        super().__init__(target=20)
+        super().__init__(target=20, every=3, horizon=20)  # restarts every 3 windows
         self.name, self.critical, self.alpha = name, check.critical, alpha
         self.metric = metric
         self.check = check
@@ -66,7 +66,7 @@ class GaugeUnit(MeanDifferenceUnit):
         if now >= self.window_end:
             c_sum, c_n, b_sum, b_n = self.window
             if c_n and b_n:
-                self.diffs.update(self.sign * (c_sum / c_n - b_sum / b_n))
+                self.add(self.sign * (c_sum / c_n - b_sum / b_n))
             self.window = [0.0, 0.0, 0.0, 0.0]
             window = self.check.window
             if now - self.window_end > window * 1_000:

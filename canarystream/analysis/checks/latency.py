@@ -119,7 +119,7 @@ class LatencyQuantileUnit(Unit):
         self.quantile = check.quantile
         self.tolerance = check.tolerance
         self.advance_tolerance = check.advance_tolerance
-        self.test = RatioSequence(anchors=(1.0,))
+        self.test = RatioSequence(anchors=(1.0,), detect=1.0)
         self.no_harm = RatioSequence(anchors=(1.0,))
         self.promotable = RatioSequence(anchors=(1.0,))
         self.samples = [0, 0]
@@ -156,7 +156,7 @@ class LatencyQuantileUnit(Unit):
             return Evidence(self, gate, None)
         if self.samples[0] == 0:
             return Evidence(self, gate, Verdict.NO_DATA)
-        e_value = self.test.e_value(1.0)
+        e_value = self.test.detector()
         if e_value * self.alpha >= 1.0:
             return Evidence(self, gate, Verdict.FAIL, e_value=e_value)
         if not gate.ready:
@@ -205,7 +205,7 @@ class LatencyQuantileUnit(Unit):
         ratio = canary_q / baseline_q if canary_q and baseline_q else None
         e_value = evidence.e_value
         if e_value is None:
-            e_value = self.test.e_value(1.0)
+            e_value = self.test.detector()
         exceed = self.test.estimate()
         upper = evidence.upper
         in_force = evidence.gate.in_force(self.advance_tolerance, self.promote_tolerance)

@@ -42,9 +42,7 @@ class LatencyShiftUnit(MeanDifferenceUnit):
         self.samples[1] += b.requests
         if c.requests >= 2 and b.requests >= 2:
             # log1p keeps zero latencies finite; at millisecond scale it is log(x) + tiny.
-            self.diffs.update(
-                float(np.log1p(c.latency_array()).mean() - np.log1p(b.latency_array()).mean())
-            )
+            self.add(float(np.log1p(c.latency_array()).mean() - np.log1p(b.latency_array()).mean()))
 
     def bound_text(self, value: float) -> str:
         return f"≤ {change(1.0 + value)}"

@@ -6,6 +6,10 @@
   latency, gauges).
 
 Each gives its verdict in :meth:`evaluate` and reports the same numbers in :meth:`explain`.
+A FAIL (rollback) is decided by a change-aware test (an e-detector, or restarted confidence
+sequences; see :mod:`~canarystream.analysis.sequential`), so a regression that starts late in
+the rollout is not held back by the evidence of the healthy minutes before it; a PASS (no harm
+shown) by the cumulative confidence bounds, which use all the evidence.
 """
 
 from __future__ import annotations
@@ -14,7 +18,12 @@ import math
 
 from canarystream.analysis.checks.base import Evidence, Gate, Tick, Unit, samples_to_reach
 from canarystream.analysis.cohort import CohortBucket, Slice
-from canarystream.analysis.sequential import MeanSequence, RatioSequence, rate_upper_bound
+from canarystream.analysis.sequential import (
+    MeanRestarts,
+    MeanSequence,
+    RatioSequence,
+    rate_upper_bound,
+)
 from canarystream.analysis.state import Reader, State
 from canarystream.contracts.decision import CheckReason, Verdict
 from canarystream.readable import evidence_text, percent, times
@@ -41,7 +50,7 @@ class RateRatioUnit(Unit):
         self.advance_tolerance = advance_tolerance
         self.promote_tolerance = promote_tolerance
         self.abs_margin = abs_margin
-        self.test = RatioSequence(anchors=(tolerance, advance_tolerance))
+        self.test = RatioSequence(anchors=(tolerance, advance_tolerance), detect=tolerance)
         self.exposure = [0, 0]  # canary, baseline
         self.events = [0, 0]
 
@@ -81,7 +90,7 @@ class RateRatioUnit(Unit):
             return Evidence(self, gate, None)
         if self.exposure[0] == 0:
             return Evidence(self, gate, Verdict.NO_DATA)
-        e_value = self.test.e_value(self.tolerance)
+        e_value = self.test.detector()
         if e_value * self.alpha >= 1.0:
             return Evidence(self, gate, Verdict.FAIL, e_value=e_value)
         if not gate.ready:
@@ -116,7 +125,7 @@ class RateRatioUnit(Unit):
     def explain(self, evidence: Evidence) -> CheckReason:
         e_value = evidence.e_value
         if e_value is None:
-            e_value = self.test.e_value(self.tolerance)
+            e_value = self.test.detector()
         lower = self.test.lower_bound(self.alpha)
         upper = evidence.upper
         in_force = evidence.gate.in_force(self.advance_tolerance, self.promote_tolerance)
@@ -186,7 +195,7 @@ class OneSampleRateUnit(Unit):
         self.name, self.critical, self.alpha = name, critical, alpha
         self.budget = budget
         self.describe = describe
-        self.test = RatioSequence(anchors=(1.0,))
+        self.test = RatioSequence(anchors=(1.0,), detect=1.0)
         self.events = 0
         self.samples = 0
 
@@ -213,7 +222,7 @@ class OneSampleRateUnit(Unit):
     def evaluate(self, gate: Gate) -> Evidence:
         if self.samples == 0:
             return Evidence(self, gate, Verdict.NO_DATA)
-        e_value = self.test.e_value(1.0)
+        e_value = self.test.detector()
         if e_value * self.alpha >= 1.0:
             return Evidence(self, gate, Verdict.FAIL, e_value=e_value)
         if not gate.ready:
@@ -238,7 +247,7 @@ class OneSampleRateUnit(Unit):
     def explain(self, evidence: Evidence) -> CheckReason:
         e_value = evidence.e_value
         if e_value is None:
-            e_value = self.test.e_value(1.0)
+            e_value = self.test.detector()
         rate = self.events / self.samples if self.samples else None
         lower = self._rate(self.test.lower_bound(self.alpha))
         upper = None if evidence.upper is None else self._rate(evidence.upper)
@@ -284,9 +293,10 @@ class MeanDifferenceUnit(Unit):
     """Checks on a stream of canary-minus-baseline differences.
 
     A :class:`MeanSequence` on the differences fails the check when its lower bound exceeds
-    ``limit`` and passes it when its upper bound is within ``advance_limit``
-    (``promote_limit`` when promoting). Subclasses decide what one difference is and how to
-    show it to a person.
+    ``limit`` (at half of alpha), or when one of its :class:`MeanRestarts` does (the other
+    half, shared by the restarts), and passes it when its upper bound is within
+    ``advance_limit`` (``promote_limit`` when promoting). Subclasses decide what one
+    difference is and how to show it to a person.
     """
 
     limit: float
@@ -296,9 +306,27 @@ class MeanDifferenceUnit(Unit):
     tolerance: float
     advance_tolerance: float
 
-    def __init__(self, target: int) -> None:
+    def __init__(self, target: int, every: int = 6, horizon: int = 60) -> None:
         self.diffs = MeanSequence(target=target)
+        self.restarts = MeanRestarts(target, every, horizon)
         self.samples = [0, 0]
+
+    def add(self, value: float) -> None:
+        """Add one difference to the cumulative sequence and the restarts."""
+        self.diffs.update(value)
+        self.restarts.update(value)
+
+    def tested_lower(self) -> float:
+        """The lower bound the rollback is tested with: the higher of the cumulative
+        sequence's (at its share of alpha) and the restarts' (each at its own)."""
+        alpha = self.alpha * self.restarts.start_share()
+        whole = self.diffs.mean - self.diffs.radius(alpha)
+        restarted = self.restarts.highest_lower(self.alpha, self.diffs.variance, self.min_count)
+        return max(whole, restarted)
+
+    def fails(self) -> bool:
+        """Whether the cumulative sequence or a restart shows a difference above ``limit``."""
+        return self.tested_lower() > self.limit
 
     def shown(self, value: float) -> float:
         """A difference (or bound) in the units the check's tolerance is written in."""
@@ -315,7 +343,7 @@ class MeanDifferenceUnit(Unit):
             return Evidence(self, gate, Verdict.NO_DATA)
         if self.diffs.count < self.min_count:
             return Evidence(self, gate, Verdict.INCONCLUSIVE)
-        if self.diffs.mean - self.diffs.radius(self.alpha) > self.limit:
+        if self.fails():
             return Evidence(self, gate, Verdict.FAIL)
         if not gate.ready:
             return Evidence(self, gate, Verdict.INCONCLUSIVE)
@@ -338,7 +366,7 @@ class MeanDifferenceUnit(Unit):
         ready = self.diffs.count >= 2
         mean = self.diffs.mean
         estimate = self.shown(mean) if self.diffs.count else None
-        lower = self.shown(mean - self.diffs.radius(self.alpha)) if ready else None
+        lower = self.shown(self.tested_lower()) if ready else None
         upper = None if evidence.upper is None else self.shown(evidence.upper)
         interval = self.interval_upper(evidence)  # context for the message
         in_force = (
@@ -373,6 +401,7 @@ class MeanDifferenceUnit(Unit):
             "promote_limit": self.promote_limit,
             "min_count": self.min_count,
             "diffs": self.diffs.to_state(),
+            "restarts": self.restarts.to_state(),
             "samples": list(self.samples),
         }
 
@@ -381,4 +410,5 @@ class MeanDifferenceUnit(Unit):
         self.limit, self.advance_limit = r.real("limit"), r.real("advance_limit")
         self.promote_limit, self.min_count = r.real("promote_limit"), r.integer("min_count")
         self.diffs = MeanSequence.from_state(r.child("diffs"))
+        self.restarts = MeanRestarts.from_state(r.child("restarts"))
         self.samples = r.integers("samples", 2)

@@ -74,7 +74,11 @@ class CheckReason(BaseModel):
     check: str = Field(description="Check or guard name from the policy.")
     kind: str = Field(description="error_rate, latency, gauge, probe, slo_*, or a guard kind.")
     verdict: Verdict
-    critical: bool = Field(default=True, description="Critical checks roll back at once.")
+    critical: bool = Field(
+        default=True,
+        description="A failure rolls back at once: the check is critical, or this failure is "
+        "far past its tolerance (a gauge's critical_margin).",
+    )
     canary_samples: int = Field(default=0, ge=0, description="Canary observations used.")
     baseline_samples: int = Field(default=0, ge=0, description="Baseline observations used.")
     estimate: float | None = Field(

@@ -278,6 +278,7 @@ class Evidence:
         "gate",
         "more",
         "ruled_out",
+        "severe",
         "unit",
         "upper",
         "verdict",
@@ -294,10 +295,12 @@ class Evidence:
         bound: float | None = None,
         ruled_out: float | None = None,
         more: int | None = None,
+        severe: bool = False,
     ) -> None:
         self.unit, self.gate, self.verdict = unit, gate, verdict
         self.e_value, self.upper, self.bound = e_value, upper, bound
         self.ruled_out, self.more = ruled_out, more
+        self.severe = severe
         self._reason: CheckReason | None = None
 
     @property
@@ -307,8 +310,10 @@ class Evidence:
 
     @property
     def critical(self) -> bool:
-        """Whether the unit's check is critical."""
-        return self.unit.critical
+        """Whether this evidence rolls back at once if it fails: the unit's check is
+        critical, or the failure is ``severe`` (far past the tolerance: a gauge's
+        ``critical_margin``)."""
+        return self.unit.critical or self.severe
 
     def reason(self) -> CheckReason:
         """The readable account of this evidence (built once)."""
@@ -385,15 +390,21 @@ class Unit:
 
     def account(self, evidence: Evidence, **fields: Any) -> CheckReason:
         """A :class:`CheckReason` with what every unit reports, from ``evidence``."""
+        if evidence.severe:
+            fields["message"] = f"{fields.get('message', '')}; {self.severe_text()}"
         return CheckReason(
             check=self.name,
             kind=self.kind,
             verdict=evidence.verdict or Verdict.NO_DATA,
-            critical=self.critical,
+            critical=evidence.critical,
             ruled_out=evidence.ruled_out,
             more_samples=evidence.more,
             **fields,
         )
+
+    def severe_text(self) -> str:
+        """Why a severe failure rolls back at once, for a person."""
+        return "far past the tolerance: rolls back at once"
 
     def to_state(self) -> State:
         """The unit as plain data; ``kind`` names its class."""

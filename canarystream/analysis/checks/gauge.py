@@ -35,7 +35,8 @@ class GaugeUnit(MeanDifferenceUnit):
     Within each window both cohorts' samples are averaged; the canary-minus-baseline
     difference of a window is one observation, so swings shared by both cohorts cancel. A
     window closes at the first tick that ends at or after its end. Promotion needs the bound
-    within ``tolerance`` itself.
+    within ``tolerance`` itself. A failure whose lower bound passes the check's
+    ``critical_margin`` is severe: proven saturation rolls back at once, critical or not.
     """
 
     kind = "gauge"
@@ -74,6 +75,15 @@ class GaugeUnit(MeanDifferenceUnit):
                 self.window_end += window * math.floor((now - self.window_end) / window)
             while self.window_end <= now:
                 self.window_end += window
+
+    def severe_limit(self) -> float:
+        return self.check.severe_margin()
+
+    def severe_text(self) -> str:
+        return (
+            f"lower bound past the critical margin {self.check.severe_margin():g}: "
+            "rolls back at once"
+        )
 
     def describe(self, estimate: float | None, lower: float | None, upper: float | None) -> str:
         worse = "increase" if self.sign > 0 else "decrease"
@@ -131,12 +141,27 @@ class GaugeCheck(CheckModel):
         default=6, ge=3, le=10_000, description="Windows needed before any verdict."
     )
     critical: bool = False
+    critical_margin: float | None = Field(
+        default=None,
+        ge=0,
+        le=1e12,
+        description="Absolute difference past which a failure rolls back at once even when "
+        "the check is not critical: its lower confidence bound beyond this margin is proven "
+        "harm far past the tolerance, not evidence to hold on; absent means twice the "
+        "tolerance.",
+    )
 
     @model_validator(mode="after")
     def _advance_not_tighter(self) -> GaugeCheck:
         if self.advance_tolerance < self.tolerance:
             raise ValueError("advance_tolerance must be at least tolerance")
+        if self.critical_margin is not None and self.critical_margin < self.tolerance:
+            raise ValueError("critical_margin must be at least tolerance")
         return self
+
+    def severe_margin(self) -> float:
+        """The critical margin in force: the policy's, else twice the tolerance."""
+        return 2.0 * self.tolerance if self.critical_margin is None else self.critical_margin
 
     def default_name(self) -> str:
         return f"gauge-{self.metric}" if self.metric != "*" else "gauges"

@@ -328,6 +328,11 @@ class MeanDifferenceUnit(Unit):
         """Whether the cumulative sequence or a restart shows a difference above ``limit``."""
         return self.tested_lower() > self.limit
 
+    def severe_limit(self) -> float:
+        """The difference the lower bound must pass for a failure to roll back at once even
+        when the check is not critical (infinite: never)."""
+        return math.inf
+
     def shown(self, value: float) -> float:
         """A difference (or bound) in the units the check's tolerance is written in."""
         return value
@@ -343,8 +348,9 @@ class MeanDifferenceUnit(Unit):
             return Evidence(self, gate, Verdict.NO_DATA)
         if self.diffs.count < self.min_count:
             return Evidence(self, gate, Verdict.INCONCLUSIVE)
-        if self.fails():
-            return Evidence(self, gate, Verdict.FAIL)
+        lower = self.tested_lower()
+        if lower > self.limit:
+            return Evidence(self, gate, Verdict.FAIL, severe=lower > self.severe_limit())
         if not gate.ready:
             return Evidence(self, gate, Verdict.INCONCLUSIVE)
         limit = gate.in_force(self.advance_limit, self.promote_limit)

@@ -12,6 +12,8 @@ version-1 migration), which version 3 reads with no starter and no command taken
 reads with no routing observed and its latest decision as the one that set the share.
 ``fixtures/service-state-v4.json`` the same again as version 4 wrote it, which version 5
 reads with change detectors that go on exactly as the cumulative tests it stored.
+``fixtures/service-state-v5.json`` is today's format of the same snapshot, kept so that a
+change of the format shows here as a new version, not as a silent difference.
 """
 
 from __future__ import annotations
@@ -211,6 +213,14 @@ def test_version_4_goes_on_as_its_cumulative_tests_with_no_later_onset() -> None
     assert [d.model_dump(mode="json", exclude=added) for d in decisions] == continuation[
         "decisions"
     ]
+
+
+def test_version_5_the_current_format_reads_back_byte_for_byte() -> None:
+    blob = (FIXTURES / "service-state-v5.json").read_bytes()
+    assert orjson.loads(blob)["version"] == 5 == processor.STATE_VERSION
+    restored = ServiceSnapshot.loads(blob)
+    assert restored.dumps() == blob
+    assert blob == ServiceSnapshot.loads(FIXTURE.read_bytes()).dumps()
 
 
 def test_tombstones_survive_a_restart() -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from canarystream.cli.app import app
-from canarystream.cli.console import err_console, escape
+from canarystream.cli.console import err_console
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -80,72 +79,28 @@ def backtest(
     --strict stopped at a bad line; 2 usage error or unreadable input; 3 nothing judged (no
     rollout started), --out left as it was.
     """
-    from canarystream.atomicfile import AtomicFile  # noqa: PLC0415
     from canarystream.backtest import backtest_files  # noqa: PLC0415  (the engine)
-    from canarystream.cli.replay_cmd import (  # noqa: PLC0415
-        EXIT_NOTHING_JUDGED,
-        EXIT_OK,
-        EXIT_STRICT,
-        EXIT_USAGE,
-        _check_usage,
-        _engine,
-        _print_counts,
-        _print_nothing_judged,
-        _progress,
-        _progress_task,
-        _Rejections,
-        _settle,
-    )
-    from canarystream.contracts.codec import encode_decision  # noqa: PLC0415
-    from canarystream.replay import STDIN, ReplayInputError, StrictReplayError  # noqa: PLC0415
+    from canarystream.cli.file_run import run_files  # noqa: PLC0415
+    from canarystream.cli.replay_cmd import EXIT_OK, _print_counts  # noqa: PLC0415
 
     err = err_console()
-    _check_usage(err, files, out)
-    engine = _engine(err, policy, access)
-    writer = AtomicFile(out) if out is not None and str(out) != STDIN else None
-    sink = writer.handle if writer is not None else sys.stdout.buffer
-    rejections = _Rejections(err, quiet)
-
-    def on_decision(decision: Any) -> None:
-        sink.write(encode_decision(decision) + b"\n")
-
-    progress = _progress(err, files, quiet)
-    result: BacktestResult | None = None
-    code = EXIT_OK
-    try:
-        with progress:
-            advance = _progress_task(progress, files, "backtest")
-            result = backtest_files(
-                files,
-                engine=engine,
-                on_decision=on_decision,
-                on_reject=rejections,
-                strict=strict,
-                on_progress=advance,
-            )
-    except StrictReplayError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc.rejection))}", highlight=False, soft_wrap=True)
-        code = EXIT_STRICT
-    except ReplayInputError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        code = EXIT_USAGE
-    except BaseException:
-        if writer is not None:
-            writer.discard()  # interrupted: the old file stays as it was
-        raise
-    finally:
-        if writer is None:
-            sink.flush()
-
-    if result is not None and not result.judged:
-        code = EXIT_NOTHING_JUDGED
-        _print_nothing_judged(err, result.replay, out if writer is not None else None)
-    _settle(writer, ok=code == EXIT_OK)
-    if result is not None and code == EXIT_OK:
-        _print_comparison(err, result)
+    run = run_files(
+        err,
+        backtest_files,
+        files,
+        label="backtest",
+        replay_of=lambda result: result.replay,
+        policy=policy,
+        out=out,
+        strict=strict,
+        quiet=quiet,
+        access=access,
+    )
+    if run.result is not None and run.code == EXIT_OK:
+        _print_comparison(err, run.result)
         if not quiet:
-            _print_counts(err, result.replay, rejections.count)
-    raise typer.Exit(code)
+            _print_counts(err, run.result.replay, run.rejected)
+    raise typer.Exit(run.code)
 
 
 def comparison_table(result: BacktestResult) -> Table:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,7 +17,6 @@ if TYPE_CHECKING:
     from rich.progress import Progress
     from rich.table import Table
 
-    from canarystream.atomicfile import AtomicFile
     from canarystream.engine import Engine
     from canarystream.replay import Rejection, ReplayResult
 
@@ -163,59 +161,25 @@ def replay(
     unreadable input (nothing written); 3 nothing judged: no rollout could be started (every
     line rejected, an unknown policy, no announcement), and --out is left as it was.
     """
-    from canarystream.atomicfile import AtomicFile  # noqa: PLC0415
-    from canarystream.contracts.codec import encode_decision  # noqa: PLC0415
-    from canarystream.replay import (  # noqa: PLC0415  (the engine: scipy, river)
-        ReplayInputError,
-        StrictReplayError,
-        replay_files,
-    )
+    from canarystream.cli.file_run import run_files  # noqa: PLC0415
+    from canarystream.replay import replay_files  # noqa: PLC0415  (the engine: scipy, river)
 
     err = err_console()
-    _check_usage(err, files, out)
-    engine = _engine(err, policy, access)
-    writer = AtomicFile(out) if out is not None and str(out) != STDIN else None
-    sink = writer.handle if writer is not None else sys.stdout.buffer
-    rejections = _Rejections(err, quiet)
-
-    def on_decision(decision: Any) -> None:
-        sink.write(encode_decision(decision) + b"\n")
-
-    progress = _progress(err, files, quiet)
-    result: ReplayResult | None = None
-    code = EXIT_OK
-    try:
-        with progress:
-            advance = _progress_task(progress, files, "replay")
-            result = replay_files(
-                files,
-                engine=engine,
-                on_decision=on_decision,
-                on_reject=rejections,
-                strict=strict,
-                on_progress=advance,
-            )
-    except StrictReplayError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc.rejection))}", highlight=False, soft_wrap=True)
-        code = EXIT_STRICT
-    except ReplayInputError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        code = EXIT_USAGE
-    except BaseException:
-        if writer is not None:
-            writer.discard()  # interrupted: the old file stays as it was
-        raise
-    finally:
-        if writer is None:
-            sink.flush()
-
-    if result is not None and not result.judged:
-        code = EXIT_NOTHING_JUDGED
-        _print_nothing_judged(err, result, out if writer is not None else None)
-    _settle(writer, ok=code == EXIT_OK)
-    if result is not None and not quiet:
-        _print_summary(err, result, rejections.count)
-    raise typer.Exit(code)
+    run = run_files(
+        err,
+        replay_files,
+        files,
+        label="replay",
+        replay_of=lambda result: result,
+        policy=policy,
+        out=out,
+        strict=strict,
+        quiet=quiet,
+        access=access,
+    )
+    if run.result is not None and not quiet:
+        _print_summary(err, run.result, run.rejected)
+    raise typer.Exit(run.code)
 
 
 class _Rejections:
@@ -240,16 +204,6 @@ def _check_usage(err: Console, files: list[Path], out: Path | None) -> None:
     if problem is not None:
         err.print(f"[red]error:[/] {escape(problem)}", highlight=False)
         raise typer.Exit(EXIT_USAGE)
-
-
-def _settle(writer: AtomicFile | None, *, ok: bool) -> None:
-    """Put the output in place of ``--out`` if the replay succeeded, else leave it as it was."""
-    if writer is None:
-        return
-    if ok:
-        writer.commit()
-    else:
-        writer.discard()
 
 
 def _engine(err: Console, policy: list[Path] | None, access: Path | None) -> Engine:

@@ -14,11 +14,7 @@ Results: ``benchmarks/results/changepoint-<tag>.json`` and ``.md``.
 
 from __future__ import annotations
 
-import argparse
-import json
-import multiprocessing
 import platform
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -26,13 +22,13 @@ from typing import Any
 import numpy as np
 
 from benchmarks.detection import clopper_pearson_upper
+from benchmarks.paired import TERMINAL, paired_decisions
+from benchmarks.pool import arguments, pooled, scaled, write_results
 from canarystream.analysis.sequential import MeanRestarts, MeanSequence, RatioSequence
-from canarystream.engine import Engine
-from canarystream.simulate.paired import CHUNK, T0, Cell, PairedRollout
+from canarystream.simulate.paired import T0, Cell
 
 __all__ = ["CELLS", "main", "run_rollout"]
 
-RESULTS = Path(__file__).parent / "results"
 HORIZON_MIN = 45
 RATE = 20.0
 DRIFT_CROSSING_S = 300.0  # +10 % per 10 min reaches the +5 % tolerance after 5 minutes
@@ -61,21 +57,11 @@ CELLS = _cells()
 
 def run_rollout(cell: Cell, seed: int, horizon_min: int = HORIZON_MIN) -> dict[str, Any]:
     """One rollout of ``cell``: the engine's terminal action and its time (s from start)."""
-    gen = PairedRollout(cell, seed)
-    engine = Engine()
-    engine.process(gen.deployment_event())
     outcome, seconds, check = "held", None, ""
-    for k in range(horizon_min):
-        events, _ = gen.chunk(float(k * CHUNK), build=True)
-        for event in events:
-            for decision in engine.process(event):
-                action = decision.action.value
-                if action in ("rollback", "promote"):
-                    outcome, seconds, check = action, decision.ts - T0, decision.summary
-                    break
-            if seconds is not None:
-                break
-        if seconds is not None:
+    for decisions in paired_decisions(cell, seed, horizon_min):
+        ended = next((d for d in decisions if d.action.value in TERMINAL), None)
+        if ended is not None:
+            outcome, seconds, check = ended.action.value, ended.ts - T0, ended.summary
             break
     return {"cell": cell.name, "seed": seed, "outcome": outcome, "seconds": seconds, "why": check}
 
@@ -167,88 +153,67 @@ def null_detector_runs(kind: str, alpha: float, runs: int, seed: int) -> dict[st
     }
 
 
-def _null_task(args: tuple[str, float, int, int]) -> dict[str, Any]:
-    return null_detector_runs(*args)
-
-
-def _task(args: tuple[int, int]) -> dict[str, Any]:
-    index, seed = args
-    return run_rollout(CELLS[index][0], seed)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the cells and write the results."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument(
-        "--scale", type=float, default=1.0, help="multiply rollout counts (0: no rollouts)"
-    )
+    parser = arguments(__doc__, scale="multiply rollout counts (0: no rollouts)")
     parser.add_argument("--tag", default="current", help="suffix of the result files")
     parser.add_argument("--exclude", default="", help="skip cells whose name contains this")
     parser.add_argument(
         "--null-runs", type=int, default=0, help="also simulate the detectors alone, N runs each"
     )
     args = parser.parse_args(argv)
-    nulls: list[dict[str, Any]] = []
-    if args.null_runs:
-        # alpha 0.05 / 6: the default policy's share of one check; 0.1 shows the bound's slack.
-        jobs = [
-            (kind, alpha, max(1, args.null_runs // 10), 11 + 1_000 * index + part)
-            for index, (kind, alpha) in enumerate(
-                (k, a)
-                for k in ("ratio-boundary", "ratio-aa", "mean-boundary")
-                for a in (0.1, 0.05 / 6)
-            )
-            for part in range(10)
-        ]
-        with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-            parts = pool.map(_null_task, jobs)
-        merged: dict[tuple[str, float], list[int]] = defaultdict(lambda: [0, 0])
-        for part in parts:
-            merged[(part["kind"], part["alpha"])][0] += part["false_alarms"]
-            merged[(part["kind"], part["alpha"])][1] += part["runs"]
-        for (kind, alpha), (k, n) in merged.items():
-            nulls.append(
-                {
-                    "kind": kind,
-                    "alpha": alpha,
-                    "runs": n,
-                    "false_alarms": k,
-                    "rate": k / n,
-                    "upper95": clopper_pearson_upper(k, n),
-                }
-            )
-            upper = clopper_pearson_upper(k, n)
-            print(f"null {kind} alpha {alpha:.4f}: {k}/{n} = {k / n:.4f} (95 % upper {upper:.4f})")
+    nulls = _nulls(args.null_runs, args.workers) if args.null_runs else []
     tasks = []
-    for index, (cell, _start, count) in enumerate(CELLS):
+    for cell, _start, count in CELLS:
         if args.scale <= 0 or (args.exclude and args.exclude in cell.name):
             continue
         # Seeds are shared by the cells of one effect, so onsets compare on the same draws.
-        tasks += [(index, 7_000_003 + seed) for seed in range(max(2, round(count * args.scale)))]
-    started = time.perf_counter()
-    with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-        rows = list(pool.imap_unordered(_task, tasks, chunksize=4))
-    elapsed = time.perf_counter() - started
-    summary = summarise(rows)
-    meta = {
-        "rollouts": len(rows),
-        "seconds": round(elapsed, 1),
-        "workers": args.workers,
-        "scale": args.scale,
-        "python": platform.python_version(),
-        "load_average": list(Path("/proc/loadavg").read_text().split()[:3]),
-    }
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"changepoint-{args.tag}"
-    out.with_suffix(".json").write_text(
-        json.dumps({"meta": meta, "nulls": nulls, "summary": summary, "rollouts": rows}, indent=1)
+        tasks += [(cell, 7_000_003 + seed) for seed in range(scaled(count, args.scale))]
+    run = pooled(run_rollout, tasks, args.workers, chunksize=4)
+    summary = summarise(run.rows)
+    meta = run.meta(
+        scale=args.scale,
+        python=platform.python_version(),
+        load_average=list(Path("/proc/loadavg").read_text().split()[:3]),
     )
     table = markdown(summary)
-    out.with_suffix(".md").write_text(table)
-    print(table)
-    print(f"{len(rows)} rollouts in {elapsed:.0f}s with {args.workers} workers")
+    name = f"changepoint-{args.tag}"
+    write_results(name, table, meta=meta, nulls=nulls, summary=summary, rollouts=run.rows)
+    print(run.line())
     return summary
+
+
+def _nulls(runs: int, workers: int) -> list[dict[str, Any]]:
+    """:func:`null_detector_runs` of each kind at two alphas, ``runs`` in all each, in ten
+    parts; printed, and returned merged."""
+    # alpha 0.05 / 6: the default policy's share of one check; 0.1 shows the bound's slack.
+    jobs = [
+        (kind, alpha, max(1, runs // 10), 11 + 1_000 * index + part)
+        for index, (kind, alpha) in enumerate(
+            (k, a) for k in ("ratio-boundary", "ratio-aa", "mean-boundary") for a in (0.1, 0.05 / 6)
+        )
+        for part in range(10)
+    ]
+    parts = pooled(null_detector_runs, jobs, workers, ordered=True).rows
+    merged: dict[tuple[str, float], list[int]] = defaultdict(lambda: [0, 0])
+    for part in parts:
+        merged[(part["kind"], part["alpha"])][0] += part["false_alarms"]
+        merged[(part["kind"], part["alpha"])][1] += part["runs"]
+    nulls = []
+    for (kind, alpha), (k, n) in merged.items():
+        upper = clopper_pearson_upper(k, n)
+        nulls.append(
+            {
+                "kind": kind,
+                "alpha": alpha,
+                "runs": n,
+                "false_alarms": k,
+                "rate": k / n,
+                "upper95": upper,
+            }
+        )
+        print(f"null {kind} alpha {alpha:.4f}: {k}/{n} = {k / n:.4f} (95 % upper {upper:.4f})")
+    return nulls
 
 
 if __name__ == "__main__":

@@ -9,25 +9,20 @@ Results: ``benchmarks/results/detection.json`` and ``benchmarks/results/detectio
 
 from __future__ import annotations
 
-import argparse
-import json
-import multiprocessing
 import platform
-import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.stats import beta
 
 from benchmarks.peers import IntervalMannWhitneyJudge, ThresholdJudge
+from benchmarks.pool import arguments, pooled, scaled, write_results
 from canarystream.engine import Engine
 from canarystream.simulate.paired import CHUNK, T0, Cell, PairedRollout
 
 __all__ = ["CELLS", "clopper_pearson_upper", "main", "run_rollout", "summarise"]
 
-RESULTS = Path(__file__).parent / "results"
 HORIZON_MIN = 45
 PEER_MIN = 30
 JUDGES = ("engine", "kayenta-5m", "kayenta-5m-critical", "kayenta-30m", "threshold-1m")
@@ -229,51 +224,24 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _task(args: tuple[int, int]) -> dict[str, Any]:
-    cell_index, seed = args
-    return run_rollout(CELLS[cell_index][0], seed)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the matrix and write the results."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = arguments(__doc__, scale="multiply rollout counts")
     parser.add_argument("--quick", action="store_true", help="a tenth of the rollouts")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply rollout counts")
     args = parser.parse_args(argv)
     scale = args.scale * (0.1 if args.quick else 1.0)
     tasks = []
-    for index, (_cell, count) in enumerate(CELLS):
-        n = max(2, round(count * scale))
+    for index, (cell, count) in enumerate(CELLS):
         # Seeds differ per cell, so no two cells share draws.
-        tasks += [(index, 1_000_003 * index + seed) for seed in range(n)]
+        tasks += [(cell, 1_000_003 * index + seed) for seed in range(scaled(count, scale))]
     # Expensive cells first so the two workers finish together.
-    tasks.sort(key=lambda t: -CELLS[t[0]][0].rate)
-    started = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-        for done, row in enumerate(pool.imap_unordered(_task, tasks, chunksize=4), start=1):
-            rows.append(row)
-            if done % 500 == 0:
-                print(f"{done}/{len(tasks)} rollouts, {time.perf_counter() - started:.0f}s")
-    elapsed = time.perf_counter() - started
-    summary = summarise(rows, [cell for cell, _ in CELLS])
-    RESULTS.mkdir(exist_ok=True)
-    meta = {
-        "rollouts": len(rows),
-        "seconds": round(elapsed, 1),
-        "workers": args.workers,
-        "quick": args.quick,
-        "scale": args.scale,
-        "python": platform.python_version(),
-    }
-    (RESULTS / "detection.json").write_text(
-        json.dumps({"meta": meta, "summary": summary, "rollouts": rows}, indent=1)
-    )
+    tasks.sort(key=lambda t: -t[0].rate)
+    run = pooled(run_rollout, tasks, args.workers, chunksize=4, every=500)
+    summary = summarise(run.rows, [cell for cell, _ in CELLS])
+    meta = run.meta(quick=args.quick, scale=args.scale, python=platform.python_version())
     table = markdown(summary)
-    (RESULTS / "detection.md").write_text(table)
-    print(table)
-    print(f"{len(rows)} rollouts in {elapsed:.0f}s with {args.workers} workers")
+    write_results("detection", table, meta=meta, summary=summary, rollouts=run.rows)
+    print(run.line())
     return summary
 
 

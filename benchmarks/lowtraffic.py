@@ -11,27 +11,24 @@ Results: ``benchmarks/results/lowtraffic.json`` and ``benchmarks/results/lowtraf
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import multiprocessing
 import os
 import platform
 import time
 from collections import Counter, defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.detection import clopper_pearson_upper
+from benchmarks.paired import TERMINAL, paired_decisions
+from benchmarks.pool import arguments, pooled, scaled, write_results
 from canarystream.analysis.sequential import RatioSequence
-from canarystream.engine import Engine
-from canarystream.simulate.paired import CHUNK, MEDIAN_MS, SIGMA, T0, Cell, PairedRollout
+from canarystream.simulate.paired import MEDIAN_MS, SIGMA, T0, Cell
 
 __all__ = ["CELLS", "main", "p99_reach", "run_rollout", "summarise"]
 
-RESULTS = Path(__file__).parent / "results"
 HORIZON_MIN = 45
 PLAN_S = 1800.0
 
@@ -54,19 +51,12 @@ CELLS = _cells()
 
 def run_rollout(cell: Cell, seed: int, horizon_min: int = HORIZON_MIN) -> dict[str, Any]:
     """One rollout of ``cell``: its outcome, when, and the last decision's account."""
-    gen = PairedRollout(cell, seed)
-    engine = Engine()
-    engine.process(gen.deployment_event())
     outcome, seconds, last = "held", None, None
-    for k in range(horizon_min):
-        events, _ = gen.chunk(float(k * CHUNK), build=True)
-        for event in events:
-            for decision in engine.process(event):
-                last = decision
-                if decision.action.value in ("rollback", "promote"):
-                    outcome, seconds = decision.action.value, decision.ts - T0
-            if seconds is not None:
-                break
+    for decisions in paired_decisions(cell, seed, horizon_min):
+        for decision in decisions:
+            last = decision
+            if decision.action.value in TERMINAL:
+                outcome, seconds = decision.action.value, decision.ts - T0
         if seconds is not None:
             break
     checks: dict[str, dict[str, Any]] = {}
@@ -179,16 +169,9 @@ def p99_reach(rate: float, runs: int = 200, seed: int = 1) -> dict[str, float]:
     }
 
 
-def _task(args: tuple[int, int]) -> dict[str, Any]:
-    index, seed = args
-    return run_rollout(CELLS[index][0], seed)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the cells and write the results."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply rollout counts")
+    parser = arguments(__doc__, scale="multiply rollout counts")
     parser.add_argument("--tag", default="lowtraffic", help="results file name")
     parser.add_argument("--p99", action="store_true", help="only the p99 reachability runs")
     args = parser.parse_args(argv)
@@ -197,35 +180,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(reach, indent=1))
         return reach
     tasks = []
-    for index, (_cell, count) in enumerate(CELLS):
+    for index, (cell, count) in enumerate(CELLS):
         # Seeds differ per cell (and from the detection matrix's), so no two cells share draws.
-        tasks += [
-            (index, 7_000_003 * (index + 1) + s) for s in range(max(2, round(count * args.scale)))
-        ]
-    tasks.sort(key=lambda t: -CELLS[t[0]][0].rate)
-    started = time.perf_counter()
+        tasks += [(cell, 7_000_003 * (index + 1) + s) for s in range(scaled(count, args.scale))]
+    tasks.sort(key=lambda t: -t[0].rate)
     load = os.getloadavg()[0]
-    with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-        rows = list(pool.imap_unordered(_task, tasks, chunksize=4))
-    elapsed = time.perf_counter() - started
-    summary = summarise(rows)
-    meta = {
-        "rollouts": len(rows),
-        "seconds": round(elapsed, 1),
-        "workers": args.workers,
-        "scale": args.scale,
-        "load_average_at_start": round(load, 1),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.tag}.json").write_text(
-        json.dumps({"meta": meta, "summary": summary, "rollouts": rows}, indent=1)
+    run = pooled(run_rollout, tasks, args.workers, chunksize=4)
+    summary = summarise(run.rows)
+    meta = run.meta(
+        scale=args.scale,
+        load_average_at_start=round(load, 1),
+        cpus=os.cpu_count(),
+        python=platform.python_version(),
+        when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     )
     table = markdown(summary)
-    (RESULTS / f"{args.tag}.md").write_text(table)
-    print(table)
+    write_results(args.tag, table, meta=meta, summary=summary, rollouts=run.rows)
     print(json.dumps(meta))
     return summary
 

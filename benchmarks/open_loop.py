@@ -11,12 +11,8 @@ is counted from its onset. Results: ``benchmarks/results/open_loop.json`` and ``
 
 from __future__ import annotations
 
-import argparse
-import json
-import multiprocessing
 import platform
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from benchmarks.pool import arguments, pooled, write_results
 from canarystream.backtest import backtest_files
 from canarystream.contracts.decision import Action, Decision
 from canarystream.engine import Engine
@@ -35,7 +32,6 @@ from canarystream.simulate.scenario import scenario_from_mapping
 
 __all__ = ["CELLS", "OpenLoopCell", "main", "run_rollout", "summarise"]
 
-RESULTS = Path(__file__).parent / "results"
 T0 = 1_790_000_000.0
 DURATION = 31 * 60.0  # a 30-minute plan, and a minute to see its end
 ONE_IN_SIX = [{"at": 0.0, "percent": 100.0 / 6}]
@@ -217,41 +213,22 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _task(args: tuple[int, int, str]) -> dict[str, Any]:
-    index, seed, folder = args
-    return run_rollout(CELLS[index], seed, Path(folder))
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run every cell and write the results."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = arguments(__doc__)
     parser.add_argument("--seeds", type=int, default=20, help="rollouts per cell")
     parser.add_argument("--quick", action="store_true", help="3 rollouts per cell")
-    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     seeds = 3 if args.quick else args.seeds
-    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        tasks = [(i, seed, folder) for i in range(len(CELLS)) for seed in range(seeds)]
-        with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-            rows = list(pool.imap_unordered(_task, tasks))
-    elapsed = time.perf_counter() - started
-    rows.sort(key=lambda row: (row["cell"], row["seed"]))
-    summary = summarise(rows, CELLS)
-    meta = {
-        "rollouts": len(rows),
-        "seconds": round(elapsed, 1),
-        "workers": args.workers,
-        "python": platform.python_version(),
-    }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "open_loop.json").write_text(
-        json.dumps({"meta": meta, "summary": summary, "rollouts": rows}, indent=1)
-    )
+        tasks = [(cell, seed, Path(folder)) for cell in CELLS for seed in range(seeds)]
+        run = pooled(run_rollout, tasks, args.workers)
+    run.rows.sort(key=lambda row: (row["cell"], row["seed"]))
+    summary = summarise(run.rows, CELLS)
+    meta = run.meta(python=platform.python_version())
     table = markdown(summary)
-    (RESULTS / "open_loop.md").write_text(table)
-    print(table)
-    print(f"{len(rows)} rollouts in {elapsed:.0f}s with {args.workers} workers")
+    write_results("open_loop", table, meta=meta, summary=summary, rollouts=run.rows)
+    print(run.line())
     return summary
 
 

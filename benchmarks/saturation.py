@@ -11,15 +11,11 @@ bound. Results: ``benchmarks/results/saturation.json`` and ``.md``.
 
 from __future__ import annotations
 
-import argparse
-import json
-import multiprocessing
 import statistics
-import time
-from pathlib import Path
 from typing import Any
 
 from benchmarks.detection import clopper_pearson_upper
+from benchmarks.pool import arguments, pooled, scaled, write_results
 from canarystream.engine import Engine
 from canarystream.simulate.closed_loop import simulate
 from canarystream.simulate.presets import build_preset
@@ -27,7 +23,6 @@ from canarystream.simulate.scenario import scenario_from_mapping
 
 __all__ = ["CELLS", "main", "run_rollout"]
 
-RESULTS = Path(__file__).parent / "results"
 HORIZON = 1500.0  # s of event time: the onset at 10 minutes plus 15 minutes
 
 # (name, total requests/s, cpu shift, onset s, runs weight)
@@ -74,10 +69,6 @@ def run_rollout(cell: int, seed: int) -> dict[str, Any]:
     for _ in simulate([scenario], seed=seed, engine=Recorder()):
         pass
     return outcome
-
-
-def _task(args: tuple[int, int]) -> dict[str, Any]:
-    return run_rollout(*args)
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -127,29 +118,19 @@ def markdown(summary: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Run the cells and write the results."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = arguments(__doc__)
     parser.add_argument("--runs", type=int, default=400, help="rollouts of the healthy 1 rps cell")
-    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     tasks = [
         (index, 7_000_003 * index + seed)
         for index, cell in enumerate(CELLS)
-        for seed in range(max(2, round(args.runs * cell[4])))
+        for seed in range(scaled(args.runs, cell[4]))
     ]
-    started = time.perf_counter()
-    with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-        rows = list(pool.imap_unordered(_task, tasks, chunksize=2))
-    elapsed = time.perf_counter() - started
-    summary = summarise(rows)
-    RESULTS.mkdir(exist_ok=True)
-    meta = {"rollouts": len(rows), "seconds": round(elapsed, 1), "workers": args.workers}
-    (RESULTS / "saturation.json").write_text(
-        json.dumps({"meta": meta, "summary": summary, "rollouts": rows}, indent=1)
-    )
+    run = pooled(run_rollout, tasks, args.workers, chunksize=2)
+    summary = summarise(run.rows)
     table = markdown(summary)
-    (RESULTS / "saturation.md").write_text(table)
-    print(table)
-    print(f"{len(rows)} rollouts in {elapsed:.0f}s with {args.workers} workers")
+    write_results("saturation", table, meta=run.meta(), summary=summary, rollouts=run.rows)
+    print(run.line())
     return summary
 
 

@@ -235,6 +235,7 @@ def test_a_latency_unit_without_its_tracker_is_refused() -> None:
         ("error-rate-by-endpoint", "key", 3, "expected null, a string or a list of strings"),
         ("error-rate-by-endpoint", "ranges", [[500]], "expected a list of [integer, integer]"),
         ("latency", "samples", [1.5, 2], "expected a list of integers"),
+        ("latency", "samples", [1, 2, 3], "expected 2 items, got 3"),
         ("latency", "quantile", "p90", "expected a number, got str"),
         ("latency-shift", "samples", [1, 2, 3], "expected 2 items, got 3"),
         ("latency-shift", "min_count", 2.5, "expected an integer, got float"),

@@ -109,6 +109,15 @@ class CheckReason(BaseModel):
         "upper bound reaches the bound in force (its width taken to shrink as 1/sqrt(n)); "
         "null if none can be estimated.",
     )
+    risk: Literal["ruled_out", "waived", "not_leaning"] | None = Field(
+        default=None,
+        description="Set when the decision moved on under the policy's low-traffic rule with "
+        "this check not shown to pass: ruled_out (at promotion: its upper and "
+        "advance_tolerance are the wider bound the rule asks, ruled out), waived (at "
+        "promotion: a latency quantile with no baseline threshold, covered by a lower "
+        "quantile named in the message), not_leaning (an intermediate stage: inconclusive, "
+        "nothing pointing to harm).",
+    )
     message: str = Field(default="", description="One readable sentence.")
 
 

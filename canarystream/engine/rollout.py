@@ -40,6 +40,7 @@ from canarystream.contracts.decision import (
 from canarystream.contracts.events import CompensationHook, DeploymentStarted
 from canarystream.contracts.topics import service_partition
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, EventClock, out_of_range
+from canarystream.engine.lowtraffic import Outcome, consider
 from canarystream.engine.routing import Routing
 from canarystream.governance.rules import MAX_CONTROLS
 from canarystream.policy.model import Policy
@@ -505,14 +506,21 @@ class Rollout:
             e.verdict for e in evidence if e.verdict is not None and e.name not in self.acknowledged
         ]
         shown = ready and all(v is Verdict.PASS for v in gating) and bool(gating)
-        if shown or (ready and self.approved_stage == self.stage):
-            if stage.approval and self.approved_stage != self.stage:
+        approved = self.approved_stage == self.stage
+        rule = Outcome(None, "")
+        if ready and not shown and not approved and self._futile(now, found):
+            rule = self._low_traffic(evidence)
+        if shown or rule.evidence is not None or (ready and approved):
+            if stage.approval and not approved:
                 self.awaiting_approval = True
                 return self._hold(now, f"stage {self.stage} passed; awaiting approval", evidence)
+            where = f"stage {self.stage} ({stage.traffic_percent:g}%)"
             if shown:
-                why = f"no harm shown at stage {self.stage} ({stage.traffic_percent:g}%)"
+                why = f"no harm shown at {where}"
                 if stage.approval:
                     why += f" and approved by {self.approved_by}"
+            elif rule.evidence is not None:
+                why, evidence = f"low-traffic rule at {where}: {rule.statement}", rule.evidence
             else:
                 why = f"stage {self.stage} approved by {self.approved_by}"
             return [self._next_stage(now, why, evidence)]
@@ -525,7 +533,8 @@ class Rollout:
             return self._hold(
                 now,
                 f"stage {self.stage} deadline passed without evidence of no harm"
-                + (f" ({'; '.join(waiting)})" if waiting else " (too few samples)"),
+                + (f" ({'; '.join(waiting)})" if waiting else " (too few samples)")
+                + (f"; low-traffic rule {rule.statement}" if rule.statement else ""),
                 evidence,
             )
         if self.phase is Phase.HELD and not self.awaiting_approval:
@@ -534,6 +543,37 @@ class Rollout:
             why = f"hold cleared; stage {self.stage} resumes"
             return [self._decide(Action.ADVANCE, now, why, evidence=evidence)]
         return []
+
+    def _futile(self, now: float, found: _Findings) -> bool:
+        """Whether waiting is not expected to show no harm by the stage's deadline: it has
+        passed, or an inconclusive check needs more samples than the time left brings at its
+        current rate, or cannot be judged at all and says why (a quantile with no baseline
+        threshold). A check with no estimate yet (too little data to make one) is waited for."""
+        if found.past_deadline:
+            return True
+        left = self.policy.stages[self.stage].deadline - (now - self.stage_started_at)
+        for evidence in found.evidence:
+            if evidence.verdict is not Verdict.INCONCLUSIVE or evidence.name in self.acknowledged:
+                continue
+            if evidence.more is None:
+                if evidence.unit.unestimated() is not None:
+                    return True
+                continue
+            rate = self._canary_rate(evidence.unit.counts, now)
+            if rate > 0.0 and evidence.more > rate * left:
+                return True
+        return False
+
+    def _low_traffic(self, evidence: list[Evidence]) -> Outcome:
+        """The policy's low-traffic rule on this evaluation's evidence (see engine/lowtraffic)."""
+        policy = self.policy
+        return consider(
+            evidence,
+            self.acknowledged,
+            policy.low_traffic,
+            promoting=self.stage + 1 >= len(policy.stages),
+            confidence=policy.promote_confidence,
+        )
 
     def _canary_rate(self, counts: str, now: float) -> float:
         """Canary samples per second of a kind: requests in this stage, others overall."""

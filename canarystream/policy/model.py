@@ -53,6 +53,7 @@ __all__ = [
     "Guards",
     "LatencyCheck",
     "LatencyShiftCheck",
+    "LowTrafficRule",
     "Policy",
     "ProbeCheck",
     "RollbackVerification",
@@ -265,6 +266,60 @@ class RollbackVerification(_Strict):
     )
 
 
+class LowTrafficRule(_Strict):
+    """Move on when the traffic is too low to show no harm in time: a weaker, stated guarantee.
+
+    At a stage whose minimum duration and samples are met, when some check is inconclusive
+    (none failing, none leaning toward harm) and waiting is not expected to change that by the
+    stage's deadline (an inconclusive check has no estimate of the samples it needs, or needs
+    more than the time left brings at its current rate; or the deadline has passed), the
+    rollout does not wait for a person:
+
+    * an intermediate stage advances: rollback tests go on at the next share, and the
+      inconclusive checks are named in the decision;
+    * the last stage promotes only if each inconclusive check rules out a wider bound at
+      ``promote_confidence``: a rate ratio (errors, probes) ``error_ratio``; a latency
+      quantile, typical latency or gauge its ``advance_tolerance``; an SLO check is never
+      relaxed. A latency quantile that cannot
+      be judged at all (its baseline threshold needs more baseline traffic than there is) is
+      waived if ``waive_unjudged_quantiles`` and a lower quantile of the same latency passed or
+      ruled out its bound; the decision names it and what covered it.
+
+    A check *leans toward harm* when its change detector's evidence against its tolerance
+    reaches ``lean_e_value`` (a difference check: its lower bound at ``1 / lean_e_value``
+    exceeds the tolerance) or its point estimate lies beyond the bound the rule would ask it to
+    rule out; then the rollout waits (and holds at the deadline) as without the rule.
+    """
+
+    enabled: bool = Field(
+        default=True,
+        description="Apply the rule; false: inconclusive evidence holds the rollout at the "
+        "stage's deadline for a person.",
+    )
+    error_ratio: float = Field(
+        default=3.0,
+        ge=1.0,
+        le=MAX_RATIO,
+        description="Error (and probe failure) rate ratio an inconclusive rate check must rule "
+        "out at promote_confidence to promote under the rule (3: a canary with errors x3 is "
+        "not promoted; a healthy one at 1 % errors and 2 req/s rules it out by 30 minutes in "
+        "about 90 % of runs, by 45 in all but a few).",
+    )
+    waive_unjudged_quantiles: bool = Field(
+        default=True,
+        description="At promotion, waive a latency quantile with no baseline threshold (too "
+        "little baseline traffic to estimate it) when a lower quantile of the same latency "
+        "passed or ruled out its bound.",
+    )
+    lean_e_value: float = Field(
+        default=10.0,
+        gt=1.0,
+        le=1e6,
+        description="Evidence against a check's tolerance at which it leans toward harm "
+        "(10: the advance level of 1 / (1 - 0.9)); a leaning check is never passed over.",
+    )
+
+
 def _default_stages() -> list[Stage]:
     return [Stage(traffic_percent=p, min_duration=360.0) for p in (1, 5, 10, 25, 50)]
 
@@ -332,6 +387,11 @@ class Policy(_Strict):
         description="Overall rollout deadline (s); absent means none.",
     )
     rollback_verification: RollbackVerification = RollbackVerification()
+    low_traffic: LowTrafficRule = Field(
+        default_factory=LowTrafficRule,
+        description="Moving on, under a weaker guarantee stated in the decision, when checks "
+        "are still inconclusive at a stage's minimum duration (too little traffic).",
+    )
     admission: Admission = Admission()
     actuation_deadline: Duration | None = Field(
         default=60.0,

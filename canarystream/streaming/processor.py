@@ -70,6 +70,7 @@ from canarystream.engine import Engine
 from canarystream.engine.rollout import Rollout
 from canarystream.errors import CanarystreamError, ContractError, StateFormatError
 from canarystream.governance.identity import Origin, authenticate_headers
+from canarystream.policy.model import LowTrafficRule
 
 __all__ = [
     "MIGRATIONS",
@@ -84,7 +85,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = "canarystream/service-state"
-STATE_VERSION = 5
+STATE_VERSION = 6
 """Version of what :meth:`ServiceSnapshot.dumps` writes. Any change to what a ``to_state``
 writes or a ``from_state`` expects bumps it and adds a migration from the previous version to
 :data:`MIGRATIONS` (tests/engine/test_state.py fails for an attribute that is not carried)."""
@@ -210,11 +211,33 @@ def _v4_to_v5(state: dict[str, Any]) -> dict[str, Any]:
     return upgraded
 
 
+_LOW_TRAFFIC_OFF = LowTrafficRule(enabled=False).model_dump(mode="json")
+
+
+def _rollout_v5_to_v6(rollout: Any) -> Any:
+    policy = rollout.get("policy") if type(rollout) is dict else None
+    if type(policy) is not dict or "low_traffic" in policy:
+        return rollout
+    return {**rollout, "policy": {**policy, "low_traffic": _LOW_TRAFFIC_OFF}}
+
+
+def _v5_to_v6(state: dict[str, Any]) -> dict[str, Any]:
+    """Version 6 adds the policy's low-traffic rule (and the reasons' ``risk``, null before):
+    a rollout stored before goes on under the policy it started with, so with the rule off,
+    deciding as it would have."""
+    rollouts = state.get("rollouts")
+    upgraded = {**state, "version": 6}
+    if type(rollouts) is list:
+        upgraded["rollouts"] = [_rollout_v5_to_v6(item) for item in rollouts]
+    return upgraded
+
+
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
     3: _v3_to_v4,
     4: _v4_to_v5,
+    5: _v5_to_v6,
 }
 """Upgrades of stored state: ``MIGRATIONS[n]`` turns a decoded version-``n`` snapshot (the
 whole envelope, plain data) into version ``n + 1``, and :meth:`ServiceSnapshot.loads` chains

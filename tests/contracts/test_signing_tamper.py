@@ -119,6 +119,7 @@ REASON_TAMPERS: dict[str, Any] = {
     "advance_tolerance": 3.0,
     "ruled_out": 1.3,
     "more_samples": 0,
+    "risk": "waived",
     "message": "fine",
 }
 

@@ -236,7 +236,9 @@ def test_a_far_future_control_event_is_rejected_and_moves_nothing() -> None:
 
 def test_a_far_future_announcement_cannot_drag_the_rollout_it_supersedes() -> None:
     old = Stream(0)
-    started = old.started(policy=fast_policy())
+    # Without the low-traffic rule, which would promote it at 130 s (its error ratio cannot
+    # reach the promote tolerance within a 60 s stage).
+    started = old.started(policy=fast_policy(low_traffic={"enabled": False}))
     traffic = old.requests(0, 100, rate=40)
     new = old.started(1000 * DAY, deployment="checkout-99", policy=fast_policy())
     decisions, _, engine = lenient([started, *traffic, new])

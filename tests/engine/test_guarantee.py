@@ -42,8 +42,10 @@ def test_a_promotion_states_the_bound_each_check_rests_on() -> None:
 
 
 def _slow_policy() -> dict[str, object]:
-    """One stage whose error check needs more than its 60 s deadline at 10 req/s."""
+    """One stage whose error check needs more than its 60 s deadline at 10 req/s; without the
+    low-traffic rule (which would promote it at 30 s, its ratio ruled out within x3)."""
     return fast_policy(
+        low_traffic={"enabled": False},
         stages=[{"traffic_percent": 50, "min_duration": 30, "max_duration": 60}],
         checks=[
             {

@@ -6,6 +6,10 @@ fired): a rollback for a critical regression names checks whose reasons FAIL and
 an advance or promotion on evidence has every applicable check PASS with the bound compared
 shown within the tolerance in force (the promote tolerance when promoting); no reason shows a
 PASS without the bound it was tested with, and a FAIL is exactly an e-value past its threshold.
+Low-traffic rollouts (1-2 req/s, some with errors x3) add the low-traffic rule's decisions:
+an advance under it has every check PASS or inconclusive and not leaning; a promotion under it
+has every check PASS, or ruling out the rule's wider bound, or waived with a lower quantile
+of it that passed or ruled out its bound; no reason is marked by the rule outside them.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from canarystream.contracts.decision import Action, CheckReason, Decision, Verdi
 from canarystream.engine import Engine
 from canarystream.policy.model import Policy
 from canarystream.simulate.closed_loop import simulate
+from canarystream.simulate.paired import CHUNK, Cell, PairedRollout
 from canarystream.simulate.presets import build_preset, preset_names
 
 SEEDS = (0, 1, 2)
@@ -37,6 +42,29 @@ def decisions(seed: int) -> tuple[Decision, ...]:
     out: list[Decision] = []
     for _ in simulate(scenarios, seed=seed, engine=_Recorder(engine, out)):
         pass
+    return tuple(out)
+
+
+@cache
+def low_traffic_decisions() -> tuple[Decision, ...]:
+    """Healthy canaries at 1-2 req/s and errors x3 at 1 req/s, on the default 30-minute plan."""
+    runs = [
+        (Cell("aa-2rps", rate=2.0), 500),
+        (Cell("aa-2rps", rate=2.0), 501),
+        (Cell("aa-1rps", rate=1.0), 500),
+        (Cell("errors-x3-1rps", rate=1.0, null=False, error_mult=3.0), 913),
+        (Cell("errors-x3-1rps", rate=1.0, null=False, error_mult=3.0), 922),
+    ]
+    out: list[Decision] = []
+    for cell, seed in runs:
+        gen = PairedRollout(cell, seed, service=f"{cell.name}-{seed}")
+        engine = Engine()
+        out += engine.process(gen.deployment_event())
+        for minute in range(45):
+            for event in gen.chunk(float(minute * CHUNK), build=True)[0]:
+                out += engine.process(event)
+            if out[-1].action in (Action.PROMOTE, Action.ROLLBACK):
+                break
     return tuple(out)
 
 
@@ -130,6 +158,7 @@ def judge(decision: Decision) -> list[str]:
                 problems.append(
                     f"{reason.check}: promoted against {shown}, not the promote tolerance {bound}"
                 )
+    problems += _low_traffic_problems(decision, checks)
     gating = [r for r in checks if _applicable(r)]
     if (
         decision.action is Action.HOLD
@@ -141,6 +170,62 @@ def judge(decision: Decision) -> list[str]:
     return problems
 
 
+RULE = Policy().low_traffic
+ADVANCE_TOLERANCES = {
+    check_name(check): float(getattr(check, "advance_tolerance", 0.0)) for check in Policy().checks
+}
+
+
+def _low_traffic_problems(decision: Decision, checks: list[CheckReason]) -> list[str]:
+    """What in a decision's reasons disagrees with the low-traffic rule's part in it."""
+    marked = [r for r in checks if r.risk is not None]
+    under = "low-traffic rule at stage" in decision.summary
+    moved = decision.action in (Action.ADVANCE, Action.PROMOTE)
+    if not (under and moved):
+        return [f"{r.check}: marked {r.risk} outside a move under the rule" for r in marked]
+    problems: list[str] = []
+    by_name = {r.check: r for r in checks}
+    for reason in filter(_applicable, checks):
+        if reason.verdict is Verdict.FAIL or reason.verdict is Verdict.NO_DATA:
+            problems.append(f"{reason.check}: {reason.verdict} yet moved on under the rule")
+        if reason.e_value is not None and reason.e_value >= RULE.lean_e_value:
+            problems.append(f"{reason.check}: leaning (e={reason.e_value}) yet moved on")
+        if reason.verdict is Verdict.PASS:
+            continue
+        if reason.risk is None:
+            problems.append(f"{reason.check}: {reason.verdict} and not taken by the rule")
+        elif decision.action is Action.ADVANCE and reason.risk != "not_leaning":
+            problems.append(f"{reason.check}: {reason.risk} at an intermediate stage")
+        elif decision.action is Action.PROMOTE:
+            problems += _promoted_under_rule(reason, by_name)
+    return problems
+
+
+def _promoted_under_rule(reason: CheckReason, by_name: dict[str, CheckReason]) -> list[str]:
+    """A check not passing in a promotion under the rule: ruled out the wider bound, or waived
+    with a lower quantile that passed or did."""
+    if reason.risk == "ruled_out":
+        wider = (
+            RULE.error_ratio
+            if reason.kind == "error_rate"
+            else ADVANCE_TOLERANCES.get(reason.check)
+        )
+        if reason.advance_tolerance is None or wider is None:
+            return [f"{reason.check}: ruled out without the bound"]
+        if not math.isclose(reason.advance_tolerance, wider, rel_tol=1e-9):
+            return [f"{reason.check}: ruled out {reason.advance_tolerance}, not {wider}"]
+        return [] if _within(reason) else [f"{reason.check}: upper {reason.upper} beyond it"]
+    if reason.risk == "waived" and reason.kind == "latency" and "covered by " in reason.message:
+        name = reason.message.split("covered by ", 1)[1].split(" ", 1)[0]
+        cover = by_name.get(name)
+        if cover is None or cover.kind != "latency":
+            return [f"{reason.check}: covered by {name}, not a latency quantile"]
+        if not (cover.verdict is Verdict.PASS or cover.risk == "ruled_out"):
+            return [f"{reason.check}: covered by {name}, which neither passed nor ruled out"]
+        return []
+    return [f"{reason.check}: {reason.risk} in a promotion under the rule"]
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_every_decision_s_reasons_reproduce_its_action(seed: int) -> None:
     found = decisions(seed)
@@ -150,6 +235,42 @@ def test_every_decision_s_reasons_reproduce_its_action(seed: int) -> None:
         if (problems := judge(d))
     }
     assert not bad, bad
+
+
+def test_every_low_traffic_decision_s_reasons_reproduce_its_action() -> None:
+    found = low_traffic_decisions()
+    bad = {
+        f"{d.deployment}#{d.seq} {d.action.value}: {d.summary}": problems
+        for d in found
+        if (problems := judge(d))
+    }
+    assert not bad, bad
+    # It proves something only if the rule advanced, promoted and was refused.
+    summaries = [(d.action, d.summary) for d in found]
+    assert any(a is Action.ADVANCE and "low-traffic rule at stage" in s for a, s in summaries)
+    assert any(a is Action.PROMOTE and "low-traffic rule at stage" in s for a, s in summaries)
+    assert any(a is Action.HOLD and "low-traffic rule not applied" in s for a, s in summaries)
+    risks = {r.risk for d in found for r in d.reasons}
+    assert {"ruled_out", "waived", "not_leaning"} <= risks
+
+
+def test_the_judge_refuses_a_promotion_under_the_rule_that_its_reasons_do_not_support() -> None:
+    promoted = next(
+        d
+        for d in low_traffic_decisions()
+        if d.action is Action.PROMOTE and "low-traffic rule" in d.summary
+    )
+    assert judge(promoted) == []
+
+    def altered(check: str, **update: Any) -> Decision:
+        reasons = [r.model_copy(update=update) if r.check == check else r for r in promoted.reasons]
+        return promoted.model_copy(update={"reasons": reasons})
+
+    assert judge(altered("error_rate", upper=RULE.error_ratio * 1.1))  # beyond the wider bound
+    assert judge(altered("error_rate", advance_tolerance=10.0))  # another bound than the rule's
+    assert judge(altered("error_rate", risk=None))  # inconclusive, not taken by the rule
+    assert judge(altered("error_rate", e_value=RULE.lean_e_value))  # leaning
+    assert judge(altered("latency-p90", verdict=Verdict.INCONCLUSIVE, risk=None))  # no cover
 
 
 def test_the_matrix_reaches_every_kind_of_decision() -> None:

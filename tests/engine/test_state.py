@@ -76,7 +76,8 @@ CASES: dict[str, tuple[str, float, float, Any, list[Action]]] = {
         30,
         1000,
         None,
-        [Action.ADVANCE, Action.HOLD, Action.ADVANCE, Action.ADVANCE],
+        # Stage 0 (0.3 canary req/s) advances under the low-traffic rule before the incident.
+        [Action.ADVANCE, Action.ADVANCE, Action.HOLD, Action.ADVANCE, Action.ADVANCE],
     ),
 }
 CUTS = (0.35, 0.7)

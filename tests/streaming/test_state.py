@@ -12,7 +12,9 @@ version-1 migration), which version 3 reads with no starter and no command taken
 reads with no routing observed and its latest decision as the one that set the share.
 ``fixtures/service-state-v4.json`` the same again as version 4 wrote it, which version 5
 reads with change detectors that go on exactly as the cumulative tests it stored.
-``fixtures/service-state-v5.json`` is today's format of the same snapshot, kept so that a
+``fixtures/service-state-v5.json`` the same again as version 5 wrote it, which version 6 reads
+with the low-traffic rule off (its rollout goes on under the policy it started with).
+``fixtures/service-state-v6.json`` is today's format of the same snapshot, kept so that a
 change of the format shows here as a new version, not as a silent difference.
 """
 
@@ -44,7 +46,7 @@ from tests.support.streams import SERVICE, T0, Cohort, Stream, fast_policy, merg
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE = FIXTURES / "service-state-v1.json"
 CONTINUATION = FIXTURES / "service-state-v1.continuation.json"
-ADDED_REASON_FIELDS = ("ruled_out", "more_samples")  # optional, after the fixture
+ADDED_REASON_FIELDS = ("ruled_out", "more_samples", "risk")  # optional, after the fixture
 TELEMETRY, DEPLOYMENTS = "canary.telemetry.v1", "canary.deployments.v1"
 
 # Breakdown units, a latency sketch, gauge windows, probes, hooks; a rollback verified quickly.
@@ -152,7 +154,7 @@ def test_version_1_is_read_as_the_current_version_without_tombstones() -> None:
     """Version 2 added the finished deployment ids; a version-1 record knows none."""
     restored = ServiceSnapshot.loads(FIXTURE.read_bytes())
     assert restored.tombstones == {}
-    assert orjson.loads(restored.dumps())["version"] == STATE_VERSION == 5
+    assert orjson.loads(restored.dumps())["version"] == STATE_VERSION == 6
 
 
 def test_version_2_is_read_with_no_starter_and_no_command_taken() -> None:
@@ -215,9 +217,28 @@ def test_version_4_goes_on_as_its_cumulative_tests_with_no_later_onset() -> None
     ]
 
 
-def test_version_5_the_current_format_reads_back_byte_for_byte() -> None:
+def test_version_5_goes_on_with_the_low_traffic_rule_off() -> None:
+    """Version 6 added the policy's low-traffic rule; a version-5 rollout started under a
+    policy without it, so it goes on with it off and decides as the run it came from."""
     blob = (FIXTURES / "service-state-v5.json").read_bytes()
-    assert orjson.loads(blob)["version"] == 5 == processor.STATE_VERSION
+    assert orjson.loads(blob)["version"] == 5
+    assert "low_traffic" not in orjson.loads(blob)["rollouts"][0]["policy"]
+    restored = ServiceSnapshot.loads(blob)
+    assert [r.policy.low_traffic.enabled for r in restored.rollouts] == [False]
+    assert restored.dumps() == ServiceSnapshot.loads(FIXTURE.read_bytes()).dumps()
+    engine = Engine()
+    engine.adopt(restored.rollouts)
+    continuation = orjson.loads(CONTINUATION.read_bytes())
+    decisions = engine.process_all(continuation["events"])
+    added = {"reasons": {"__all__": set(ADDED_REASON_FIELDS)}}
+    assert [d.model_dump(mode="json", exclude=added) for d in decisions] == continuation[
+        "decisions"
+    ]
+
+
+def test_version_6_the_current_format_reads_back_byte_for_byte() -> None:
+    blob = (FIXTURES / "service-state-v6.json").read_bytes()
+    assert orjson.loads(blob)["version"] == 6 == processor.STATE_VERSION
     restored = ServiceSnapshot.loads(blob)
     assert restored.dumps() == blob
     assert blob == ServiceSnapshot.loads(FIXTURE.read_bytes()).dumps()

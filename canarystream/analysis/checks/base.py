@@ -277,6 +277,8 @@ class Evidence:
         "explain",
         "gate",
         "more",
+        "note",
+        "risk",
         "ruled_out",
         "severe",
         "unit",
@@ -301,7 +303,14 @@ class Evidence:
         self.e_value, self.upper, self.bound = e_value, upper, bound
         self.ruled_out, self.more = ruled_out, more
         self.severe = severe
+        self.risk: str | None = None  # how the low-traffic rule took it (CheckReason.risk)
+        self.note = ""  # what the rule says of it, appended to the reason's message
         self._reason: CheckReason | None = None
+
+    def under_rule(self, risk: str, note: str) -> Evidence:
+        """This evidence as the low-traffic rule takes it (``risk``), with why (``note``)."""
+        self.risk, self.note, self._reason = risk, note, None
+        return self
 
     @property
     def name(self) -> str:
@@ -379,6 +388,23 @@ class Unit:
         """The full account of ``evidence``, which this unit gave in the same tick."""
         raise NotImplementedError
 
+    def risk_evidence(self, evidence: Evidence, error_ratio: float) -> Evidence | None:
+        """The evidence at ``evidence``'s gate against the wider bound the low-traffic rule
+        asks at promotion (PASS: ruled out; ``ruled_out`` set), or None: never relaxed."""
+        return None
+
+    def leans(self, evidence: Evidence, e_level: float, error_ratio: float) -> str | None:
+        """Why this unit leans toward harm (None: it does not): its change detector's
+        evidence against the tolerance has reached ``e_level``."""
+        e_value = evidence.e_value
+        if e_value is not None and e_value >= e_level:
+            return f"evidence against it at e = {e_value:.3g} ≥ {e_level:g}"
+        return None
+
+    def latency_quantile(self) -> tuple[Key, float] | None:
+        """``(slice key, quantile)`` for a latency quantile unit, else None."""
+        return None
+
     def interval_upper(self, evidence: Evidence) -> float | None:
         """The upper confidence bound at the gate's confidence, in the tolerance's units,
         whether or not a PASS was tested (the reason's ``upper`` is only the one tested).
@@ -392,6 +418,8 @@ class Unit:
         """A :class:`CheckReason` with what every unit reports, from ``evidence``."""
         if evidence.severe:
             fields["message"] = f"{fields.get('message', '')}; {self.severe_text()}"
+        if evidence.note:
+            fields["message"] = f"{fields.get('message', '')}; {evidence.note}"
         return CheckReason(
             check=self.name,
             kind=self.kind,
@@ -399,6 +427,7 @@ class Unit:
             critical=evidence.critical,
             ruled_out=evidence.ruled_out,
             more_samples=evidence.more,
+            risk=evidence.risk,
             **fields,
         )
 

@@ -187,6 +187,29 @@ class LatencyQuantileUnit(Unit):
             more=more,
         )
 
+    def risk_evidence(self, evidence: Evidence, error_ratio: float) -> Evidence | None:
+        # +advance_tolerance ruled out at the confidence of evidence's gate (no blast-radius
+        # clause: the guarantee stated is the quantile's).
+        found = self.evaluate(Gate(True, 1.0, False, evidence.gate.alpha))
+        if found.verdict is Verdict.PASS and found.upper is not None and found.upper <= 1.0:
+            found.ruled_out = self.advance_tolerance
+        else:
+            found.verdict = Verdict.INCONCLUSIVE
+        return found
+
+    def leans(self, evidence: Evidence, e_level: float, error_ratio: float) -> str | None:
+        found = super().leans(evidence, e_level, error_ratio)
+        estimate = self.no_harm.estimate()
+        if found is None and estimate is not None and 1.0 < estimate < math.inf:
+            found = (
+                f"canary requests beyond +{self.advance_tolerance:.0%} of the baseline "
+                f"p{self.quantile * 100:g} {times(estimate)} as frequent as baseline ones beyond it"
+            )
+        return found
+
+    def latency_quantile(self) -> tuple[Key, float] | None:
+        return self.key, self.quantile
+
     def _ruled_out(self, promotable: float, alpha: float) -> float | None:
         """The smallest relative increase of the quantile ruled out at ``alpha``: the
         tolerance, the promote or the advance tolerance, whichever sequence's bound on the

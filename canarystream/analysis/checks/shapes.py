@@ -109,6 +109,26 @@ class RateRatioUnit(Unit):
             more=None if passes else self._more(upper, bound, gate),
         )
 
+    def risk_evidence(self, evidence: Evidence, error_ratio: float) -> Evidence | None:
+        gate = evidence.gate
+        upper = self.test.upper_bound(gate.alpha)
+        return Evidence(
+            self,
+            gate,
+            Verdict.PASS if upper <= error_ratio else Verdict.INCONCLUSIVE,
+            e_value=evidence.e_value,
+            upper=upper,
+            bound=error_ratio,
+            ruled_out=upper if math.isfinite(upper) else None,
+        )
+
+    def leans(self, evidence: Evidence, e_level: float, error_ratio: float) -> str | None:
+        found = super().leans(evidence, e_level, error_ratio)
+        estimate = self.test.estimate()
+        if found is None and estimate is not None and estimate > error_ratio:
+            found = f"estimate {times(estimate)} beyond {times(error_ratio)}"
+        return found
+
     def _more(self, upper: float, bound: float, gate: Gate) -> int | None:
         """Further canary exposure before the upper bound passes (log-ratio scale)."""
         estimate = self.test.estimate()
@@ -128,7 +148,9 @@ class RateRatioUnit(Unit):
             e_value = self.test.detector()
         lower = self.test.lower_bound(self.alpha)
         upper = evidence.upper
-        in_force = evidence.gate.in_force(self.advance_tolerance, self.promote_tolerance)
+        in_force = evidence.bound
+        if in_force is None:
+            in_force = evidence.gate.in_force(self.advance_tolerance, self.promote_tolerance)
         estimate = self.test.estimate()
         rates = [e / n if n else None for e, n in zip(self.events, self.exposure, strict=True)]
         # The interval in the message is context at the confidence in force; the ``upper``
@@ -367,6 +389,30 @@ class MeanDifferenceUnit(Unit):
             if passes
             else samples_to_reach(self.samples[0], self.diffs.mean, upper, limit),
         )
+
+    def risk_evidence(self, evidence: Evidence, error_ratio: float) -> Evidence | None:
+        # What advancing asks (the advance tolerance), at the confidence of evidence's gate.
+        found = self.evaluate(Gate(True, 1.0, False, evidence.gate.alpha))
+        if found.verdict is Verdict.PASS and found.upper is not None:
+            found.ruled_out = self.shown(found.upper)
+        return found
+
+    def leans(self, evidence: Evidence, e_level: float, error_ratio: float) -> str | None:
+        if self.diffs.count < 2:
+            return None
+        mean = self.diffs.mean
+        lower = mean - self.diffs.radius(1.0 / e_level)
+        if lower > self.limit:
+            return (
+                f"lower bound {self.shown(lower):+.3g} at 1/{e_level:g} above its tolerance "
+                f"{self.shown(self.limit):+.3g}"
+            )
+        if mean > self.advance_limit:
+            return (
+                f"estimate {self.shown(mean):+.3g} beyond its advance tolerance "
+                f"{self.shown(self.advance_limit):+.3g}"
+            )
+        return None
 
     def explain(self, evidence: Evidence) -> CheckReason:
         ready = self.diffs.count >= 2

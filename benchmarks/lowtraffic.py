@@ -4,8 +4,9 @@ Run with ``python -m benchmarks.lowtraffic [--scale X] [--workers 2]``. Same tel
 feeding as :mod:`benchmarks.detection` (paired cohorts of ``rate`` req/s each, the default
 policy with ``baseline_mode: paired``: stages 1, 5, 10, 25, 50 % of 6 minutes), engine only.
 A rollout runs until its first rollback or promotion, or 45 minutes of event time. Reported
-per cell: promoted by the plan's end (30 min) and by 45 min, held, rolled back, and for the
-healthy promotions the largest effect each check ruled out at the promote confidence.
+per cell: promoted by the plan's end (30 min) and by 45 min (and how many of those under the
+policy's low-traffic rule), held, rolled back, and for the healthy promotions the largest
+effect each check ruled out at the promote confidence.
 Results: ``benchmarks/results/lowtraffic.json`` and ``benchmarks/results/lowtraffic.md``.
 """
 
@@ -66,10 +67,12 @@ def run_rollout(cell: Cell, seed: int, horizon_min: int = HORIZON_MIN) -> dict[s
                 "verdict": reason.verdict.value,
                 "ruled_out": getattr(reason, "ruled_out", None),
             }
+    under_rule = outcome == "promote" and last is not None and "low-traffic rule" in last.summary
     return {
         "cell": cell.name,
         "seed": seed,
         "outcome": outcome,
+        "under_rule": under_rule,
         "seconds": seconds,
         "stage": None if last is None else last.stage,
         "summary": "" if last is None else last.summary[:400],
@@ -110,6 +113,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "n": n,
             "promoted_by_plan_end": len(on_plan) / n,
             "promoted_by_45m": len(promoted) / n,
+            "promoted_under_rule": sum(1 for r in promoted if r.get("under_rule")) / n,
             "held": len(held) / n,
             "rollback": len(rollbacks) / n,
             "rollback_upper95": clopper_pearson_upper(len(rollbacks), n),
@@ -127,15 +131,16 @@ def _pct(x: float) -> str:
 def markdown(summary: dict[str, Any]) -> str:
     """The table for the README."""
     lines = [
-        "| cell | n | promoted by 30 min % | promoted by 45 min % | held % | rolled back % "
-        "(95 % upper) | held: checks still inconclusive (count) |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| cell | n | promoted by 30 min % | promoted by 45 min % | of which under the rule % "
+        "| held % | rolled back % (95 % upper) | held: checks still inconclusive (count) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, e in summary.items():
         waiting = ", ".join(f"{k} {v}" for k, v in e["held_waiting_on"].items()) or "–"
         lines.append(
             f"| {name} | {e['n']} | {_pct(e['promoted_by_plan_end'])} | "
-            f"{_pct(e['promoted_by_45m'])} | {_pct(e['held'])} | {_pct(e['rollback'])} "
+            f"{_pct(e['promoted_by_45m'])} | {_pct(e['promoted_under_rule'])} | "
+            f"{_pct(e['held'])} | {_pct(e['rollback'])} "
             f"({_pct(e['rollback_upper95'])}) | {waiting} |"
         )
     return "\n".join(lines) + "\n"

@@ -1,7 +1,7 @@
 """Guards: conditions under which comparing the cohorts is unsafe, so the rollout HOLDs.
 
 * :class:`BaselineDriftGuard` — the baseline itself degrades (a shared incident: both cohorts
-  move together). River's Page-Hinkley test (a one-sided CUSUM) watches the baseline's per-tick
+  move together). A Page-Hinkley test (a one-sided CUSUM) watches the baseline's per-tick
   error rate and mean log latency, standardised against their own recent past; an upward
   shift holds the rollout for a cool-down rather than judging the canary.
 * :class:`SampleRatioGuard` — the canary's share of requests is not what was routed
@@ -14,10 +14,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from river import stats
-from river.drift import PageHinkley
 
 from canarystream.analysis.cohort import CohortBucket, count_in
+from canarystream.analysis.page_hinkley import PageHinkley
 from canarystream.analysis.sequential import RatioSequence
 from canarystream.analysis.state import Reader, State, number, reader
 from canarystream.contracts.decision import CheckReason, Verdict
@@ -84,46 +83,6 @@ class _Standardiser:
         return scale
 
 
-def _detector_state(detector: PageHinkley) -> State:
-    """River's Page-Hinkley detector as plain data: its parameters and running sums.
-
-    River keeps these in private attributes; the completeness test of the state format
-    compares them all, so a river upgrade that changes them fails there, not in production.
-    """
-    return {
-        "min_instances": detector.min_instances,
-        "delta": detector.delta,
-        "threshold": detector.threshold,
-        "alpha": detector.alpha,
-        "mode": detector.mode,
-        "drift_detected": detector.drift_detected,
-        "x_mean": [detector._x_mean.n, detector._x_mean.get()],
-        "sum_increase": detector._sum_increase,
-        "sum_decrease": detector._sum_decrease,
-        "min_increase": number(detector._min_increase),  # +inf before the first update
-        "max_decrease": number(detector._max_decrease),
-    }
-
-
-def _detector_from_state(r: Reader) -> PageHinkley:
-    mode = r.text("mode")
-    if mode not in PageHinkley._VALID_MODES:
-        raise r.fail("mode", f"unknown Page-Hinkley mode {mode!r}")
-    detector = PageHinkley(
-        min_instances=r.integer("min_instances"),
-        delta=r.real("delta"),
-        threshold=r.real("threshold"),
-        alpha=r.real("alpha"),
-        mode=mode,
-    )
-    detector._drift_detected = r.flag("drift_detected")
-    detector._x_mean = stats.Mean()
-    detector._x_mean.n, detector._x_mean._mean = (float(v) for v in r.reals("x_mean", 2))
-    detector._sum_increase, detector._sum_decrease = r.real("sum_increase"), r.real("sum_decrease")
-    detector._min_increase, detector._max_decrease = r.real("min_increase"), r.real("max_decrease")
-    return detector
-
-
 class BaselineDriftGuard:
     """Detects an upward shift in the baseline's error rate or latency (CUSUM on z-scores)."""
 
@@ -188,7 +147,7 @@ class BaselineDriftGuard:
         """The guard as plain data; its configuration is the policy's."""
         return {
             "scales": [scale.to_state() for scale in self.scales],
-            "detectors": [_detector_state(detector) for detector in self.detectors],
+            "detectors": [detector.to_state() for detector in self.detectors],
             "active_until": number(self.active_until),
             "last_shift": self.last_shift,
         }
@@ -201,7 +160,7 @@ class BaselineDriftGuard:
         guard.config = config
         first, second = (_Standardiser.from_state(item) for item in r.children("scales", 2))
         guard.scales = (first, second)
-        one, two = (_detector_from_state(item) for item in r.children("detectors", 2))
+        one, two = (PageHinkley.from_state(item) for item in r.children("detectors", 2))
         guard.detectors = (one, two)
         guard.active_until, guard.last_shift = r.real("active_until"), r.text("last_shift")
         return guard

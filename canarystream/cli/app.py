@@ -1,8 +1,8 @@
 """The ``canarystream`` Typer application; command groups register themselves on it.
 
 Registering a command must stay cheap: ``canarystream --help`` builds every command, so a
-command module imports its heavy dependencies (Faust, aiokafka, the engine with scipy and
-river) inside the function that needs them, never at module level. Help is plain text
+command module imports its heavy dependencies (Faust, aiokafka, the engine with numpy)
+inside the function that needs them, never at module level. Help is plain text
 (click's), on a terminal as in a pipe: drawing it with rich took longer than the rest of
 ``--help`` together (0.37 s of CPU against 0.22 s).
 """

@@ -40,7 +40,7 @@ def build_engine(policy_paths: list[Path], *, tombstone_ttl: float | None = None
     A single policy file also becomes the default for deployments that name no policy;
     ``tombstone_ttl`` defaults to the engine's.
     """
-    from canarystream.engine import Engine  # noqa: PLC0415  (scipy, river: not for --help)
+    from canarystream.engine import Engine  # noqa: PLC0415  (numpy: not for --help)
     from canarystream.engine.engine import DEFAULT_TOMBSTONE_TTL  # noqa: PLC0415
     from canarystream.policy.loading import PolicyRegistry, load_policy  # noqa: PLC0415
 
@@ -162,7 +162,7 @@ def replay(
     line rejected, an unknown policy, no announcement), and --out is left as it was.
     """
     from canarystream.cli.file_run import run_files  # noqa: PLC0415
-    from canarystream.replay import replay_files  # noqa: PLC0415  (the engine: scipy, river)
+    from canarystream.replay import replay_files  # noqa: PLC0415  (the engine: numpy)
 
     err = err_console()
     run = run_files(

@@ -275,10 +275,10 @@ def test_every_number_of_a_stored_detector_is_the_one_read_back() -> None:
     restored = BaselineDriftGuard.from_state(state, DriftGuard())
 
     assert restored.to_state()["detectors"][1] == edited
-    # River's detector behaves as its restored numbers say: a detected drift resets it.
+    # The detector behaves as its restored numbers say: a detected drift resets it.
     ph = restored.detectors[1]
     ph.update(0.0)
-    assert ph._x_mean.n == 1
+    assert ph.seen == 1
 
 
 def test_every_number_of_a_stored_standardiser_is_the_one_read_back() -> None:
@@ -341,8 +341,8 @@ def test_the_stored_detector_is_river_s_own() -> None:
         reference.update(value)
         restored.update(value)
         assert restored.drift_detected == reference.drift_detected
-    assert restored._sum_increase == reference._sum_increase
-    assert restored._x_mean.get() == reference._x_mean.get()
+    assert restored.sum_increase == reference._sum_increase
+    assert restored.mean == reference._x_mean.get()
 
 
 # --- the sample-ratio watch ---------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Starting the command line stays cheap: ``--help`` loads none of the heavy libraries.
 
-Each command imports Faust, aiokafka, the engine (scipy, river, numpy) inside its function;
+Each command imports Faust, aiokafka, the engine (numpy) inside its function;
 a module-level import in any command module would slow down every ``--help`` and every
 typo. The check looks at what a fresh interpreter has loaded, not at a clock.
 """
@@ -12,6 +12,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import orjson
 import pytest
 
 import canarystream
@@ -69,6 +70,22 @@ def test_the_top_level_help_loads_no_heavy_library(args: tuple[str, ...]) -> Non
 )
 def test_a_commands_help_loads_no_heavy_library(command: str) -> None:
     assert _loaded(*command.split(), "--help") & set(HEAVY) == set()
+
+
+def test_a_replay_loads_neither_scipy_nor_river(tmp_path: Path) -> None:
+    # The drift guard's Page-Hinkley test and the recovery check's normal quantile are the
+    # package's own: replaying loads the engine without scipy (about 1.5 s with river's drift).
+    events = [
+        {"type": "deployment_started", "ts": 1.79e9, "deployment": "d", "service": "s",
+         "baseline_version": "v1", "canary_version": "v2"},
+        {"type": "request", "ts": 1.79e9 + 1, "service": "s", "version": "v2",
+         "latency_ms": 20.0, "status": 200},
+    ]  # fmt: skip
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(event) + b"\n" for event in events))
+    loaded = _loaded("replay", "--quiet", str(path))
+    assert "canarystream.engine.rollout" in loaded  # the probe saw the engine run
+    assert loaded & {"scipy", "river"} == set()
 
 
 def test_the_probe_sees_a_heavy_import_when_there_is_one() -> None:

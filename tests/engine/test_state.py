@@ -21,13 +21,12 @@ import numpy as np
 import orjson
 import pytest
 from pydantic import BaseModel
-from river.drift import PageHinkley
-from river.stats import Mean
 
 from canarystream.analysis import checks, guards
 from canarystream.analysis.checks import UNIT_CLASSES, CheckGroup, LatencyTracker, Unit
 from canarystream.analysis.cohort import CohortBucket, Slice
 from canarystream.analysis.guards import BaselineDriftGuard, NoDataWatch, SampleRatioWatch
+from canarystream.analysis.page_hinkley import PageHinkley
 from canarystream.analysis.recovery import RecoveryWatch, _Tally
 from canarystream.analysis.sequential import MeanRestarts, MeanSequence, RatioGrid, RatioSequence
 from canarystream.analysis.sketch import LogHistogram
@@ -218,13 +217,11 @@ def parts(rollout: Rollout) -> Iterator[tuple[str, Any, Rebuild]]:
 
 
 def _detector_from_state(state: Any) -> PageHinkley:
-    return guards._detector_from_state(reader(state, "PageHinkley"))
+    return PageHinkley.from_state(reader(state, "PageHinkley"))
 
 
 def state_of(part: Any) -> State:
-    """A part's ``to_state``; river's detector has its state written by the guard."""
-    if isinstance(part, PageHinkley):
-        return guards._detector_state(part)
+    """A part's ``to_state``."""
     return part.to_state()  # type: ignore[no-any-return]
 
 
@@ -257,11 +254,11 @@ NOT_IN_STATE: dict[type, set[str]] = {
     SampleRatioWatch: {"config"},
     NoDataWatch: {"config"},
     RecoveryWatch: {"config"},
-    PageHinkley: {"_test_drift"},  # chosen by mode
+    PageHinkley: {"seen", "mean"},  # the running mean, written as x_mean: [seen, mean]
     EventClock: {"admission"},  # the policy's
 }
 CACHES = {(LogHistogram, "_cumulative"), (Slice, "_array")}  # rebuilt on first use
-FOREIGN = (PageHinkley, Mean, RatioGrid)  # held, but written by their owner's state
+FOREIGN = (RatioGrid,)  # held, but written by its owner's state
 
 
 def attributes(obj: Any) -> dict[str, Any]:
@@ -313,7 +310,7 @@ def assert_same(original: Any, restored: Any, path: str, seen: dict[int, Any]) -
         assert seen.get(id(original.__self__)) is restored.__self__, f"{path}: bound elsewhere"
     elif kind is RatioGrid:
         assert restored is original, f"{path}: not the shared grid of its anchors"
-    elif kind.__module__.startswith(("canarystream.", "river.")) or kind is Mean:
+    elif kind.__module__.startswith("canarystream."):
         if id(original) in seen:  # shared in the original: the same object once restored
             assert seen[id(original)] is restored, f"{path}: a shared object restored as a copy"
             return
@@ -322,7 +319,7 @@ def assert_same(original: Any, restored: Any, path: str, seen: dict[int, Any]) -
             f"{path}: {kind.__module__}.{kind.__name__} has no to_state/from_state; a rollout "
             "holds it, so it must be stored as plain data"
         )
-        if not isinstance(original, (Mean, RatioGrid)):
+        if not isinstance(original, RatioGrid):
             assert_carried(original, path)
         mine, theirs = attributes(original), attributes(restored)
         for name in mine:
@@ -350,6 +347,7 @@ KNOWN = {
     MeanRestarts,
     BaselineDriftGuard,
     guards._Standardiser,
+    PageHinkley,
     SampleRatioWatch,
     NoDataWatch,
     RecoveryWatch,
@@ -396,7 +394,7 @@ def test_each_part_round_trips_as_plain_json() -> None:
             assert state_of(rebuild(through_json(state))) == state, f"{label}:{path}"
             seen.add(type(part))
     # Every kind of part was met, so the loop above proved something for each.
-    assert KNOWN | {PageHinkley} <= seen, (KNOWN | {PageHinkley}) - seen
+    assert seen >= KNOWN, KNOWN - seen
 
 
 def test_completeness_check_names_an_attribute_that_is_not_carried() -> None:

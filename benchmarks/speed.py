@@ -3,7 +3,10 @@
 Run with ``python -m benchmarks.speed``. It writes JSON Lines files of generated telemetry,
 then on one core measures (a) a bare ``orjson.loads`` loop over the lines, (b) replay of the
 same file through the engine (``canarystream.replay.replay_files``), and the ratio (b)/(a);
-memory with many concurrent rollouts; and a cProfile of the replay. Results go to
+memory with many concurrent rollouts; and a cProfile of the replay. Besides two single files
+of paired cohorts, it replays twelve files of the realistic shape: twelve services recorded
+by the simulator (endpoints, dependencies, instances, gauges; the presets' behaviours), one
+file each, merged by time. Results go to
 ``benchmarks/results/speed.json`` and ``benchmarks/results/profile.txt``.
 """
 
@@ -28,14 +31,16 @@ import numpy as np
 import orjson
 
 from canarystream.engine import Engine
+from canarystream.simulate.closed_loop import simulate
 from canarystream.simulate.paired import CHUNK, Cell, PairedRollout
+from canarystream.simulate.presets import build_preset
 
 try:
     from canarystream.replay import replay_files
 except ImportError:  # the replay driver is optional for this benchmark
     replay_files = None  # type: ignore[assignment]
 
-__all__ = ["main", "write_jsonl"]
+__all__ = ["REALISTIC_PRESETS", "main", "write_jsonl", "write_services"]
 
 RESULTS = Path(__file__).parent / "results"
 DATA = RESULTS / "data"
@@ -64,24 +69,73 @@ def write_jsonl(path: Path, rollouts: int, rate_total: float, minutes: int, seed
     return count
 
 
-def _bare(path: Path) -> float:
+REALISTIC_PRESETS = (
+    "healthy",
+    "errors-x3",
+    "errors-plus-2pp",
+    "tail-only",
+    "gradual-latency",
+    "endpoint-only",
+    "dependency-only",
+    "gauge-only",
+    "global-incident",
+    "benign-offset",
+    "heterogeneity",
+    "shared-ramp",
+)
+"""One service each, one file each: the twelve files of the realistic multi-file case."""
+
+
+def write_services(folder: Path, rps: float, minutes: float, seed: int = 11) -> list[Path]:
+    """Record :data:`REALISTIC_PRESETS` with the simulator (closed loop, the engine's own
+    decisions steering the canary), one service a file; returns the files (events in
+    ``.events``)."""
+    start = 1_790_000_000.0
+    scenarios = [
+        build_preset(
+            name, service=f"svc-{i:02d}", rps=rps, duration=minutes * 60, start_ts=start + 7.3 * i
+        )
+        for i, name in enumerate(REALISTIC_PRESETS)
+    ]
+    paths = {s.service: folder / f"{s.service}.jsonl" for s in scenarios}
+    handles = {service: path.open("wb") for service, path in paths.items()}
+    try:
+        for event in simulate(scenarios, seed=seed):
+            handles[event["service"]].write(orjson.dumps(event) + b"\n")
+    finally:
+        for handle in handles.values():
+            handle.close()
+    return list(paths.values())
+
+
+def _lines_in(paths: list[Path]) -> int:
+    count = 0
+    for path in paths:
+        with path.open("rb") as handle:
+            count += sum(1 for _ in handle)
+    return count
+
+
+def _bare(paths: list[Path]) -> float:
     loads = orjson.loads
     started = time.perf_counter()
-    with path.open("rb") as handle:
-        for line in handle:
-            loads(line)
+    for path in paths:
+        with path.open("rb") as handle:
+            for line in handle:
+                loads(line)
     return time.perf_counter() - started
 
 
-def _replay(path: Path) -> tuple[float, dict[str, int]]:
+def _replay(paths: list[Path]) -> tuple[float, dict[str, int]]:
     engine = Engine()
     started = time.perf_counter()
     if replay_files is not None:
-        result = replay_files([path], engine=engine)
+        result = replay_files(paths, engine=engine)
         decisions = dict(result.decisions)
     else:
         decisions = {}
         loads, process = orjson.loads, engine.process
+        (path,) = paths
         with path.open("rb") as handle:
             for line in handle:
                 for decision in process(loads(line)):
@@ -100,20 +154,22 @@ def _decode_process(path: Path) -> float:
     return time.perf_counter() - started
 
 
-def throughput(path: Path, events: int, repeats: int) -> dict[str, Any]:
-    """Best-of-``repeats`` timings of the bare decode loop and of replay."""
-    bare = min(_bare(path) for _ in range(repeats))
-    loop = min(_decode_process(path) for _ in range(repeats))
-    replays = [_replay(path) for _ in range(repeats)]
+def throughput(paths: list[Path], events: int, repeats: int, name: str = "") -> dict[str, Any]:
+    """Best-of-``repeats`` timings of the bare decode loop and of replay (one file: also of
+    orjson + ``Engine.process`` in a plain loop)."""
+    bare = min(_bare(paths) for _ in range(repeats))
+    loop = min(_decode_process(paths[0]) for _ in range(repeats)) if len(paths) == 1 else None
+    replays = [_replay(paths) for _ in range(repeats)]
     replay_s = min(seconds for seconds, _ in replays)
     return {
-        "file": path.name,
+        "file": name or paths[0].name,
+        "files": len(paths),
         "events": events,
-        "bytes": path.stat().st_size,
+        "bytes": sum(path.stat().st_size for path in paths),
         "bare_orjson_s": round(bare, 3),
         "bare_orjson_events_per_s": round(events / bare),
-        "decode_process_s": round(loop, 3),
-        "decode_process_events_per_s": round(events / loop),
+        "decode_process_s": None if loop is None else round(loop, 3),
+        "decode_process_events_per_s": None if loop is None else round(events / loop),
         "replay_s": round(replay_s, 3),
         "replay_events_per_s": round(events / replay_s),
         "ratio_replay_to_bare": round(replay_s / bare, 2),
@@ -179,7 +235,7 @@ def profile(path: Path, top: int = 10) -> tuple[str, list[dict[str, Any]]]:
     """cProfile of one replay of ``path``; the ``top`` functions by cumulative time."""
     profiler = cProfile.Profile()
     profiler.enable()
-    _replay(path)
+    _replay([path])
     profiler.disable()
     buffer = io.StringIO()
     stats = pstats.Stats(profiler, stream=buffer).sort_stats("cumulative")
@@ -221,10 +277,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         path = DATA / f"{name}.jsonl"
         events = write_jsonl(path, count, rate, minutes)
         paths[name] = path
-        entry = throughput(path, events, repeats=1 if quick else 3)
+        entry = throughput([path], events, repeats=1 if quick else 3)
         entry.update({"rollouts": count, "req_per_s_total": rate, "minutes": minutes})
         results["throughput"].append(entry)
         print(json.dumps(entry))
+    services = DATA / "services"
+    services.mkdir(exist_ok=True)
+    rps, minutes = 80.0, 2 if quick else 10
+    service_files = write_services(services, rps, minutes)
+    name = f"twelve-services-{rps:g}rps-{minutes}min (12 files)"
+    entry = throughput(service_files, _lines_in(service_files), 1 if quick else 3, name)
+    entry.update({"rollouts": len(service_files), "req_per_s_total": rps, "minutes": minutes})
+    results["throughput"].append(entry)
+    print(json.dumps(entry))
     text, top = profile(paths["two-rollouts-200rps-10min"])
     (RESULTS / "profile.txt").write_text(text)
     results["profile_top10_cumulative"] = top
@@ -238,8 +303,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["numpy"] = np.__version__
     (RESULTS / "speed.json").write_text(json.dumps(results, indent=1))
-    for path in paths.values():
+    for path in [*paths.values(), *service_files]:
         path.unlink()
+    services.rmdir()
     DATA.rmdir()
     print(f"speed benchmark took {results['seconds']:.0f}s")
     return results

@@ -23,19 +23,18 @@ and its events are obeyed like any other: offline analysis steers nothing.
 from __future__ import annotations
 
 import gzip
-import heapq
 import io
 import math
 import sys
 import zlib
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, overload
 
 from canarystream.contracts.codec import decode_events, decode_objects
 from canarystream.contracts.decision import Decision
@@ -44,6 +43,7 @@ from canarystream.errors import CanarystreamError, ContractError
 from canarystream.governance.access import Access
 from canarystream.governance.envelope import is_envelope, open_envelope
 from canarystream.governance.identity import Origin, authenticate
+from canarystream.merging import Line, merged_blocks
 
 __all__ = [
     "LISTED",
@@ -241,38 +241,6 @@ class _Reporter:
         return True
 
 
-Line = tuple[float, int, int, bytes]  # (sort ts, file index, line number, raw) when merging
-
-
-def _lines(index: int, handle: Iterable[bytes]) -> Iterator[Line]:
-    last_ts = float("-inf")
-    for number, raw in enumerate(handle, start=1):
-        # Only the merge needs the ts before decoding; a cheap scan avoids parsing twice.
-        ts = _peek_ts(raw)
-        if ts is not None:
-            last_ts = ts
-        yield (last_ts, index, number, raw)
-
-
-def _peek_ts(raw: bytes) -> float | None:
-    start = raw.find(b'"ts":')
-    if start >= 0:
-        start += 5
-    else:  # an envelope's payload holds the event as escaped JSON text
-        start = raw.find(b'\\"ts\\":')
-        if start < 0:
-            return None
-        start += 7
-    end = start
-    length = len(raw)
-    while end < length and raw[end] in b" 0123456789.eE+-":
-        end += 1
-    try:
-        return float(raw[start:end])
-    except ValueError:
-        return None
-
-
 _CHUNK = 4096  # lines decoded and applied together on the single-file path
 
 
@@ -429,40 +397,105 @@ def _replay_merged(
     report: _Reporter,
     on_progress: Callable[[int], None] | None,
 ) -> None:
-    """Several files: merge their lines by ``ts`` and apply them event by event.
+    """Several files: merge their lines by ``ts`` and apply them a block at a time.
 
     The lines and events read are counted in the report's result, even when it stops early.
     """
-    process = engine.process
     lines = events = 0
-    merged = heapq.merge(*(_lines(i, iter(src)) for i, (_, src) in enumerate(named)))
     try:
-        for _, index, number, raw in merged:
-            lines += 1
-            if on_progress is not None and not lines & 0x3FFF:
+        for block in merged_blocks(source for _, source in named):
+            before = lines
+            values = _block_values(block, report)
+            if values is None:  # strict, envelopes, or a line that is not one JSON object
+                for line in block:
+                    lines += 1
+                    events += _apply_line(line, engine, emit, report)
+            else:
+                lines += len(block)
+                events += len(values)
+                _apply_values(block, values, engine, emit, report)
+            if on_progress is not None and lines >> 14 != before >> 14:
                 on_progress(lines)
-            decoded = _decode(raw, engine.access)
-            if decoded is None:
-                continue
-            if isinstance(decoded, ContractError):
-                report.event(index, (number, 0, 1, False), decoded)
-                report.flush()
-                continue
-            line_events, batched, origin = decoded
-            for position, event in enumerate(line_events):
-                events += 1
-                if report.strict and report.backwards(index, number, event):
-                    continue
-                try:
-                    out = process(event, f"{index}:{number}", origin)
-                except ContractError as exc:
-                    report.event(index, (number, position, len(line_events), batched), exc)
-                    continue
-                if out:
-                    emit(out)
-            report.flush()
     finally:
         report.result.lines, report.result.events = lines, events
+
+
+class _Names(Sequence[str]):
+    """The message name of each line of a block, ``file:line``, made when asked for."""
+
+    __slots__ = ("block",)
+
+    def __init__(self, block: list[Line]) -> None:
+        self.block = block
+
+    def __len__(self) -> int:
+        return len(self.block)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [f"{index}:{number}" for _, index, number, _ in self.block[i]]
+        _, index, number, _ = self.block[i]
+        return f"{index}:{number}"
+
+
+def _block_values(block: list[Line], report: _Reporter) -> list[Any] | None:
+    """The events of a block of lines, decoded at once when each line is one plain JSON
+    object (nearly always) and the replay is not strict; else None."""
+    if report.strict:
+        return None
+    raws = [raw for _, _, _, raw in block]
+    return None if _has_envelopes(raws) else decode_objects(raws)
+
+
+def _apply_values(
+    block: list[Line],
+    values: list[Any],
+    engine: Engine,
+    emit: Callable[[list[Decision]], None],
+    report: _Reporter,
+) -> None:
+    """Apply the events of a block, one a line, as one batch."""
+
+    def on_error(i: int, exc: ContractError) -> None:
+        _, index, number, _ = block[i]
+        report.event(index, (number, 0, 1, False), exc)
+
+    out = engine.process_batch(values, on_error, _Names(block))
+    report.flush()
+    if out:
+        emit(out)
+
+
+def _apply_line(
+    line: Line, engine: Engine, emit: Callable[[list[Decision]], None], report: _Reporter
+) -> int:
+    """Apply one merged line event by event; the events it held."""
+    _, index, number, raw = line
+    decoded = _decode(raw, engine.access)
+    if decoded is None:
+        return 0
+    if isinstance(decoded, ContractError):
+        report.event(index, (number, 0, 1, False), decoded)
+        report.flush()
+        return 0
+    line_events, batched, origin = decoded
+    message = f"{index}:{number}"
+    for position, event in enumerate(line_events):
+        if report.strict and report.backwards(index, number, event):
+            continue
+        try:
+            out = engine.process(event, message, origin)
+        except ContractError as exc:
+            report.event(index, (number, position, len(line_events), batched), exc)
+            continue
+        if out:
+            emit(out)
+    report.flush()
+    return len(line_events)
 
 
 def open_input(

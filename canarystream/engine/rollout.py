@@ -265,10 +265,14 @@ class Rollout:
         statuses = requests.statuses
         statuses[status] = statuses.get(status, 0) + 1
         if self.breakdowns:
+            slices = bucket.slices
             for field in self.breakdowns:
                 value = event.get(field)
-                if value is not None:
-                    bucket.slice_for(field, value).add(latency, status)
+                if value is not None:  # bucket.slice_for(field, value).add(...), inlined
+                    found = slices.get((field, value)) or bucket.slice_for(field, value)
+                    found.latencies.append(latency)
+                    counts = found.statuses
+                    counts[status] = counts.get(status, 0) + 1
         if ts < self.next_tick - self.tick:
             self.late_events += 1
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from canarystream.cli.app import app
-from canarystream.cli.console import err_console
+from canarystream.cli.console import deferred_err_console
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -83,7 +83,7 @@ def backtest(
     from canarystream.cli.file_run import run_files  # noqa: PLC0415
     from canarystream.cli.replay_cmd import EXIT_OK, _print_counts  # noqa: PLC0415
 
-    err = err_console()
+    err = deferred_err_console()
     run = run_files(
         err,
         backtest_files,

@@ -7,12 +7,12 @@ of its start-up, so the modules ask for a console when they print, not when they
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["console", "err_console", "escape"]
+__all__ = ["console", "deferred_err_console", "err_console", "escape"]
 
 
 @cache
@@ -21,6 +21,19 @@ def err_console() -> Console:
     from rich.console import Console  # noqa: PLC0415
 
     return Console(stderr=True, soft_wrap=True)
+
+
+class _Deferred:
+    """Stands for :func:`err_console` until something asks it for anything."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(err_console(), name)
+
+
+def deferred_err_console() -> Console:
+    """:func:`err_console`, made (rich imported, about 0.05 s) only when first used: a quiet
+    replay that has nothing to report never needs it."""
+    return cast("Console", _Deferred())
 
 
 def console(**options: object) -> Console:

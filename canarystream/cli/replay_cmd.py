@@ -5,16 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from canarystream.cli.app import app
-from canarystream.cli.console import err_console, escape
+from canarystream.cli.console import deferred_err_console, escape
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
     from rich.table import Table
 
     from canarystream.engine import Engine
@@ -164,7 +164,7 @@ def replay(
     from canarystream.cli.file_run import run_files  # noqa: PLC0415
     from canarystream.replay import replay_files  # noqa: PLC0415  (the engine: numpy)
 
-    err = err_console()
+    err = deferred_err_console()
     run = run_files(
         err,
         replay_files,
@@ -231,9 +231,28 @@ def _input_bytes(files: list[Path]) -> int:
     return sum(path.stat().st_size for path in files if str(path) != STDIN)
 
 
-def _progress(err: Console, files: list[Path], quiet: bool) -> Progress:
+class _NoProgress:
+    """The progress bar when none is drawn: nothing imported, nothing done."""
+
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, **fields: Any) -> TaskID:
+        return cast("TaskID", 0)
+
+    def update(self, task: TaskID, **fields: Any) -> None:
+        return None
+
+
+def _progress(err: Console, files: list[Path], quiet: bool) -> Progress | _NoProgress:
     """The progress bar on stderr: bytes read of the files' size, as a percentage with the
-    time left; shown on a terminal unless quiet or the files are small."""
+    time left; shown on a terminal unless quiet or the files are small (then rich is not
+    even imported)."""
+    if quiet or _input_bytes(files) < _PROGRESS_MIN_BYTES or not err.is_terminal:
+        return _NoProgress()
     from rich.progress import (  # noqa: PLC0415
         BarColumn,
         Progress,
@@ -253,11 +272,12 @@ def _progress(err: Console, files: list[Path], quiet: bool) -> Progress:
         TimeRemainingColumn(),
         console=err,
         transient=True,
-        disable=quiet or not err.is_terminal or _input_bytes(files) < _PROGRESS_MIN_BYTES,
     )
 
 
-def _progress_task(progress: Progress, files: list[Path], label: str) -> Callable[[int, int], None]:
+def _progress_task(
+    progress: Progress | _NoProgress, files: list[Path], label: str
+) -> Callable[[int, int], None]:
     """A task of ``progress`` over the files' bytes; the callback that moves it along."""
     task = progress.add_task(label, total=_input_bytes(files) or None, lines=0)
 

@@ -72,9 +72,10 @@ def test_a_commands_help_loads_no_heavy_library(command: str) -> None:
     assert _loaded(*command.split(), "--help") & set(HEAVY) == set()
 
 
-def test_a_replay_loads_neither_scipy_nor_river(tmp_path: Path) -> None:
-    # The drift guard's Page-Hinkley test and the recovery check's normal quantile are the
-    # package's own: replaying loads the engine without scipy (about 1.5 s with river's drift).
+def test_a_quiet_replay_loads_neither_scipy_nor_river_nor_rich(tmp_path: Path) -> None:
+    # The drift guard's Page-Hinkley test is the package's own and the recovery check loads
+    # scipy at its first verdict: replaying loads the engine without scipy (about 1.5 s with
+    # river's drift detectors). Quiet with nothing to report, it draws nothing (rich).
     events = [
         {"type": "deployment_started", "ts": 1.79e9, "deployment": "d", "service": "s",
          "baseline_version": "v1", "canary_version": "v2"},
@@ -85,7 +86,7 @@ def test_a_replay_loads_neither_scipy_nor_river(tmp_path: Path) -> None:
     path.write_bytes(b"".join(orjson.dumps(event) + b"\n" for event in events))
     loaded = _loaded("replay", "--quiet", str(path))
     assert "canarystream.engine.rollout" in loaded  # the probe saw the engine run
-    assert loaded & {"scipy", "river"} == set()
+    assert loaded & {"scipy", "river", "rich"} == set()
 
 
 def test_the_probe_sees_a_heavy_import_when_there_is_one() -> None:

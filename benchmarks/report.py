@@ -140,6 +140,14 @@ def targets(detection: dict[str, Any], speed: dict[str, Any] | None) -> list[str
                 f"| replay / bare orjson <= 3 ({entry['file']}) | {ratio:.2f} | "
                 f"{_mark(ratio <= 3)} |"
             )
+        start = speed.get("startup")
+        if start:
+            rows.append(
+                f"| replay start-up < 0.5 s (`replay --quiet`, {start['file']}) | "
+                f"{start['wall_min_s']:.2f} s wall, {start['cpu_min_s']:.2f} s CPU "
+                f"(least of {start['runs']}, load {start['load_average']:g}) | "
+                f"{_mark(start['wall_min_s'] < 0.5)} |"
+            )
     return rows
 
 

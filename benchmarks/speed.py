@@ -22,6 +22,8 @@ import os
 import platform
 import pstats
 import resource
+import subprocess
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -178,6 +180,33 @@ def throughput(paths: list[Path], events: int, repeats: int, name: str = "") -> 
     }
 
 
+def startup(path: Path, runs: int = 10) -> dict[str, Any]:
+    """``canarystream replay --quiet`` of a small file in a fresh interpreter, ``runs``
+    times: the least wall and CPU time (start-up dominates; scipy must not be loaded)."""
+    walls, cpus = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "canarystream", "replay", "--quiet", str(path)],
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
+        walls.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(
+            after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime,
+        )
+    return {
+        "file": path.name,
+        "runs": runs,
+        "wall_min_s": round(min(walls), 3),
+        "wall_median_s": round(sorted(walls)[runs // 2], 3),
+        "cpu_min_s": round(min(cpus), 3),
+        "load_average": round(os.getloadavg()[0], 2),
+    }
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as handle:
         pages = int(handle.read().split()[1])
@@ -290,6 +319,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     entry.update({"rollouts": len(service_files), "req_per_s_total": rps, "minutes": minutes})
     results["throughput"].append(entry)
     print(json.dumps(entry))
+    small = DATA / "small.jsonl"
+    write_services(services, 5.0, 1)[0].rename(small)  # one service, a minute at 5 req/s
+    results["startup"] = startup(small, 3 if quick else 10)
+    print(json.dumps(results["startup"]))
     text, top = profile(paths["two-rollouts-200rps-10min"])
     (RESULTS / "profile.txt").write_text(text)
     results["profile_top10_cumulative"] = top
@@ -303,7 +336,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["numpy"] = np.__version__
     (RESULTS / "speed.json").write_text(json.dumps(results, indent=1))
-    for path in [*paths.values(), *service_files]:
+    for path in [*paths.values(), *services.iterdir(), small]:
         path.unlink()
     services.rmdir()
     DATA.rmdir()

@@ -138,9 +138,7 @@ def null_detector_runs(kind: str, alpha: float, runs: int, seed: int) -> dict[st
                 if whole.count < 6:
                     continue
                 share = alpha * restarts.start_share()
-                if whole.mean - whole.radius(share) > 0.0 or restarts.exceeds(
-                    0.0, alpha, whole.variance, 6
-                ):
+                if whole.mean - whole.radius(share) > 0.0 or restarts.exceeds(0.0, alpha, whole, 6):
                     crossed += 1
                     break
     return {

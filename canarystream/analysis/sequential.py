@@ -422,6 +422,11 @@ class MeanSequence:
         return self
 
     @property
+    def m2(self) -> float:
+        """Sum of squared deviations from the running mean."""
+        return self._m2
+
+    @property
     def variance(self) -> float:
         """Running sample variance, floored so a constant stream keeps a finite width."""
         if self.count < 2:
@@ -480,18 +485,21 @@ class MeanRestarts:
     ``k`` is judged at ``alpha * onset_weight(k + 1, horizon)``, where ``horizon`` is the
     restarts in 30 minutes, so the cumulative sequence (at ``alpha * ONSET_START``) and every
     restart together keep the chance that *any* of them ever excludes the true mean within
-    ``alpha`` (a union bound). The spread of a restart is the larger of its own and the
-    cumulative stream's (``pooled``), so a short restart is not judged on a variance estimated
-    from a handful of observations. Only the ``keep`` latest restarts are kept: dropping one
-    only gives up chances to reject. Restarts that are not ``live`` (a stream stored before
-    them) never start, and the cumulative sequence keeps all of alpha (:meth:`start_share`).
+    ``alpha`` (a union bound). The spread of a restart is the larger of its own and a pooled
+    one (:meth:`spread`): the variance of the whole stream (``whole``, the caller's cumulative
+    sequence) within the parts the restarts' starts cut it into, but the part just before the
+    restart. So a short restart is not judged on a variance estimated from a handful of
+    observations, nor one that starts after a change on a spread that the change inflates.
+    Only the ``keep`` latest restarts are kept: dropping one only gives up chances to reject.
+    Restarts that are not ``live`` (a stream stored before them) never start, and the
+    cumulative sequence keeps all of alpha (:meth:`start_share`).
 
     >>> restarts = MeanRestarts(every=5, horizon=20)
     >>> whole = MeanSequence(target=20)
     >>> for t in range(60):
     ...     value = (0.0 if t < 30 else 1.0) + 0.1 * ((t * 7) % 5 - 2)
     ...     _ = whole.update(value), restarts.update(value)
-    >>> whole.mean - whole.radius(0.01) > 0.5, restarts.exceeds(0.5, 0.01, whole.variance, 6)
+    >>> whole.mean - whole.radius(0.01) > 0.5, restarts.exceeds(0.5, 0.01, whole, 6)
     (False, True)
     """
 
@@ -521,20 +529,43 @@ class MeanRestarts:
         """The level restart ``number`` is judged at."""
         return alpha * onset_weight(number + 1, self.horizon)
 
-    def highest_lower(self, alpha: float, pooled: float, min_count: int) -> float:
+    def parts(self, whole: MeanSequence) -> list[tuple[int, float]]:
+        """(count, sum of squared deviations from its own mean) of each part of the stream
+        ``whole`` (its cumulative sequence) between the starts of the kept restarts, oldest
+        first: the part before the first, one per restart but the last, and the last."""
+        out, outer = [], whole
+        for _, tail in self.restarts:
+            n, k = outer.count, tail.count
+            between = n * k / (n - k) * (outer.mean - tail.mean) ** 2 if k < n else 0.0
+            out.append((n - k, outer.m2 - tail.m2 - between))
+            outer = tail
+        out.append((outer.count, outer.m2))
+        return out
+
+    def spread(self, whole: MeanSequence, index: int) -> float:
+        """The pooled variance the ``index``-th kept restart is judged with (or its own, if
+        larger): that of the parts of ``whole`` (:meth:`parts`), each about its own mean, but
+        the part just before the restart, where a change of mean lies for the first restart to
+        start after it. Which part is left out is fixed by the restart, not chosen by the data,
+        so under no change the spread is a plain pooled estimate of the noise; inf without two
+        degrees of freedom."""
+        return _pooled(self.parts(whole), index, whole.min_variance)
+
+    def highest_lower(self, alpha: float, whole: MeanSequence, min_count: int) -> float:
         """The highest lower bound of the restarts with ``min_count`` observations, each at
-        its level (its spread the larger of its own variance and ``pooled``); -inf if none."""
-        highest = -math.inf
-        for number, seq in self.restarts:
+        its level (its spread the larger of its own variance and :meth:`spread`);
+        -inf if none."""
+        highest, parts = -math.inf, self.parts(whole)
+        for index, (number, seq) in enumerate(self.restarts):
             if seq.count < max(min_count, 2):
                 continue
-            variance = max(seq.variance, pooled)
+            variance = max(seq.variance, _pooled(parts, index, whole.min_variance))
             highest = max(highest, seq.mean - seq.radius(self.alpha_of(number, alpha), variance))
         return highest
 
-    def exceeds(self, limit: float, alpha: float, pooled: float, min_count: int) -> bool:
+    def exceeds(self, limit: float, alpha: float, whole: MeanSequence, min_count: int) -> bool:
         """Whether a restart's lower bound (:meth:`highest_lower`) lies above ``limit``."""
-        return self.highest_lower(alpha, pooled, min_count) > limit
+        return self.highest_lower(alpha, whole, min_count) > limit
 
     def to_state(self) -> State:
         """The restarts as plain data."""
@@ -578,3 +609,12 @@ class MeanRestarts:
         yet gets live restarts."""
         fresh = MeanRestarts(target, every, horizon).to_state()
         return {**fresh, "count": count, "live": count == 0}
+
+
+def _pooled(parts: list[tuple[int, float]], leave_out: int, floor: float) -> float:
+    """Pooled variance of ``parts`` ((count, sum of squares) each) but part ``leave_out``."""
+    kept = [part for i, part in enumerate(parts) if i != leave_out]
+    freedom = sum(count for count, _ in kept) - len(kept)
+    if freedom < 2:
+        return math.inf
+    return max(sum(m2 for _, m2 in kept) / freedom, floor)

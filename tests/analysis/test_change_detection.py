@@ -188,33 +188,74 @@ def test_each_restart_holds_the_observations_from_its_start() -> None:
 
 
 def test_a_restart_is_judged_at_its_share_of_alpha() -> None:
-    restarts = MeanRestarts(target=20, every=5, horizon=10)
-    for value in [0.0] * 10 + [1.0, 1.2, 0.8, 1.1, 0.9, 1.0, 1.05, 0.95]:
+    restarts, whole = MeanRestarts(target=20, every=5, horizon=10), MeanSequence(target=20)
+    before = [0.1, -0.2, 0.3, -0.1, 0.0, 0.2, -0.3, 0.1, -0.1, 0.0]  # wider than after
+    for value in [*before, 1.0, 1.2, 0.8, 1.1, 0.9, 1.0, 1.05, 0.95]:
         restarts.update(value)
+        whole.update(value)
     number, seq = restarts.restarts[1]  # observations 11.. : the shifted ones only
     assert (number, seq.count) == (2, 8)
     level = 0.01 * onset_weight(number + 1, 10)
     assert math.isclose(level, 0.01 * 0.5 * 0.75 / 10)
-    pooled = 0.05
-    lower = seq.mean - seq.radius(level, max(seq.variance, pooled))
-    assert restarts.exceeds(lower - 1e-9, 0.01, pooled, 6)
-    assert not restarts.exceeds(lower + 1e-9, 0.01, pooled, 6)
-    assert not restarts.exceeds(lower - 1e-9, 0.01, pooled, seq.count + 1)  # too few yet
+    # Parts 1-5, 6-10, 11-15, 16-18 (restart 3): all but 6-10, each about its own mean (the
+    # last two have the same mean, so together they hold the restart's own spread).
+    pooled = restarts.spread(whole, 1)
+    assert seq.variance < pooled < whole.variance / 10  # the noise's, not the shift's
+    assert math.isclose(pooled, (np.var(before[:5]) * 5 + seq.variance * 7) / (13 - 3))
+    lower = seq.mean - seq.radius(level, pooled)
+    assert restarts.exceeds(lower - 1e-9, 0.01, whole, 6)
+    assert not restarts.exceeds(lower + 1e-9, 0.01, whole, 6)
+    assert not restarts.exceeds(lower - 1e-9, 0.01, whole, seq.count + 1)  # too few yet
 
 
-def test_restarts_and_the_cumulative_sequence_rarely_exclude_a_mean_at_the_limit() -> None:
-    """Gaussian differences with mean exactly at the limit, 90 looks: within alpha."""
+def test_a_restart_is_judged_on_the_noise_of_the_parts_but_the_one_before_it() -> None:
+    # A shift of 6 sd after observation 32: in the part before restart 4 (observations 31-40).
+    rng = np.random.default_rng(3)
+    values = rng.normal(0.0, 0.5, 60) + np.where(np.arange(60) >= 32, 3.0, 0.0)
+    whole, restarts = MeanSequence(), MeanRestarts(every=10, keep=3)
+    for value in values:
+        whole.update(float(value))
+        restarts.update(float(value))
+    assert [number for number, _ in restarts.restarts] == [3, 4, 5]
+    parts = np.split(values, [30, 40, 50])
+    assert [count for count, _ in restarts.parts(whole)] == [30, 10, 10, 10]
+    for (_, m2), part in zip(restarts.parts(whole), parts, strict=True):
+        assert math.isclose(m2, ((part - part.mean()) ** 2).sum(), rel_tol=1e-9)
+    clean = [p for i, p in enumerate(parts) if i != 1]  # for restart 4, from observation 41
+    pooled = sum(((p - p.mean()) ** 2).sum() for p in clean) / (50 - 3)
+    assert math.isclose(restarts.spread(whole, 1), pooled, rel_tol=1e-9)
+    assert 0.15 < restarts.spread(whole, 1) < 0.35  # the noise's 0.25
+    assert restarts.spread(whole, 0) > 2 * restarts.spread(whole, 1)  # the shift counted
+    assert whole.variance > 8 * restarts.spread(whole, 1)
+    few = MeanRestarts(every=2)
+    few_whole = MeanSequence()
+    for value in (1.0, 2.0, 3.0):
+        few.update(value)
+        few_whole.update(value)
+    assert math.isinf(few.spread(few_whole, 0))  # one degree of freedom left
+
+
+@pytest.mark.parametrize(("every", "looks", "below"), [(6, 90, 0.0), (3, 60, 0.0), (3, 60, 4.0)])
+def test_restarts_and_the_cumulative_sequence_rarely_exclude_a_mean_at_the_limit(
+    every: int, looks: int, below: float
+) -> None:
+    """Gaussian differences with mean exactly at the limit, at every look: within alpha. With
+    ``below``, the mean is that far under the limit until a random step, then at it: a
+    restart after the step is judged on the noise alone (not on a spread the step inflates),
+    and still keeps its share of alpha. ``every=3`` is the gauges' spacing."""
     rng = np.random.default_rng(8)
     alpha, runs, crossed = 0.1, 120, 0
     for _ in range(runs):
-        whole, restarts = MeanSequence(target=30), MeanRestarts(target=30, every=6, horizon=20)
-        for value in rng.normal(0.0, 1.0, size=90):
+        whole = MeanSequence(target=30)
+        restarts = MeanRestarts(target=30, every=every, horizon=60 // every)
+        step = np.where(np.arange(looks) < rng.integers(6, looks - 10), -below, 0.0)
+        for value in rng.normal(0.0, 1.0, size=looks) + step:
             whole.update(float(value))
             restarts.update(float(value))
             if whole.count < 6:
                 continue
             if whole.mean - whole.radius(alpha * restarts.start_share()) > 0 or restarts.exceeds(
-                0.0, alpha, whole.variance, 6
+                0.0, alpha, whole, 6
             ):
                 crossed += 1
                 break
@@ -228,7 +269,7 @@ def test_restarts_find_a_late_shift_that_the_cumulative_sequence_does_not_yet() 
     for value in values:
         whole.update(float(value))
         restarts.update(float(value))
-    assert restarts.exceeds(1.0, 0.01, whole.variance, 6)
+    assert restarts.exceeds(1.0, 0.01, whole, 6)
     assert whole.mean - whole.radius(0.01 * restarts.start_share()) < 1.0
     assert norm.sf(2.0) > 0  # the shift is 2 sd: plain to see once it is looked at alone
 

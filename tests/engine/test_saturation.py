@@ -78,6 +78,29 @@ def test_cpu_15_points_over_from_the_start_is_rolled_back_within_5_minutes(
     assert all(d.action is not Action.HOLD for d in found)
 
 
+@pytest.mark.parametrize("total_rps", [1.0, 50.0])
+def test_cpu_15_points_over_from_minute_10_is_rolled_back_within_5_minutes_of_onset(
+    total_rps: float,
+) -> None:
+    # Ten healthy minutes first: the restart after the onset is judged on the gauge's noise,
+    # not on a spread that the step itself inflates, so it passes the margin as fast as a
+    # canary that was over from the start.
+    found = rollout(3, total_rps, 0.15, onset=600.0, horizon=900.0)
+
+    last = found[-1]
+    assert last.action is Action.ROLLBACK, [(seconds(d), d.summary) for d in found]
+    assert 600.0 < seconds(last) <= 900.0
+    assert last.summary == f"critical regression: gauges[{GAUGE}]"
+    assert Action.ROLLBACK not in {d.action for d in found[:-1]}
+
+
+def test_cpu_3_points_over_from_minute_5_is_not_rolled_back() -> None:
+    verdicts: list[Verdict | None] = []
+    found = rollout(4, 20.0, 0.03, onset=300.0, horizon=900.0, verdicts=verdicts)
+    assert Action.ROLLBACK not in {d.action for d in found}
+    assert Verdict.FAIL not in verdicts
+
+
 def test_cpu_8_points_over_fails_but_holds_as_before() -> None:
     # Past the tolerance (+0.05) but not proven past the margin (+0.10): a non-critical
     # failure, held (and rolled back at the stage deadline unless a person approves).

@@ -343,7 +343,7 @@ class MeanDifferenceUnit(Unit):
         sequence's (at its share of alpha) and the restarts' (each at its own)."""
         alpha = self.alpha * self.restarts.start_share()
         whole = self.diffs.mean - self.diffs.radius(alpha)
-        restarted = self.restarts.highest_lower(self.alpha, self.diffs.variance, self.min_count)
+        restarted = self.restarts.highest_lower(self.alpha, self.diffs, self.min_count)
         return max(whole, restarted)
 
     def fails(self) -> bool:

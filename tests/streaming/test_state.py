@@ -115,23 +115,30 @@ class _Touch:
         return (open, (self.path, "w"))
 
 
-# --- the format ---------------------------------------------------------------------------
-
-
-def test_fixture_of_version_1_loads_and_decides_as_the_run_it_came_from() -> None:
-    snapshot = ServiceSnapshot.loads(FIXTURE.read_bytes())
-    continuation = orjson.loads(CONTINUATION.read_bytes())
+def assert_decides_as_recorded(snapshot: ServiceSnapshot) -> dict[str, Any]:
+    """Adopt ``snapshot``'s rollouts, feed the recorded continuation and check that the
+    decisions are the recorded ones; return the continuation."""
+    continuation: dict[str, Any] = orjson.loads(CONTINUATION.read_bytes())
     engine = Engine()
     engine.adopt(snapshot.rollouts)
-
     decisions = engine.process_all(continuation["events"])
-
-    assert (snapshot.service, snapshot.partition) == (SERVICE, 3)
     # Reason fields added to the contract since the fixture was recorded are left out.
     added = {"reasons": {"__all__": set(ADDED_REASON_FIELDS)}}
     assert [d.model_dump(mode="json", exclude=added) for d in decisions] == continuation[
         "decisions"
     ]
+    return continuation
+
+
+# --- the format ---------------------------------------------------------------------------
+
+
+def test_fixture_of_version_1_loads_and_decides_as_the_run_it_came_from() -> None:
+    snapshot = ServiceSnapshot.loads(FIXTURE.read_bytes())
+
+    continuation = assert_decides_as_recorded(snapshot)
+
+    assert (snapshot.service, snapshot.partition) == (SERVICE, 3)
     actions = [d["action"] for d in continuation["decisions"]]
     assert actions == ["rollback", "rollback_verified"]  # each with every check's numbers
 
@@ -207,14 +214,7 @@ def test_version_4_goes_on_as_its_cumulative_tests_with_no_later_onset() -> None
     gauges = [unit for unit in units if unit.kind == "gauge"]
     assert gauges and all(not unit.restarts.live for unit in gauges if unit.diffs.count)
 
-    engine = Engine()
-    engine.adopt(restored.rollouts)
-    continuation = orjson.loads(CONTINUATION.read_bytes())
-    decisions = engine.process_all(continuation["events"])
-    added = {"reasons": {"__all__": set(ADDED_REASON_FIELDS)}}
-    assert [d.model_dump(mode="json", exclude=added) for d in decisions] == continuation[
-        "decisions"
-    ]
+    assert_decides_as_recorded(restored)
 
 
 def test_version_5_goes_on_with_the_low_traffic_rule_off() -> None:
@@ -226,14 +226,7 @@ def test_version_5_goes_on_with_the_low_traffic_rule_off() -> None:
     restored = ServiceSnapshot.loads(blob)
     assert [r.policy.low_traffic.enabled for r in restored.rollouts] == [False]
     assert restored.dumps() == ServiceSnapshot.loads(FIXTURE.read_bytes()).dumps()
-    engine = Engine()
-    engine.adopt(restored.rollouts)
-    continuation = orjson.loads(CONTINUATION.read_bytes())
-    decisions = engine.process_all(continuation["events"])
-    added = {"reasons": {"__all__": set(ADDED_REASON_FIELDS)}}
-    assert [d.model_dump(mode="json", exclude=added) for d in decisions] == continuation[
-        "decisions"
-    ]
+    assert_decides_as_recorded(restored)
 
 
 def test_version_6_the_current_format_reads_back_byte_for_byte() -> None:

@@ -120,7 +120,11 @@ def test_any_message_is_at_most_one_bounded_dead_letter(messages: list) -> None:
 def good_stream() -> list[tuple[str, bytes | None, bytes]]:
     """A rollout rolled back after a regression: 4 decisions from 6,000 requests."""
     rng = random.Random(1)
-    policy = {"stages": [{"traffic_percent": p, "min_duration": "1m"} for p in (50, 60, 70)]}
+    # The low-traffic rule off: the stream stays held at its first stage until the regression.
+    policy = {
+        "stages": [{"traffic_percent": p, "min_duration": "1m"} for p in (50, 60, 70)],
+        "low_traffic": {"enabled": False},
+    }
     messages = [(D, SERVICE.encode(), orjson.dumps({**started(SERVICE), "policy": policy}))]
     batch = []
     for i in range(6000):

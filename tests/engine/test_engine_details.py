@@ -158,3 +158,16 @@ def test_adopted_rollouts_set_the_input_time_of_their_partition() -> None:
     engine.process(Stream().started(4.0, policy=fast_policy(), deployment="checkout-43"))
     latest = max(r.corroborated for r in engine.rollouts.values())
     assert restarted(engine).input_time == {service_partition(SERVICE): latest}
+
+
+def test_an_id_that_ended_under_another_service_is_never_started_again() -> None:
+    # Ids are unique across services: a finished id this engine knows from another service's
+    # tombstones is refused like one of the announcing service's own.
+    engine = Engine()
+    engine.remember("payments", {OLD: T0})
+    with pytest.raises(ContractError) as caught:
+        engine.process(Stream(deployment=OLD).started(at=60.0, policy=fast_policy()))
+    assert caught.value.reason == "duplicate_deployment"
+    assert str(caught.value).startswith(f"deployment {OLD!r} has finished")
+    assert engine.counters["finished_deployment_started"] == 1
+    assert OLD not in engine.rollouts

@@ -303,10 +303,8 @@ class Engine:
         cohort = rollout.cohort_of.get(version)
         if cohort is None:
             raise _unknown_version(rollout, version)
-        if ts < rollout.next_tick:  # so before the admission grace: rejected
-            rollout.admit(ts)
-            rollout.add_request(cohort, ts, latency, status, event)
-            return []
+        if ts < rollout.next_tick:  # not in the open tick: stamped before the admission grace
+            rollout.admit(ts)  # raises ts_out_of_range
         return self._moved(
             rollout,
             rollout.offer(REQUEST, cohort, ts, (latency, status, event), self._message),

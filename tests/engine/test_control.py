@@ -288,3 +288,34 @@ def test_late_control_event_is_not_decided_in_the_past() -> None:
 
     assert (hold.action, hold.stage, hold.seq) == (Action.HOLD, 1, 2)
     assert hold.ts >= decisions[-1].ts
+
+
+APPROVAL_POLICY = fast_policy(
+    stages=[
+        {"traffic_percent": 10, "min_duration": 60, "min_samples": 50, "approval": True},
+        {"traffic_percent": 50, "min_duration": 60, "min_samples": 50},
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "policy", "expected"),
+    [
+        pytest.param("aborted", fast_policy(), ["advance", "rollback"], id="abort"),
+        pytest.param("paused", fast_policy(), ["advance", "hold"], id="pause"),
+        # The stage passed at 60 s waits for approval (a hold); the approval then advances it.
+        pytest.param("approved", APPROVAL_POLICY, ["hold", "advance"], id="approve"),
+    ],
+)
+def test_a_command_returns_what_its_clock_move_decided_before_its_own_decision(
+    kind: str, policy: dict[str, Any], expected: list[str]
+) -> None:
+    # Requests stop just before the stage's end: the command is what moves the clock past it.
+    stream = Stream(0)
+    engine = Engine()
+    engine.process(stream.started(policy=policy))
+    for event in stream.requests(0, 60, rate=50):
+        engine.process(event)
+    assert engine.rollouts[DEPLOYMENT].clock < 60 + stream.started()["ts"]
+    decisions = engine.process(stream.control(kind, 60.5))
+    assert [d.action.value for d in decisions] == expected

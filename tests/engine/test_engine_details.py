@@ -82,6 +82,36 @@ def test_an_internal_error_is_reported_with_its_type_and_a_bounded_detail() -> N
     assert str(fail_with(long)) == f"{prefix}ValueError: {fits}..."
 
 
+def test_every_internal_error_is_counted() -> None:
+    engine = Engine()
+
+    def broken(event: Any) -> list[Any]:
+        raise KeyError("lost")
+
+    engine._process = broken  # type: ignore[method-assign]
+    for _ in range(3):
+        with pytest.raises(ContractError):
+            engine.process(metric())
+    assert engine.counters == {"internal_error": 3}
+
+
+def test_a_watched_rollout_adopted_by_an_unwatched_engine_reports_to_nobody() -> None:
+    seen: list[str] = []
+    watched = started_engine()
+    watched.observer = lambda rollout, _now, _evidence: seen.append(rollout.deployment)
+    rollout = watched.rollouts[DEPLOYMENT]
+    assert rollout.observer is not None
+    unwatched = Engine()
+    unwatched.adopt([rollout])
+    assert "observer" not in vars(rollout)
+    assert rollout.observer is None
+    stream = Stream()
+    for event in stream.requests(0.0, 60.0, rate=5.0):
+        unwatched.process(event)
+    assert rollout.clock > T0 + 30.0  # it was evaluated, and told nobody
+    assert seen == []
+
+
 def test_a_command_for_a_finished_or_unknown_deployment_is_refused_with_its_reason() -> None:
     engine = Engine()
     engine.remember(SERVICE, {OLD: T0})
@@ -171,3 +201,77 @@ def test_an_id_that_ended_under_another_service_is_never_started_again() -> None
     assert str(caught.value).startswith(f"deployment {OLD!r} has finished")
     assert engine.counters["finished_deployment_started"] == 1
     assert OLD not in engine.rollouts
+
+
+def test_each_announcement_of_a_finished_id_is_refused_and_counted() -> None:
+    engine = started_engine()
+    engine.process(Stream().control("aborted", 1.0))
+    for attempt in range(1, 4):
+        with pytest.raises(ContractError) as caught:
+            engine.process(Stream().started(2.0 * attempt, policy=fast_policy()))
+        assert (caught.value.reason, str(caught.value)) == (
+            "duplicate_deployment",
+            "deployment 'checkout-42' has finished; a deployment id is never started again "
+            "(announce a new id)",
+        )
+        assert engine.counters["finished_deployment_started"] == attempt
+
+
+def test_an_announcement_with_a_bad_policy_names_what_is_wrong() -> None:
+    engine = Engine()
+    with pytest.raises(ContractError) as caught:
+        engine.process(Stream().started(policy="no-such-policy"))
+    assert caught.value.reason == "invalid_policy"
+    assert "no-such-policy" in str(caught.value)
+
+
+def test_an_announcement_returns_what_moving_the_old_rollouts_clock_decided() -> None:
+    # The old rollout's requests stop before its first stage ends; the new announcement moves
+    # its clock past it (the stage advances), then supersedes it, then starts the new one.
+    stream = Stream(0)
+    engine = Engine()
+    engine.process(stream.started(policy=fast_policy(), deployment=OLD))
+    for event in stream.requests(0, 60, rate=50):
+        engine.process(event)
+    decisions = engine.process(stream.started(60.5, policy=fast_policy()))
+    assert [(d.deployment, d.action.value) for d in decisions] == [
+        (OLD, "advance"),
+        (OLD, "rollback"),  # superseded
+        (DEPLOYMENT, "advance"),  # to its first stage
+    ]
+
+
+def baseline_request(ts: float) -> dict[str, Any]:
+    return {
+        "type": "request",
+        "ts": ts,
+        "service": SERVICE,
+        "version": "v1",
+        "latency_ms": 10.0,
+        "status": 200,
+    }
+
+
+def test_the_open_tick_takes_requests_from_the_grace_start_up_to_but_not_at_its_end() -> None:
+    engine = started_engine()
+    rollout = engine.rollouts[DEPLOYMENT]
+    latencies = rollout.buckets[rollout.cohort_of["v1"]].requests.latencies
+    engine.process(baseline_request(rollout.admit_from))
+    assert len(latencies) == 1
+    engine.process(baseline_request(rollout.next_tick))  # held for the next tick
+    assert len(latencies) == 1
+    with pytest.raises(ContractError) as caught:
+        engine.process(baseline_request(rollout.admit_from - 0.001))
+    assert caught.value.reason == "ts_out_of_range"
+    assert len(latencies) == 1
+
+
+def test_an_adopted_rollout_sets_its_partitions_input_time() -> None:
+    engine = started_engine()
+    for event in Stream().requests(0.0, 30.0, rate=5.0):
+        engine.process(event)
+    rollout = engine.rollouts[DEPLOYMENT]
+    assert rollout.corroborated > T0
+    fresh = Engine()
+    fresh.adopt([rollout])
+    assert fresh.input_time == {service_partition(SERVICE): rollout.corroborated}

@@ -53,7 +53,22 @@ def test_a_healthy_canary_at_2_rps_is_promoted_at_30_minutes_with_its_guarantee(
     assert "latency-p99 not judged" in last.summary
     assert "covered by latency-p90" in last.summary
     assert "error_rate ratio ≤ ×" in last.summary and "at 95%" in last.summary
+    # The rule's own clause, word for word: what it waived, what covers it, what it ruled out.
+    assert last.summary.startswith(
+        "low-traffic rule at stage 4 (50%): latency-p99 not judged (no baseline p99 to compare "
+        "with yet: its sketch holds 859 of the 1,000 requests it needs, which takes at least "
+        "2.3 baseline req/s), covered by latency-p90 ≤ +7.5%; error_rate ratio ≤ ×1.90 at 95%; "
+        "promoted; guarantee at 95% confidence: "
+    )
     found = reasons_of(last)
+    assert found["error_rate"].message.endswith(
+        "; under the low-traffic rule: error_rate ratio ≤ ×1.90 at 95%"
+    )
+    assert found["latency-p99"].message.endswith(
+        "; waived by the low-traffic rule: not judged (no baseline p99 to compare with yet: its "
+        "sketch holds 859 of the 1,000 requests it needs, which takes at least 2.3 baseline "
+        "req/s); covered by latency-p90 ≤ +7.5%"
+    )
     assert found["latency-p99"].risk == "waived"
     assert "2.3 baseline req/s" in found["latency-p99"].message
     assert found["latency-p99"].ruled_out is None

@@ -13,6 +13,7 @@ MODULES = [
     "canarystream.actuators.routers",
     "canarystream.contracts",
     "canarystream.errors",
+    "canarystream.ingest",
     "canarystream.kafka",
     "canarystream.policy",
 ]

@@ -1,6 +1,7 @@
 """Command-line interface: ``canarystream replay | backtest | report | simulate | policy |
 kafka | topics | worker | actuate | demo | keys | approve | abort | pause | resume | audit |
-status | get | notify``."""
+status | get | notify |
+bridge``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from canarystream.cli import (  # noqa: F401  (registration)
     actuate_cmd,
     audit_cmd,
     backtest_cmd,
+    bridge_cmd,
     control_cmd,
     demo_cmd,
     kafka_cmd,

@@ -10,6 +10,7 @@ file requires of announcements and control events.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -58,8 +59,10 @@ class EventPublisher:
 
         ``batch`` > 1 packs up to that many consecutive telemetry events of one service into
         one message. A deployment event flushes its service's pending batch first, so each
-        service's events keep their order.
+        service's events keep their order. Returns once every message is acknowledged;
+        raises the first delivery error if one was not (the producer's flush does not).
         """
+        deliveries: list[asyncio.Future[Any]] = []
         pending: dict[str, list[dict[str, Any]]] = {}
         messages = 0
         for event in events:
@@ -68,18 +71,21 @@ class EventPublisher:
                 group = pending.setdefault(service, [])
                 group.append(event)
                 if len(group) >= batch:
-                    messages += await self._flush(service, pending.pop(service))
+                    messages += await self._flush(service, pending.pop(service), deliveries)
                 continue
             if service in pending:
-                messages += await self._flush(service, pending.pop(service))
+                messages += await self._flush(service, pending.pop(service), deliveries)
             value = orjson.dumps(event)
-            await self.producer.send(
+            delivery = await self.producer.send(
                 self.deployments_topic, value, key=service.encode(), headers=self._sign(value)
             )
+            deliveries.append(delivery)
             messages += 1
         for service, group in pending.items():
-            messages += await self._flush(service, group)
+            messages += await self._flush(service, group, deliveries)
         await self.producer.flush()
+        for delivery in deliveries:
+            delivery.result()  # raises the delivery's error, if any
         return messages
 
     async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
@@ -92,7 +98,10 @@ class EventPublisher:
         principal, signer = self.signed_as
         return signed_headers(signer, principal, value)
 
-    async def _flush(self, service: str, group: list[dict[str, Any]]) -> int:
+    async def _flush(
+        self, service: str, group: list[dict[str, Any]], deliveries: list[asyncio.Future[Any]]
+    ) -> int:
         value = orjson.dumps(group[0] if len(group) == 1 else group)
-        await self.producer.send(self.telemetry_topic, value, key=service.encode())
+        delivery = await self.producer.send(self.telemetry_topic, value, key=service.encode())
+        deliveries.append(delivery)
         return 1

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from canarystream.actuators.metrics import ActuationMetrics
 from canarystream.audit.metrics import AuditMetrics
+from canarystream.ingest.metrics import BridgeMetrics
 from canarystream.notify.metrics import NotifyMetrics
 from canarystream.security import insecure_gauge
 from canarystream.streaming.metrics import WorkerMetrics
@@ -60,11 +61,13 @@ def _registries() -> dict[str, CollectorRegistry]:
         "actuator": actuator,
         "audit": audit.registry,
         "notifier": notifier,
+        "otlp-bridge": BridgeMetrics().registry,
     }
 
 
 def families() -> list[Family]:
-    """Every family of the worker, the actuators, the audit recorder and the notifier."""
+    """Every family of the worker, the actuators, the audit recorder, the notifier and the OTLP
+    bridge."""
     found: list[Family] = []
     for service, registry in _registries().items():
         collectors: Any = registry._collector_to_names  # the registered collectors

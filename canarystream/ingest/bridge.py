@@ -137,6 +137,17 @@ class OtlpBridge:
                 found.dead_letters.append(self._dead_letter(record, exc))
                 self.metrics.dead_lettered(signal, exc.reason)
                 continue
+            except Exception as exc:  # a bug met on this input: set it aside, go on
+                log.exception(
+                    "internal error converting %s/%d@%d",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                )
+                error = ContractError(f"{type(exc).__name__}: {exc}", reason="internal_error")
+                found.dead_letters.append(self._dead_letter(record, error))
+                self.metrics.dead_lettered(signal, error.reason)
+                continue
             self.metrics.converted(signal, conversion)
             found.events.extend(conversion.events)
         return found

@@ -66,7 +66,17 @@ def test_the_top_level_help_loads_no_heavy_library(args: tuple[str, ...]) -> Non
 
 @pytest.mark.parametrize(
     "command",
-    ["replay", "backtest", "simulate", "worker", "demo", "approve", "policy show", "kafka up"],
+    [
+        "replay",
+        "backtest",
+        "simulate",
+        "worker",
+        "demo",
+        "approve",
+        "policy show",
+        "kafka up",
+        "bridge otlp",
+    ],
 )
 def test_a_commands_help_loads_no_heavy_library(command: str) -> None:
     assert _loaded(*command.split(), "--help") & set(HEAVY) == set()

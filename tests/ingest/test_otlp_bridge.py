@@ -3,16 +3,20 @@ and what its metrics count."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 from google.protobuf import json_format
 from prometheus_client import CollectorRegistry
 
 from canarystream.contracts.actuation import DeadLetter
-from canarystream.ingest.bridge import BridgeConfig, OtlpBridge, bridge_group_id
+from canarystream.ingest import bridge as bridge_module
+from canarystream.ingest.bridge import BridgeConfig, Converted, OtlpBridge, bridge_group_id
 from canarystream.ingest.metrics import BridgeMetrics
 from canarystream.kafka.connection import Connection
+from canarystream.kafka.publisher import EventPublisher
 from canarystream.settings import load_settings
 from tests.ingest.otlp_build import (
     CLIENT,
@@ -119,3 +123,59 @@ def test_the_command_is_registered_with_its_options() -> None:
         assert option in result.output
     bad = CliRunner().invoke(app, ["bridge", "otlp", "--encoding", "otlp_xml"])
     assert bad.exit_code == 2
+
+
+def test_an_unexpected_error_on_one_message_dead_letters_it_and_the_rest_flows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bridge, registry = _bridge()
+    good = traces((SHOP, [span(1, SERVER)])).SerializeToString()
+    real = bridge_module.convert
+
+    def convert(raw: bytes, *args: object) -> object:
+        if raw == b"boom":
+            raise KeyError("a bug")
+        return real(raw, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bridge_module, "convert", convert)
+    converted = bridge.convert_batch(
+        [Message("otlp_spans", 0, 0, b"boom"), Message("otlp_spans", 0, 1, good)]
+    )
+    assert [letter.reason for letter in converted.dead_letters] == ["internal_error"]
+    assert len(converted.events) == 1
+    assert _value(registry, "canarystream_otlp_dead_letters_total", reason="internal_error") == 1
+
+
+class _FailingProducer:
+    """Accepts messages and fails the delivery of the second one, as a lost broker would."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def send(self, topic: str, value: bytes, **kwargs: object) -> asyncio.Future[None]:
+        self.sent += 1
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.sent == 2:
+            future.set_exception(KafkaTimeoutError("not acknowledged"))
+        else:
+            future.set_result(None)
+        return future
+
+    async def flush(self) -> None:
+        return None
+
+
+def test_a_failed_delivery_raises_so_the_bridge_never_commits_it() -> None:
+    bridge, _ = _bridge()
+    events = [
+        {"type": "metric", "ts": 1.79e9, "service": s, "version": "1", "name": "n", "value": 1.0}
+        for s in ("a", "b", "c")
+    ]
+
+    async def run() -> None:
+        publisher = EventPublisher(bridge.connection)
+        publisher.producer = _FailingProducer()  # type: ignore[assignment]
+        await bridge.publish(publisher, Converted(events=events))
+
+    with pytest.raises(KafkaTimeoutError):
+        asyncio.run(run())

@@ -1,7 +1,6 @@
 """Command-line interface: ``canarystream replay | backtest | report | simulate | policy |
 kafka | topics | worker | actuate | demo | keys | approve | abort | pause | resume | audit |
-status | get | notify |
-bridge``."""
+status | get | notify | bridge``."""
 
 from __future__ import annotations
 

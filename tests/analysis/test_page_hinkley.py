@@ -80,3 +80,36 @@ def test_a_stored_detector_reads_back_the_same() -> None:
 def test_the_recovery_checks_normal_quantile_is_scipy_stats_own() -> None:
     grid = [0.5 + 0.4999 * k / 999 for k in range(1000)] + [0.9, 0.95, 0.975, 0.99, 0.9999]
     assert [recovery.normal_quantile(p) for p in grid] == [float(stats.norm.ppf(p)) for p in grid]
+
+
+def test_the_defaults_are_rivers() -> None:
+    ours, theirs = PageHinkley(), RiverPageHinkley()
+    assert (ours.min_instances, ours.delta, ours.threshold, ours.alpha, ours.mode) == (
+        theirs.min_instances,
+        theirs.delta,
+        theirs.threshold,
+        theirs.alpha,
+        theirs.mode,
+    )
+
+
+def test_an_unknown_mode_is_refused_with_the_valid_ones() -> None:
+    with pytest.raises(
+        ValueError, match=r"^Invalid 'mode'\. Valid values are: \['up', 'down', 'both'\]$"
+    ):
+        PageHinkley(mode="sideways")
+
+
+@pytest.mark.parametrize(("mode", "step"), [("up", 2.0), ("down", -2.0)])
+def test_a_change_exactly_at_the_threshold_is_not_yet_a_drift(mode: str, step: float) -> None:
+    # 0 then ±2 with no fading and no delta: the mean is ±1, the cumulated deviation ±1,
+    # exactly the threshold: no drift, as in river; a hair beyond it is one.
+    for threshold, detected in ((1.0, False), (0.999, True)):
+        ours = PageHinkley(min_instances=1, delta=0.0, threshold=threshold, alpha=1.0, mode=mode)
+        theirs = RiverPageHinkley(
+            min_instances=1, delta=0.0, threshold=threshold, alpha=1.0, mode=mode
+        )
+        for x in (0.0, step):
+            ours.update(x)
+            theirs.update(x)
+        assert ours.drift_detected is theirs.drift_detected is detected

@@ -84,3 +84,63 @@ def test_every_unjudged_quantile_without_a_cover_and_every_open_check_is_named()
         "p99 not judged and no lower quantile of it passed; "
         "p999 not judged and no lower quantile of it passed"
     )
+
+
+class Found:
+    """Hand-made evidence of one check: its verdict, whether it leans, how the rule took it."""
+
+    def __init__(self, name: str, verdict: Verdict | None, leaning: str | None = None) -> None:
+        self.name, self.verdict = name, verdict
+        self.risk: str | None = None
+        self.note = ""
+        self.unit = SimpleNamespace(leans=lambda *_: leaning, latency_quantile=lambda: None)
+
+    def under_rule(self, risk: str, note: str) -> Found:
+        self.risk, self.note = risk, note
+        return self
+
+
+def advancing(found: list[Any], skip: frozenset[str] = frozenset()) -> lowtraffic.Outcome:
+    return lowtraffic.consider(found, set(skip), LowTrafficRule(), promoting=False, confidence=0.95)
+
+
+def test_advancing_passes_over_exactly_the_inconclusive_checks_and_marks_them() -> None:
+    found = [Found("error_rate", OPEN), Found("p50", PASS), Found("probes", OPEN)]
+    outcome = advancing(found)
+
+    assert outcome.evidence == found  # the same evidence, in order
+    assert outcome.statement == "error_rate, probes inconclusive, none leaning toward harm"
+    note = "inconclusive, not leaning toward harm: passed over by the low-traffic rule"
+    assert [(f.risk, f.note) for f in found] == [
+        ("not_leaning", note),
+        (None, ""),
+        ("not_leaning", note),
+    ]
+
+
+def test_every_failing_silent_or_leaning_check_is_named_and_nothing_moves_on() -> None:
+    found = [
+        Found("error_rate", Verdict.FAIL),
+        Found("probes", Verdict.NO_DATA),
+        Found("p90", OPEN, leaning="estimate ×2 beyond ×1.5"),
+        Found("p50", OPEN),
+    ]
+    outcome = advancing(found)
+
+    assert outcome.evidence is None
+    assert outcome.statement == (
+        "not applied: error_rate fail; probes no_data; "
+        "p90 leans toward harm: estimate ×2 beyond ×1.5"
+    )
+    assert all(f.risk is None and f.note == "" for f in found)
+
+
+def test_acknowledged_and_unused_checks_are_not_the_rule_s_to_weigh() -> None:
+    # A check a person acknowledged, or one with no evidence at all, neither blocks the rule
+    # nor is passed over by it; with nothing left to weigh the rule says nothing.
+    found = [Found("error_rate", Verdict.FAIL), Found("unused", None)]
+    assert advancing(found, skip=frozenset({"error_rate"})) == lowtraffic.Outcome(None, "")
+    disabled = lowtraffic.consider(
+        [Found("p50", OPEN)], set(), LowTrafficRule(enabled=False), promoting=False, confidence=0.95
+    )
+    assert disabled == lowtraffic.Outcome(None, "")

@@ -275,3 +275,25 @@ def test_an_adopted_rollout_sets_its_partitions_input_time() -> None:
     fresh = Engine()
     fresh.adopt([rollout])
     assert fresh.input_time == {service_partition(SERVICE): rollout.corroborated}
+
+
+def test_a_service_with_tombstones_only_prunes_them_by_its_partitions_input_time() -> None:
+    # No rollout of the service is left (a restart restored its tombstones alone): the
+    # partition's input time is the clock that expires them.
+    engine = Engine(tombstone_ttl=10.0)
+    engine.remember(SERVICE, {OLD: T0, "checkout-40": T0 + 5.0})
+    engine.input_time[service_partition(SERVICE)] = T0 + 10.5
+    assert engine.forget(SERVICE, keep=1) == []
+    assert engine.tombstones == {SERVICE: {"checkout-40": T0 + 5.0}}
+
+
+def test_adopting_an_older_rollout_after_a_newer_one_keeps_the_newer_input_time() -> None:
+    engine = started_engine()
+    for at in range(5):
+        engine.process(metric() | {"ts": T0 + 1.0 + at})
+    engine.process(Stream().started(4.0, policy=fast_policy(), deployment="checkout-43"))
+    newest_first = sorted(engine.rollouts.values(), key=lambda r: -r.corroborated)
+    assert newest_first[0].corroborated > newest_first[-1].corroborated
+    fresh = Engine()
+    fresh.adopt(newest_first)
+    assert fresh.input_time == {service_partition(SERVICE): newest_first[0].corroborated}

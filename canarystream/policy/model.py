@@ -285,10 +285,12 @@ class LowTrafficRule(_Strict):
       waived if ``waive_unjudged_quantiles`` and a lower quantile of the same latency passed or
       ruled out its bound; the decision names it and what covered it.
 
-    A check *leans toward harm* when its change detector's evidence against its tolerance
-    reaches ``lean_e_value`` (a difference check: its lower bound at ``1 / lean_e_value``
-    exceeds the tolerance) or its point estimate lies beyond the bound the rule would ask it to
-    rule out; then the rollout waits (and holds at the deadline) as without the rule.
+    A check *leans toward harm* when it did at its own gate (a ratio whose blast-radius margin
+    did not apply, see ``Evidence.leaning``), when its change detector's evidence against its
+    tolerance reaches ``lean_e_value`` (a difference check: its lower bound at
+    ``1 / lean_e_value`` exceeds the tolerance) or its point estimate lies beyond the bound the
+    rule would ask it to rule out; then the rollout waits (and holds at the deadline) as
+    without the rule.
     """
 
     enabled: bool = Field(

@@ -21,6 +21,7 @@ from canarystream.analysis.checks.latency import LatencyQuantileUnit
 from canarystream.analysis.cohort import CohortBucket, Slice
 from canarystream.contracts.decision import Verdict
 from canarystream.errors import StateFormatError
+from canarystream.readable import times
 from tests.support.mixture import MixtureOracle
 
 T0 = 1_790_000_000.0
@@ -332,3 +333,59 @@ def test_a_pass_at_a_bound_of_exactly_one_is_no_blast_radius_pass() -> None:
     assert evidence.upper == stream.upper("no_harm", ADVANCING.alpha) == 1.0
     assert evidence.verdict is Verdict.PASS
     assert evidence.reason().message.endswith("upper bound at +30% ×1.00 (no harm at ×1 or less)")
+
+
+# --- leaning toward harm: no blast-radius pass -----------------------------------------------
+
+
+def _leaning(slow_canary: int, ticks: int) -> _Stream:
+    """``ticks`` ticks: ``slow_canary`` of 200 canary requests beyond every tolerance, 40 of 400
+    baseline ones beyond ``T``, and a margin wide enough for the blast radius to pass them."""
+    check = CHECK.model_copy(update={"advance_abs_margin": 0.05})
+    return _Stream(check).feed(200, 400, 40, over_all=slow_canary, ticks=ticks)
+
+
+@pytest.mark.parametrize(
+    ("slow_canary", "ticks", "clause"),
+    [(28, 1, "estimate"), (30, 2, "against"), (30, 3, "detector")],
+)
+def test_a_canary_whose_quantile_leans_beyond_its_tolerance_gets_no_blast_radius_pass(
+    slow_canary: int, ticks: int, clause: str
+) -> None:
+    stream = _leaning(slow_canary, ticks)
+    evidence = stream.unit.evaluate(ADVANCING)
+    upper = stream.upper("no_harm", ADVANCING.alpha)
+    assert upper > 1.0 and (upper - 1.0) * 0.1 * 0.25 <= 0.05  # the margin alone would pass
+    estimate = stream.estimate("no_harm")
+    against = stream.oracles["test"].e_value(1.0)
+    detector = stream.oracles["test"].detector(1.0)
+    assert estimate == pytest.approx(slow_canary / 20, rel=1e-12)
+    assert against > 1.0 and detector < 1 / 0.05  # leaning, not failing
+    against_text = f"evidence against the tolerance at e = {against:.3g}"
+    expected = {
+        "detector": f"change detector at e = {detector:.3g} ≥ 5",
+        "against": against_text,
+        "estimate": f"canary requests beyond +30% of the baseline p90 {times(estimate)} as "
+        f"frequent as baseline ones beyond it with {against_text}",
+    }[clause]
+
+    assert evidence.verdict is Verdict.INCONCLUSIVE
+    assert evidence.leaning == expected
+    assert evidence.reason().message.endswith(
+        f"; leans toward harm ({expected}): the blast-radius margin does not apply"
+    )
+    # No samples to reach the bound itself: the estimate is at or beyond it.
+    assert evidence.more is None
+
+
+@pytest.mark.parametrize(("slow_canary", "ticks"), [(20, 10), (24, 1), (26, 2)])
+def test_a_canary_with_nothing_pointing_to_a_regression_keeps_its_blast_radius_pass(
+    slow_canary: int, ticks: int
+) -> None:
+    # At the baseline, or above it with the evidence against the tolerance at most 1.
+    stream = _leaning(slow_canary, ticks)
+    evidence = stream.unit.evaluate(ADVANCING)
+
+    assert stream.estimate("no_harm") >= 1.0
+    assert stream.oracles["test"].e_value(1.0) <= 1.0
+    assert (evidence.verdict, evidence.leaning) == (Verdict.PASS, None)

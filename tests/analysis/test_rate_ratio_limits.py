@@ -54,8 +54,19 @@ def test_extra_errors_exactly_at_the_blast_radius_margin_pass() -> None:
 
 
 def test_the_canary_s_own_rate_bound_exactly_at_the_margin_passes() -> None:
-    # No baseline errors: the ratio has no upper bound; the canary's own rate decides.
-    margin = rate_upper_bound(3, REQUESTS, GATE.alpha) * GATE.next_share
+    # No errors in either cohort: the ratio has no upper bound; the canary's own rate decides.
+    margin = rate_upper_bound(0, REQUESTS, GATE.alpha) * GATE.next_share
 
-    assert _unit(3, 0, margin=margin).evaluate(GATE).verdict is Verdict.PASS
-    assert _unit(3, 0, margin=margin * 0.999).evaluate(GATE).verdict is Verdict.INCONCLUSIVE
+    assert _unit(0, 0, margin=margin).evaluate(GATE).verdict is Verdict.PASS
+    assert _unit(0, 0, margin=margin * 0.999).evaluate(GATE).verdict is Verdict.INCONCLUSIVE
+
+
+def test_errors_in_the_canary_alone_lean_toward_harm_and_the_margin_does_not_apply() -> None:
+    # Three canary errors against none in equal traffic: within the margin on the canary's own
+    # rate, but the estimate is beyond any ratio and the evidence against the tolerance rises.
+    margin = rate_upper_bound(3, REQUESTS, GATE.alpha) * GATE.next_share
+    found = _unit(3, 0, margin=margin).evaluate(GATE)
+
+    assert found.verdict is Verdict.INCONCLUSIVE
+    assert found.leaning == "evidence against the tolerance at e = 2.42"
+    assert "the blast-radius margin does not apply" in found.reason().message

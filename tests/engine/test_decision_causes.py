@@ -27,7 +27,7 @@ AWAITING = fast_policy(
 
 
 def test_the_rollout_deadline_rolls_back_at_the_first_tick_at_or_past_it() -> None:
-    stream = Stream(0)
+    stream = Stream(5)
     decisions = run([stream.started(policy=AWAITING), *stream.requests(0, 150)])
 
     rows = [

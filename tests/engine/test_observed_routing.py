@@ -165,7 +165,7 @@ def test_a_routing_that_is_not_the_decided_share_holds_after_the_deadline() -> N
 
 @pytest.mark.parametrize("how", ["named", "share"])
 def test_a_decision_not_applied_pages_once_and_clears_once_observed(how: str) -> None:
-    stream = Stream(8)
+    stream = Stream(15)
     engine = Engine()
     decided = run([stream.started(policy=stable())], engine)
     decided += run([shifted(2, 10, decided[0].decision_id)], engine)

@@ -58,10 +58,11 @@ EVERY_CHECK = {
 CASES: dict[str, tuple[str, float, float, Any, list[Action]]] = {
     "rollback-then-recovery": (
         "errors-x3",
-        50,
-        1700,
+        80,
+        1550,
         None,
-        [Action.ADVANCE, Action.ADVANCE, Action.ADVANCE, Action.ROLLBACK, Action.ROLLBACK_VERIFIED],
+        # Stage 0 is held at its deadline (the evidence leans toward harm), then rolled back.
+        [Action.ADVANCE, Action.HOLD, Action.ROLLBACK, Action.ROLLBACK_VERIFIED],
     ),
     "breakdowns-and-gauges": (
         "endpoint-only",

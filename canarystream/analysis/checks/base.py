@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from canarystream.analysis.checks.latency import LatencyTracker
 
 __all__ = [
+    "LEANING_E",
     "MAX_DURATION",
     "MAX_RATIO",
     "MAX_UNITS_PER_CHECK",
@@ -53,6 +54,8 @@ __all__ = [
     "Trackers",
     "Unit",
     "check_order",
+    "leaning",
+    "margin_barred",
     "parse_duration",
     "parse_status_set",
     "samples_to_reach",
@@ -265,7 +268,9 @@ class Evidence:
     ``ruled_out`` is the guarantee a promotion would rest on: the largest regression not yet
     ruled out at the promote confidence, in the tolerance's units (``None`` if none is).
     ``more`` estimates, for an INCONCLUSIVE verdict whose bound was tested, the further canary
-    samples its bound needs to reach the one in force (:func:`samples_to_reach`). The full
+    samples its bound needs to reach the one in force (:func:`samples_to_reach`). ``leaning``
+    says why an INCONCLUSIVE verdict that a blast-radius margin would have passed leans toward
+    harm (:func:`leaning`); ``None`` otherwise. The full
     account (:meth:`reason`) is built on first use from the same numbers, within the same
     tick, so it cannot disagree with the verdict.
     """
@@ -276,6 +281,7 @@ class Evidence:
         "e_value",
         "explain",
         "gate",
+        "leaning",
         "more",
         "note",
         "risk",
@@ -298,13 +304,15 @@ class Evidence:
         ruled_out: float | None = None,
         more: int | None = None,
         severe: bool = False,
+        leaning: str | None = None,
     ) -> None:
         self.unit, self.gate, self.verdict = unit, gate, verdict
         self.e_value, self.upper, self.bound = e_value, upper, bound
         self.ruled_out, self.more = ruled_out, more
-        self.severe = severe
+        self.severe, self.leaning = severe, leaning
         self.risk: str | None = None  # how the low-traffic rule took it (CheckReason.risk)
-        self.note = ""  # what the rule says of it, appended to the reason's message
+        # appended to the reason's message: what the rule says of it, or why it leans
+        self.note = margin_barred(leaning) if leaning is not None else ""
         self._reason: CheckReason | None = None
 
     def under_rule(self, risk: str, note: str) -> Evidence:
@@ -355,6 +363,44 @@ def samples_to_reach(samples: int, estimate: float, upper: float, bound: float) 
     return max(0, math.ceil(min(total, 1e15) - samples))
 
 
+LEANING_E = 2.0
+"""E-value against the tolerance at which a ratio test leans toward harm on its own (under the
+tolerance, the chance it ever gets there is at most 1/2, by Ville's inequality)."""
+
+
+def leaning(detector: float, gate: Gate, against: float, beyond: str | None) -> str | None:
+    """Why a ratio test's evidence leans toward harm (None: nothing points to a regression).
+
+    It leans when its change detector (``detector``) has reached the gate's level
+    ``1 / gate.alpha``; when its e-process against the tolerance (``against``) has reached
+    :data:`LEANING_E`; or when that e-process is above 1 and the point estimate lies beyond the
+    bound in force (``beyond`` says how, None if it does not). Evidence that leans cannot pass
+    on a blast-radius margin: the rollout waits at its stage until it settles either way.
+
+    >>> gate = Gate(True, 0.05, False, 0.1)
+    >>> leaning(12.0, gate, 1.0, None)
+    'change detector at e = 12 ≥ 10'
+    >>> leaning(1.0, gate, 2.5, None)
+    'evidence against the tolerance at e = 2.5'
+    >>> leaning(1.0, gate, 1.2, "estimate ×2 beyond ×1.5")
+    'estimate ×2 beyond ×1.5 with evidence against the tolerance at e = 1.2'
+    >>> leaning(1.0, gate, 0.9, "estimate ×2 beyond ×1.5") is None
+    True
+    """
+    if detector * gate.alpha >= 1.0:
+        return f"change detector at e = {detector:.3g} ≥ {1.0 / gate.alpha:g}"
+    if against >= LEANING_E:
+        return f"evidence against the tolerance at e = {against:.3g}"
+    if against > 1.0 and beyond is not None:
+        return f"{beyond} with evidence against the tolerance at e = {against:.3g}"
+    return None
+
+
+def margin_barred(why: str) -> str:
+    """The note of evidence that a blast-radius margin would pass but that leans (``why``)."""
+    return f"leans toward harm ({why}): the blast-radius margin does not apply"
+
+
 # --- units -----------------------------------------------------------------------------------
 
 
@@ -394,8 +440,11 @@ class Unit:
         return None
 
     def leans(self, evidence: Evidence, e_level: float, error_ratio: float) -> str | None:
-        """Why this unit leans toward harm (None: it does not): its change detector's
-        evidence against the tolerance has reached ``e_level``."""
+        """Why this unit leans toward harm (None: it does not): the evidence did at its own
+        gate (``evidence.leaning``), or its change detector's evidence against the tolerance
+        has reached ``e_level``."""
+        if evidence.leaning is not None:
+            return evidence.leaning
         e_value = evidence.e_value
         if e_value is not None and e_value >= e_level:
             return f"evidence against it at e = {e_value:.3g} ≥ {e_level:g}"

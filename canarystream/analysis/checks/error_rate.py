@@ -79,7 +79,8 @@ class ErrorRateCheck(CheckModel):
         ge=0,
         le=1,
         description="Alternatively, a bound on the extra errors as a share of all requests at "
-        "the next stage's traffic (blast radius); lets early, small stages advance.",
+        "the next stage's traffic (blast radius); lets early, small stages advance when the "
+        "evidence does not lean toward harm.",
     )
     promote_tolerance: float | None = Field(
         default=None,

@@ -17,6 +17,7 @@ from canarystream.analysis.checks.base import (
     Trackers,
     Unit,
     check_order,
+    leaning,
     samples_to_reach,
     slice_of,
 )
@@ -168,11 +169,14 @@ class LatencyQuantileUnit(Unit):
         # Extra requests beyond (1 + tolerance in force) x the baseline quantile, as a share
         # of all traffic at the next stage, bounded by the margin (see RateRatioUnit).
         share = (1.0 - self.quantile) * gate.next_share
-        passes = upper <= 1.0 or (upper - 1.0) * share <= self.abs_margin
+        passes, why = upper <= 1.0, None
+        if not passes and (upper - 1.0) * share <= self.abs_margin:
+            why = self._leaning(e_value, gate)
+            passes = why is None
         more = None
         estimate = in_force.estimate()
         if not passes and estimate is not None and 0.0 < estimate < math.inf:
-            limit = 1.0 + self.abs_margin / share if share > 0.0 else 1.0
+            limit = 1.0 + self.abs_margin / share if share > 0.0 and why is None else 1.0
             more = samples_to_reach(
                 self.samples[0], math.log(estimate), math.log(upper), math.log(limit)
             )
@@ -185,7 +189,24 @@ class LatencyQuantileUnit(Unit):
             bound=gate.in_force(self.advance_tolerance, self.promote_tolerance),
             ruled_out=self._ruled_out(upper, gate.alpha) if gate.promoting else None,
             more=more,
+            leaning=why,
         )
+
+    def _beyond(self) -> str | None:
+        """How the canary's quantile is estimated beyond the advance tolerance (None: it is
+        not): its requests beyond ``(1 + advance_tolerance) T`` more frequent than baseline
+        ones beyond ``T``."""
+        estimate = self.no_harm.estimate()
+        if estimate is None or not 1.0 < estimate < math.inf:
+            return None
+        return (
+            f"canary requests beyond +{self.advance_tolerance:.0%} of the baseline "
+            f"p{self.quantile * 100:g} {times(estimate)} as frequent as baseline ones beyond it"
+        )
+
+    def _leaning(self, e_value: float, gate: Gate) -> str | None:
+        """Why the evidence leans toward harm (None: it does not); see :func:`leaning`."""
+        return leaning(e_value, gate, self.test.e_value(1.0), self._beyond())
 
     def risk_evidence(self, evidence: Evidence, error_ratio: float) -> Evidence | None:
         # +advance_tolerance ruled out at the confidence of evidence's gate (no blast-radius
@@ -199,13 +220,7 @@ class LatencyQuantileUnit(Unit):
 
     def leans(self, evidence: Evidence, e_level: float, error_ratio: float) -> str | None:
         found = super().leans(evidence, e_level, error_ratio)
-        estimate = self.no_harm.estimate()
-        if found is None and estimate is not None and 1.0 < estimate < math.inf:
-            found = (
-                f"canary requests beyond +{self.advance_tolerance:.0%} of the baseline "
-                f"p{self.quantile * 100:g} {times(estimate)} as frequent as baseline ones beyond it"
-            )
-        return found
+        return self._beyond() if found is None else found
 
     def latency_quantile(self) -> tuple[Key, float] | None:
         return self.key, self.quantile

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 import math
 
-from canarystream.analysis.checks.base import Evidence, Gate, Tick, Unit, samples_to_reach
+from canarystream.analysis.checks.base import (
+    Evidence,
+    Gate,
+    Tick,
+    Unit,
+    leaning,
+    samples_to_reach,
+)
 from canarystream.analysis.cohort import CohortBucket, Slice
 from canarystream.analysis.sequential import (
     MeanRestarts,
@@ -70,9 +77,8 @@ class RateRatioUnit(Unit):
         self.events[1] += xb
         self.test.update(xc, xb, nc, nb)
 
-    def _passes(self, upper: float, bound: float, gate: Gate) -> bool:
-        if upper <= bound:
-            return True
+    def _within_margin(self, upper: float, gate: Gate) -> bool:
+        """Whether the extra bad requests are bounded within the blast-radius margin."""
         # Blast radius: rare events at a small share cannot show a tight ratio quickly, but a
         # bound on the extra bad requests, as a share of *all* traffic at the next stage
         # (ratio bound - 1) x baseline rate x next share, within a margin is no harm either.
@@ -84,6 +90,14 @@ class RateRatioUnit(Unit):
         # share is all traffic, so the bound must be within the margin on its own.
         canary_rate = rate_upper_bound(self.events[0], self.exposure[0], gate.alpha)
         return canary_rate * gate.next_share <= self.abs_margin
+
+    def _leaning(self, e_value: float, bound: float, gate: Gate) -> str | None:
+        """Why the evidence leans toward harm (None: it does not); see :func:`leaning`."""
+        estimate = self.test.estimate()
+        beyond = None
+        if estimate is not None and estimate > bound:
+            beyond = f"estimate {times(estimate)} beyond {times(bound)}"
+        return leaning(e_value, gate, self.test.e_value(self.tolerance), beyond)
 
     def evaluate(self, gate: Gate) -> Evidence:
         if self.exposure[0] == 0 and self.exposure[1] == 0:
@@ -97,7 +111,10 @@ class RateRatioUnit(Unit):
             return Evidence(self, gate, Verdict.INCONCLUSIVE, e_value=e_value)
         upper = self.test.upper_bound(gate.alpha)
         bound = gate.in_force(self.advance_tolerance, self.promote_tolerance)
-        passes = self._passes(upper, bound, gate)
+        passes, why = upper <= bound, None
+        if not passes and self._within_margin(upper, gate):
+            why = self._leaning(e_value, bound, gate)
+            passes = why is None
         return Evidence(
             self,
             gate,
@@ -106,7 +123,8 @@ class RateRatioUnit(Unit):
             upper=upper,
             bound=bound,
             ruled_out=upper if gate.promoting and math.isfinite(upper) else None,
-            more=None if passes else self._more(upper, bound, gate),
+            more=None if passes else self._more(upper, bound, gate, margin=why is None),
+            leaning=why,
         )
 
     def risk_evidence(self, evidence: Evidence, error_ratio: float) -> Evidence | None:
@@ -129,14 +147,15 @@ class RateRatioUnit(Unit):
             found = f"estimate {times(estimate)} beyond {times(error_ratio)}"
         return found
 
-    def _more(self, upper: float, bound: float, gate: Gate) -> int | None:
-        """Further canary exposure before the upper bound passes (log-ratio scale)."""
+    def _more(self, upper: float, bound: float, gate: Gate, *, margin: bool) -> int | None:
+        """Further canary exposure before the upper bound passes (log-ratio scale); on the
+        blast-radius margin too if ``margin`` (not for evidence that leans toward harm)."""
         estimate = self.test.estimate()
         if estimate is None or not 0.0 < estimate < math.inf or not math.isfinite(upper):
             return None
         # The blast-radius clause passes a bound up to 1 + margin / (base rate x next share).
         base_rate = self.events[1] / self.exposure[1] if self.exposure[1] else 0.0
-        if base_rate > 0.0 and gate.next_share > 0.0:
+        if margin and base_rate > 0.0 and gate.next_share > 0.0:
             bound = max(bound, 1.0 + self.abs_margin / (base_rate * gate.next_share))
         return samples_to_reach(
             self.exposure[0], math.log(estimate), math.log(upper), math.log(bound)

@@ -55,7 +55,6 @@ __all__ = [
     "Unit",
     "check_order",
     "leaning",
-    "margin_barred",
     "parse_duration",
     "parse_status_set",
     "samples_to_reach",
@@ -312,7 +311,7 @@ class Evidence:
         self.severe, self.leaning = severe, leaning
         self.risk: str | None = None  # how the low-traffic rule took it (CheckReason.risk)
         # appended to the reason's message: what the rule says of it, or why it leans
-        self.note = margin_barred(leaning) if leaning is not None else ""
+        self.note = _margin_barred(leaning) if leaning is not None else ""
         self._reason: CheckReason | None = None
 
     def under_rule(self, risk: str, note: str) -> Evidence:
@@ -396,7 +395,7 @@ def leaning(detector: float, gate: Gate, against: float, beyond: str | None) -> 
     return None
 
 
-def margin_barred(why: str) -> str:
+def _margin_barred(why: str) -> str:
     """The note of evidence that a blast-radius margin would pass but that leans (``why``)."""
     return f"leans toward harm ({why}): the blast-radius margin does not apply"
 

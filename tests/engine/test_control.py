@@ -303,6 +303,8 @@ APPROVAL_POLICY = fast_policy(
     [
         pytest.param("aborted", fast_policy(), ["advance", "rollback"], id="abort"),
         pytest.param("paused", fast_policy(), ["advance", "hold"], id="pause"),
+        # Nothing to resume: the resume changes nothing, its clock move advanced the stage.
+        pytest.param("resumed", fast_policy(), ["advance"], id="resume"),
         # The stage passed at 60 s waits for approval (a hold); the approval then advances it.
         pytest.param("approved", APPROVAL_POLICY, ["hold", "advance"], id="approve"),
     ],

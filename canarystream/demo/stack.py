@@ -134,8 +134,12 @@ class WorkerProcess:
         return total
 
     def telemetry_consumed(self) -> float:
-        """Telemetry messages the worker has consumed."""
+        """Telemetry messages the worker has consumed (a message delivered again, twice)."""
         return self.metric("canarystream_messages_consumed_total", topic=TELEMETRY_TOPIC)
+
+    def telemetry_skipped(self) -> float:
+        """Telemetry messages delivered again whose effect was already in the state."""
+        return self.metric("canarystream_redelivered_messages_skipped_total", topic=TELEMETRY_TOPIC)
 
     def alive(self) -> bool:
         return self.process.poll() is None

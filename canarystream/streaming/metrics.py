@@ -50,8 +50,9 @@ class WorkerMetrics:
         )
         self.skipped = Counter(
             "canarystream_redelivered_messages_skipped_total",
-            "Messages delivered again after a restart and skipped: their effect was already "
-            "in the restored state.",
+            "Messages delivered again and skipped, by source topic: their effect was already in "
+            "the state (after a restart, or read by the worker itself when they were late).",
+            ["topic"],
             registry=r,
         )
         self.decisions = Counter(
@@ -186,8 +187,8 @@ class WorkerMetrics:
             self.ignored.inc(result.ignored)
         for reason, n in result.invalid.items():
             self.invalid.labels(reason).inc(n)
-        if result.skipped:
-            self.skipped.inc(result.skipped)
+        for topic, n in result.skipped.items():
+            self.skipped.labels(topic).inc(n)
 
     def record_consumed(self, rollouts: Iterable[Rollout]) -> None:
         """Count the events the rollouts folded since they were last counted; set the live

@@ -362,7 +362,7 @@ class BatchResult:
     snapshots: dict[str, ServiceSnapshot] = field(default_factory=dict)
     ignored: int = 0  # telemetry messages of services without an active rollout (not decoded)
     invalid: Counter[str] = field(default_factory=Counter)  # rejected events, by reason
-    skipped: int = 0  # messages already applied before a restart
+    skipped: Counter[str] = field(default_factory=Counter)  # already applied, by topic
     unreadable: set[str] = field(default_factory=set)  # services whose stored state is refused
     verdicts: list[InputVerdict] = field(default_factory=list)  # announcements and commands
 
@@ -497,7 +497,7 @@ class BatchProcessor:
             problems.whole(_unreadable(service, snapshot.unreadable), len(values))
             return
         if snapshot.offsets.get(message.topic, -1) >= message.offset:
-            result.skipped += 1
+            result.skipped[message.topic] += 1
             return
         try:
             self._process(message, service, values, result, problems)

@@ -47,5 +47,7 @@ def test_a_worker_started_on_a_backlog_applies_every_message(stack: Stack) -> No
     worker = stack.start_worker("backlog")
     stack.wait_for(lambda: worker.telemetry_consumed() >= messages, 180, "every message consumed")
     stack.wait_until_caught_up(expected)
-    assert worker.telemetry_consumed() == messages
+    # Each message applied once: any consumed twice (read by the worker itself while Faust was
+    # late with it, then delivered by Faust too) was skipped the second time.
+    assert worker.telemetry_consumed() - worker.telemetry_skipped() == messages
     assert sorted(map(key, stack.decisions())) == sorted(map(key, expected))

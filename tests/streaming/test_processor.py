@@ -265,7 +265,7 @@ def test_an_internal_error_dead_letters_its_message_and_is_not_retried() -> None
     assert result.snapshots[A].offsets[T] == batch[-1].offset
     keep(result, store)
     again = make_processor(store, FailingEngine()).process(batch[1:])
-    assert again.dead_letters == [] and again.skipped == 3
+    assert again.dead_letters == [] and again.skipped == {T: 3}
 
 
 def test_a_failing_snapshot_load_dead_letters_only_that_services_messages() -> None:
@@ -441,7 +441,7 @@ def test_messages_delivered_again_after_a_restart_are_skipped_by_offset() -> Non
     later = [feed(T, request(ts=TS + 2 + i / 10)) for i in range(3)]  # all in the open tick
     restarted = make_processor(store)
     result = restarted.process(first[2:] + later)
-    assert result.skipped == 4
+    assert result.skipped == {T: 4}
     rollout = restarted.engine.active_by_service[A]
     assert requests_seen(rollout) == 8
     assert result.snapshots[A].offsets == {D: 0, T: later[-1].offset}

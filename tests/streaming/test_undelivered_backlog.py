@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from canarystream.contracts.topics import TELEMETRY_TOPIC
+from canarystream.contracts.topics import DEPLOYMENTS_TOPIC, TELEMETRY_TOPIC
 from tests.support.broker import Stack, announce_then_send, key, replayed, rollout_events
 
 pytestmark = pytest.mark.kafka
@@ -68,3 +68,30 @@ def test_a_backlog_committed_but_never_delivered_is_read_and_judged(stack: Stack
     stack.wait_until_caught_up(expected, timeout=90)
     assert sorted(map(key, stack.decisions())) == sorted(map(key, expected))
     assert "were not delivered" in second.log.read_text()
+
+
+def test_an_announcement_the_group_is_past_with_nothing_after_it_is_taken(stack: Stack) -> None:
+    """The end state of a rebalance that lands as rollouts are announced.
+
+    Faust can take messages that arrive as it resumes after a rebalance from the consumer
+    without handing them to the agent, and its seek back to the committed offsets skips
+    partitions with no committed offset above 0: on such a partition, the consumer's position
+    stays past an announcement the agent never had. With no telemetry
+    after it (a deployment system waits for the rollout to be taken), nothing reveals the
+    hole. Here the group's offsets put the position past the announcements before the worker
+    starts, which leaves the worker in the same state without waiting for the race.
+    """
+    events = rollout_events("healthy", "errors-x3", rps=40, duration="20m", seed=11)
+    starts = [e for e in events if e["type"] == "deployment_started"]
+    stack.produce(starts)
+    ends = _commit_at_end(stack, stack.topic(DEPLOYMENTS_TOPIC))
+    assert sum(ends.values()) == len(starts)
+
+    worker = stack.start_worker("w1")
+    names = {e["deployment"] for e in starts}
+
+    def held() -> set[str]:
+        return {r["deployment"] for r in worker.get_json("/rollouts/")["rollouts"]}
+
+    stack.wait_for(lambda: names <= held(), timeout=60, what="the announcements to be taken")
+    assert "are in the log but were not delivered" in worker.log.read_text()

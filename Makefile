@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 WITH_BROKER := deploy/kafka/with-broker.sh $(PY)
+KAFKA_ALSO  := 4.4.0
 
 .PHONY: demo test e2e lint services bench bench-detection bench-open-loop bench-speed bench-stream schemas fuzz mutation clean
 
@@ -23,7 +24,8 @@ services:
 	bash deploy/services/install.sh
 	bash deploy/services/unleash/install.sh
 
-# The broker is started for the run (unless one runs already) and stopped afterwards.
+# The broker is started for the run (unless one runs already) and stopped afterwards. The
+# worker's broker tests (tests/streaming, marked kafka) run again on Kafka $(KAFKA_ALSO).
 # Tests marked flagd need a flagd binary, which the Go module proxy here refuses to serve
 # (deploy/services/install-flagd.sh builds it where it is served): deselected, not skipped.
 test: $(STAMP) services
@@ -31,6 +33,7 @@ test: $(STAMP) services
 	$(VENV)/bin/ruff format --check canarystream tests benchmarks
 	$(VENV)/bin/mypy
 	$(WITH_BROKER) $(PY) -m pytest -n 2 -m "not flagd" canarystream tests
+	CANARYSTREAM_KAFKA_VERSION=$(KAFKA_ALSO) $(WITH_BROKER) $(PY) -m pytest -n 2 -m kafka tests/streaming
 
 # The end-to-end drill alone (tests/e2e; `make test` runs it too): real broker, worker, HAProxy,
 # Unleash and every actuator under load; a healthy canary promoted, a regressed one rolled back.

@@ -25,7 +25,8 @@ services:
 	bash deploy/services/unleash/install.sh
 
 # The broker is started for the run (unless one runs already) and stopped afterwards. The
-# worker's broker tests (tests/streaming, marked kafka) run again on Kafka $(KAFKA_ALSO).
+# worker's broker tests (tests/streaming, marked kafka) run again on Kafka $(KAFKA_ALSO), on a
+# port of its own (29092), so that a broker already up on the default one is not taken for it.
 # Tests marked flagd need a flagd binary, which the Go module proxy here refuses to serve
 # (deploy/services/install-flagd.sh builds it where it is served): deselected, not skipped.
 test: $(STAMP) services
@@ -33,7 +34,7 @@ test: $(STAMP) services
 	$(VENV)/bin/ruff format --check canarystream tests benchmarks
 	$(VENV)/bin/mypy
 	$(WITH_BROKER) $(PY) -m pytest -n 2 -m "not flagd" canarystream tests
-	CANARYSTREAM_KAFKA_VERSION=$(KAFKA_ALSO) $(WITH_BROKER) $(PY) -m pytest -n 2 -m kafka tests/streaming
+	CANARYSTREAM_KAFKA_VERSION=$(KAFKA_ALSO) KAFKA_PORT=29092 $(WITH_BROKER) $(PY) -m pytest -n 2 -m kafka tests/streaming
 
 # The end-to-end drill alone (tests/e2e; `make test` runs it too): real broker, worker, HAProxy,
 # Unleash and every actuator under load; a healthy canary promoted, a regressed one rolled back.

@@ -106,6 +106,28 @@ def test_telemetry_within_the_grace_before_the_start_is_accepted() -> None:
     assert engine.rollouts[started["deployment"]].arrived == 5
 
 
+def test_telemetry_exactly_the_grace_before_the_start_is_the_earliest_accepted() -> None:
+    stream = Stream(0)
+    started = stream.started(policy=fast_policy())  # grace 60 s
+    engine = Engine()
+    engine.process(started)
+    engine.process(request(-60.0))
+    gauge = request(-60.0) | {"type": "metric", "name": "cpu", "value": 0.5}
+    for field in ("latency_ms", "status"):
+        del gauge[field]
+    engine.process(gauge)  # samples are admitted by the rollout itself, requests inline
+    with pytest.raises(ContractError) as refused:
+        engine.process(request(-60.001))
+
+    assert engine.rollouts[started["deployment"]].arrived == 2
+    assert refused.value.reason == "ts_out_of_range"
+    assert str(refused.value) == (
+        f"ts {T0 - 60.001:.3f} (2026-09-21T14:12:19Z) is before deployment "
+        f"{started['deployment']!r} started (2026-09-21T14:13:20Z) minus 1m 00s "
+        "(admission.grace)"
+    )
+
+
 def test_a_skewed_minority_producer_does_not_drag_the_clock() -> None:
     """One instance in ten stamps its events 100 s ahead (inside max_skew): the clock follows
     the other nine, never more than one tick ahead of the true time."""

@@ -14,13 +14,11 @@ Results: ``benchmarks/results/<tag>.json`` and ``benchmarks/results/<tag>.md``.
 from __future__ import annotations
 
 import os
-import platform
 import statistics
-import time
 from collections import Counter, defaultdict
 from typing import Any
 
-from benchmarks.pool import arguments, pooled, scaled, write_results
+from benchmarks.pool import arguments, machine, pooled, scaled, write_results
 from canarystream.contracts.decision import Decision
 from canarystream.engine import Engine
 from canarystream.simulate.closed_loop import simulate
@@ -132,10 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     summary = summarise(run.rows)
     meta = run.meta(
         scale=args.scale,
-        load_average_at_start=round(load, 1),
-        cpus=os.cpu_count(),
-        python=platform.python_version(),
-        when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        **machine(load),
     )
     write_results(args.tag, markdown(summary), meta=meta, summary=summary, rollouts=run.rows)
     return summary

@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
-import time
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -24,7 +22,7 @@ import numpy as np
 
 from benchmarks.detection import clopper_pearson_upper
 from benchmarks.paired import TERMINAL, paired_decisions
-from benchmarks.pool import arguments, pooled, scaled, write_results
+from benchmarks.pool import arguments, machine, pooled, scaled, write_results
 from canarystream.analysis.sequential import RatioSequence
 from canarystream.simulate.paired import MEDIAN_MS, SIGMA, T0, Cell
 
@@ -194,10 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = summarise(run.rows)
     meta = run.meta(
         scale=args.scale,
-        load_average_at_start=round(load, 1),
-        cpus=os.cpu_count(),
-        python=platform.python_version(),
-        when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        **machine(load),
     )
     table = markdown(summary)
     write_results(args.tag, table, meta=meta, summary=summary, rollouts=run.rows)

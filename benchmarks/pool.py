@@ -6,13 +6,15 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
+import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-__all__ = ["RESULTS", "Pooled", "arguments", "pooled", "scaled", "write_results"]
+__all__ = ["RESULTS", "Pooled", "arguments", "machine", "pooled", "scaled", "write_results"]
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -26,6 +28,17 @@ def arguments(description: str | None, *, scale: str | None = None) -> argparse.
     if scale is not None:
         made.add_argument("--scale", type=float, default=1.0, help=scale)
     return made
+
+
+def machine(load_at_start: float) -> dict[str, Any]:
+    """What a results file notes of the run's machine: the load average when the run started
+    (``os.getloadavg()[0]`` taken then), CPUs, Python, and when it ended (UTC)."""
+    return {
+        "load_average_at_start": round(load_at_start, 1),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
 
 
 def scaled(count: float, scale: float) -> int:

@@ -295,7 +295,7 @@ class Rollout:
         if not self.is_live:
             return []
         why = f"aborted by {actor}" + (f": {reason}" if reason else "")
-        return [self._terminate(Action.ROLLBACK, Phase.ABORTED, ts, why, None)]
+        return [self._terminate(Action.ROLLBACK, Phase.ABORTED, ts, why)]
 
     def pause(self, ts: float, actor: str) -> list[Decision]:
         """Hold at the current stage until resumed."""
@@ -365,7 +365,7 @@ class Rollout:
         if not self.is_live:
             return []
         why = f"superseded by deployment {by}"
-        return [self._terminate(Action.ROLLBACK, Phase.ABORTED, ts, why, None, compensate=False)]
+        return [self._terminate(Action.ROLLBACK, Phase.ABORTED, ts, why, compensate=False)]
 
     # ------------------------------------------------------------- evaluation
 
@@ -450,7 +450,7 @@ class Rollout:
 
     def _findings(self, now: float, ready: bool) -> _Findings:
         """Every unit's evidence and the guards' state at ``now``; notes non-critical failures."""
-        evidence = self.assess(now, ready)
+        evidence = self.assess(ready)
         if self.observer is not None:
             self.observer(self, now, evidence)
         for found in evidence:
@@ -627,9 +627,7 @@ class Rollout:
     def _next_stage(self, now: float, why: str, evidence: list[Evidence]) -> Decision:
         if self.stage + 1 >= len(self.policy.stages):
             why += "; promoted" + self._guarantee(evidence, self.policy.promote_confidence)
-            return self._terminate(
-                Action.PROMOTE, Phase.PROMOTED, now, why, None, evidence=evidence
-            )
+            return self._terminate(Action.PROMOTE, Phase.PROMOTED, now, why, evidence=evidence)
         return self._enter_stage(self.stage + 1, now, why, evidence)
 
     def _enter_stage(
@@ -657,9 +655,7 @@ class Rollout:
                 f"from stage {unsafe} on; a person must decide (resume or abort)"
             )
             return self._decide(Action.FREEZE, now, summary, page=True, evidence=evidence)
-        return self._terminate(
-            Action.ROLLBACK, Phase.ROLLED_BACK, now, why, None, evidence=evidence
-        )
+        return self._terminate(Action.ROLLBACK, Phase.ROLLED_BACK, now, why, evidence=evidence)
 
     def _terminate(  # noqa: PLR0913 -- the fields of the final decision
         self,
@@ -667,24 +663,22 @@ class Rollout:
         phase: Phase,
         now: float,
         why: str,
-        reasons: list[CheckReason] | None,
         *,
         compensate: bool = True,
         evidence: list[Evidence] | None = None,
     ) -> Decision:
-        """End the rollout; a rollback (unless superseded) runs hooks and is then verified."""
-        # The evidence is taken before the phase changes: it is what the rollout stood on.
-        if reasons is None and evidence is None:
-            evidence = self.assess(now, self._stage_ready(now))
+        """End the rollout; a rollback (unless superseded) runs hooks and is then verified.
+
+        Without ``evidence`` (an abort, a supersession) the decision's reasons are assessed
+        at the stage it ends in: the stage and its counts do not change here.
+        """
         self.phase = phase
         self.finished_at = now
         self.traffic_percent = 100.0 if action is Action.PROMOTE else 0.0
         if action is Action.ROLLBACK and compensate:
             self.recovery.start(now)
-            return self._decide(
-                action, now, why, reasons, compensation=self.compensation, evidence=evidence
-            )
-        return self._decide(action, now, why, reasons, evidence=evidence)
+            return self._decide(action, now, why, compensation=self.compensation, evidence=evidence)
+        return self._decide(action, now, why, evidence=evidence)
 
     def gate(self, ready: bool) -> Gate:
         """What the checks are asked against now: stage readiness, next share, promotion."""
@@ -695,7 +689,7 @@ class Rollout:
             ready=ready, next_share=self._next_share(), promoting=promoting, alpha=1.0 - confidence
         )
 
-    def assess(self, now: float, ready: bool) -> list[Evidence]:
+    def assess(self, ready: bool) -> list[Evidence]:
         """Every unit's evidence at the current gate: asked once per evaluation."""
         gate = self.gate(ready)
         return [unit.evaluate(gate) for unit in self._units()]
@@ -722,7 +716,7 @@ class Rollout:
         if none was: a decision outside an evaluation, such as the start or an abort)."""
         if reasons is None:
             if evidence is None:
-                evidence = self.assess(now, self._stage_ready(now))
+                evidence = self.assess(self._stage_ready(now))
             reasons = self.reasons(evidence, now)
         self.seq += 1
         decision = Decision(

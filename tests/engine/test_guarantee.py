@@ -97,3 +97,52 @@ def test_a_quantile_without_a_baseline_threshold_says_what_traffic_it_takes() ->
     assert held, hold.summary
     assert 100 < int(held.group(1)) <= 120  # 2 req/s for 60 s, barely decayed
     assert f"which takes at least {1000 * math.log(2) / 300:.1f} baseline req/s" in hold.summary
+
+
+def test_the_guarantee_lists_every_check_in_policy_order() -> None:
+    stream = Stream(seed=3)
+    decisions = run([stream.started(policy=fast_policy()), *stream.requests(0, 150)])
+    promote = next(d for d in decisions if d.action is Action.PROMOTE)
+    error, latency = (r for r in promote.reasons if r.kind in ("error_rate", "latency"))
+    assert error.upper is not None and latency.ruled_out is not None
+    assert promote.summary.endswith(
+        "; promoted; guarantee at 90% confidence: "
+        + f"error_rate ratio ≤ ×{error.upper:#.3g}".rstrip(".")
+        + f", latency-p90 ≤ +{latency.ruled_out:.1%}"
+    ), promote.summary
+
+
+def _approved_alone(checks: list[dict[str, object]], rate: float) -> Decision:
+    """One stage that needs approval, approved at 61 s: the promotion it makes."""
+    policy = fast_policy(
+        stages=[{"traffic_percent": 50, "min_duration": 60, "min_samples": 50, "approval": True}],
+        checks=checks,
+    )
+    stream = Stream(seed=4)
+    events = [
+        stream.started(policy=policy),
+        *stream.requests(0, 61, rate=rate),
+        stream.control("approved", 61),
+        *stream.requests(61, 70, rate=rate),
+    ]
+    decisions = run(sorted(events, key=lambda e: float(str(e["ts"]))))
+    return next(d for d in decisions if d.action is Action.PROMOTE)
+
+
+def test_a_promotion_on_approval_alone_says_no_regression_was_ruled_out() -> None:
+    promote = _approved_alone(fast_policy()["checks"], rate=1)
+    error, latency = (r for r in promote.reasons if r.kind in ("error_rate", "latency"))
+    assert error.verdict is latency.verdict is Verdict.INCONCLUSIVE
+    # The error ratio's bound still rules out something (a wide one); the p90 nothing.
+    assert error.ruled_out is not None and latency.ruled_out is None
+    assert promote.summary == (
+        "stage 0 approved by alice; promoted; guarantee at 90% confidence: "
+        + f"error_rate ratio ≤ ×{error.ruled_out:#.3g}".rstrip(".")
+        + ", latency-p90 none"
+    )
+
+
+def test_a_promotion_without_any_judged_check_states_no_guarantee() -> None:
+    # The probe check never receives a probe result: nothing was judged, nothing is claimed.
+    promote = _approved_alone([{"kind": "probe", "critical": False}], rate=2)
+    assert promote.summary == "stage 0 approved by alice; promoted"

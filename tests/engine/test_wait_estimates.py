@@ -59,3 +59,56 @@ def test_a_deadline_hold_says_how_long_each_check_needs_at_the_current_rate() ->
     for _, more, kind, wait in found:
         rate = seen[kind] / DEADLINE  # the stage and the rollout both started at T0
         assert wait == f"{duration(int(more.replace(',', '')) / rate)} at the current rate"
+
+
+LATER = fast_policy(
+    low_traffic={"enabled": False},
+    baseline_mode="stable",
+    guards={"sample_ratio": {"enabled": False}},
+    stages=[
+        {"traffic_percent": 10, "min_duration": 30, "min_samples": 10, "approval": True},
+        {"traffic_percent": 50, "min_duration": 30, "min_samples": 0, "max_duration": DEADLINE},
+    ],
+    checks=[{"kind": "error_rate", "advance_abs_margin": 0.0}],
+)
+
+
+def _later_stage(canary_rate: float) -> tuple[list[dict[str, object]], list[str]]:
+    """Stage 0 approved at 31 s; from the tick stage 1 begins in (30 s) the canary sends
+    ``canary_rate`` requests a second (and a gauge, so that it is never silent): the
+    deadline hold's summary and the times of the advance and the hold."""
+    stream = Stream(6, baseline=Cohort(error_rate=0.05), canary=Cohort(error_rate=0.03))
+    events = merge(
+        [stream.started(policy=LATER), stream.control("approved", 31)],
+        stream.requests(0, 30, rate=36, canary_rate=4),
+        stream.requests(30, 31 + DEADLINE + 10, rate=36, canary_rate=canary_rate),
+        stream.gauges(0, 31 + DEADLINE + 10, "cpu", baseline=0.5, canary=0.5),
+    )
+    decisions = run(events)
+    advance = next(d for d in decisions if d.action is Action.ADVANCE and d.stage == 1)
+    hold = decisions[-1]
+    assert hold.action is Action.HOLD and hold.stage == 1
+    assert seconds(hold) - seconds(advance) >= DEADLINE
+    return events, [hold.summary, str(seconds(advance)), str(seconds(hold))]
+
+
+def test_a_later_stage_s_wait_counts_the_canary_s_requests_from_that_stage_s_start() -> None:
+    events, (summary, began, held) = _later_stage(canary_rate=1)
+    # The stage's requests are those of the ticks it closed: from the 5 s tick in which it
+    # began (30-35 s), over the time since it began.
+    start, end = T0 + 5 * (float(began) // 5), T0 + float(held)
+    in_stage = sum(
+        1
+        for e in events
+        if e["type"] == "request" and e["version"] == "v2" and start <= e["ts"] < end  # type: ignore[operator]
+    )
+    ((name, more, kind, wait),) = NEEDS.findall(summary)
+    assert (name, kind) == ("error_rate", "request")
+    rate = in_stage / (float(held) - float(began))  # about 1 a second, not stage 0's 4
+    assert wait == f"{duration(int(more.replace(',', '')) / rate)} at the current rate"
+
+
+def test_a_canary_sending_no_requests_in_the_stage_is_given_no_wait() -> None:
+    _, (summary, _, _) = _later_stage(canary_rate=0)
+    match = re.search(r"error_rate: an estimated ([\d,]+) more canary requests\)", summary)
+    assert match, summary  # the count alone: no time can be estimated at no rate

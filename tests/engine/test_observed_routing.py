@@ -118,6 +118,8 @@ def test_a_forged_shift_neither_clears_a_not_applied_hold_nor_moves_the_guard() 
     assert run(routed(stream, 152, 200, 10), engine) == []  # still held: nothing cleared it
 
     assert _signed(engine, shifted(201, 50, advance.decision_id), ACTUATOR) == []
+    # Applied late: the stage's minimum duration and samples count from now, from zero.
+    assert (rollout.stage_started_at, rollout.stage_requests) == (T0 + 201, [0, 0])
     cleared = run(routed(stream, 201, 215, 50), engine)
     assert [(d.action, d.page, d.summary) for d in cleared] == [
         (Action.ADVANCE, False, "hold cleared; stage 1 resumes")
@@ -163,7 +165,7 @@ def test_a_routing_that_is_not_the_decided_share_holds_after_the_deadline() -> N
     )
 
 
-@pytest.mark.parametrize("how", ["named", "share"])
+@pytest.mark.parametrize("how", ["named", "share", "named-read-back"])
 def test_a_decision_not_applied_pages_once_and_clears_once_observed(how: str) -> None:
     stream = Stream(15)
     engine = Engine()
@@ -181,11 +183,21 @@ def test_a_decision_not_applied_pages_once_and_clears_once_observed(how: str) ->
         f"decision not applied: {advance.decision_id} set the canary's share to 50%, routing "
         "observed at 10% for 1m 00s (actuation_deadline 1m 00s)"
     )
-    # Applied at last: by name, or at the decided share within the tolerance.
-    late = shifted(151, 50, advance.decision_id) if how == "named" else shifted(151, 49.6)
-    cleared = run([late, *routed(stream, 151, 170, 50)], engine)
+    # Applied at last: by name, or at the decided share within the tolerance; by name also
+    # when the router reads back a share off the decided one (its weights' granularity).
+    late = {
+        "named": shifted(151, 50, advance.decision_id),
+        "share": shifted(151, 49.6),
+        "named-read-back": shifted(151, 48, advance.decision_id),
+    }[how]
+    cleared = run([late, *routed(stream, 151, 170, late["traffic_percent"])], engine)
     assert summaries(cleared)[:1] == [(155.0, "advance", False, "hold cleared; stage 1 resumes")]
-    assert rollout_of(engine).routing.awaited is None
+    routing = rollout_of(engine).routing
+    if how == "named-read-back":
+        # Its share is not the one decided: the next decision is awaited until named too.
+        assert routing.awaited == cleared[0].decision_id
+        run([shifted(171, 48, cleared[0].decision_id)], engine)
+    assert routing.awaited is None
 
 
 def test_a_rollout_already_held_still_pages_for_a_decision_not_applied() -> None:

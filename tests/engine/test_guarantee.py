@@ -146,3 +146,19 @@ def test_a_promotion_without_any_judged_check_states_no_guarantee() -> None:
     # The probe check never receives a probe result: nothing was judged, nothing is claimed.
     promote = _approved_alone([{"kind": "probe", "critical": False}], rate=2)
     assert promote.summary == "stage 0 approved by alice; promoted"
+
+
+def test_a_deadline_hold_short_of_samples_with_nothing_judged_says_so() -> None:
+    # The stage never has its samples (so the low-traffic rule is not asked) and its only
+    # check never receives a probe result: no check to name, only the samples missing.
+    policy = fast_policy(
+        stages=[
+            {"traffic_percent": 50, "min_duration": 30, "max_duration": 60, "min_samples": 10**6}
+        ],
+        checks=[{"kind": "probe", "critical": False}],
+    )
+    stream = Stream(seed=1)
+    decisions = run([stream.started(policy=policy), *stream.requests(0, 70)])
+    hold = decisions[-1]
+    assert (hold.action, seconds(hold)) == (Action.HOLD, 60)
+    assert hold.summary == "stage 0 deadline passed without evidence of no harm (too few samples)"

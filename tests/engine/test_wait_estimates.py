@@ -52,6 +52,7 @@ def test_a_deadline_hold_says_how_long_each_check_needs_at_the_current_rate() ->
     assert seen["probe"] == 50 and seen["request"] > 200  # neither rate is 1 a second
 
     found = NEEDS.findall(hold.summary)
+    assert "at the current rate; probe-login: an estimated" in hold.summary  # one after another
     assert [(name, kind) for name, _, kind, _ in found] == [
         ("error_rate", "request"),
         ("probe-login", "probe"),

@@ -185,14 +185,17 @@ class Rollout:
         """
         decisions: list[Decision] = []
         tick = self.policy.tick
-        if ts - self.next_tick > tick * _MAX_IDLE_TICKS:
-            self._apply_pending(self.next_tick)
-            self.next_tick += tick * math.floor((ts - self.next_tick) / tick)
+        pending = self.admission.pending
         while ts >= self.next_tick:
             self._apply_pending(self.next_tick)
             now = self.next_tick
             self.next_tick = now + tick
             decisions.extend(self._close_tick(now))
+            # A long idle stretch after a closed tick is crossed in one step and evaluated
+            # once at its end, before the earliest pending event (which gets its own tick).
+            until = min(ts, pending[0][0]) if pending else ts
+            if until - self.next_tick > tick * _MAX_IDLE_TICKS:
+                self.next_tick += tick * math.floor((until - self.next_tick) / tick)
         self._apply_pending(self.next_tick)
         if decisions or self.admission.pending:
             self.admission.moved(self.next_tick)

@@ -19,6 +19,7 @@ from canarystream.contracts.decision import Action, Decision
 from canarystream.contracts.topics import service_partition
 from canarystream.engine import Engine
 from canarystream.errors import ContractError
+from canarystream.readable import duration
 from tests.support.streams import CANARY, SERVICE, T0, Cohort, Stream, fast_policy, merge
 
 DAY = 86_400.0
@@ -354,3 +355,28 @@ def test_one_message_of_far_future_events_is_never_taken_for_a_gap() -> None:
     engine.process_batch(events[:middle], lambda i, e: None)
     engine.process_batch(burst, lambda i, e: None)
     assert engine.rollouts["checkout-42"].clock > T0 + DAY - 600
+
+
+@pytest.mark.parametrize("ahead", [None, 100.0])
+def test_a_gap_of_a_week_is_judged_as_silence_at_its_end(ahead: float | None) -> None:
+    """Every producer silent for a week (more idle ticks than are closed one by one): the
+    open tick's events, and one held for its own tick ``ahead`` of them, are counted in their
+    own ticks, not at the gap's end, so the week shows as the canary's silence there (from
+    45 s, or from the held event's tick at 145 s: the same days and hours)."""
+    stream = Stream(0)
+    policy = fast_policy(guards={"no_data": {"hold_after": 60, "rollback_after": 30 * DAY}})
+    started = stream.started(policy=policy)
+    before = stream.requests(0, 42.5, rate=40)
+    held = [request(42.5 + ahead)] if ahead is not None else []
+    after = stream.requests(7 * DAY, 7 * DAY + 200, rate=40)
+    decisions, rejected, _ = lenient([started, *before, *held, *after])
+
+    assert rejected == Counter({"ts_out_of_range": 15})
+    hold = [d for d in decisions if d.action is Action.HOLD][-1]
+    assert hold.ts == T0 + 7 * DAY
+    assert hold.summary == f"no canary telemetry for {duration(7 * DAY - 145)}"
+    if ahead is not None:  # its tick closed on its own, ending the silence it held before
+        assert (Action.ADVANCE, "hold cleared; stage 1 resumes") in [
+            (d.action, d.summary) for d in decisions if d.ts == T0 + 145
+        ]
+    assert decisions[-1].action is Action.PROMOTE

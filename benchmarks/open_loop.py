@@ -1,18 +1,24 @@
 """Open-loop benchmark: recordings whose routing something else fixed, judged with backtest.
 
-Run with ``python -m benchmarks.open_loop [--quick] [--workers 2] [--seeds N]``. Each rollout
-is simulated open loop (:mod:`canarystream.simulate`, a scenario's ``routing``: a fixed 1-in-6
-canary, or Argo-like 20/40/60 % steps every 10 minutes), written as a recording with its
-``traffic_shifted`` events, then judged by :func:`canarystream.backtest.backtest_files` (the
-``backtest`` command's function) under two policies: the default one, and one matched to the
-recording (its stages at the recorded shares, 30 minutes in all). A regression's time to detect
-is counted from its onset. Results: ``benchmarks/results/open_loop.json`` and ``.md``.
+Run with ``python -m benchmarks.open_loop [--quick] [--workers 2] [--seeds N] [--tag T]``.
+Each rollout is simulated open loop (:mod:`canarystream.simulate`, a scenario's ``routing``: a
+fixed 1-in-6 canary, or Argo-like 20/40/60 % steps every 10 minutes), written as a recording
+with its ``traffic_shifted`` events, then judged by
+:func:`canarystream.backtest.backtest_files` (the ``backtest`` command's function) under two
+policies: the default one, and one matched to the recording (its stages at the recorded
+shares, 30 minutes in all). A regression's time to detect is counted from its onset, a
+gradual latency drift's from when it crosses the smallest latency tolerance of the default
+policy. Each promotion's guarantee (per check, the largest regression it rules out at the
+promote confidence) is kept, and summed up per cell as the median over the promoted
+rollouts. Results: ``benchmarks/results/open_loop.json`` and ``.md`` (``open_loop-T``
+with ``--tag T``).
 """
 
 from __future__ import annotations
 
-import platform
+import os
 import tempfile
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,17 +26,18 @@ from typing import Any
 import numpy as np
 import orjson
 
-from benchmarks.pool import arguments, pooled, write_results
+from benchmarks.pool import arguments, machine, pooled, write_results
 from canarystream.backtest import backtest_files
 from canarystream.contracts.decision import Action, Decision
 from canarystream.engine import Engine
 from canarystream.policy.loading import PolicyRegistry
 from canarystream.policy.model import Policy
+from canarystream.readable import change, times
 from canarystream.simulate.closed_loop import FixedShareEngine, simulate
 from canarystream.simulate.presets import PRESETS
 from canarystream.simulate.scenario import scenario_from_mapping
 
-__all__ = ["CELLS", "OpenLoopCell", "main", "run_rollout", "summarise"]
+__all__ = ["CELLS", "OpenLoopCell", "guarantee_text", "main", "run_rollout", "summarise"]
 
 T0 = 1_790_000_000.0
 DURATION = 31 * 60.0  # a 30-minute plan, and a minute to see its end
@@ -41,6 +48,13 @@ ARGO = [
     {"at": 1200.0, "percent": 60.0},
 ]
 POLICIES = ("default", "matched")
+# The smallest latency tolerance of the default policy (typical latency and its quantiles):
+# a gradual latency drift is a regression from when it crosses it.
+LATENCY_TOLERANCE = min(
+    check.tolerance
+    for check in Policy.model_validate({"name": "default"}).checks
+    if check.kind in ("latency", "latency_shift")
+)
 
 
 @dataclass(frozen=True)
@@ -53,10 +67,13 @@ class OpenLoopCell:
     routing: list[dict[str, float]] = field(default_factory=lambda: ONE_IN_SIX)
     onset: float | None = None  # seconds: moves the preset's regression (None: as it is)
     null: bool = True
+    regression: dict[str, Any] | None = None  # replaces the preset's regression (then onset)
 
     def scenario(self, seed: int, duration: float = DURATION) -> Any:
         """The cell's scenario for rollout ``seed`` (its own deployment id and draws)."""
         fields = dict(PRESETS[self.preset][1])
+        if self.regression is not None:
+            fields["regression"] = self.regression
         if self.onset is not None:
             fields["regression"] = {**fields["regression"], "onset": self.onset}
         return scenario_from_mapping(
@@ -83,28 +100,62 @@ class OpenLoopCell:
         return Policy.model_validate({"name": "matched", "stages": stages})
 
     @property
+    def _regression(self) -> dict[str, Any]:
+        regression = self.regression or PRESETS[self.preset][1].get("regression", {})
+        return regression if self.onset is None else {**regression, "onset": self.onset}
+
+    @property
     def regression_at(self) -> float:
         """Seconds after the start the regression begins."""
-        if self.onset is not None:
-            return self.onset
-        regression = PRESETS[self.preset][1].get("regression", {})
-        return float(regression.get("onset", 0.0))
+        return float(self._regression.get("onset", 0.0))
+
+    @property
+    def detect_from(self) -> float:
+        """Seconds after the start from which a rollback is counted as a detection: the onset,
+        or for a gradual latency drift the moment it crosses ``LATENCY_TOLERANCE``."""
+        regression = self._regression
+        if regression.get("kind") == "gradual" and regression.get("target") == "latency":
+            ramp = regression.get("ramp", 600.0)
+            crossing = LATENCY_TOLERANCE * ramp / (regression["factor"] - 1.0)
+            return round(self.regression_at + crossing, 3)
+        return self.regression_at
+
+
+DRIFT = {"kind": "gradual", "target": "latency", "factor": 1.1, "ramp": 600.0, "onset": 0.0}
 
 
 def _cells() -> list[OpenLoopCell]:
+    """The cells, named by the canary's own rate (a 1-in-6 canary of a 60 req/s service has
+    10 req/s; Argo's steps, by the service's rate)."""
+    cpu = "gauge-cpu+0.15"
     cells = [
+        OpenLoopCell("aa-1in6-1rps", "healthy", 6.0),
         OpenLoopCell("aa-1in6-2rps", "healthy", 12.0),
         OpenLoopCell("aa-1in6-10rps", "healthy", 60.0),
         OpenLoopCell("aa-argo-20-40-60-30rps", "healthy", 30.0, ARGO),
         OpenLoopCell("errors-x3-1in6-10rps", "errors-x3", 60.0, null=False),
+        OpenLoopCell("errors-x3-1in6-2rps", "errors-x3", 12.0, null=False),
         OpenLoopCell("latency-x1.25-1in6-10rps", "latency-x1.25", 60.0, null=False),
-        OpenLoopCell("gauge-cpu+0.15-1in6-10rps", "gauge-only", 60.0, null=False),
+        OpenLoopCell("latency-x1.25-1in6-1rps", "latency-x1.25", 6.0, null=False),
+        OpenLoopCell(f"{cpu}-1in6-10rps", "gauge-only", 60.0, null=False),
+        OpenLoopCell(f"{cpu}-from-10m-1in6-10rps", "gauge-only", 60.0, onset=600.0, null=False),
+        OpenLoopCell(f"{cpu}-from-10m-1in6-1rps", "gauge-only", 6.0, onset=600.0, null=False),
         OpenLoopCell("gradual-latency-1in6-10rps", "gradual-latency", 60.0, null=False),
+        OpenLoopCell(
+            "latency-drift-10pct-per-10m-1in6-10rps",
+            "healthy",
+            60.0,
+            null=False,
+            regression=DRIFT,
+        ),
         OpenLoopCell("errors-x3-argo-30rps", "errors-x3", 30.0, ARGO, null=False),
     ]
     for minutes in (5, 10, 15):
         name = f"errors-x3-onset-{minutes}m-1in6-10rps"
         cells.append(OpenLoopCell(name, "errors-x3", 60.0, onset=minutes * 60.0, null=False))
+    for minutes in (5, 10, 15):
+        name = f"latency-x1.25-onset-{minutes}m-1in6-10rps"
+        cells.append(OpenLoopCell(name, "latency-x1.25", 60.0, onset=minutes * 60.0, null=False))
     return cells
 
 
@@ -137,8 +188,9 @@ def run_rollout(
 
 
 def _outcome(decisions: list[Decision], cell: OpenLoopCell) -> dict[str, Any]:
-    """How one policy ended one rollout, and when (from the start; from the onset for a
-    regression's rollback)."""
+    """How one policy ended one rollout, and when (from the start; for a regression's
+    rollback, from ``cell.detect_from``: negative if it came before), and a promotion's
+    guarantee: per check its kind, ``ruled_out`` and ``risk``."""
     last = decisions[-1]
     ended = next((d for d in decisions if d.action in (Action.ROLLBACK, Action.PROMOTE)), None)
     holds = [d.summary for d in decisions if d.action is Action.HOLD]
@@ -146,30 +198,98 @@ def _outcome(decisions: list[Decision], cell: OpenLoopCell) -> dict[str, Any]:
     seconds = None if ended is None else ended.ts - T0
     detect = None
     if ended is not None and ended.action is Action.ROLLBACK and not cell.null:
-        detect = max(seconds - cell.regression_at, 0.0) if seconds is not None else None
+        detect = ended.ts - T0 - cell.detect_from
+    guarantee = {}
+    if ended is not None and ended.action is Action.PROMOTE:
+        guarantee = {
+            reason.check: {"kind": reason.kind, "ruled_out": reason.ruled_out, "risk": reason.risk}
+            for reason in ended.reasons
+            if reason.kind != "guard"
+        }
     return {
         "outcome": outcome,
         "seconds": seconds,
         "detect_s": detect,
         "holds": len(holds),
         "ratio_holds": sum("sample ratio" in summary for summary in holds),
-        "unapplied_holds": sum("not applied" in summary for summary in holds),
+        "unapplied_holds": sum("decision not applied" in summary for summary in holds),
+        "under_rule": ended is not None and "low-traffic rule" in ended.summary,
+        "guarantee": guarantee,
         "last": last.summary,
     }
 
 
+def _guarantees(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per check, over the promoted rollouts: its kind, the median ``ruled_out`` of those
+    that rule one out, and how many promotions waived it (no bound)."""
+    bounds: dict[str, list[float]] = defaultdict(list)
+    kinds: dict[str, str] = {}
+    waived: dict[str, int] = defaultdict(int)
+    for outcome in outcomes:
+        for check, entry in outcome.get("guarantee", {}).items():
+            kinds[check] = entry["kind"]
+            if entry["ruled_out"] is None:
+                waived[check] += 1
+            else:
+                bounds[check].append(entry["ruled_out"])
+    return {
+        check: {
+            "kind": kind,
+            "ruled_out_median": float(np.median(bounds[check])) if bounds[check] else None,
+            "waived": waived[check],
+        }
+        for check, kind in kinds.items()
+    }
+
+
+def guarantee_text(guarantees: dict[str, Any]) -> str:
+    """The median guarantee at promotion as a person reads it, check by check, e.g.
+    ``errors ≤ ×1.32, typical ≤ +1.3%, p99 ≤ +15.0%, cpu_utilization ≤ +0.005``."""
+    parts = []
+    for check, entry in guarantees.items():
+        kind, bound = entry["kind"], entry["ruled_out_median"]
+        name = check
+        if kind == "error_rate":
+            name = "errors" if check == "error_rate" else check
+        elif kind == "latency_shift":
+            name = "typical" if check == "latency_shift" else check
+        elif check.startswith("latency-"):
+            name = check.removeprefix("latency-")
+        elif check.startswith("gauges[") and check.endswith("]"):
+            name = check[len("gauges[") : -1]
+        if bound is None:
+            parts.append(f"{name} waived")
+            continue
+        if kind == "error_rate":
+            text = f"≤ {times(bound)}"
+        elif kind in ("latency", "latency_shift"):
+            text = f"≤ {change(1.0 + bound)}"
+        else:
+            text = f"≤ {bound:+.2g}"
+        if entry["waived"]:
+            text += f" (waived in {entry['waived']})"
+        parts.append(f"{name} {text}")
+    return ", ".join(parts) or "-"
+
+
 def summarise(rows: list[dict[str, Any]], cells: list[OpenLoopCell]) -> dict[str, Any]:
-    """Per cell and policy: outcome shares, holds for the sample ratio, times to detect."""
+    """Per cell and policy: outcome shares, holds for the sample ratio, times to detect
+    (median and p90 of the rollbacks from ``detect_from`` on; those before it are counted
+    apart as early), the promotions under the low-traffic rule and the median guarantee."""
     summary: dict[str, Any] = {}
     for cell in cells:
         mine = [row for row in rows if row["cell"] == cell.name]
         if not mine:
             continue
         entry: dict[str, Any] = {"n": len(mine), "null": cell.null}
+        if not cell.null:
+            entry["detect_from_s"] = cell.detect_from
         for name in POLICIES:
             outcomes = [row[name] for row in mine]
             n = len(outcomes)
-            detect = [o["detect_s"] for o in outcomes if o["detect_s"] is not None]
+            counted = [o["detect_s"] for o in outcomes if o["detect_s"] is not None]
+            detect = [s for s in counted if s >= 0]
+            promoted = [o for o in outcomes if o["outcome"] == "promote"]
             entry[name] = {
                 "promoted": sum(o["outcome"] == "promote" for o in outcomes) / n,
                 "rollback": sum(o["outcome"] == "rollback" for o in outcomes) / n,
@@ -179,6 +299,9 @@ def summarise(rows: list[dict[str, Any]], cells: list[OpenLoopCell]) -> dict[str
                 "unapplied_holds": sum(o["unapplied_holds"] for o in outcomes),
                 "ttd_median_s": float(np.median(detect)) if detect else None,
                 "ttd_p90_s": float(np.percentile(detect, 90)) if detect else None,
+                "early_rollbacks": len(counted) - len(detect),
+                "promoted_under_rule": sum(bool(o.get("under_rule")) for o in promoted),
+                "guarantee": _guarantees(promoted),
             }
         summary[cell.name] = entry
     return summary
@@ -192,23 +315,32 @@ def _s(x: float | None) -> str:
     return "-" if x is None else f"{x:.0f}"
 
 
+def _promoted(e: dict[str, Any]) -> str:
+    text = _pct(e["promoted"])
+    return f"{text} ({e['promoted_under_rule']} rule)" if e.get("promoted_under_rule") else text
+
+
 def markdown(summary: dict[str, Any]) -> str:
-    """One table: per cell, each policy's promoted / rolled back / held / still running % at
-    the end, holds for the sample ratio or a decision not applied, and the time to detect
-    from the onset."""
+    """One table: per cell, each policy's promoted (of which under the low-traffic rule) /
+    rolled back / held / still running % at the end, holds for the sample ratio or a decision
+    not applied, the time to detect (from the onset, or a drift's crossing of the tolerance;
+    rollbacks before it apart) and the median guarantee at promotion."""
     lines = [
         "| cell | n | policy | promoted % | rolled back % | held % | running % | "
-        "sample-ratio holds | not-applied holds | TTD median s | TTD p90 s |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "sample-ratio / not-applied holds | TTD from s | TTD median s | TTD p90 s | "
+        "early rollbacks | guarantee at promotion (median) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, entry in summary.items():
+        start = _s(entry.get("detect_from_s"))
         for policy in POLICIES:
             e = entry[policy]
             lines.append(
-                f"| {name} | {entry['n']} | {policy} | {_pct(e['promoted'])} | "
+                f"| {name} | {entry['n']} | {policy} | {_promoted(e)} | "
                 f"{_pct(e['rollback'])} | {_pct(e['held'])} | {_pct(e['running'])} | "
-                f"{e['ratio_holds']} | "
-                f"{e['unapplied_holds']} | {_s(e['ttd_median_s'])} | {_s(e['ttd_p90_s'])} |"
+                f"{e['ratio_holds']} / {e['unapplied_holds']} | {start} | "
+                f"{_s(e['ttd_median_s'])} | {_s(e['ttd_p90_s'])} | "
+                f"{e.get('early_rollbacks', 0)} | {guarantee_text(e.get('guarantee', {}))} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -218,16 +350,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = arguments(__doc__)
     parser.add_argument("--seeds", type=int, default=20, help="rollouts per cell")
     parser.add_argument("--quick", action="store_true", help="3 rollouts per cell")
+    parser.add_argument("--tag", default="", help="write results/open_loop-TAG.*")
     args = parser.parse_args(argv)
     seeds = 3 if args.quick else args.seeds
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
         tasks = [(cell, seed, Path(folder)) for cell in CELLS for seed in range(seeds)]
         run = pooled(run_rollout, tasks, args.workers)
     run.rows.sort(key=lambda row: (row["cell"], row["seed"]))
     summary = summarise(run.rows, CELLS)
-    meta = run.meta(python=platform.python_version())
+    meta = run.meta(**machine(load))
     table = markdown(summary)
-    write_results("open_loop", table, meta=meta, summary=summary, rollouts=run.rows)
+    name = f"open_loop-{args.tag}" if args.tag else "open_loop"
+    write_results(name, table, meta=meta, summary=summary, rollouts=run.rows)
     print(run.line())
     return summary
 

@@ -40,7 +40,8 @@ from canarystream.simulate.scenario import scenario_from_mapping
 __all__ = ["CELLS", "OpenLoopCell", "guarantee_text", "main", "run_rollout", "summarise"]
 
 T0 = 1_790_000_000.0
-DURATION = 31 * 60.0  # a 30-minute plan, and a minute to see its end
+PLAN_S = 30 * 60.0  # the plans' length: the default policy's and the matched ones
+DURATION = PLAN_S + 60.0  # a minute to see its end
 ONE_IN_SIX = [{"at": 0.0, "percent": 100.0 / 6}]
 ARGO = [
     {"at": 0.0, "percent": 20.0},
@@ -292,6 +293,7 @@ def summarise(rows: list[dict[str, Any]], cells: list[OpenLoopCell]) -> dict[str
             promoted = [o for o in outcomes if o["outcome"] == "promote"]
             entry[name] = {
                 "promoted": sum(o["outcome"] == "promote" for o in outcomes) / n,
+                "promoted_by_30m": sum(o["seconds"] <= PLAN_S for o in promoted) / n,
                 "rollback": sum(o["outcome"] == "rollback" for o in outcomes) / n,
                 "held": sum(o["outcome"] == "held" for o in outcomes) / n,
                 "running": sum(o["outcome"] == "running" for o in outcomes) / n,
@@ -351,15 +353,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", type=int, default=20, help="rollouts per cell")
     parser.add_argument("--quick", action="store_true", help="3 rollouts per cell")
     parser.add_argument("--tag", default="", help="write results/open_loop-TAG.*")
+    parser.add_argument(
+        "--minutes", type=float, default=DURATION / 60, help="length of each recording"
+    )
+    parser.add_argument("--cells", default="", help="only these cells (names, comma-separated)")
     args = parser.parse_args(argv)
     seeds = 3 if args.quick else args.seeds
+    cells = [c for c in CELLS if not args.cells or c.name in args.cells.split(",")]
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
-        tasks = [(cell, seed, Path(folder)) for cell in CELLS for seed in range(seeds)]
+        duration = args.minutes * 60
+        tasks = [(cell, seed, Path(folder), duration) for cell in cells for seed in range(seeds)]
         run = pooled(run_rollout, tasks, args.workers)
     run.rows.sort(key=lambda row: (row["cell"], row["seed"]))
-    summary = summarise(run.rows, CELLS)
-    meta = run.meta(**machine(load))
+    summary = summarise(run.rows, cells)
+    meta = run.meta(minutes=args.minutes, **machine(load))
     table = markdown(summary)
     name = f"open_loop-{args.tag}" if args.tag else "open_loop"
     write_results(name, table, meta=meta, summary=summary, rollouts=run.rows)

@@ -60,6 +60,7 @@ def test_a_drift_is_timed_from_crossing_the_tolerance_and_onsets_move_the_regres
 def _promotion(error: float, p99: float | None, cpu: float) -> dict[str, Any]:
     return {
         "outcome": "promote",
+        "seconds": 1800.0 if p99 is not None else 1830.0,
         "detect_s": None,
         "ratio_holds": 0,
         "unapplied_holds": 0,
@@ -98,6 +99,7 @@ def test_the_summary_takes_the_median_guarantee_of_promotions_and_sets_early_rol
     summary = summarise(rows, [healthy, drift])
     mine = summary[healthy.name]["default"]
     assert (mine["promoted"], mine["rollback"], mine["promoted_under_rule"]) == (0.75, 0.25, 1)
+    assert mine["promoted_by_30m"] == 0.5  # one promotion came at 30:30
     assert mine["guarantee"]["error_rate"] == {
         "kind": "error_rate",
         "ruled_out_median": 1.4,

@@ -1,13 +1,15 @@
 """The figures of ``benchmarks/README.md``, from ``results/*.json`` and ``results/*.md``.
 
-``python -m benchmarks.report`` prints the targets table; ``--write`` replaces everything from
-the README's "## Targets" heading to its end with freshly generated sections, so the figures in
-the README are always the ones in ``results/``.
+``python -m benchmarks.report`` prints the targets table; ``--write`` regenerates the README's
+sections it owns ("## Targets", "## Detection results", "## Open-loop results", "## Speed …",
+"## Streaming …") from ``results/``, each in place (appended if missing), and keeps every other
+section as written.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -197,20 +199,35 @@ def speed_section(speed: dict[str, Any]) -> list[str]:
 def write_readme(
     detection: dict[str, Any], speed: dict[str, Any] | None, stream: dict[str, Any] | None
 ) -> None:
-    """Regenerate the README from its "## Targets" heading to the end."""
+    """Regenerate the README's own sections in place; the hand-written ones stay."""
     readme = Path(__file__).parent / "README.md"
-    head = readme.read_text().split("\n## Targets", 1)[0].rstrip()
     rows = targets(detection, speed) + (stream_targets(stream) if stream else [])
-    body = [head, "", "## Targets", "", *rows, ""]
-    body += ["## Detection results", "", (RESULTS / "detection.md").read_text().rstrip(), ""]
+    generated = [["## Targets", "", *rows]]
+    detection_md = (RESULTS / "detection.md").read_text().rstrip()
+    generated.append(["## Detection results", "", detection_md])
     open_loop = RESULTS / "open_loop.md"
     if open_loop.exists():
-        body += ["## Open-loop results", "", open_loop.read_text().rstrip(), ""]
+        generated.append(["## Open-loop results", "", open_loop.read_text().rstrip()])
     if speed:
-        body += [*speed_section(speed), ""]
+        generated.append(speed_section(speed))
     if stream:
-        body += [*stream_section(stream), ""]
-    readme.write_text("\n".join(body))
+        generated.append(stream_section(stream))
+    readme.write_text(replace_sections(readme.read_text(), generated))
+
+
+def replace_sections(text: str, sections: list[list[str]]) -> str:
+    """``text`` with each of ``sections`` (lines, its "## " heading first) put in place of the
+    section of the same heading, or appended; the other sections are kept as they are."""
+    parts = re.split(r"\n(?=## )", text.rstrip("\n"))
+    heads = [part.split("\n", 1)[0] for part in parts]
+    for section in sections:
+        body = "\n".join(section).rstrip("\n")
+        if section[0] in heads:
+            parts[heads.index(section[0])] = body
+        else:
+            parts.append(body)
+            heads.append(section[0])
+    return "\n\n".join(part.rstrip("\n") for part in parts) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:

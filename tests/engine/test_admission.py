@@ -191,6 +191,24 @@ def test_a_real_gap_of_every_producer_still_works() -> None:
     assert decisions[-1].ts > after[0]["ts"]
 
 
+def test_every_request_but_the_rejected_witnesses_of_a_real_gap_is_counted() -> None:
+    """The one that reveals the gap too, whichever tick the clock lands in after it."""
+    stream = Stream(0)
+    policy = fast_policy(
+        stages=[{"traffic_percent": 10, "min_duration": 3600}],
+        guards={"no_data": {"hold_after": 60, "rollback_after": 3600}},
+    )
+    started = stream.started(policy=policy)
+    before = stream.requests(0, 40, rate=40)
+    after = stream.requests(40 + 1200, 40 + 1300, rate=40)
+    _, rejected, engine = lenient([started, *before, *after])
+    rollout = engine.rollouts[started["deployment"]]
+    assert rollout.is_live
+    counted = sum(rollout.consumed["request"]) + sum(b.requests.requests for b in rollout.buckets)
+    counted += len(rollout.admission.pending)
+    assert counted == len(before) + len(after) - rejected["ts_out_of_range"]
+
+
 def two_services(busy_service: str) -> list[dict[str, Any]]:
     """checkout's telemetry stops at 20 s; ``busy_service``'s flows on for 15 minutes."""
     quiet = Stream(0)

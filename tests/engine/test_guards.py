@@ -208,11 +208,16 @@ def test_shared_incident_holds_then_resumes(seed: int) -> None:
     assert decisions[-1].phase is Phase.PROMOTED
 
 
-def test_regression_seen_during_a_shared_incident_holds_until_the_cool_down_ends() -> None:
+@pytest.mark.parametrize(
+    ("median_ms", "failing"), [(80.0, "error_rate"), (150.0, "error_rate, latency-p90")]
+)
+def test_regression_seen_during_a_shared_incident_holds_until_the_cool_down_ends(
+    median_ms: float, failing: str
+) -> None:
     policy = fast_policy(guards={"baseline_drift": {"cooldown": 600}})
     policy["stages"][0]["min_duration"] = 300
     stream = Stream(0)
-    worse = Cohort(error_rate=0.6, median_ms=80.0)
+    worse = Cohort(error_rate=0.6, median_ms=median_ms)
     engine = Engine()
     decisions = run(
         [
@@ -226,11 +231,11 @@ def test_regression_seen_during_a_shared_incident_holds_until_the_cool_down_ends
 
     assert [(d.action, d.phase) for d in decisions[1:]] == [(Action.HOLD, Phase.HELD)]
     rollout = engine.rollouts[stream.deployment]
-    assert rollout.hold_summary.endswith("regression seen during a shared degradation: error_rate")
+    assert rollout.hold_summary.endswith(f"regression seen during a shared degradation: {failing}")
     # Event time goes on without telemetry: the cool-down ends and the regression is judged.
     (rollback,) = engine.advance_to(T0 + 1000)
     assert rollback.action is Action.ROLLBACK
-    assert rollback.summary == "critical regression: error_rate"
+    assert rollback.summary == f"critical regression: {failing}"
     assert seconds(rollback) == rollout.drift.active_until - T0
 
 

@@ -24,11 +24,8 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
-import signal
-import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -47,83 +44,29 @@ from canarystream.contracts.actuation import ActuationReport, ActuationStatus
 from canarystream.contracts.codec import decode_decision, encode_decision
 from canarystream.contracts.decision import Action, Decision, Phase, decision_id_for
 from canarystream.contracts.signing import SIGNATURE_HEADER, Signer, generate_ed25519_key
-from canarystream.contracts.topics import ACTUATIONS_TOPIC, DECISIONS_TOPIC
+from canarystream.contracts.topics import DECISIONS_TOPIC
 from tests.support.broker import Stack
+from tests.support.drill import (
+    E2E,
+    Processes,
+    Rollout,
+    actuation_reports,
+    genuine_decisions,
+    haproxy_config,
+    listening_port,
+    metrics_text,
+    serves_metrics,
+    wait_until,
+)
 from tests.support.services import free_ports, require_binary, serve_http, wait_until_listening
 from tests.support.unleash import UnleashService
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(300)]
 
-E2E = Path(__file__).resolve().parents[2] / "deploy/e2e"
 RATE = 40.0  # requests/s per service
 BACKGROUND = 0.05  # error rate of every version (the policy's error check needs some errors)
 ERROR_RATE = 0.3  # of the regressed canary
 TIMEOUT = 150.0  # for both rollouts to finish once announced
-
-
-@dataclass
-class Rollout:
-    """One service behind one HAProxy backend, and its rollout."""
-
-    name: str  # healthy | regressed
-    service: str
-    deployment: str
-    error_rate: float
-    ports: dict[str, int] = field(default_factory=dict)  # version -> backend port
-
-
-class Processes:
-    """Every process the test starts, with its log; all stopped at the end."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.running: list[tuple[str, subprocess.Popen[bytes], Path]] = []
-
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = self.workdir / f"{name}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
-        self.running.append((name, process, log))
-        return process
-
-    def log(self, name: str) -> str:
-        return next(log for n, _, log in self.running if n == name).read_text(errors="replace")
-
-    def check_alive(self) -> None:
-        for name, process, log in self.running:
-            if process.poll() is not None:
-                tail = log.read_text(errors="replace")[-3000:]
-                raise AssertionError(f"{name} exited with {process.returncode}:\n{tail}")
-
-    def stop(self, name: str) -> int | None:
-        for n, process, _ in self.running:
-            if n == name:
-                return _stop(process)
-        raise KeyError(name)
-
-    def stop_all(self) -> None:
-        for _, process, _ in reversed(self.running):
-            _stop(process)
-
-    def tails(self, lines: int = 15) -> str:
-        out = []
-        for name, _, log in self.running:
-            text = log.read_text(errors="replace").splitlines()[-lines:]
-            out.append(f"--- {name}\n" + "\n".join(text))
-        return "\n".join(out)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> int | None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-    return process.returncode
 
 
 @dataclass
@@ -153,68 +96,6 @@ def webhook_server() -> Iterator[Webhook]:
         yield hook
 
 
-def _listening_port(processes: Processes, name: str, timeout: float = 30.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        processes.check_alive()
-        for line in processes.log(name).splitlines():
-            if line.startswith("listening "):
-                return int(line.split()[1])
-        time.sleep(0.1)
-    raise AssertionError(f"{name} did not listen in {timeout:g} s:\n{processes.log(name)}")
-
-
-def _haproxy_config(rollouts: list[Rollout], ports: dict[str, int], admin: int) -> str:
-    parts = [
-        "global",
-        f"    stats socket ipv4@127.0.0.1:{admin} level admin",
-        "    maxconn 512",
-        "",
-        "defaults",
-        "    mode http",
-        "    timeout connect 2s",
-        "    timeout client 10s",
-        "    timeout server 10s",
-        "",
-    ]
-    for rollout in rollouts:
-        parts += [
-            f"frontend {rollout.name}",
-            f"    bind 127.0.0.1:{ports[rollout.name]}",
-            f"    default_backend {rollout.name}",
-            "",
-            f"backend {rollout.name}",
-            "    balance roundrobin",
-            # The configuration starts at the baseline: weights live in memory only.
-            f"    server baseline 127.0.0.1:{rollout.ports['v1']} weight 100",
-            f"    server canary 127.0.0.1:{rollout.ports['v2']} weight 0",
-            "",
-        ]
-    return "\n".join(parts)
-
-
-def _reports(stack: Stack) -> list[ActuationReport]:
-    return [ActuationReport.model_validate_json(raw) for raw in stack.read(ACTUATIONS_TOPIC)]
-
-
-def _raw_decisions(stack: Stack) -> list[tuple[bytes, bytes | None]]:
-    """Every message of the decisions topic: its value and its signature header."""
-    return [
-        (m.value or b"", dict(m.headers or ()).get(SIGNATURE_HEADER))
-        for m in stack.read_messages(DECISIONS_TOPIC)
-    ]
-
-
-def _genuine(stack: Stack, signer: Signer) -> list[tuple[bytes, Decision]]:
-    """The decisions the worker signed (forged ones left out), in each partition's order."""
-    verifier = signer.verifier()
-    return [
-        (raw, decode_decision(raw))
-        for raw, signature in _raw_decisions(stack)
-        if signature is not None and verifier.verify(raw, signature)
-    ]
-
-
 def _publish(stack: Stack, messages: list[tuple[bytes, bytes, str | None]]) -> None:
     """``(key, value, signature)`` messages onto the decisions topic, as an attacker could."""
 
@@ -232,26 +113,11 @@ def _publish(stack: Stack, messages: list[tuple[bytes, bytes, str | None]]) -> N
     asyncio.run(run())
 
 
-def _metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return response.read().decode()
-
-
 def _sample(metrics: str, name: str) -> float:
     for line in metrics.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[-1])
     return 0.0
-
-
-def _wait(predicate: Any, timeout: float, what: str, processes: Processes) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        processes.check_alive()
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}\n{processes.tails()}")
 
 
 def _forged(decision: Decision, **update: Any) -> Decision:
@@ -308,11 +174,11 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
             for rollout in rollouts:
                 for version in ("v1", "v2"):
                     name = f"{rollout.name}-{version}"
-                    rollout.ports[version] = _listening_port(processes, name)
+                    rollout.ports[version] = listening_port(processes, name)
             front_healthy, front_regressed, admin, *metric_ports = free_ports(7)
             fronts = {"healthy": front_healthy, "regressed": front_regressed}
             config = tmp_path / "haproxy.cfg"
-            config.write_text(_haproxy_config(rollouts, fronts, admin))
+            config.write_text(haproxy_config(rollouts, fronts, admin))
             proxy = processes.start("haproxy", [haproxy, "-f", str(config), "-db"], stack.env)
             for port in (*fronts.values(), admin):
                 wait_until_listening(proxy, port, tmp_path / "haproxy.log")
@@ -342,7 +208,9 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
                 argv = [*actuate, *args, *common, "--metrics-port", str(metrics_of[name])]
                 processes.start(name, argv, actuator_env)
             for name, port in metrics_of.items():
-                _wait(lambda p=port: _try_metrics(p), 60, f"{name} to serve metrics", processes)
+                wait_until(
+                    lambda p=port: serves_metrics(p), 60, f"{name} to serve metrics", processes
+                )
             timeline.append(f"{time.time() - began:6.1f}s proxy, 4 services, 4 actuators up")
 
             requests_file = tmp_path / "requests.jsonl"
@@ -387,13 +255,13 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
                     and r.backend == "haproxy"
                     and r.status is ActuationStatus.APPLIED
                     and r.seq >= 1
-                    for r in _reports(stack)
+                    for r in actuation_reports(stack)
                 )
 
-            _wait(applied_advance, TIMEOUT, "the healthy canary's first advance", processes)
+            wait_until(applied_advance, TIMEOUT, "the healthy canary's first advance", processes)
             raw, real = next(
                 (raw, d)
-                for raw, d in reversed(_genuine(stack, signer))
+                for raw, d in reversed(genuine_decisions(stack, signer))
                 if d.deployment == healthy.deployment
             )
             wrong_key = _forged(real, action=Action.ROLLBACK, traffic_percent=0.0)
@@ -403,7 +271,11 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
             tampered = raw.replace(real_share, b'"traffic_percent":100.0')
             assert tampered != raw
             unsigned = _forged(
-                next(d for _, d in _genuine(stack, signer) if d.deployment == regressed.deployment),
+                next(
+                    d
+                    for _, d in genuine_decisions(stack, signer)
+                    if d.deployment == regressed.deployment
+                ),
                 action=Action.PROMOTE,
                 traffic_percent=100.0,
                 phase=Phase.PROMOTED,
@@ -429,14 +301,14 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
             }
 
             def rejected() -> list[ActuationReport]:
-                return [r for r in _reports(stack) if r.status is ActuationStatus.REJECTED]
+                return [r for r in actuation_reports(stack) if r.status is ActuationStatus.REJECTED]
 
             def forgeries_refused() -> list[ActuationReport]:
                 return [r for r in rejected() if r.detail in signature_refusals]
 
             # Every actuator reads every decision and checks its signature before its scope:
             # each of the four refuses each of the three forgeries for its signature.
-            _wait(
+            wait_until(
                 lambda: len(forgeries_refused()) >= 12,
                 30,
                 "12 rejections of forged decisions",
@@ -450,7 +322,7 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
             assert all("is not one this actuator acts for" in r.detail for r in others), [
                 (r.actuator, r.deployment, r.detail) for r in others
             ]
-            unleash_metrics = _metrics(metrics_of["unleash"])
+            unleash_metrics = metrics_text(metrics_of["unleash"])
             bad = 'canarystream_actuation_rejected_total{reason="bad_signature"}'
             nosig = 'canarystream_actuation_rejected_total{reason="unsigned"}'
             assert _sample(unleash_metrics, bad) == 2 and _sample(unleash_metrics, nosig) == 1
@@ -473,17 +345,17 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
                 flag = asyncio.run(provider.get_share(healthy.deployment))
                 last = [
                     r
-                    for r in _reports(stack)
+                    for r in actuation_reports(stack)
                     if r.deployment == healthy.deployment and r.status is ActuationStatus.APPLIED
                 ]
                 by = {r.backend: r.traffic_percent_requested for r in last}
                 return share == by.get("haproxy") and flag == by.get("unleash") and share < 100
 
-            _wait(unchanged, 10, "the forged decisions to have changed nothing", processes)
+            wait_until(unchanged, 10, "the forged decisions to have changed nothing", processes)
 
             # -- both rollouts to their end ------------------------------------------------
             def ended() -> bool:
-                genuine = [d for _, d in _genuine(stack, signer)]
+                genuine = [d for _, d in genuine_decisions(stack, signer)]
                 _assert_gapless(genuine)
                 actions = {(d.deployment, d.action) for d in genuine}
                 return (healthy.deployment, Action.PROMOTE) in actions and any(
@@ -491,13 +363,13 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
                     for a in (Action.ROLLBACK_VERIFIED, Action.ROLLBACK_NOT_RECOVERING)
                 )
 
-            _wait(ended, TIMEOUT, "promotion and rollback verification", processes)
-            decisions = [d for _, d in _genuine(stack, signer)]
+            wait_until(ended, TIMEOUT, "promotion and rollback verification", processes)
+            decisions = [d for _, d in genuine_decisions(stack, signer)]
             genuine = {d.decision_id for d in decisions}
 
             def all_reported() -> bool:
                 # Every genuine decision reported by each actuator that handles it.
-                seen = {(r.decision_id, r.backend) for r in _reports(stack)}
+                seen = {(r.decision_id, r.backend) for r in actuation_reports(stack)}
                 return all(
                     (d.decision_id, backend) in seen
                     for d in decisions
@@ -505,10 +377,10 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
                     for backend in ("haproxy", "unleash", "hooks")
                 )
 
-            _wait(all_reported, 30, "every actuator's report on every decision", processes)
+            wait_until(all_reported, 30, "every actuator's report on every decision", processes)
             time.sleep(5.0)  # requests after the rollback, for the share on the baseline
             processes.stop("loadgen")
-            reports = _reports(stack)
+            reports = actuation_reports(stack)
             final_healthy = asyncio.run(router.weights())
             regressed_router = HAProxyRouter(
                 HAProxyConfig(
@@ -601,11 +473,3 @@ def _assert_gapless(decisions: list[Decision]) -> None:
             "had published itself and skipped its own (its index of published decisions, "
             "canarystream/streaming/published.py, must only count correctly signed messages)"
         )
-
-
-def _try_metrics(port: int) -> bool:
-    try:
-        _metrics(port)
-    except OSError:
-        return False
-    return True

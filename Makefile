@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 WITH_BROKER := deploy/kafka/with-broker.sh $(PY)
 KAFKA_ALSO  := 4.4.0
 
-.PHONY: demo test e2e lint services bench bench-detection bench-open-loop bench-speed bench-stream schemas fuzz mutation clean
+.PHONY: demo test e2e otelcol lint services bench bench-detection bench-open-loop bench-speed bench-stream schemas fuzz mutation clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -29,17 +29,27 @@ services:
 # port of its own (29092), so that a broker already up on the default one is not taken for it.
 # Tests marked flagd need a flagd binary, which the Go module proxy here refuses to serve
 # (deploy/services/install-flagd.sh builds it where it is served): deselected, not skipped.
+# Tests marked otelcol need the OpenTelemetry Collector built from its Go modules (minutes on a
+# first build): `make e2e` builds it and runs them.
 test: $(STAMP) services
 	$(VENV)/bin/ruff check canarystream tests benchmarks
 	$(VENV)/bin/ruff format --check canarystream tests benchmarks
 	$(VENV)/bin/mypy
-	$(WITH_BROKER) $(PY) -m pytest -n 2 -m "not flagd" canarystream tests
+	$(WITH_BROKER) $(PY) -m pytest -n 2 -m "not flagd and not otelcol" canarystream tests
 	CANARYSTREAM_KAFKA_VERSION=$(KAFKA_ALSO) KAFKA_PORT=29092 $(WITH_BROKER) $(PY) -m pytest -n 2 -m kafka tests/streaming
 
-# The end-to-end drill alone (tests/e2e; `make test` runs it too): real broker, worker, HAProxy,
-# Unleash and every actuator under load; a healthy canary promoted, a regressed one rolled back.
-e2e: $(STAMP) services
+# The end-to-end drills alone (tests/e2e): real broker, worker, HAProxy, Unleash and every
+# actuator under load; a healthy canary promoted, a regressed one rolled back. `make test` runs
+# the first too; the second (test_otlp_e2e.py) only here: services instrumented with the
+# OpenTelemetry SDK send OTLP to a real Collector, whose Kafka exporter feeds the OTLP bridge.
+e2e: $(STAMP) services otelcol
 	$(WITH_BROKER) $(PY) -m pytest -m e2e tests/e2e
+
+# The OpenTelemetry Collector of the e2e drill (deploy/otelcol: OTLP receiver, Kafka exporter,
+# every module at one pinned release), built from its Go modules once and cached under
+# ~/.cache/canarystream/otelcol (CANARYSTREAM_OTELCOL_HOME); prints the binary's path.
+otelcol:
+	bash deploy/otelcol/build.sh
 
 # The bounded fuzzer (tests/fuzz): mutated and generated messages through the worker's processor
 # and through replay, each under a time limit. Fails on any crash, hang or silent decision

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 WITH_BROKER := deploy/kafka/with-broker.sh $(PY)
 KAFKA_ALSO  := 4.4.0
 
-.PHONY: demo test e2e otelcol lint services bench bench-detection bench-open-loop bench-speed bench-stream schemas fuzz mutation clean
+.PHONY: demo test e2e otelcol lint services bench bench-detection bench-open-loop bench-otlp bench-speed bench-stream schemas fuzz mutation clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,11 @@ bench-speed: $(STAMP)
 
 bench-stream: $(STAMP)
 	$(WITH_BROKER) $(PY) -m benchmarks.stream
+
+# OTLP ingest: the bridge's conversion, the bridge on the broker, and SDK -> Collector -> Kafka
+# -> bridge (the Collector of deploy/otelcol, built on first use).
+bench-otlp: $(STAMP)
+	$(WITH_BROKER) $(PY) -m benchmarks.otlp
 
 bench-detection: $(STAMP)
 	$(PY) -m benchmarks.detection

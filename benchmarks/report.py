@@ -47,6 +47,41 @@ def stream_targets(stream: dict[str, Any]) -> list[str]:
     return rows
 
 
+def otlp_targets(otlp: dict[str, Any]) -> list[str]:
+    """Rows of the OTLP ingest benchmark: issue 13 sets it no numeric target."""
+    rows = []
+    if conversion := otlp.get("conversion"):
+        shown = "; ".join(
+            f"{c['convert_spans_per_s'] / 1000:.0f}k ({c['convert_over_bare']}× a bare "
+            f"`{c['bare']}`)"
+            for c in conversion
+        )
+        encodings = "; ".join(c["encoding"] for c in conversion)
+        rows.append(
+            f"| OTLP: the bridge's `convert`, spans/s ({encodings}) | {shown} | no target |"
+        )
+    if bridge := otlp.get("bridge"):
+        rows.append(
+            f"| OTLP: spans/s through the bridge process (otlp_proto, {bridge['messages']:,} "
+            f"messages) | {bridge['bridge_spans_per_s'] / 1000:.0f}k, "
+            f"{100 * bridge['bridge_over_decode']:.1f} % of a bare aiokafka consumer that "
+            "decodes the same topic | no target |"
+        )
+    if collector := otlp.get("collector"):
+        sustained, latency = collector["sustained"], collector["latency"]
+        rows.append(
+            "| OTLP: SDK → Collector → Kafka → bridge, spans/s sustained | "
+            f"{sustained['spans_per_s'] / 1000:.0f}k ({sustained['posts']:,} OTLP/HTTP posts, "
+            f"{sustained['spans'] / 1000:.0f}k spans) | no target |"
+        )
+        rows.append(
+            "| OTLP: span end → event on the telemetry topic, "
+            f"{latency['server_spans_per_s_target']:g} SERVER spans/s via the SDK and the "
+            f"Collector | p50 {latency['p50_s']:.2f} s, p99 {latency['p99_s']:.2f} s | no target |"
+        )
+    return rows
+
+
 def stream_section(stream: dict[str, Any]) -> list[str]:
     """Throughput, latency and memory of the worker on the real broker."""
     machine = stream["machine"]
@@ -197,11 +232,15 @@ def speed_section(speed: dict[str, Any]) -> list[str]:
 
 
 def write_readme(
-    detection: dict[str, Any], speed: dict[str, Any] | None, stream: dict[str, Any] | None
+    detection: dict[str, Any],
+    speed: dict[str, Any] | None,
+    stream: dict[str, Any] | None,
+    otlp: dict[str, Any] | None = None,
 ) -> None:
     """Regenerate the README's own sections in place; the hand-written ones stay."""
     readme = Path(__file__).parent / "README.md"
     rows = targets(detection, speed) + (stream_targets(stream) if stream else [])
+    rows += otlp_targets(otlp) if otlp else []
     generated = [["## Targets", "", *rows]]
     detection_md = (RESULTS / "detection.md").read_text().rstrip()
     generated.append(["## Detection results", "", detection_md])
@@ -242,10 +281,13 @@ def main(argv: list[str] | None = None) -> None:
     speed = json.loads(speed_path.read_text()) if speed_path.exists() else None
     stream_path = RESULTS / "stream.json"
     stream = json.loads(stream_path.read_text()) if stream_path.exists() else None
+    otlp_path = RESULTS / "otlp.json"
+    otlp = json.loads(otlp_path.read_text()) if otlp_path.exists() else None
     if args.write:
-        write_readme(detection, speed, stream)
+        write_readme(detection, speed, stream, otlp)
     else:
-        print("\n".join(targets(detection, speed) + (stream_targets(stream) if stream else [])))
+        rows = targets(detection, speed) + (stream_targets(stream) if stream else [])
+        print("\n".join(rows + (otlp_targets(otlp) if otlp else [])))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from benchmarks.otlp import (
     span_count,
     window_rate,
 )
+from benchmarks.report import otlp_targets
 from canarystream.ingest.otlp import convert
 
 
@@ -110,6 +111,11 @@ def test_markdown_shows_every_part() -> None:
             },
         },
     }
+    rows = otlp_targets(result)
+    assert len(rows) == 4 and all(row.endswith("| no target |") for row in rows)
+    assert "80k (25.0× a bare `ParseFromString`)" in rows[0]
+    assert "10.0 % of a bare aiokafka consumer" in rows[1]
+    assert "p50 0.19 s, p99 0.34 s" in rows[3]
     text = markdown(result)
     assert "(quick run)" in text
     assert "| otlp_proto | 4 | 1,000 | 400 |" in text

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from canarystream.contracts.decision import Action, Phase
+from canarystream.contracts.decision import Action, Phase, Verdict
 from canarystream.engine import Engine
 from canarystream.errors import ContractError
 from tests.support.streams import DEPLOYMENT, Cohort, Stream, fast_policy, merge, run, seconds
@@ -321,3 +321,27 @@ def test_a_command_returns_what_its_clock_move_decided_before_its_own_decision(
     assert engine.rollouts[DEPLOYMENT].clock < 60 + stream.started()["ts"]
     decisions = engine.process(stream.control(kind, 60.5))
     assert [d.action.value for d in decisions] == expected
+
+
+def test_an_abort_states_the_evidence_of_the_stage_it_ends_as_it_stood() -> None:
+    # Stage 0 passed and awaits approval (ready, no harm shown); the abort's reasons say so:
+    # they are judged at the stage's own readiness, not as if it were not ready.
+    policy = fast_policy(
+        stages=[
+            {"traffic_percent": 10, "min_duration": 60, "min_samples": 50, "approval": True},
+            {"traffic_percent": 50, "min_duration": 60, "min_samples": 50},
+        ]
+    )
+    stream = Stream(0)
+    events = merge(
+        [stream.started(policy=policy), stream.control("aborted", 90)], stream.requests(0, 100)
+    )
+    hold, abort = run(events)[1:]
+    assert (hold.action, seconds(hold), abort.action, seconds(abort)) == (
+        Action.HOLD,
+        60,
+        Action.ROLLBACK,
+        90,
+    )
+    checks = {r.check: r.verdict for r in abort.reasons if r.kind != "guard"}
+    assert checks == {"error_rate": Verdict.PASS, "latency-p90": Verdict.PASS}

@@ -361,3 +361,25 @@ def test_the_worker_judges_each_shift_and_names_who_sent_it() -> None:
     ]
     assert [letter.reason for letter in result.dead_letters] == ["unauthorized"]
     assert rollout_of(engine).routing.at == T0 + 2
+
+
+def test_without_an_actuation_deadline_no_decision_is_awaited_and_the_guard_keeps_judging() -> None:
+    stream = Stream(7)
+    engine = Engine()
+    decided = run([stream.started(policy=stable(actuation_deadline=None))], engine)
+    decided += run([shifted(1, 10, decided[0].decision_id)], engine)
+    decided += run(routed(stream, 0, 62, 10), engine)
+    advance = decided[-1]
+    assert (advance.action, seconds(advance), advance.traffic_percent) == (
+        Action.ADVANCE,
+        60.0,
+        50.0,
+    )
+    rollout = rollout_of(engine)
+    # Routing still observed at 10 %: nothing is awaited (no deadline to await it by), so the
+    # sample-ratio guard is not blinded and goes on judging the share observed.
+    assert rollout.routing.awaited is None
+    folded = orjson.dumps(rollout.ratio.to_state())
+    run(routed(stream, 62, 80, 10), engine)
+    assert orjson.dumps(rollout.ratio.to_state()) != folded
+    assert rollout.ratio.expected == 0.1

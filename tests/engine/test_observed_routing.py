@@ -248,6 +248,10 @@ def test_paired_mode_expects_half_of_an_applied_decision_and_nothing_at_zero() -
     assert (rollout.ratio.expected, rollout.ratio.since) == (0.5, T0 + 21 + 30)
     run([shifted(22, 0, decided.decision_id)], engine)
     assert rollout.ratio.expected == 0.0
+    # However small the canary's weight (the default policy starts at 1 %), half is expected.
+    for at, percent in ((23, 1.0), (24, 0.5)):
+        run([shifted(at, percent, decided.decision_id)], engine)
+        assert rollout.ratio.expected == 0.5
 
 
 def test_a_shift_naming_no_decision_states_the_cohorts_share_in_paired_mode_too() -> None:

@@ -27,6 +27,7 @@ POLICY = fast_policy(
         {"kind": "probe", "probe": "login", "advance_abs_margin": 0.0},
     ],
 )
+ERRORS_10PCT = Cohort(error_rate=0.1)
 NEEDS = re.compile(r"([\w-]+): an estimated ([\d,]+) more canary (request|probe)s, about ([^;)]+)")
 
 
@@ -113,3 +114,31 @@ def test_a_canary_sending_no_requests_in_the_stage_is_given_no_wait() -> None:
     _, (summary, _, _) = _later_stage(canary_rate=0)
     match = re.search(r"error_rate: an estimated ([\d,]+) more canary requests\)", summary)
     assert match, summary  # the count alone: no time can be estimated at no rate
+
+
+def test_a_sub_second_stage_s_wait_is_estimated_at_its_rate() -> None:
+    # Ticks of half a second: the stage's deadline passes 1 s after it began, and the wait
+    # is the count over the rate of that one second (not "no rate" for want of more time).
+    policy = fast_policy(
+        tick=0.5,
+        low_traffic={"enabled": False},
+        baseline_mode="stable",
+        guards={"sample_ratio": {"enabled": False}},
+        stages=[{"traffic_percent": 50, "min_duration": 0.5, "max_duration": 1, "min_samples": 0}],
+        checks=[
+            {
+                "kind": "error_rate",
+                "tolerance": 1.02,
+                "advance_tolerance": 1.05,
+                "promote_tolerance": 1.05,
+                "advance_abs_margin": 0.0,
+            }
+        ],
+    )
+    stream = Stream(3, baseline=ERRORS_10PCT, canary=Cohort(error_rate=0.08))
+    events = merge([stream.started(policy=policy)], stream.requests(0, 1.2, rate=400))
+    hold = run(events)[-1]
+    assert (hold.action, seconds(hold)) == (Action.HOLD, 1.0)
+    ((_, more, _, wait),) = NEEDS.findall(hold.summary)
+    seen = sum(1 for e in events if e.get("version") == "v2" and e["ts"] < T0 + 1.0)
+    assert wait == f"{duration(int(more.replace(',', '')) / seen)} at the current rate"

@@ -142,3 +142,19 @@ def test_a_sub_second_stage_s_wait_is_estimated_at_its_rate() -> None:
     ((_, more, _, wait),) = NEEDS.findall(hold.summary)
     seen = sum(1 for e in events if e.get("version") == "v2" and e["ts"] < T0 + 1.0)
     assert wait == f"{duration(int(more.replace(',', '')) / seen)} at the current rate"
+
+
+def test_a_stage_without_canary_requests_is_not_given_up_on_before_its_deadline() -> None:
+    # With no requests in the stage there is no rate to say waiting is futile: the low-traffic
+    # rule is asked at the deadline (its evidence from stage 0 then promotes), not before.
+    policy = {**LATER, "low_traffic": {"enabled": True}}
+    stream = Stream(6, baseline=Cohort(error_rate=0.05), canary=Cohort(error_rate=0.03))
+    events = merge(
+        [stream.started(policy=policy), stream.control("approved", 31)],
+        stream.requests(0, 30, rate=36, canary_rate=4),
+        stream.requests(30, 31 + DEADLINE + 10, rate=36, canary_rate=0),
+        stream.gauges(0, 31 + DEADLINE + 10, "cpu", baseline=0.5, canary=0.5),
+    )
+    promote = run(events)[-1]
+    assert (promote.action, promote.stage, seconds(promote)) == (Action.PROMOTE, 1, 95)
+    assert promote.summary.startswith("low-traffic rule at stage 1 (50%)")

@@ -120,17 +120,25 @@ def test_manual_control(controls: list[tuple[str, float]], expected: list[Row]) 
     assert walk(controls) == expected
 
 
-def test_abort_decision_restores_the_baseline_and_names_the_actor() -> None:
+@pytest.mark.parametrize(
+    ("reason", "summary"),
+    [("pager went off", "aborted by carol: pager went off"), (None, "aborted by carol")],
+)
+def test_abort_decision_restores_the_baseline_and_names_the_actor(
+    reason: str | None, summary: str
+) -> None:
     stream = Stream(0)
     engine = Engine()
     run([stream.started(policy=fast_policy()), *stream.requests(0, 30)], engine)
-    abort = stream.control("aborted", 30.5, actor="carol") | {"reason": "pager went off"}
+    abort = stream.control("aborted", 30.5, actor="carol")
+    if reason is not None:
+        abort["reason"] = reason
 
     (decision,) = engine.process(abort)
 
     assert decision.action is Action.ROLLBACK
     assert (decision.phase, decision.traffic_percent, decision.seq) == (Phase.ABORTED, 0.0, 1)
-    assert decision.summary == "aborted by carol: pager went off"
+    assert decision.summary == summary
     rollout = engine.rollouts[DEPLOYMENT]
     assert not rollout.is_live and rollout.recovery.watching  # still watched: is it recovering?
 

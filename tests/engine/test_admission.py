@@ -398,3 +398,26 @@ def test_a_gap_of_a_week_is_judged_as_silence_at_its_end(ahead: float | None) ->
             (d.action, d.summary) for d in decisions if d.ts == T0 + 145
         ]
     assert decisions[-1].action is Action.PROMOTE
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known attack, not fixed yet: within max_skew every event of one message counts as "
+    "a witness (a gap counts one message once); the fix needs a witness per message, kept in "
+    "the rollout's state",
+)
+def test_one_message_of_events_stamped_ahead_within_max_skew_does_not_drag_the_clock() -> None:
+    """One producer's single message holds ten events stamped 100 s ahead (inside max_skew):
+    like ten events of one instance, it is one source and must not move the clock alone."""
+    events = healthy_rollout()
+    engine = Engine()
+    for event in events[:401]:
+        engine.process(event)
+    rollout = engine.rollouts[events[0]["deployment"]]
+    true_time = max(float(e["ts"]) for e in events[1:401])
+    before = rollout.clock
+    for i in range(10):
+        ahead = request(true_time - T0 + 100.0 + i * 0.01, instance="bad-host")
+        with contextlib.suppress(ContractError):
+            engine.process(ahead, message="one-message")
+    assert rollout.clock - true_time <= rollout.tick, (before - T0, rollout.clock - T0)

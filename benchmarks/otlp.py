@@ -501,34 +501,11 @@ async def _produce(stack: Any, topic: str, values: list[bytes]) -> None:
 
 async def _bare(stack: Any, topic: str, partitions: int, *, decode: bool) -> tuple[float, int]:
     """Seconds for a bare consumer to read ``topic``; messages read, or spans decoded."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: PLC0415
+    from benchmarks.stream import bare_read  # noqa: PLC0415
 
-    consumer = AIOKafkaConsumer(
-        **stack.connection.client_kwargs(),
-        group_id=None,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=8 << 20,
-    )
-    await consumer.start()
-    try:
-        consumer._client.add_topic(topic)
-        await consumer._client.force_metadata_update()
-        assigned = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(assigned)
-        total = sum((await consumer.end_offsets(assigned)).values())
-        seen = spans = 0
-        parse = ExportTraceServiceRequest.FromString
-        started = time.perf_counter()
-        while seen < total:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            for messages in batches.values():
-                seen += len(messages)
-                if decode:
-                    for message in messages:
-                        spans += span_count(parse(message.value))
-        return time.perf_counter() - started, spans if decode else seen
-    finally:
-        await consumer.stop()
+    parse = ExportTraceServiceRequest.FromString
+    count = (lambda value: span_count(parse(value))) if decode else None
+    return await bare_read(stack, topic, partitions, count, max_partition_fetch_bytes=8 << 20)
 
 
 def bridge_throughput(bootstrap: str, workdir: Path, messages: int) -> dict[str, Any]:

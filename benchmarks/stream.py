@@ -26,6 +26,7 @@ import random
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,32 +51,52 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def _bare(stack: Stack, decode: bool) -> tuple[float, int]:
-    """Seconds for a bare consumer to read the telemetry backlog; events (or messages) read."""
-    topic = stack.topic(TELEMETRY_TOPIC)
+async def bare_read(
+    stack: Stack,
+    topic: str,
+    partitions: int,
+    count: Callable[[bytes], int] | None = None,
+    **consumer_options: Any,
+) -> tuple[float, int]:
+    """Seconds for a bare consumer to read ``topic``'s backlog, and what it read: messages,
+    or the sum of ``count`` over their values (what decoding them yields)."""
     consumer = AIOKafkaConsumer(
-        **stack.connection.client_kwargs(), group_id=None, auto_offset_reset="earliest"
+        **stack.connection.client_kwargs(),
+        group_id=None,
+        auto_offset_reset="earliest",
+        **consumer_options,
     )
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in range(12)]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        total = sum(ends.values())
-        seen = events = 0
-        loads = orjson.loads
+        consumer._client.add_topic(topic)
+        await consumer._client.force_metadata_update()
+        assigned = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(assigned)
+        total = sum((await consumer.end_offsets(assigned)).values())
+        seen = counted = 0
         started = time.perf_counter()
         while seen < total:
             batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
             for messages in batches.values():
                 seen += len(messages)
-                if decode:
+                if count is not None:
                     for message in messages:
-                        value = loads(message.value)
-                        events += len(value) if type(value) is list else 1
-        return time.perf_counter() - started, events if decode else seen
+                        counted += count(message.value)
+        return time.perf_counter() - started, seen if count is None else counted
     finally:
         await consumer.stop()
+
+
+def _events_in(value: bytes) -> int:
+    """Events in one telemetry message: a JSON array of them, or one."""
+    decoded = orjson.loads(value)
+    return len(decoded) if type(decoded) is list else 1
+
+
+async def _bare(stack: Stack, decode: bool) -> tuple[float, int]:
+    """Seconds for a bare consumer to read the telemetry backlog; events (or messages) read."""
+    topic = stack.topic(TELEMETRY_TOPIC)
+    return await bare_read(stack, topic, 12, _events_in if decode else None)
 
 
 def throughput(bootstrap: str, workdir: Path, *, batch: int, minutes: int) -> dict[str, Any]:

@@ -41,11 +41,13 @@ from tests.support.drill import (
     Processes,
     Rollout,
     actuation_reports,
+    both_ended,
     genuine_decisions,
     haproxy_config,
     listening_port,
     metrics_text,
     serves_metrics,
+    started_events,
     wait_until,
 )
 from tests.support.keys import GRANTS
@@ -161,28 +163,11 @@ def test_sdk_spans_through_a_collector_promote_a_healthy_canary_and_roll_back_a_
 
         # -- the rollouts ------------------------------------------------------------
         announced = time.time()
-        stack.produce(
-            [
-                {
-                    "type": "deployment_started",
-                    "ts": announced,
-                    "deployment": r.deployment,
-                    "service": r.service,
-                    "baseline_version": "v1",
-                    "canary_version": "v2",
-                    "policy": "e2e",
-                }
-                for r in rollouts
-            ]
-        )
+        stack.produce(started_events(rollouts, announced))
         timeline.append(f"{announced - began:6.1f}s both rollouts announced")
 
         def ended() -> bool:
-            actions = {(d.deployment, d.action) for _, d in genuine_decisions(stack, signer)}
-            return (healthy.deployment, Action.PROMOTE) in actions and any(
-                (regressed.deployment, a) in actions
-                for a in (Action.ROLLBACK_VERIFIED, Action.ROLLBACK_NOT_RECOVERING)
-            )
+            return both_ended([d for _, d in genuine_decisions(stack, signer)], healthy, regressed)
 
         wait_until(ended, TIMEOUT, "promotion and rollback verification", processes)
         decisions = [d for _, d in genuine_decisions(stack, signer)]

@@ -51,11 +51,13 @@ from tests.support.drill import (
     Processes,
     Rollout,
     actuation_reports,
+    both_ended,
     genuine_decisions,
     haproxy_config,
     listening_port,
     metrics_text,
     serves_metrics,
+    started_events,
     wait_until,
 )
 from tests.support.services import free_ports, require_binary, serve_http, wait_until_listening
@@ -232,19 +234,7 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
                 {"name": "notify", "url": webhook.url, "timeout_seconds": 10},
             ]
             stack.produce(
-                [
-                    {
-                        "type": "deployment_started",
-                        "ts": announced,
-                        "deployment": r.deployment,
-                        "service": r.service,
-                        "baseline_version": "v1",
-                        "canary_version": "v2",
-                        "policy": "e2e",
-                        **({"compensation": hooks} if r is regressed else {}),
-                    }
-                    for r in rollouts
-                ]
+                started_events(rollouts, announced, {regressed.deployment: {"compensation": hooks}})
             )
             timeline.append(f"{announced - began:6.1f}s both rollouts announced")
 
@@ -357,11 +347,7 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
             def ended() -> bool:
                 genuine = [d for _, d in genuine_decisions(stack, signer)]
                 _assert_gapless(genuine)
-                actions = {(d.deployment, d.action) for d in genuine}
-                return (healthy.deployment, Action.PROMOTE) in actions and any(
-                    (regressed.deployment, a) in actions
-                    for a in (Action.ROLLBACK_VERIFIED, Action.ROLLBACK_NOT_RECOVERING)
-                )
+                return both_ended(genuine, healthy, regressed)
 
             wait_until(ended, TIMEOUT, "promotion and rollback verification", processes)
             decisions = [d for _, d in genuine_decisions(stack, signer)]

@@ -19,7 +19,7 @@ from typing import Any
 
 from canarystream.contracts.actuation import ActuationReport
 from canarystream.contracts.codec import decode_decision
-from canarystream.contracts.decision import Decision
+from canarystream.contracts.decision import Action, Decision
 from canarystream.contracts.signing import SIGNATURE_HEADER, Signer
 from canarystream.contracts.topics import ACTUATIONS_TOPIC, DECISIONS_TOPIC
 from tests.support.broker import Stack
@@ -148,6 +148,35 @@ def haproxy_config(rollouts: list[Rollout], ports: dict[str, int], admin: int) -
             "",
         ]
     return "\n".join(parts)
+
+
+def started_events(
+    rollouts: list[Rollout], ts: float, extra: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """The ``deployment_started`` of each rollout (v1 to v2, the ``e2e`` policy) at ``ts``,
+    with ``extra`` fields by deployment."""
+    return [
+        {
+            "type": "deployment_started",
+            "ts": ts,
+            "deployment": r.deployment,
+            "service": r.service,
+            "baseline_version": "v1",
+            "canary_version": "v2",
+            "policy": "e2e",
+            **(extra or {}).get(r.deployment, {}),
+        }
+        for r in rollouts
+    ]
+
+
+def both_ended(decisions: list[Decision], healthy: Rollout, regressed: Rollout) -> bool:
+    """Whether the healthy canary is promoted and the regressed one's rollback judged."""
+    actions = {(d.deployment, d.action) for d in decisions}
+    return (healthy.deployment, Action.PROMOTE) in actions and any(
+        (regressed.deployment, a) in actions
+        for a in (Action.ROLLBACK_VERIFIED, Action.ROLLBACK_NOT_RECOVERING)
+    )
 
 
 def actuation_reports(stack: Stack) -> list[ActuationReport]:

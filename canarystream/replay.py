@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import count, islice
 from pathlib import Path
 from typing import Any, BinaryIO, overload
 
@@ -175,6 +175,9 @@ class _Reporter:
         self.strict = strict
         self.on_reject = on_reject
         self.pending: _LineReport | None = None
+        # Prefix of this replay's message names: an engine may be given to several replays,
+        # and no message of one may pass for a message of another (engine/admission.py).
+        self.scope = f"{next(_REPLAYS)}/"
         # Per input: the latest ts seen and its line, for strict's time order.
         self.latest: list[tuple[float, int]] = [(float("-inf"), 0) for _ in names]
 
@@ -296,7 +299,7 @@ def _decode_lines(
             out.starts.append(len(out.values))
             out.owners.append((first + offset, len(line_values), batched))
             out.values.extend(line_values)
-            out.messages.extend([str(first + offset)] * len(line_values))
+            out.messages.extend([f"{report.scope}{first + offset}"] * len(line_values))
             out.origins.extend([origin] * len(line_values))
     return out
 
@@ -356,6 +359,9 @@ def _replay_single(
             on_progress(lines)
         chunk = list(islice(handle, _CHUNK))
     return lines, events
+
+
+_REPLAYS = count()  # replay calls in this process: an engine may be given to several
 
 
 def replay_lines(  # noqa: PLR0913 -- keyword-only callbacks and options
@@ -421,12 +427,14 @@ def _replay_merged(
 
 
 class _Names(Sequence[str]):
-    """The message name of each line of a block, ``file:line``, made when asked for."""
+    """The message name of each line of a block, ``scope`` then ``file:line``, made when
+    asked for."""
 
-    __slots__ = ("block",)
+    __slots__ = ("block", "scope")
 
-    def __init__(self, block: list[Line]) -> None:
+    def __init__(self, block: list[Line], scope: str) -> None:
         self.block = block
+        self.scope = scope
 
     def __len__(self) -> int:
         return len(self.block)
@@ -437,9 +445,10 @@ class _Names(Sequence[str]):
     def __getitem__(self, i: slice) -> list[str]: ...
     def __getitem__(self, i: int | slice) -> str | list[str]:
         if isinstance(i, slice):
-            return [f"{index}:{number}" for _, index, number, _ in self.block[i]]
+            scope = self.scope
+            return [f"{scope}{index}:{number}" for _, index, number, _ in self.block[i]]
         _, index, number, _ = self.block[i]
-        return f"{index}:{number}"
+        return f"{self.scope}{index}:{number}"
 
 
 def _block_values(block: list[Line], report: _Reporter) -> list[Any] | None:
@@ -464,7 +473,7 @@ def _apply_values(
         _, index, number, _ = block[i]
         report.event(index, (number, 0, 1, False), exc)
 
-    out = engine.process_batch(values, on_error, _Names(block))
+    out = engine.process_batch(values, on_error, _Names(block, report.scope))
     report.flush()
     if out:
         emit(out)
@@ -483,7 +492,7 @@ def _apply_line(
         report.flush()
         return 0
     line_events, batched, origin = decoded
-    message = f"{index}:{number}"
+    message = f"{report.scope}{index}:{number}"
     for position, event in enumerate(line_events):
         if report.strict and report.backwards(index, number, event):
             continue

@@ -18,9 +18,11 @@ years ahead, a replayed batch from last week — so no single event may move the
   ``gap_witnesses`` such events arrive net of in-range ones: every producer is back after a
   real gap, and the clock moves over the gap (the events that revealed it stay rejected).
 
-The gap CUSUM counts at most one far event per message (a Kafka message, a line of a
-replayed file): one producer's batch of events stamped far ahead is one witness of a gap,
-however many events it holds, so no single message can move the clock over a "gap".
+Both CUSUMs count at most one witness per message (a Kafka message, a line of a replayed
+file): one producer's batch of events stamped ahead is one witness, however many events it
+holds, so no single message can move the clock, within ``max_skew`` or over a "gap". A
+producer that batches its events therefore moves the clock ``witnesses`` messages past a
+tick boundary rather than ``witnesses`` events; its events wait as pending meanwhile.
 
 The counts are of arrivals, never of wall time, so replay decides exactly as live.
 """
@@ -60,6 +62,7 @@ class EventClock:
         self.witness_score = 0
         self.witness_mark = 0
         self.witnesses: deque[float] = deque(maxlen=admission.witnesses)
+        self.witness_message: str | None = None  # message of the last witness
         self.far_score = 0
         self.far_mark = 0
         self.far: deque[float] = deque(maxlen=admission.gap_witnesses)
@@ -67,10 +70,9 @@ class EventClock:
         self.rejected = 0
         self.far_message: str | None = None  # message of the last far event
 
-    def hold(self, ts: float, kind: int, cohort: int, payload: Any, arrived: int) -> float | None:
-        """Keep an event stamped in a later tick; return where the clock must move, if due."""
-        admission = self.admission
-        if len(self.pending) >= admission.max_pending:
+    def hold(self, ts: float, kind: int, cohort: int, payload: Any) -> None:
+        """Keep an event stamped in a later tick until the clock reaches it."""
+        if len(self.pending) >= self.admission.max_pending:
             self.rejected += 1
             raise out_of_range(
                 f"{len(self.pending)} events already wait for the rollout's clock "
@@ -78,15 +80,24 @@ class EventClock:
             )
         heapq.heappush(self.pending, (ts, self.order, kind, cohort, payload))
         self.order += 1
+
+    def witness(self, ts: float, arrived: int, message: str | None) -> float | None:
+        """Count a held event as a witness; return where the clock must move, if due.
+
+        ``message`` names the message the event came in (None: one of its own); the events
+        of one message are one witness, its first held event.
+        """
         score = self.witness_score - (arrived - self.witness_mark)
         if score <= 0:
             score = 0
             self.witnesses.clear()
-        self.witnesses.append(ts)
-        score += 1
+        if message is None or message != self.witness_message or not self.witnesses:
+            self.witnesses.append(ts)
+            score += 1
+        self.witness_message = message
         self.witness_score = score
         self.witness_mark = arrived + 1  # this event counts as arrived
-        if self.witness_score < admission.witnesses:
+        if score < self.admission.witnesses:
             return None
         return min(self.witnesses)
 
@@ -151,6 +162,7 @@ class EventClock:
             "witness_score": self.witness_score,
             "witness_mark": self.witness_mark,
             "witnesses": list(self.witnesses),
+            "witness_message": self.witness_message,
             "far_score": self.far_score,
             "far_mark": self.far_mark,
             "far": list(self.far),
@@ -177,6 +189,7 @@ class EventClock:
             if len(values) > (window.maxlen or 0):
                 raise r.fail(name, f"more than the {window.maxlen} the policy keeps")
             window.extend(values)
+        clock.witness_message = r.text("witness_message", none=True)
         clock.heartbeat_mark = r.integer("heartbeat_mark", none=True)
         clock.rejected = r.integer("rejected")
         clock.far_message = r.text("far_message", none=True)

@@ -230,7 +230,8 @@ class Rollout:
                 if ts < self.next_tick:
                     self._apply(kind, cohort, payload, ts)
                     return decisions
-        target = self.admission.hold(ts, kind, cohort, payload, self.arrived)
+        self.admission.hold(ts, kind, cohort, payload)
+        target = self.admission.witness(ts, self.arrived, message)
         self.arrived_before_tick += 1
         if target is not None:
             decisions += self.advance_clock(target)

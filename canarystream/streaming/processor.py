@@ -85,7 +85,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = "canarystream/service-state"
-STATE_VERSION = 6
+STATE_VERSION = 7
 """Version of what :meth:`ServiceSnapshot.dumps` writes. Any change to what a ``to_state``
 writes or a ``from_state`` expects bumps it and adds a migration from the previous version to
 :data:`MIGRATIONS` (tests/engine/test_state.py fails for an attribute that is not carried)."""
@@ -232,12 +232,31 @@ def _v5_to_v6(state: dict[str, Any]) -> dict[str, Any]:
     return upgraded
 
 
+def _rollout_v6_to_v7(rollout: Any) -> Any:
+    admission = rollout.get("admission") if type(rollout) is dict else None
+    if type(admission) is not dict:
+        return rollout
+    return {**rollout, "admission": {**admission, "witness_message": None}}
+
+
+def _v6_to_v7(state: dict[str, Any]) -> dict[str, Any]:
+    """Version 7 adds the message of each rollout's last witness (one witness per message):
+    none is known for a witness stored before, so the next event ahead counts as a new one,
+    as it did."""
+    rollouts = state.get("rollouts")
+    upgraded = {**state, "version": 7}
+    if type(rollouts) is list:
+        upgraded["rollouts"] = [_rollout_v6_to_v7(item) for item in rollouts]
+    return upgraded
+
+
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
     3: _v3_to_v4,
     4: _v4_to_v5,
     5: _v5_to_v6,
+    6: _v6_to_v7,
 }
 """Upgrades of stored state: ``MIGRATIONS[n]`` turns a decoded version-``n`` snapshot (the
 whole envelope, plain data) into version ``n + 1``, and :meth:`ServiceSnapshot.loads` chains

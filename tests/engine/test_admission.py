@@ -400,12 +400,6 @@ def test_a_gap_of_a_week_is_judged_as_silence_at_its_end(ahead: float | None) ->
     assert decisions[-1].action is Action.PROMOTE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known attack, not fixed yet: within max_skew every event of one message counts as "
-    "a witness (a gap counts one message once); the fix needs a witness per message, kept in "
-    "the rollout's state",
-)
 def test_one_message_of_events_stamped_ahead_within_max_skew_does_not_drag_the_clock() -> None:
     """One producer's single message holds ten events stamped 100 s ahead (inside max_skew):
     like ten events of one instance, it is one source and must not move the clock alone."""

@@ -25,16 +25,31 @@ METRIC_EVENT = {"type": "metric", "name": "cpu", "value": 0.5}
 PROBE_EVENT = {"type": "probe", "probe": "login", "ok": True}
 
 
+def _held(
+    clock: EventClock,
+    ts: float,
+    kind: int,
+    cohort: int,
+    payload: Any,
+    *,
+    arrived: int,
+    message: str | None = None,
+) -> float | None:
+    """Hold one event and count it as a witness, as a rollout does with an event ahead."""
+    clock.hold(ts, kind, cohort, payload)
+    return clock.witness(ts, arrived, message)
+
+
 def _waiting() -> EventClock:
     clock = EventClock(ADMISSION)
-    clock.hold(107.0, REQUEST, 1, (41.5, 200, REQUEST_EVENT), arrived=10)
-    clock.hold(106.0, METRIC, 0, METRIC_EVENT, arrived=11)
-    clock.hold(106, PROBE, 1, PROBE_EVENT, arrived=12)
+    _held(clock, 107.0, REQUEST, 1, (41.5, 200, REQUEST_EVENT), arrived=10)
+    _held(clock, 106.0, METRIC, 0, METRIC_EVENT, arrived=11)
+    _held(clock, 106, PROBE, 1, PROBE_EVENT, arrived=12)
     return clock
 
 
 def _through_json(clock: EventClock) -> EventClock:
-    return EventClock.from_state(orjson.loads(orjson.dumps(clock.to_state())), ADMISSION)
+    return EventClock.from_state(orjson.loads(orjson.dumps(clock.to_state())), clock.admission)
 
 
 def test_pending_events_come_back_in_their_order_with_their_payloads() -> None:
@@ -159,16 +174,16 @@ def test_far_events_cancelled_by_in_range_arrivals_are_forgotten() -> None:
 
 def test_an_event_past_the_pending_limit_is_refused_and_counted() -> None:
     clock = EventClock(Admission(max_pending=2))
-    clock.hold(106.0, METRIC, 0, METRIC_EVENT, arrived=0)
-    clock.hold(107.0, METRIC, 0, METRIC_EVENT, arrived=1)
+    _held(clock, 106.0, METRIC, 0, METRIC_EVENT, arrived=0)
+    _held(clock, 107.0, METRIC, 0, METRIC_EVENT, arrived=1)
     with pytest.raises(ContractError) as refused:
-        clock.hold(108.0, METRIC, 0, METRIC_EVENT, arrived=2)
+        _held(clock, 108.0, METRIC, 0, METRIC_EVENT, arrived=2)
     assert str(refused.value) == (
         "2 events already wait for the rollout's clock (admission.max_pending); "
         "ts 108.000 not admitted"
     )
     with pytest.raises(ContractError):
-        clock.hold(109.0, METRIC, 0, METRIC_EVENT, arrived=2)
+        _held(clock, 109.0, METRIC, 0, METRIC_EVENT, arrived=2)
     assert (len(clock.pending), clock.rejected) == (2, 2)
 
 
@@ -196,8 +211,8 @@ def test_stored_witnesses_beyond_what_the_policy_keeps_are_refused() -> None:
 def test_the_very_first_event_ahead_is_one_witness_only() -> None:
     # Nothing arrived yet: the first event of a later tick is one witness of two, not two.
     clock = EventClock(Admission(witnesses=2))
-    assert clock.hold(106.0, METRIC, 0, METRIC_EVENT, arrived=0) is None
-    assert clock.hold(107.0, METRIC, 0, METRIC_EVENT, arrived=1) == 106.0
+    assert _held(clock, 106.0, METRIC, 0, METRIC_EVENT, arrived=0) is None
+    assert _held(clock, 107.0, METRIC, 0, METRIC_EVENT, arrived=1) == 106.0
 
 
 def test_only_events_stamped_before_the_limit_are_due() -> None:
@@ -205,6 +220,40 @@ def test_only_events_stamped_before_the_limit_are_due() -> None:
     assert clock.due(107.0) == [(METRIC, 0, METRIC_EVENT, 106.0), (PROBE, 1, PROBE_EVENT, 106)]
     assert clock.due(107.0) == []
     assert [ts for *_, ts in clock.due(107.5)] == [107.0]
+
+
+def test_the_events_of_one_message_are_one_witness() -> None:
+    clock = EventClock(Admission(witnesses=2))
+    # Any number of events of message m1 ahead: one witness, at its first event's time.
+    for arrived, ts in enumerate((106.0, 105.5, 107.0)):
+        assert _held(clock, ts, METRIC, 0, METRIC_EVENT, arrived=arrived, message="m1") is None
+    assert (clock.witness_score, list(clock.witnesses), len(clock.pending)) == (1, [106.0], 3)
+    # A second message is the second witness: the clock moves to the earliest witness.
+    assert _held(clock, 108.0, METRIC, 0, METRIC_EVENT, arrived=3, message="m2") == 106.0
+    # Events of no named message are each a message of their own.
+    single = EventClock(Admission(witnesses=2))
+    assert _held(single, 106.0, METRIC, 0, METRIC_EVENT, arrived=0) is None
+    assert _held(single, 107.0, METRIC, 0, METRIC_EVENT, arrived=1) == 106.0
+
+
+def test_a_message_whose_witness_was_cancelled_counts_again_but_never_twice_at_once() -> None:
+    clock = EventClock(Admission(witnesses=2))
+    assert _held(clock, 106.0, METRIC, 0, METRIC_EVENT, arrived=0, message="m1") is None
+    # One in-range event of m1 arrived since: the witness is cancelled, the next one counts.
+    assert _held(clock, 107.0, METRIC, 0, METRIC_EVENT, arrived=2, message="m1") is None
+    assert (clock.witness_score, list(clock.witnesses)) == (1, [107.0])
+
+
+def test_the_last_witness_message_survives_a_restart() -> None:
+    clock = EventClock(Admission(witnesses=2))
+    _held(clock, 106.0, METRIC, 0, METRIC_EVENT, arrived=0, message="telemetry/0@41")
+    again = _through_json(clock)
+    assert again.witness_message == "telemetry/0@41"
+    # The rest of the same message, after the restart, is no second witness.
+    assert _held(again, 107.0, METRIC, 0, METRIC_EVENT, arrived=1, message="telemetry/0@41") is None
+    assert (
+        _held(again, 107.0, METRIC, 0, METRIC_EVENT, arrived=2, message="telemetry/0@42") == 106.0
+    )
 
 
 def test_a_witness_stamped_at_the_new_tick_start_stays_a_witness() -> None:

@@ -14,7 +14,9 @@ reads with no routing observed and its latest decision as the one that set the s
 reads with change detectors that go on exactly as the cumulative tests it stored.
 ``fixtures/service-state-v5.json`` the same again as version 5 wrote it, which version 6 reads
 with the low-traffic rule off (its rollout goes on under the policy it started with).
-``fixtures/service-state-v6.json`` is today's format of the same snapshot, kept so that a
+``fixtures/service-state-v6.json`` the same again as version 6 wrote it, which version 7 reads
+with no message of a last witness (the next event ahead counts as a new witness).
+``fixtures/service-state-v7.json`` is today's format of the same snapshot, kept so that a
 change of the format shows here as a new version, not as a silent difference.
 """
 
@@ -182,7 +184,7 @@ def test_version_1_is_read_as_the_current_version_without_tombstones() -> None:
     """Version 2 added the finished deployment ids; a version-1 record knows none."""
     restored = ServiceSnapshot.loads(FIXTURE.read_bytes())
     assert restored.tombstones == {}
-    assert orjson.loads(restored.dumps())["version"] == STATE_VERSION == 6
+    assert orjson.loads(restored.dumps())["version"] == STATE_VERSION == 7
 
 
 def test_version_2_is_read_with_no_starter_and_no_command_taken() -> None:
@@ -250,9 +252,22 @@ def test_version_5_goes_on_with_the_low_traffic_rule_off() -> None:
     assert_decides_as_recorded(restored)
 
 
-def test_version_6_the_current_format_reads_back_byte_for_byte() -> None:
+def test_version_6_goes_on_with_no_message_of_a_last_witness() -> None:
+    """Version 7 added the message of each rollout's last witness; a version-6 rollout knows
+    none, so the next event ahead counts as a new witness, as it did, and the rollout decides
+    as the run it came from."""
     blob = (FIXTURES / "service-state-v6.json").read_bytes()
-    assert orjson.loads(blob)["version"] == 6 == processor.STATE_VERSION
+    assert orjson.loads(blob)["version"] == 6
+    assert "witness_message" not in orjson.loads(blob)["rollouts"][0]["admission"]
+    restored = ServiceSnapshot.loads(blob)
+    assert [r.admission.witness_message for r in restored.rollouts] == [None]
+    assert restored.dumps() == ServiceSnapshot.loads(FIXTURE.read_bytes()).dumps()
+    assert_decides_as_recorded(restored)
+
+
+def test_version_7_the_current_format_reads_back_byte_for_byte() -> None:
+    blob = (FIXTURES / "service-state-v7.json").read_bytes()
+    assert orjson.loads(blob)["version"] == 7 == processor.STATE_VERSION
     restored = ServiceSnapshot.loads(blob)
     assert restored.dumps() == blob
     assert blob == ServiceSnapshot.loads(FIXTURE.read_bytes()).dumps()

@@ -1,0 +1,151 @@
+"""One message is one witness that time moved on, however many events it holds.
+
+The attack: a producer's single message (a Kafka message, a line of a replayed file) holds
+events stamped ahead of a rollout's clock but within ``admission.max_skew``. Counted one
+witness per event, ten of them dragged a healthy rollout's clock by 100 s, and with it stage
+timers and deadlines. Counted one per message, no single message moves the clock, and a
+time-ordered stream sent in batched messages still decides exactly as sent event by event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from canarystream.contracts.decision import Decision
+from canarystream.engine import Engine
+from canarystream.errors import ContractError
+from canarystream.replay import replay_lines
+from canarystream.streaming.processor import BatchProcessor, Inbound
+from tests.support.streams import BASELINE, CANARY, SERVICE, Cohort, Stream, fast_policy
+
+TELEMETRY, DEPLOYMENTS = "canary.telemetry.v1", "canary.deployments.v1"
+
+
+def rollout(canary: Cohort | None = None, seed: int = 3) -> list[dict[str, Any]]:
+    stream = Stream(seed, canary=canary or Cohort())
+    return [stream.started(policy=fast_policy()), *stream.requests(0, 200, rate=40)]
+
+
+def signature(decisions: list[Decision]) -> list[tuple[Any, ...]]:
+    return [(d.seq, d.action, d.ts, d.stage, d.traffic_percent, d.phase) for d in decisions]
+
+
+def ahead(
+    clock: float, now: float, count: int, skew: float, *, in_range: int = 0
+) -> list[dict[str, Any]]:
+    """One message: ``in_range`` requests stamped ``now`` (in the open tick), then ``count``
+    stamped ``skew`` past the rollout's ``clock`` (canary and baseline, errors and not)."""
+    inside = [_request(now, BASELINE if i % 2 else CANARY, 200) for i in range(in_range)]
+    future = [
+        _request(clock + skew + i * 0.001, CANARY if i % 2 else BASELINE, 503 if i % 3 else 200)
+        for i in range(count)
+    ]
+    return inside + future
+
+
+def _request(ts: float, version: str, status: int) -> dict[str, Any]:
+    return {
+        "type": "request",
+        "ts": ts,
+        "service": SERVICE,
+        "version": version,
+        "latency_ms": 40.0,
+        "status": status,
+        "instance": "bad-host",
+    }
+
+
+def refuse(index: int, error: ContractError) -> None:
+    raise AssertionError(f"event {index} refused: {error}")
+
+
+@pytest.mark.parametrize("count", [2, 8, 9, 50, 500])
+@pytest.mark.parametrize("skew", [5.0, 100.0, 299.0])  # the next tick to max_skew
+@pytest.mark.parametrize("in_range", [0, 3])
+@pytest.mark.parametrize("cut", [120, 2_000, 6_000])
+def test_one_message_of_events_ahead_never_moves_the_clock(
+    count: int, skew: float, in_range: int, cut: int
+) -> None:
+    events = rollout()
+    engine = Engine()
+    engine.process_batch(events[:cut], refuse)
+    [state] = engine.rollouts.values()
+    now = max(float(e["ts"]) for e in events[1:cut])
+    clock = state.clock
+
+    message = ahead(clock, now, count, skew, in_range=in_range)
+    decided = engine.process_batch(message, refuse, "m1")
+
+    assert decided == []
+    assert state.clock == clock
+    assert state.clock <= now
+    assert len(state.admission.pending) == count
+    assert state.admission.witness_score == 1
+
+
+@pytest.mark.parametrize("size", [2, 7, 50, 400])
+@pytest.mark.parametrize("canary", [Cohort(), Cohort(error_rate=0.03)], ids=["healthy", "errors"])
+def test_a_stream_in_batched_messages_decides_as_event_by_event(size: int, canary: Cohort) -> None:
+    events = rollout(canary)
+    reference = Engine().process_all(events)
+    assert reference
+
+    engine = Engine()
+    batched = []
+    for start in range(0, len(events), size):
+        chunk = events[start : start + size]
+        batched += engine.process_batch(chunk, refuse, f"{TELEMETRY}/0@{start}")
+
+    assert signature(batched) == signature(reference)
+
+
+def test_the_worker_counts_one_kafka_message_as_one_witness() -> None:
+    """Live: a message of events ahead from one producer leaves the clock where it was; the
+    same events sent one a message would have moved it."""
+    events = rollout()
+    cut = 2_000
+    now = max(float(e["ts"]) for e in events[1:cut])
+    attack = ahead(now, now, 10, 100.0)
+
+    def run(attack_messages: list[bytes]) -> float:
+        messages = [orjson.dumps(events[0])]
+        messages += [orjson.dumps(events[i : i + 50]) for i in range(1, cut, 50)]
+        processor = BatchProcessor(Engine(), {}.get, lambda: 0.0, telemetry_topic=TELEMETRY)
+        batch = [Inbound(DEPLOYMENTS, 0, 0, SERVICE.encode(), messages[0])]
+        batch += [
+            Inbound(TELEMETRY, 0, offset, SERVICE.encode(), value)
+            for offset, value in enumerate(messages[1:] + attack_messages)
+        ]
+        result = processor.process(batch)
+        assert not result.dead_letters
+        [state] = processor.engine.rollouts.values()
+        return state.clock
+
+    assert run([]) <= now
+    # One more witness may complete the producers' own run (the clock then moves, to a time
+    # they stamped), never past what the stream itself shows.
+    assert run([orjson.dumps(attack)]) <= now
+    assert run([orjson.dumps(event) for event in attack]) > now + 90  # the bar it keeps
+
+
+def test_a_replayed_line_is_one_witness_and_replays_never_share_names() -> None:
+    """A batched line is one message; two replays through one engine name their lines
+    apart, so line 1 of the second is no continuation of line 1 of the first."""
+    events = rollout()
+    cut = 2_000
+    now = max(float(e["ts"]) for e in events[1:cut])
+    engine = Engine()
+    replay_lines([("rec", [orjson.dumps(e) for e in events[:cut]])], engine=engine)
+    [state] = engine.rollouts.values()
+    clock = state.clock
+
+    replay_lines([("rec", [orjson.dumps(ahead(clock, now, 10, 100.0))])], engine=engine)
+    assert state.clock == clock
+    assert state.admission.witness_score == 1
+
+    for _ in range(7):  # seven more one-line replays, each line 1 of its file: 8 witnesses
+        replay_lines([("rec", [orjson.dumps(ahead(clock, now, 2, 100.0))])], engine=engine)
+    assert state.clock > now + 90

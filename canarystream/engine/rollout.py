@@ -197,8 +197,9 @@ class Rollout:
             if until - self.next_tick > tick * _MAX_IDLE_TICKS:
                 self.next_tick += tick * math.floor((until - self.next_tick) / tick)
         self._apply_pending(self.next_tick)
-        if decisions or self.admission.pending:
-            self.admission.moved(self.next_tick)
+        # The run of witnesses that moved the clock is spent, even when the move decided
+        # nothing and left nothing waiting: a score left over would help the next run.
+        self.admission.moved(self.next_tick)
         return decisions
 
     def admit(self, ts: float) -> None:

@@ -149,3 +149,33 @@ def test_a_replayed_line_is_one_witness_and_replays_never_share_names() -> None:
     for _ in range(7):  # seven more one-line replays, each line 1 of its file: 8 witnesses
         replay_lines([("rec", [orjson.dumps(ahead(clock, now, 2, 100.0))])], engine=engine)
     assert state.clock > now + 90
+
+
+def test_a_move_that_decided_nothing_leaves_no_witness_score_behind() -> None:
+    """The clock moved to a tick where every waiting event was applied and nothing was
+    decided: the run that moved it is spent. A producer stamping ahead right after must
+    then outweigh the events still landing in the open tick, as after any other move."""
+    events = rollout()
+    engine = Engine()
+    [started] = events[:1]
+    engine.process(started)
+    [state] = engine.rollouts.values()
+    start = state.clock
+    # Eight producers' events in the next tick (no decision is due there): the clock moves.
+    for i in range(8):
+        engine.process(_request(start + 5.0 + i * 0.01, BASELINE if i % 2 else CANARY, 200))
+    assert state.clock == start + 5.0
+    assert not state.admission.pending
+    assert state.admission.witness_score == 0
+    # One producer now stamps 100 s ahead: after four in-range events, one of its messages
+    # after each in-range one, then four in a row. Net of the in-range events that is never
+    # more than four witnesses, half of the eight that move the clock.
+    honest = iter(_request(start + 6.0 + i * 0.01, BASELINE, 200) for i in range(100))
+    bad = iter(_request(start + 105.0 + i, CANARY, 503) for i in range(100))
+    pattern = ["in"] * 4 + ["bad", "in"] * 8 + ["bad"] * 4
+    for n, kind in enumerate(pattern):
+        if kind == "in":
+            engine.process(next(honest))
+        else:
+            engine.process(next(bad), message=f"bad-{n}")
+    assert state.clock == start + 5.0

@@ -14,6 +14,8 @@ years ahead, a replayed batch from last week — so no single event may move the
   stream this moves the clock at exactly the events where it always moved; a producer whose
   events are a fraction ``p`` of a rollout's moves it early with probability of the order
   ``(p / (1 - p)) ** witnesses`` per event, and never by more than its own skew.
+  At most ``max_pending`` events wait; one more is refused, yet counts as a witness all the
+  same, so that a flood filling the room cannot freeze the clock.
 - An event stamped more than ``max_skew`` ahead is rejected (``ts_out_of_range``), unless
   ``gap_witnesses`` such events arrive net of in-range ones: every producer is back after a
   real gap, and the clock moves over the gap (the events that revealed it stay rejected).
@@ -70,22 +72,33 @@ class EventClock:
         self.rejected = 0
         self.far_message: str | None = None  # message of the last far event
 
+    def full(self) -> bool:
+        """Whether ``max_pending`` events wait: no more may be held."""
+        return len(self.pending) >= self.admission.max_pending
+
     def hold(self, ts: float, kind: int, cohort: int, payload: Any) -> None:
         """Keep an event stamped in a later tick until the clock reaches it."""
-        if len(self.pending) >= self.admission.max_pending:
-            self.rejected += 1
-            raise out_of_range(
-                f"{len(self.pending)} events already wait for the rollout's clock "
-                f"(admission.max_pending); ts {ts:.3f} not admitted"
-            )
         heapq.heappush(self.pending, (ts, self.order, kind, cohort, payload))
         self.order += 1
 
-    def witness(self, ts: float, arrived: int, message: str | None) -> float | None:
-        """Count a held event as a witness; return where the clock must move, if due.
+    def refuse(self, ts: float) -> ContractError:
+        """Count an event that found no room (:meth:`full`); the error that refuses it."""
+        self.rejected += 1
+        return out_of_range(
+            f"{len(self.pending)} events already wait for the rollout's clock "
+            f"(admission.max_pending); ts {ts:.3f} not admitted"
+        )
+
+    def witness(
+        self, ts: float, arrived: int, message: str | None, *, held: bool = True
+    ) -> float | None:
+        """Count an event stamped in a later tick as a witness; where the clock must move,
+        if due.
 
         ``message`` names the message the event came in (None: one of its own); the events
-        of one message are one witness, its first held event.
+        of one message are one witness, its first event. An event refused for want of room
+        (``held`` False) is a witness all the same: it shows time moving on as well, and a
+        flood that fills the room must not freeze the clock.
         """
         score = self.witness_score - (arrived - self.witness_mark)
         if score <= 0:
@@ -96,7 +109,7 @@ class EventClock:
             score += 1
         self.witness_message = message
         self.witness_score = score
-        self.witness_mark = arrived + 1  # this event counts as arrived
+        self.witness_mark = arrived + held  # a held event counts as arrived
         if score < self.admission.witnesses:
             return None
         return min(self.witnesses)

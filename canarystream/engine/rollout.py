@@ -231,12 +231,29 @@ class Rollout:
                 if ts < self.next_tick:
                     self._apply(kind, cohort, payload, ts)
                     return decisions
-        self.admission.hold(ts, kind, cohort, payload)
-        target = self.admission.witness(ts, self.arrived, message)
-        self.arrived_before_tick += 1
+        admission = self.admission
+        if not admission.full():
+            admission.hold(ts, kind, cohort, payload)
+            target = admission.witness(ts, self.arrived, message)
+            self.arrived_before_tick += 1
+            if target is not None:
+                decisions += self.advance_clock(target)
+                self.corroborated = self.clock
+            return decisions
+        # No room: still a witness. A move it completes makes room or brings the event into
+        # the open tick; after a decision it is kept even past the limit (by one), since
+        # refusing it would lose the decision.
+        target = admission.witness(ts, self.arrived, message, held=False)
         if target is not None:
             decisions += self.advance_clock(target)
             self.corroborated = self.clock
+        if ts < self.next_tick:
+            self._apply(kind, cohort, payload, ts)
+        elif decisions or not admission.full():
+            admission.hold(ts, kind, cohort, payload)
+            self.arrived_before_tick += 1
+        else:
+            raise admission.refuse(ts)
         return decisions
 
     def heartbeat(self, ts: float) -> list[Decision]:

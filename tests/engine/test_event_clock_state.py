@@ -175,16 +175,21 @@ def test_far_events_cancelled_by_in_range_arrivals_are_forgotten() -> None:
 def test_an_event_past_the_pending_limit_is_refused_and_counted() -> None:
     clock = EventClock(Admission(max_pending=2))
     _held(clock, 106.0, METRIC, 0, METRIC_EVENT, arrived=0)
+    assert not clock.full()
     _held(clock, 107.0, METRIC, 0, METRIC_EVENT, arrived=1)
-    with pytest.raises(ContractError) as refused:
-        _held(clock, 108.0, METRIC, 0, METRIC_EVENT, arrived=2)
-    assert str(refused.value) == (
+    assert clock.full()
+    refused = clock.refuse(108.0)
+    assert isinstance(refused, ContractError)
+    assert refused.reason == "ts_out_of_range"
+    assert str(refused) == (
         "2 events already wait for the rollout's clock (admission.max_pending); "
         "ts 108.000 not admitted"
     )
-    with pytest.raises(ContractError):
-        _held(clock, 109.0, METRIC, 0, METRIC_EVENT, arrived=2)
-    assert (len(clock.pending), clock.rejected) == (2, 2)
+    # A refused event is still a witness, but no arrival: the score goes up by one and the
+    # next in-range event counts down from there.
+    assert clock.witness(108.0, 2, None, held=False) is None
+    assert (clock.witness_score, clock.witness_mark, clock.rejected) == (3, 2, 1)
+    assert len(clock.pending) == 2
 
 
 def test_the_heartbeat_mark_and_the_last_far_message_survive_a_restart() -> None:

@@ -1,0 +1,107 @@
+"""A flood of events stamped ahead never freezes a rollout's clock.
+
+The attack: one producer sends messages of events stamped ahead of the clock (inside
+``admission.max_skew``) until ``admission.max_pending`` events wait. Every later event
+stamped past the open tick was then refused before it could count as a witness that time
+moved on, so the clock never moved again: a healthy canary was never promoted and a
+regressed one never rolled back, for as long as the flood's events were ahead.
+
+Now an event refused because too many wait still counts as a witness: the clock moves with
+the producers' own time, the flood's events are applied when their ticks come, and only
+events that find no room are lost (each refused, so dead-lettered with its reason).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from canarystream.contracts.decision import Action, Decision
+from canarystream.engine import Engine
+from canarystream.errors import ContractError
+from tests.support.streams import (
+    BASELINE,
+    CANARY,
+    HEALTHY,
+    SERVICE,
+    T0,
+    Cohort,
+    Stream,
+    fast_policy,
+)
+
+MAX_PENDING = 2_000
+FLOOD = 500  # events per flooding message
+END = (Action.PROMOTE, Action.ROLLBACK)
+
+
+def rollout(canary: Cohort, seed: int) -> list[dict[str, Any]]:
+    stream = Stream(seed, canary=canary)
+    policy = fast_policy(admission={"max_pending": MAX_PENDING})
+    return [stream.started(policy=policy), *stream.requests(0, 200, rate=40)]
+
+
+def flood(at: float, skew: float, canary: Cohort) -> list[dict[str, Any]]:
+    """One message stamped ``skew`` past ``at``, the cohorts in turn, as the stream's own:
+    what it holds changes no verdict, only where and when it is stamped does."""
+    every = [round(1 / cohort.error_rate) for cohort in (HEALTHY, canary)]  # an error each
+    return [
+        {
+            "type": "request",
+            "ts": at + skew + i * 0.001,
+            "service": SERVICE,
+            "version": CANARY if i % 2 else BASELINE,
+            "latency_ms": 40.0,
+            "status": 503 if i // 2 % every[i % 2] == 0 else 200,
+            "instance": "flooder",
+        }
+        for i in range(FLOOD)
+    ]
+
+
+def outcome(decisions: list[Decision]) -> list[tuple[Action, int | None]]:
+    return [(d.action, d.stage) for d in decisions]
+
+
+@pytest.mark.parametrize("skew", [10.0, 100.0, 290.0])
+@pytest.mark.parametrize("every", [20, 200, None], ids=["dense", "sparse", "once"])
+@pytest.mark.parametrize(
+    "canary", [Cohort(), Cohort(error_rate=0.03)], ids=["healthy", "regressed"]
+)
+def test_a_flood_of_events_ahead_never_freezes_the_clock(
+    canary: Cohort, every: int | None, skew: float
+) -> None:
+    events = rollout(canary, seed=5)
+    reference = Engine().process_all(events)
+    assert reference[-1].action in (Action.PROMOTE, Action.ROLLBACK)
+
+    engine = Engine()
+    refused: Counter[str] = Counter()
+
+    def count(index: int, error: ContractError) -> None:
+        refused[error.reason] += 1
+
+    decisions = engine.process_batch(events[:400], count)
+    [state] = engine.rollouts.values()
+    floods = 0
+    for index in range(400, len(events)):
+        decisions += engine.process_batch([events[index]], count)
+        due = index % every == 0 if every is not None else floods < 5
+        if due:  # the clock as the flooder sees it: where the stream is now
+            floods += 1
+            decisions += engine.process_batch(
+                flood(float(events[index]["ts"]), skew, canary), count, f"flood-{index}"
+            )
+    assert refused["ts_out_of_range"] > 0  # the flood filled the waiting room
+    assert len(state.admission.pending) <= MAX_PENDING
+
+    # The rollout ends as it would have, no later than a few ticks after (the flood's own
+    # evidence, applied at its ticks, may settle it sooner).
+    assert outcome(decisions) == outcome(reference)
+    assert decisions[-1].ts <= reference[-1].ts + 3 * state.tick
+    # Its clock kept up with the stream, not with the flood.
+    last = max(float(e["ts"]) for e in events[1:])
+    assert last - 2 * state.tick <= state.clock or decisions[-1].action in END
+    assert decisions[-1].ts - T0 <= 200

@@ -20,11 +20,13 @@ years ahead, a replayed batch from last week — so no single event may move the
   ``gap_witnesses`` such events arrive net of in-range ones: every producer is back after a
   real gap, and the clock moves over the gap (the events that revealed it stay rejected).
 
-Both CUSUMs count at most one witness per message (a Kafka message, a line of a replayed
-file): one producer's batch of events stamped ahead is one witness, however many events it
-holds, so no single message can move the clock, within ``max_skew`` or over a "gap". A
-producer that batches its events therefore moves the clock ``witnesses`` messages past a
-tick boundary rather than ``witnesses`` events; its events wait as pending meanwhile.
+No single message (a Kafka message, a line of a replayed file) can move the clock, however
+many events it holds. Within ``max_skew``, the events of one message count as witnesses up
+to one short of a move, and the witness that completes a run must come from another
+message than the one before: a producer that batches its events moves the clock at its
+next message past a tick boundary, not ``witnesses`` messages later (which would leave
+nearly all of a batched stream waiting). Beyond ``max_skew`` a message is one witness of a
+gap, however many events it holds.
 
 The counts are of arrivals, never of wall time, so replay decides exactly as live.
 """
@@ -96,7 +98,7 @@ class EventClock:
         if due.
 
         ``message`` names the message the event came in (None: one of its own); the events
-        of one message are one witness, its first event. An event refused for want of room
+        of one message never complete a run on their own. An event refused for want of room
         (``held`` False) is a witness all the same: it shows time moving on as well, and a
         flood that fills the room must not freeze the clock.
         """
@@ -104,7 +106,13 @@ class EventClock:
         if score <= 0:
             score = 0
             self.witnesses.clear()
-        if message is None or message != self.witness_message or not self.witnesses:
+        # The events of one message count up to one short of a move, never the move itself:
+        # the witness that completes a run comes from another message than the one before.
+        if (
+            message is None
+            or message != self.witness_message
+            or score < self.admission.witnesses - 1
+        ):
             self.witnesses.append(ts)
             score += 1
         self.witness_message = message

@@ -97,10 +97,10 @@ def test_a_flood_of_events_ahead_never_freezes_the_clock(
     assert refused["ts_out_of_range"] > 0  # the flood filled the waiting room
     assert len(state.admission.pending) <= MAX_PENDING
 
-    # The rollout ends as it would have, no later than a few ticks after (the flood's own
-    # evidence, applied at its ticks, may settle it sooner).
+    # The rollout ends as it would have, within a few ticks (the flood's own events, applied
+    # at their ticks, are evidence too: they may settle it a little sooner or later).
     assert outcome(decisions) == outcome(reference)
-    assert decisions[-1].ts <= reference[-1].ts + 3 * state.tick
+    assert decisions[-1].ts <= reference[-1].ts + 6 * state.tick
     # Its clock kept up with the stream, not with the flood.
     last = max(float(e["ts"]) for e in events[1:])
     assert last - 2 * state.tick <= state.clock or decisions[-1].action in END

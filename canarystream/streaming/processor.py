@@ -240,9 +240,9 @@ def _rollout_v6_to_v7(rollout: Any) -> Any:
 
 
 def _v6_to_v7(state: dict[str, Any]) -> dict[str, Any]:
-    """Version 7 adds the message of each rollout's last witness (one witness per message):
-    none is known for a witness stored before, so the next event ahead counts as a new one,
-    as it did."""
+    """Version 7 adds the message of each rollout's last witness (no message completes a run
+    of witnesses alone): none is known for a witness stored before, so the next event ahead
+    counts as from a new message."""
     rollouts = state.get("rollouts")
     upgraded = {**state, "version": 7}
     if type(rollouts) is list:

@@ -105,3 +105,36 @@ def test_a_flood_of_events_ahead_never_freezes_the_clock(
     last = max(float(e["ts"]) for e in events[1:])
     assert last - 2 * state.tick <= state.clock or decisions[-1].action in END
     assert decisions[-1].ts - T0 <= 200
+
+
+def test_an_event_that_completes_a_move_with_a_decision_is_kept_not_refused() -> None:
+    """No room, and the event that completes the run lies beyond the tick the clock moves
+    to: refusing it would lose the decision the move took, so it waits, one over the limit."""
+    stream = Stream(5)
+    policy = fast_policy(admission={"max_pending": 10, "witnesses": 3})
+    events = [stream.started(policy=policy), *stream.requests(0, 59.9, rate=40)]
+    engine = Engine()
+    engine.process_batch(events, refuse_none)
+    [state] = engine.rollouts.values()
+    assert (state.clock - T0, state.stage) == (55.0, 0)
+
+    def ahead(at: float) -> dict[str, Any]:
+        return {**events[-1], "ts": T0 + at}
+
+    engine.process_batch([ahead(255.0 + i * 0.01) for i in range(10)], refuse_none, "flood")
+    assert state.admission.full()
+    engine.process_batch([ahead(59.95), ahead(59.96)], refuse_none, "stragglers")  # in range
+    with pytest.raises(ContractError):
+        engine.process(ahead(60.5), message="b")
+    with pytest.raises(ContractError):
+        engine.process(ahead(66.0), message="c")
+    decided = engine.process(ahead(66.5), message="d")  # the third witness: the clock moves
+
+    assert [(d.action, d.ts - T0, d.stage) for d in decided] == [(Action.ADVANCE, 60.0, 1)]
+    assert state.clock - T0 == 60.0
+    assert len(state.admission.pending) == 11
+    assert min(item[0] for item in state.admission.pending) == T0 + 66.5
+
+
+def refuse_none(index: int, error: ContractError) -> None:
+    raise AssertionError(f"event {index} refused: {error}")

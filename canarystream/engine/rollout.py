@@ -232,21 +232,20 @@ class Rollout:
                     self._apply(kind, cohort, payload, ts)
                     return decisions
         admission = self.admission
-        if not admission.full():
+        held = not admission.full()
+        if held:
             admission.hold(ts, kind, cohort, payload)
-            target = admission.witness(ts, self.arrived, message)
+        target = admission.witness(ts, self.arrived, message, held=held)
+        if held:
             self.arrived_before_tick += 1
-            if target is not None:
-                decisions += self.advance_clock(target)
-                self.corroborated = self.clock
-            return decisions
-        # No room: still a witness. A move it completes makes room or brings the event into
-        # the open tick; after a decision it is kept even past the limit (by one), since
-        # refusing it would lose the decision.
-        target = admission.witness(ts, self.arrived, message, held=False)
         if target is not None:
             decisions += self.advance_clock(target)
             self.corroborated = self.clock
+        if held:
+            return decisions
+        # No room, yet a witness: the move it completed made room or brought the event into
+        # the open tick. After a decision it waits even past the limit (by one), since
+        # refusing it would lose the decision.
         if ts < self.next_tick:
             self._apply(kind, cohort, payload, ts)
         elif decisions or not admission.full():

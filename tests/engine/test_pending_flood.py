@@ -128,11 +128,13 @@ def test_an_event_that_completes_a_move_with_a_decision_is_kept_not_refused() ->
         engine.process(ahead(60.5), message="b")
     with pytest.raises(ContractError):
         engine.process(ahead(66.0), message="c")
+    arrived = state.arrived
     decided = engine.process(ahead(66.5), message="d")  # the third witness: the clock moves
 
     assert [(d.action, d.ts - T0, d.stage) for d in decided] == [(Action.ADVANCE, 60.0, 1)]
     assert state.clock - T0 == 60.0
     assert len(state.admission.pending) == 11
+    assert state.arrived == arrived + 1  # it arrived (b and c, refused, did not)
     assert min(item[0] for item in state.admission.pending) == T0 + 66.5
 
 

@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.batching import SIZES, rate, stream
 from benchmarks.detection import (
     JUDGES,
     clopper_pearson_upper,
@@ -64,3 +65,11 @@ def test_two_short_rollouts_through_engine_and_peers() -> None:
 def test_clopper_pearson_upper_matches_the_rule_of_three() -> None:
     assert clopper_pearson_upper(0, 1000) == pytest.approx(0.00368, abs=1e-4)
     assert clopper_pearson_upper(5, 5) == 1.0
+
+
+def test_the_batching_benchmark_leaves_nothing_waiting_at_any_message_size() -> None:
+    events = stream(minutes=0.5)
+    for size in SIZES:
+        per_second, waiting = rate(events, size, repeat=1)
+        assert per_second > 0
+        assert waiting < size  # at most the last message's events wait for a next one

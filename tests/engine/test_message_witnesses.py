@@ -11,10 +11,14 @@ batched messages still decides exactly as sent event by event.
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from canarystream.contracts.decision import Decision
 from canarystream.engine import Engine
@@ -207,3 +211,66 @@ def test_a_burst_of_messages_from_one_producer_does_not_move_the_clock(
             with contextlib.suppress(ContractError):
                 engine.process(request, message=f"backlog-{k}")
     assert state.clock <= clock + state.tick
+
+
+_CUTS = (150, 1_000, 4_000, 7_000)
+
+
+@functools.cache
+def _cut_after_a_move(cut: int) -> Engine:
+    """An engine fed a healthy rollout up to the first event at or after ``cut`` with no
+    run of witnesses under way (the clock just moved); copy it before use."""
+    events = rollout(seed=11)
+    engine = Engine()
+    engine.process_batch(events[:cut], refuse)
+    [state] = engine.rollouts.values()
+    for index in range(cut, len(events)):
+        if state.admission.witness_score == 0 and not state.admission.pending:
+            break
+        engine.process_batch(events[index : index + 1], refuse)
+    return engine
+
+
+hostile_event = st.fixed_dictionaries(
+    {
+        "offset": st.one_of(  # mostly ahead; some late or in range, some beyond max_skew
+            *[st.floats(5.0, 300.0)] * 3, st.floats(-70.0, 5.0), st.floats(300.0, 400.0)
+        ),
+        "version": st.sampled_from([BASELINE, CANARY]),
+        "status": st.sampled_from([200, 200, 500, 503]),
+        "latency_ms": st.floats(0.5, 5_000.0),
+    }
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cut=st.sampled_from(_CUTS),
+    message=st.one_of(  # a few events, or enough to have moved the clock before
+        st.lists(hostile_event, min_size=1, max_size=8),
+        st.lists(hostile_event, min_size=8, max_size=80),
+    ),
+)
+def test_no_single_message_moves_the_clock_whatever_it_holds(
+    cut: int, message: list[dict[str, Any]]
+) -> None:
+    """From any point where no run of witnesses is under way, one message of any mix of
+    events (in range, late, ahead, far ahead, both cohorts) leaves the clock where it is
+    and decides nothing."""
+    engine = copy.deepcopy(_cut_after_a_move(cut))
+    [state] = engine.rollouts.values()
+    clock = state.clock
+    events = [
+        {
+            "type": "request",
+            "ts": clock + item["offset"],
+            "service": SERVICE,
+            "version": item["version"],
+            "latency_ms": item["latency_ms"],
+            "status": item["status"],
+        }
+        for item in message
+    ]
+    decided = engine.process_batch(events, lambda index, error: None, "hostile")
+    assert decided == []
+    assert state.clock == clock

@@ -31,6 +31,12 @@ class WorkerMetrics:
             ["type", "cohort"],
             registry=r,
         )
+        self.late = Counter(
+            "canarystream_late_requests_total",
+            "Requests stamped before their rollout's open tick (a late or skewed producer), "
+            "judged in the open tick.",
+            registry=r,
+        )
         self.messages = Counter(
             "canarystream_messages_consumed_total",
             "Messages consumed, by source topic.",
@@ -191,8 +197,8 @@ class WorkerMetrics:
             self.skipped.labels(topic).inc(n)
 
     def record_consumed(self, rollouts: Iterable[Rollout]) -> None:
-        """Count the events the rollouts folded since they were last counted; set the live
-        ones' clocks."""
+        """Count the events the rollouts folded, and their late requests, since they were
+        last counted; set the live ones' clocks."""
         for rollout in rollouts:
             if rollout.is_live:
                 self.clock.labels(rollout.deployment).set(rollout.clock)
@@ -203,6 +209,10 @@ class WorkerMetrics:
                     if delta:
                         self.events.labels(kind, cohort).inc(delta)
                         seen[(kind, cohort)] = total
+            late = rollout.late_events - seen.get(("late", ""), 0)
+            if late:
+                self.late.inc(late)
+                seen[("late", "")] = rollout.late_events
 
     def record_decisions(self, decisions: Iterable[Decision], now: float | None = None) -> None:
         """Count published decisions and set their rollouts' gauges; ``now``: wall time of

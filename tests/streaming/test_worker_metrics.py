@@ -9,8 +9,10 @@ from typing import Any
 from prometheus_client import generate_latest
 
 from canarystream.contracts.decision import Action, CheckReason, Phase, Verdict
+from canarystream.engine import Engine
 from canarystream.streaming.metrics import WorkerMetrics
 from tests.support.actuators import make_decision
+from tests.support.streams import Stream, fast_policy
 
 
 def _value(metrics: WorkerMetrics, name: str, **labels: str) -> float | None:
@@ -80,9 +82,32 @@ def test_a_finished_rollout_leaves_no_series_and_a_live_one_keeps_its_own() -> N
 
 def test_the_clock_follows_live_rollouts_between_decisions() -> None:
     metrics = WorkerMetrics()
-    live = SimpleNamespace(deployment="d1", is_live=True, clock=1_790_000_060.0, consumed={})
-    done = SimpleNamespace(deployment="d2", is_live=False, clock=1_790_000_060.0, consumed={})
+    live = SimpleNamespace(
+        deployment="d1", is_live=True, clock=1_790_000_060.0, consumed={}, late_events=0
+    )
+    done = SimpleNamespace(
+        deployment="d2", is_live=False, clock=1_790_000_060.0, consumed={}, late_events=0
+    )
     metrics.record_consumed([live, done])  # type: ignore[list-item]
     name = "canarystream_rollout_clock_timestamp_seconds"
     assert _value(metrics, name, deployment="d1") == 1_790_000_060.0
     assert _value(metrics, name, deployment="d2") is None
+
+
+def test_late_requests_are_counted_once_each() -> None:
+    """A request stamped before its rollout's open tick (but not before the start) is
+    judged in the open tick and counted as late, once, however often the worker looks."""
+    stream = Stream(1)
+    events = [stream.started(policy=fast_policy()), *stream.requests(0, 30, rate=10)]
+    engine = Engine()
+    engine.process_all(events)
+    [rollout] = engine.rollouts.values()
+    metrics = WorkerMetrics()
+    metrics.record_consumed([rollout])
+    assert _value(metrics, "canarystream_late_requests_total") == 0.0
+
+    late = {**events[-1], "ts": rollout.clock - 12.0}  # two ticks behind the clock
+    engine.process_all([late, late])
+    metrics.record_consumed([rollout])
+    metrics.record_consumed([rollout])
+    assert _value(metrics, "canarystream_late_requests_total") == 2.0

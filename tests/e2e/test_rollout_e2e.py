@@ -391,6 +391,12 @@ def test_healthy_canary_is_promoted_and_regressed_one_rolled_back(
             f"{d.action.value:24} {d.traffic_percent:5g}%  {d.summary[:90]}"
         )
     requests = [json.loads(line) for line in requests_file.read_text().splitlines() if line]
+    # Kept before any assertion, so that a failed run leaves every decision whole (its reasons
+    # included) beside the services' logs: an assertion's message is cut short.
+    (tmp_path / "decisions.jsonl").write_text(
+        "".join(d.model_dump_json() + "\n" for d in decisions)
+    )
+    (tmp_path / "timeline.txt").write_text("\n".join(timeline) + "\n")
 
     # Forged decisions were applied nowhere; every genuine one at most once per backend.
     applied = [r for r in reports if r.status is ActuationStatus.APPLIED]

@@ -64,6 +64,7 @@ LISTED = 5
 _MAX_MESSAGE = 2_000  # characters of one rejected event's message kept in a report
 _MAX_LISTED_MESSAGE = 150  # and of each one listed in a report on a JSON array
 _GZIP_MAGIC = b"\x1f\x8b"
+_REPLAYS = count()  # replay calls in this process: an engine may be given to several
 
 
 @dataclass(frozen=True)
@@ -359,9 +360,6 @@ def _replay_single(
             on_progress(lines)
         chunk = list(islice(handle, _CHUNK))
     return lines, events
-
-
-_REPLAYS = count()  # replay calls in this process: an engine may be given to several
 
 
 def replay_lines(  # noqa: PLR0913 -- keyword-only callbacks and options

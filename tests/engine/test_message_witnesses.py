@@ -25,7 +25,16 @@ from canarystream.engine import Engine
 from canarystream.errors import ContractError
 from canarystream.replay import replay_lines
 from canarystream.streaming.processor import BatchProcessor, Inbound
-from tests.support.streams import BASELINE, CANARY, SERVICE, Cohort, Stream, fast_policy
+from tests.support.streams import (
+    BASELINE,
+    CANARY,
+    SERVICE,
+    Cohort,
+    Stream,
+    fast_policy,
+    refuse,
+    request_at,
+)
 
 TELEMETRY, DEPLOYMENTS = "canary.telemetry.v1", "canary.deployments.v1"
 WITNESSES = 8  # the policy's admission.witnesses
@@ -54,19 +63,7 @@ def ahead(
 
 
 def _request(ts: float, version: str, status: int) -> dict[str, Any]:
-    return {
-        "type": "request",
-        "ts": ts,
-        "service": SERVICE,
-        "version": version,
-        "latency_ms": 40.0,
-        "status": status,
-        "instance": "bad-host",
-    }
-
-
-def refuse(index: int, error: ContractError) -> None:
-    raise AssertionError(f"event {index} refused: {error}")
+    return request_at(ts, version, status, instance="bad-host")
 
 
 @pytest.mark.parametrize("count", [2, 8, 9, 50, 500])
@@ -261,14 +258,7 @@ def test_no_single_message_moves_the_clock_whatever_it_holds(
     [state] = engine.rollouts.values()
     clock = state.clock
     events = [
-        {
-            "type": "request",
-            "ts": clock + item["offset"],
-            "service": SERVICE,
-            "version": item["version"],
-            "latency_ms": item["latency_ms"],
-            "status": item["status"],
-        }
+        request_at(clock + item["offset"], item["version"], item["status"], item["latency_ms"])
         for item in message
     ]
     decided = engine.process_batch(events, lambda index, error: None, "hostile")

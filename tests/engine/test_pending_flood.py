@@ -25,11 +25,12 @@ from tests.support.streams import (
     BASELINE,
     CANARY,
     HEALTHY,
-    SERVICE,
     T0,
     Cohort,
     Stream,
     fast_policy,
+    refuse,
+    request_at,
 )
 
 MAX_PENDING = 2_000
@@ -48,15 +49,12 @@ def flood(at: float, skew: float, canary: Cohort) -> list[dict[str, Any]]:
     what it holds changes no verdict, only where and when it is stamped does."""
     every = [round(1 / cohort.error_rate) for cohort in (HEALTHY, canary)]  # an error each
     return [
-        {
-            "type": "request",
-            "ts": at + skew + i * 0.001,
-            "service": SERVICE,
-            "version": CANARY if i % 2 else BASELINE,
-            "latency_ms": 40.0,
-            "status": 503 if i // 2 % every[i % 2] == 0 else 200,
-            "instance": "flooder",
-        }
+        request_at(
+            at + skew + i * 0.001,
+            CANARY if i % 2 else BASELINE,
+            503 if i // 2 % every[i % 2] == 0 else 200,
+            instance="flooder",
+        )
         for i in range(FLOOD)
     ]
 
@@ -114,16 +112,16 @@ def test_an_event_that_completes_a_move_with_a_decision_is_kept_not_refused() ->
     policy = fast_policy(admission={"max_pending": 10, "witnesses": 3})
     events = [stream.started(policy=policy), *stream.requests(0, 59.9, rate=40)]
     engine = Engine()
-    engine.process_batch(events, refuse_none)
+    engine.process_batch(events, refuse)
     [state] = engine.rollouts.values()
     assert (state.clock - T0, state.stage) == (55.0, 0)
 
     def ahead(at: float) -> dict[str, Any]:
         return {**events[-1], "ts": T0 + at}
 
-    engine.process_batch([ahead(255.0 + i * 0.01) for i in range(10)], refuse_none, "flood")
+    engine.process_batch([ahead(255.0 + i * 0.01) for i in range(10)], refuse, "flood")
     assert state.admission.full()
-    engine.process_batch([ahead(59.95), ahead(59.96)], refuse_none, "stragglers")  # in range
+    engine.process_batch([ahead(59.95), ahead(59.96)], refuse, "stragglers")  # in range
     with pytest.raises(ContractError):
         engine.process(ahead(60.5), message="b")
     with pytest.raises(ContractError):
@@ -136,7 +134,3 @@ def test_an_event_that_completes_a_move_with_a_decision_is_kept_not_refused() ->
     assert len(state.admission.pending) == 11
     assert state.arrived == arrived + 1  # it arrived (b and c, refused, did not)
     assert min(item[0] for item in state.admission.pending) == T0 + 66.5
-
-
-def refuse_none(index: int, error: ContractError) -> None:
-    raise AssertionError(f"event {index} refused: {error}")

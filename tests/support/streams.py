@@ -38,6 +38,8 @@ __all__ = [
     "Stream",
     "fast_policy",
     "merge",
+    "refuse",
+    "request_at",
     "restarted",
     "run",
     "seconds",
@@ -60,6 +62,26 @@ class Cohort:
 
 
 HEALTHY = Cohort()
+
+
+def request_at(
+    ts: float, version: str, status: int = 200, latency_ms: float = 40.0, **extra: Any
+) -> dict[str, Any]:
+    """One request of :data:`SERVICE` stamped ``ts`` (absolute event time)."""
+    return {
+        "type": "request",
+        "ts": ts,
+        "service": SERVICE,
+        "version": version,
+        "latency_ms": latency_ms,
+        "status": status,
+        **extra,
+    }
+
+
+def refuse(index: int, error: Exception) -> None:
+    """An ``on_error`` for ``Engine.process_batch`` where no event may be refused."""
+    raise AssertionError(f"event {index} refused: {error}")
 
 
 def fast_policy(**overrides: Any) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from typing import Any, BinaryIO, overload
 
 from canarystream.contracts.codec import decode_events, decode_objects
 from canarystream.contracts.decision import Decision
+from canarystream.contracts.wire import WireRequest
 from canarystream.engine import Engine
 from canarystream.errors import CanarystreamError, ContractError
 from canarystream.governance.access import Access
@@ -118,6 +119,8 @@ Where = tuple[int, int, int, bool]
 
 def _time_of(value: Any) -> float | None:
     """An event's ``ts`` when it is a finite number (else the engine judges the event)."""
+    if type(value) is WireRequest:
+        return value.ts
     ts: Any = value.get("ts") if type(value) is dict else None
     return ts if type(ts) in (int, float) and math.isfinite(ts) else None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import msgspec
 import orjson
 from pydantic import BaseModel, ValidationError
 
@@ -26,6 +27,7 @@ from canarystream.contracts.events import (
     RequestSample,
     input_event_adapter,
 )
+from canarystream.contracts.wire import MESSAGE_DECODER, REQUEST_DECODER, WireRequest
 from canarystream.errors import ContractError
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "decode_events",
     "decode_message",
     "decode_objects",
+    "decode_telemetry",
     "encode_decision",
     "explain_invalid",
     "is_valid_telemetry",
@@ -189,19 +192,45 @@ def decode_events(raw: bytes | str) -> tuple[list[Any], bool]:
     return (value, True) if type(value) is list else ([value], False)
 
 
-def decode_objects(lines: Sequence[bytes]) -> list[Any] | None:
+def decode_telemetry(raw: bytes | str) -> tuple[list[Any], bool]:
+    """:func:`decode_events` for a telemetry message, which nearly always holds requests only.
+
+    A message of one valid request or an array of valid requests is decoded and checked in
+    one pass: its values are :class:`WireRequest` structs. Any other message is decoded as
+    :func:`decode_events` does (dicts, unvalidated).
+    """
+    try:
+        value = MESSAGE_DECODER.decode(raw)
+    except msgspec.DecodeError:
+        return decode_events(raw)
+    return (value, True) if type(value) is list else ([value], False)
+
+
+def decode_objects(lines: Sequence[bytes]) -> list[dict[str, Any] | WireRequest] | None:
     """Each line's value if every line is one JSON object (nearly always), decoded at once.
 
-    None if any line is not (malformed, blank, an array or a scalar): its caller then decodes
-    line by line with :func:`decode_events` to say which line and why.
+    A line holding one valid request (nearly every line) comes back as a checked
+    :class:`WireRequest`, decoded and validated in one pass; any other object as its dict,
+    unvalidated. None if any line is not an object (malformed, blank, an array or a scalar):
+    its caller then decodes line by line with :func:`decode_events` to say which line and why.
     """
+    decode = REQUEST_DECODER.decode
     loads = orjson.loads
-    try:
-        values = [loads(raw) for raw in lines]
-    except orjson.JSONDecodeError:
-        return None
-    if any(type(value) is not dict for value in values):
-        return None
+    values: list[dict[str, Any] | WireRequest] = []
+    append = values.append
+    for raw in lines:
+        try:
+            append(decode(raw))
+            continue
+        except msgspec.DecodeError:
+            pass
+        try:
+            value = loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        if type(value) is not dict:
+            return None
+        append(value)
     return values
 
 

@@ -29,6 +29,7 @@ from canarystream.contracts.events import (
     TrafficShifted,
 )
 from canarystream.contracts.topics import service_partition
+from canarystream.contracts.wire import WireRequest
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, out_of_range
 from canarystream.engine.rollout import Observer, Rollout
 from canarystream.errors import ContractError, PolicyError
@@ -238,7 +239,8 @@ class Engine:
     def process(
         self, event: Any, message: str | None = None, origin: Origin | None = None
     ) -> list[Decision]:
-        """Apply one decoded event; return the decisions it caused (usually none).
+        """Apply one decoded event (a JSON value, or a :class:`WireRequest`); return the
+        decisions it caused (usually none).
 
         ``message`` names the message (or line) the event came in, when it held several:
         admission counts one message as one witness of a gap however many events it holds.
@@ -277,7 +279,25 @@ class Engine:
         rollout.add_request(cohort, ts, latency, status, event)
         return True
 
+    def _wire_in_open_tick(self, request: WireRequest) -> bool:
+        """:meth:`_in_open_tick` for a request decoded and checked already."""
+        rollout = self.active_by_service.get(request.service)
+        if rollout is None:
+            return False
+        ts = request.ts
+        if not rollout.admit_from <= ts < rollout.next_tick:
+            return False
+        cohort = rollout.cohort_of.get(request.version)
+        if cohort is None:
+            return False
+        rollout.add_request(cohort, ts, request.latency_ms, request.status, request)
+        return True
+
     def _process(self, event: Any) -> list[Decision]:
+        if type(event) is WireRequest:
+            if self._wire_in_open_tick(event):
+                return []
+            event = event.as_event()
         kind = event.get("type") if type(event) is dict else None
         if kind == "request":
             return self._request(event)
@@ -344,12 +364,18 @@ class Engine:
         rollout's open tick (nearly all of them) take a short path without the general
         dispatch; every other event goes through :meth:`process`. ``messages`` names the
         message the events came in: one name for all, one per event, or None (each event
-        a message of its own). ``origins``, likewise, says who sent them.
+        a message of its own). ``origins``, likewise, says who sent them. An event may be a
+        :class:`WireRequest` (decoded and checked already) or the decoded JSON value.
         """
         out: list[Decision] = []
         in_open_tick = self._in_open_tick
+        wire_in_open_tick = self._wire_in_open_tick
         for index, event in enumerate(events):
-            if type(event) is dict and event.get("type") == "request" and in_open_tick(event):
+            if type(event) is WireRequest:
+                if wire_in_open_tick(event):
+                    continue
+                event = event.as_event()  # noqa: PLW2901 -- the general path takes objects
+            elif type(event) is dict and event.get("type") == "request" and in_open_tick(event):
                 continue
             message = messages if messages is None or type(messages) is str else messages[index]
             origin = origins if origins is None or isinstance(origins, Origin) else origins[index]

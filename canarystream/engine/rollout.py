@@ -39,6 +39,7 @@ from canarystream.contracts.decision import (
 )
 from canarystream.contracts.events import CompensationHook, DeploymentStarted
 from canarystream.contracts.topics import service_partition
+from canarystream.contracts.wire import WireRequest
 from canarystream.engine.admission import METRIC, PROBE, REQUEST, EventClock, out_of_range
 from canarystream.engine.lowtraffic import Outcome, consider
 from canarystream.engine.routing import Routing
@@ -277,7 +278,12 @@ class Rollout:
             self.add_probe(cohort, payload)
 
     def add_request(
-        self, cohort: int, ts: float, latency: float, status: int, event: dict[str, Any]
+        self,
+        cohort: int,
+        ts: float,
+        latency: float,
+        status: int,
+        event: dict[str, Any] | WireRequest,
     ) -> None:
         """Record one validated request in the current tick (the hot path)."""
         bucket = self.buckets[cohort]

@@ -10,6 +10,7 @@ import pytest
 from canarystream.contracts import decode_message, explain_invalid, parse_control
 from canarystream.contracts.codec import decode_events, decode_objects
 from canarystream.contracts.events import DeploymentAborted
+from canarystream.contracts.wire import WireRequest
 from canarystream.errors import ContractError
 
 REQUEST = {
@@ -70,7 +71,16 @@ def test_decode_events_says_whether_the_message_was_a_batch() -> None:
 
 def test_decode_objects_decodes_lines_of_one_object_each_or_gives_up() -> None:
     line = orjson.dumps(REQUEST)
-    assert decode_objects([line, line]) == [REQUEST, REQUEST]
+    metric = {**REQUEST, "type": "metric", "name": "cpu", "value": 0.5}
+    metric.pop("status")
+    metric.pop("latency_ms")
+    decoded = decode_objects([line, orjson.dumps(metric)])
+    assert decoded is not None
+    assert [value if type(value) is dict else value.as_event() for value in decoded] == [
+        REQUEST,
+        metric,
+    ]
+    assert type(decoded[0]) is WireRequest  # checked already, in one pass
     assert decode_objects([]) == []
     # Anything else (malformed, a batch, a scalar, a blank line) is for the general path.
     for odd in (b"{", b"[]", orjson.dumps([REQUEST]), b"1", b"null", b"", b"\n"):

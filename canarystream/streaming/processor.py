@@ -62,10 +62,11 @@ import orjson
 from canarystream.analysis.sequential import MeanRestarts, RatioSequence
 from canarystream.analysis.state import Reader
 from canarystream.contracts.actuation import MAX_DETAIL_CHARS, DeadLetter, clip
-from canarystream.contracts.codec import TELEMETRY_TYPES, decode_events
+from canarystream.contracts.codec import TELEMETRY_TYPES, decode_events, decode_telemetry
 from canarystream.contracts.decision import Decision
 from canarystream.contracts.topics import service_partition
 from canarystream.contracts.verdict import InputVerdict
+from canarystream.contracts.wire import WireRequest
 from canarystream.engine import Engine
 from canarystream.engine.rollout import Rollout
 from canarystream.errors import CanarystreamError, ContractError, StateFormatError
@@ -498,7 +499,8 @@ class BatchProcessor:
             problems.whole(_no_value())
             return
         try:
-            values, batched = decode_events(message.value)
+            decode = decode_telemetry if message.topic == self.telemetry_topic else decode_events
+            values, batched = decode(message.value)
         except ContractError as exc:
             problems.whole(exc)
             return
@@ -721,6 +723,9 @@ def _verdicts(
     return out
 
 
+_OBJECTS = (dict, WireRequest)
+
+
 def _service_of(message: Inbound, values: list[Any]) -> str | None:
     """The service a message belongs to: its key, else the service field of its first event."""
     if message.key:
@@ -728,8 +733,8 @@ def _service_of(message: Inbound, values: list[Any]) -> str | None:
             return message.key.decode("utf-8")
         except UnicodeDecodeError:
             return None
-    first = values[0] if values else None
-    service = first.get("service") if type(first) is dict else None
+    first: Any = values[0] if values else None
+    service = first.get("service") if type(first) in _OBJECTS else None
     return service if type(service) is str and service else None
 
 
@@ -745,7 +750,7 @@ def _own_events(
     rollouts = engine.rollouts
     kept: list[int] | None = None
     for index, event in enumerate(values):
-        if type(event) is not dict:
+        if type(event) not in _OBJECTS:
             continue
         named = event.get("service")
         if type(named) is str and named != service:

@@ -225,6 +225,20 @@ def test_an_unkeyed_message_belongs_to_the_service_of_its_first_event() -> None:
     assert requests_seen(processor.engine.active_by_service[A]) == 1
 
 
+def test_an_unkeyed_batch_of_requests_belongs_to_the_service_of_its_first_request() -> None:
+    feed, processor = Feed(), make_processor()
+    processor.process([feed(D, started(A), key=A), feed(D, started(B), key=B)])
+    before = requests_seen(processor.engine.active_by_service[B])
+    batch = feed(T, [request(A), request(B, status=503), request(A), request(B)], key=None)
+    result = processor.process([batch])
+    letter = letter_of(result, batch)
+    assert letter.reason == "key_mismatch"
+    assert letter.detail.startswith("2 of 4 events rejected")
+    assert requests_seen(processor.engine.active_by_service[B]) == before
+    assert requests_seen(processor.engine.active_by_service[A]) == 2
+    assert result.invalid == {"key_mismatch": 2}
+
+
 def test_an_announcement_and_its_commands_in_one_unkeyed_message() -> None:
     feed, processor = Feed(), make_processor()
     result = processor.process([feed(D, [started(A), aborted(f"{A}-1")], key=None)])

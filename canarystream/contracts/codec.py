@@ -1,9 +1,11 @@
 """Decoding of raw messages into events, with a cheap hot-path check for telemetry.
 
-Telemetry is most of the traffic, so it is checked by hand here rather than by building a
-pydantic model per event. The check is exactly as strict as the models in
-:mod:`canarystream.contracts.events` (a property test holds the two to agreement); when it
-rejects, the model is run once to say precisely what is wrong.
+Telemetry is most of the traffic, so it is not checked by building a pydantic model per
+event. Plain requests in replay lines and telemetry messages are decoded and checked in one
+pass by :mod:`canarystream.contracts.wire`; any other telemetry object is checked by hand here.
+Both are exactly as strict as the models in :mod:`canarystream.contracts.events` (property
+tests hold them to agreement); when a check rejects, the model is run once to say precisely
+what is wrong.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.error import URLError
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -321,11 +322,21 @@ def memory(bootstrap: str, workdir: Path, rollouts: int) -> dict[str, Any]:
         )
         telemetry = [e for e in events if e["type"] != "deployment_started"]
         messages = stack.produce(telemetry, batch=20)
-        stack.wait_for(lambda: worker.telemetry_consumed() >= messages, timeout=300)
+        stalls = [0]  # scrapes of /metrics that timed out (5 s) while the worker was busy
+
+        def consumed() -> float:
+            try:
+                return worker.telemetry_consumed()
+            except (TimeoutError, URLError):
+                stalls[0] += 1
+                return -1.0
+
+        stack.wait_for(lambda: consumed() >= messages, timeout=300)
         time.sleep(2)
         return {
             "rollouts": rollouts,
             "events": len(events),
+            "metrics_scrapes_timed_out": stalls[0],
             "worker_rss_idle_mb": round(idle),
             "worker_rss_mb": round(_rss_mb(worker.process.pid)),
         }

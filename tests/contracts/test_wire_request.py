@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from canarystream.contracts import RequestSample, input_event_adapter
 from canarystream.contracts.codec import check_request, decode_objects
+from canarystream.contracts.events import MAX_LATENCY_MS, MAX_TS, MIN_TS
 from canarystream.contracts.wire import WireRequest, decode_request
 from tests.contracts.test_telemetry_validation import TELEMETRY_OBJECTS
 
@@ -120,6 +121,35 @@ _VALID = (
 )
 def test_the_wire_decoder_agrees_with_the_contract_on_raw_text(raw: bytes) -> None:
     _agrees(raw)
+
+
+_EDGE_BASE: dict[str, Any] = orjson.loads(b"{" + _VALID + b"}")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"status": 99},
+        {"status": 100},
+        {"status": 599},
+        {"status": 600},
+        {"ts": MIN_TS},
+        {"ts": math.nextafter(MIN_TS, 0.0)},
+        {"ts": MAX_TS},
+        {"ts": math.nextafter(MAX_TS, math.inf)},
+        {"ts": int(MAX_TS) + 1},
+        {"latency_ms": 0},
+        {"latency_ms": MAX_LATENCY_MS},
+        {"latency_ms": math.nextafter(MAX_LATENCY_MS, math.inf)},
+        {"service": "a" * 256},
+        {"service": "a" * 257},
+        {"version": ""},
+        {"endpoint": "e" * 257},
+    ],
+    ids=repr,
+)
+def test_the_wire_decoder_agrees_with_the_contract_at_every_bound(change: dict[str, Any]) -> None:
+    _agrees(orjson.dumps({**_EDGE_BASE, **change}))
 
 
 def test_only_requests_with_named_fields_take_the_one_pass_decoder() -> None:
